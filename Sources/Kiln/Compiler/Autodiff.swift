@@ -1,0 +1,109 @@
+/// Backward steps for a training plan.
+///
+/// Contract: walks the forward schedule in reverse. A value gets a gradient when a gradient can reach it
+/// (a leaf with `needGrad`, or the output of a differentiable function with such an input). The first
+/// contribution to an intermediate gradient overwrites it and later ones add; parameter gradients always
+/// add, as nnabla's `.g` does (solvers zero them). Roots are seeded; an output gradient no consumer wrote
+/// is zeroed before it is read. A node none of whose outputs received a gradient is skipped.
+extension PlanBuilder {
+    mutating func addBackward(_ nodes: [FunctionNode]) throws {
+        var requires = [Key: Bool]()
+        func req(_ v: Variable) -> Bool {
+            if let r = requires[Key(v)] { return r }
+            return v.parent == nil ? v.needGrad : false
+        }
+        for n in nodes {
+            let r = n.function.isDifferentiable && n.inputs.enumerated().contains { i, v in
+                req(v) && n.function.propagatesGradient(toInput: i, inputCount: n.inputs.count)
+            }
+            for i in n.outputTypes.indices { requires[.output(node: ObjectIdentifier(n), index: i)] = r }
+        }
+
+        // Seeds: the gradient of each root that requires one.
+        var defined = Set<Key>()
+        for r in roots where req(r) {
+            let key = Key(r)
+            guard !defined.contains(key) else { continue }
+            let g = newBuffer("grad:\(variableName(r))", .outputGradient, TensorType(r.shape, .float32))
+            bindings.externals[g] = .grad(r)
+            gradBuffer[key] = g
+            defined.insert(key)
+            steps.append(PlanStep(kind: .seed, function: "Seed", node: variableName(r), inputs: [], outputs: [g],
+                                  accumulate: [false], workspace: nil))
+            bindings.steps.append(.init(node: nil))
+            bindings.seeds.append(g)
+        }
+
+        for n in nodes.reversed() {
+            let nid = ObjectIdentifier(n)
+            let f = n.function
+            let wants = n.inputs.enumerated().map { i, v in
+                f.isDifferentiable && req(v) && f.propagatesGradient(toInput: i, inputCount: n.inputs.count)
+            }
+            let outKeys = n.outputTypes.indices.map { Key.output(node: nid, index: $0) }
+            guard wants.contains(true), outKeys.contains(where: { defined.contains($0) }) else { continue }
+
+            // Output gradients; zero the ones nobody produced.
+            var outGrads: [Int] = []
+            let outVars = n.outputs
+            for (i, key) in outKeys.enumerated() {
+                if let g = gradBuffer[key], defined.contains(key) { outGrads.append(g); continue }
+                let g = newBuffer("grad:\(outVars[i].map { variableName($0) } ?? "\(n.name):\(i)")", .gradient,
+                                  TensorType(n.outputTypes[i].shape, .float32))
+                gradBuffer[key] = g
+                defined.insert(key)
+                steps.append(PlanStep(kind: .zero, function: "Zero", node: n.name, inputs: [], outputs: [g],
+                                      accumulate: [false], workspace: nil))
+                bindings.steps.append(.init(node: nil))
+                outGrads.append(g)
+            }
+
+            let reads = f.backwardReads(inputCount: n.inputs.count, outputCount: n.outputTypes.count)
+            var slots = PlanBindings.StepSlots(node: n)
+            slots.inputData = n.inputs.enumerated().map { i, v in reads.inputs[i] ? dataBuffer[Key(v)] : nil }
+            slots.outputData = outKeys.enumerated().map { i, k in reads.outputs[i] ? dataBuffer[k] : nil }
+            slots.outputGrads = outGrads
+            var written: [Int] = []
+            var accumulate: [Bool] = []
+            for (i, v) in n.inputs.enumerated() {
+                guard wants[i] else { slots.inputGrads.append(nil); slots.accumulate.append(false); continue }
+                let key = Key(v)
+                let acc: Bool
+                if let g = gradBuffer[key], defined.contains(key) {
+                    acc = true
+                    slots.inputGrads.append(g)
+                } else {
+                    let g: Int
+                    if v.parent == nil {
+                        g = newBuffer("grad:\(variableName(v))", .parameterGradient, TensorType(v.shape, .float32))
+                        bindings.externals[g] = .grad(v)
+                        acc = true
+                    } else {
+                        g = newBuffer("grad:\(variableName(v))", .gradient, TensorType(v.shape, .float32))
+                        bindings.arenaVariables.append((g, WeakVariable(value: v), true))
+                        acc = false
+                    }
+                    gradBuffer[key] = g
+                    defined.insert(key)
+                    slots.inputGrads.append(g)
+                }
+                slots.accumulate.append(acc)
+                if let g = slots.inputGrads.last!, !written.contains(g) { written.append(g); accumulate.append(acc) }
+            }
+            let tb = TypeBinding(inputs: n.inputs.map { $0.type }, outputs: n.outputTypes)
+            let wsBytes = f.backwardWorkspace(tb)
+            var ws: Int? = nil
+            if wsBytes > 0 {
+                let w = newBuffer("\(n.name):backward-workspace", .workspace, TensorType([(wsBytes + 3) / 4], .float32))
+                buffers[w].bytes = PlanBuilder.rounded(wsBytes)
+                ws = w
+            }
+            let readsList = (slots.inputData + slots.outputData).compactMap { $0 } + outGrads
+            var uniqueReads: [Int] = []
+            for r in readsList where !uniqueReads.contains(r) { uniqueReads.append(r) }
+            steps.append(PlanStep(kind: .backward, function: n.typeName, node: n.name, inputs: uniqueReads,
+                                  outputs: written, accumulate: accumulate, workspace: ws))
+            bindings.steps.append(slots)
+        }
+    }
+}

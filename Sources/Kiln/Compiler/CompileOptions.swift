@@ -1,0 +1,23 @@
+/// What a plan computes.
+public enum PlanMode: String, Sendable, CaseIterable, Codable {
+    /// Forward only.
+    case inference
+    /// Forward, then backward from the roots to every variable that needs a gradient.
+    case training
+}
+
+/// How a plan uses memory. The defaults are what a trainer wants; `Variable.forward()` passes nnabla's own
+/// defaults (`clear_buffer=False`, `clear_no_need_grad=False`).
+public struct CompileOptions: Hashable, Sendable {
+    /// Reuse the memory of a buffer after its last use (nnabla's `clear_buffer`). Off: every buffer keeps its
+    /// own place for the whole run, so every intermediate value can be read afterwards.
+    public var clearBuffer: Bool
+    /// In training plans, free forward values that backward does not read as soon as forward is done with
+    /// them (nnabla's `clear_no_need_grad`). Off: every forward value survives until the forward phase ends.
+    public var clearNoNeedGrad: Bool
+
+    public init(clearBuffer: Bool = true, clearNoNeedGrad: Bool = true) {
+        self.clearBuffer = clearBuffer
+        self.clearNoNeedGrad = clearNoNeedGrad
+    }
+}

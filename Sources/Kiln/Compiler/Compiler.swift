@@ -1,0 +1,69 @@
+/// Lowers a graph into a `Plan` and binds it into an `Executable`.
+///
+/// Stages, each in its own file: collect the nodes behind the roots (GraphCollector), order them
+/// (Schedule), append backward steps for training (Autodiff, here in `lower`), derive buffer lifetimes
+/// (Liveness), place buffers in one arena (MemoryPlanner), then bind kernels (Executable). Nothing is
+/// planned for values outside the arena: inputs, parameters and their gradients, requested outputs and
+/// persistent variables keep their own storage so that users and solvers can read and write them.
+public enum Compiler {
+    /// Compiles the graph behind `outputs`.
+    public static func compile(_ outputs: [Variable], _ mode: PlanMode = .inference,
+                               options: CompileOptions = CompileOptions()) throws -> Executable {
+        let lowered = try lower(outputs, mode, options)
+        return try Executable(plan: lowered.plan, bindings: lowered.bindings)
+    }
+
+    public static func compile(_ output: Variable, _ mode: PlanMode = .inference,
+                               options: CompileOptions = CompileOptions()) throws -> Executable {
+        try compile([output], mode, options: options)
+    }
+
+    /// The plan alone (no memory is allocated): what `kiln plan` prints.
+    public static func plan(_ outputs: [Variable], _ mode: PlanMode = .inference,
+                            options: CompileOptions = CompileOptions()) throws -> Plan {
+        try lower(outputs, mode, options).plan
+    }
+
+    struct Lowered {
+        var plan: Plan
+        var bindings: PlanBindings
+    }
+
+    static func lower(_ roots: [Variable], _ mode: PlanMode, _ options: CompileOptions) throws -> Lowered {
+        for r in roots { try r.takePendingError() }
+        let nodes = Schedule.order(GraphCollector.nodes(from: roots))
+        var b = PlanBuilder(mode: mode, options: options, roots: roots)
+        for n in nodes {
+            for v in n.inputs { try v.takePendingError() }
+            try b.addForward(n)
+        }
+        let forwardCount = b.steps.count
+        if mode == .training { try b.addBackward(nodes) }
+        return b.finish(forwardStepCount: forwardCount)
+    }
+}
+
+/// How each step's buffers map onto its function's slots, and which variables own external buffers.
+struct PlanBindings {
+    enum External {
+        case data(Variable)
+        case grad(Variable)
+    }
+
+    struct StepSlots {
+        var node: FunctionNode?
+        /// Forward: buffer per function input / output. Backward: data buffers where read, else nil.
+        var inputData: [Int?] = []
+        var outputData: [Int?] = []
+        var outputGrads: [Int] = []
+        var inputGrads: [Int?] = []
+        var accumulate: [Bool] = []
+    }
+
+    var steps: [StepSlots] = []
+    var externals: [Int: External] = [:]
+    /// Variables whose value lives in an arena buffer (for `d` after a run).
+    var arenaVariables: [(buffer: Int, variable: WeakVariable, isGrad: Bool)] = []
+    /// Root gradients filled by seed steps.
+    var seeds: [Int] = []
+}

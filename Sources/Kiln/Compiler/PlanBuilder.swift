@@ -1,0 +1,89 @@
+/// Accumulates buffers and steps while a graph is lowered, then lays out memory.
+struct PlanBuilder {
+    typealias Key = GraphCollector.ValueKey
+
+    let mode: PlanMode
+    let options: CompileOptions
+    let roots: [Variable]
+    let rootKeys: Set<Key>
+    var buffers: [PlanBuffer] = []
+    var steps: [PlanStep] = []
+    var bindings = PlanBindings()
+    var dataBuffer: [Key: Int] = [:]
+    var gradBuffer: [Key: Int] = [:]
+
+    init(mode: PlanMode, options: CompileOptions, roots: [Variable]) {
+        self.mode = mode
+        self.options = options
+        self.roots = roots
+        self.rootKeys = Set(roots.map { Key($0) })
+    }
+
+    static func rounded(_ bytes: Int) -> Int {
+        (max(bytes, 1) + Plan.alignment - 1) / Plan.alignment * Plan.alignment
+    }
+
+    mutating func newBuffer(_ name: String, _ kind: BufferKind, _ type: TensorType) -> Int {
+        let id = buffers.count
+        buffers.append(PlanBuffer(id: id, name: name, kind: kind, type: type,
+                                  bytes: PlanBuilder.rounded(type.byteCount), offset: nil))
+        return id
+    }
+
+    /// The buffer holding a variable's value, created on first sight.
+    mutating func data(of v: Variable?, node: FunctionNode?, index: Int, type: TensorType) -> Int {
+        let key: Key = v.map { Key($0) } ?? .output(node: ObjectIdentifier(node!), index: index)
+        if let b = dataBuffer[key] { return b }
+        let name = v.map { variableName($0) } ?? "\(node!.name):\(index)"
+        let id: Int
+        if let v, v.parent == nil {
+            id = newBuffer(name, v.needGrad ? .parameter : .input, type)
+            bindings.externals[id] = .data(v)
+        } else if let v, v.persistent || rootKeys.contains(key) {
+            id = newBuffer(name, .output, type)
+            bindings.externals[id] = .data(v)
+        } else {
+            id = newBuffer(name, .activation, type)
+            if let v { bindings.arenaVariables.append((id, WeakVariable(value: v), false)) }
+        }
+        dataBuffer[key] = id
+        return id
+    }
+
+    func variableName(_ v: Variable) -> String {
+        if !v.name.isEmpty { return v.name }
+        if let p = v.parent { return p.outputTypes.count > 1 ? "\(p.name):\(v.outputIndex)" : p.name }
+        return "v\(v.sequence)"
+    }
+
+    mutating func addForward(_ n: FunctionNode) throws {
+        let ins = n.inputs.map { data(of: $0, node: nil, index: 0, type: $0.type) }
+        let outVars = n.outputs
+        let outs = n.outputTypes.indices.map { i in data(of: outVars[i], node: n, index: i, type: n.outputTypes[i]) }
+        let tb = TypeBinding(inputs: n.inputs.map { $0.type }, outputs: n.outputTypes)
+        let wsBytes = n.function.forwardWorkspace(tb)
+        let ws = wsBytes > 0 ? newBuffer("\(n.name):workspace", .workspace, TensorType([wsBytes], .float32)) : nil
+        if let ws { buffers[ws].type = TensorType([(wsBytes + 3) / 4], .float32); buffers[ws].bytes = PlanBuilder.rounded(wsBytes) }
+        // Inputs a function writes (BN running statistics) are outputs of the step too.
+        var written = outs
+        for (i, b) in ins.enumerated() where n.function.mutatesInput(i) { written.append(b) }
+        steps.append(PlanStep(kind: .forward, function: n.typeName, node: n.name, inputs: ins, outputs: written,
+                              accumulate: written.map { _ in false }, workspace: ws))
+        bindings.steps.append(.init(node: n, inputData: ins, outputData: outs))
+    }
+
+    mutating func finish(forwardStepCount: Int) -> Compiler.Lowered {
+        var plan = Plan(mode: mode, options: options, buffers: buffers, steps: steps,
+                        forwardStepCount: forwardStepCount, arenaBytes: 0, lowerBoundBytes: 0, naiveBytes: 0,
+                        persistentBytes: 0, placementAlgorithm: "none")
+        let lifetimes = Liveness.lifetimes(plan)
+        plan.lowerBoundBytes = Liveness.lowerBound(lifetimes, steps: steps.count)
+        plan.naiveBytes = lifetimes.reduce(0) { $0 + $1.bytes }
+        plan.persistentBytes = buffers.filter { !$0.kind.isTransient }.reduce(0) { $0 + $1.type.byteCount }
+        let placed = MemoryPlanner.bestOf(lifetimes)
+        for (id, off) in placed.offsets { plan.buffers[id].offset = off }
+        plan.arenaBytes = placed.arenaBytes
+        plan.placementAlgorithm = placed.algorithm
+        return Compiler.Lowered(plan: plan, bindings: bindings)
+    }
+}

@@ -1,0 +1,4 @@
+/// Embed.
+public enum EmbeddingFunctions {
+    public static let all: [any Function.Type] = []
+}

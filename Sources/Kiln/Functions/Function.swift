@@ -1,0 +1,105 @@
+/// One of nnabla's functions with its arguments fixed: the unit a graph is made of.
+///
+/// A function knows three things: the types of its outputs given its inputs (checked when it is added to a
+/// graph), how to build a forward kernel over bound buffers, and how to build the backward kernel that turns
+/// output gradients into input gradients. Kernels are built once when a plan is bound; running them must not
+/// allocate.
+public protocol Function {
+    /// nnabla's function type name, as used in graph files ("Convolution", "ReLU", ...).
+    static var typeName: String { get }
+
+    /// Parses the arguments of a graph file, filling in nnabla's defaults.
+    init(arguments: inout ArgReader) throws
+
+    /// Every argument with its resolved value, in nnabla's order, for graph files and dumps.
+    var arguments: [(String, ArgValue)] { get }
+
+    /// Output types for the given input types; throws when they are not acceptable.
+    func outputTypes(_ inputs: [TensorType]) throws -> [TensorType]
+
+    /// Whether a gradient flows to input `index` (false for labels, indices and statistics in test mode).
+    func propagatesGradient(toInput index: Int, inputCount: Int) -> Bool
+
+    /// Which input and output values the backward kernel reads. Anything else may be freed after forward.
+    func backwardReads(inputCount: Int, outputCount: Int) -> (inputs: [Bool], outputs: [Bool])
+
+    /// Whether some input is written by the forward kernel (BatchNormalization's running statistics).
+    func mutatesInput(_ index: Int) -> Bool
+
+    /// Scratch memory (bytes) the forward and backward kernels need; planned like any other buffer.
+    func forwardWorkspace(_ b: TypeBinding) -> Int
+    func backwardWorkspace(_ b: TypeBinding) -> Int
+
+    /// Whether the function has a backward rule at all (TopNError and BinaryError do not).
+    var isDifferentiable: Bool { get }
+
+    func makeForward(_ b: ForwardBinding) throws -> Kernel
+    func makeBackward(_ b: BackwardBinding) throws -> Kernel
+}
+
+public extension Function {
+    var typeName: String { Self.typeName }
+    func propagatesGradient(toInput index: Int, inputCount: Int) -> Bool { true }
+    func backwardReads(inputCount: Int, outputCount: Int) -> (inputs: [Bool], outputs: [Bool]) {
+        ([Bool](repeating: true, count: inputCount), [Bool](repeating: false, count: outputCount))
+    }
+    func mutatesInput(_ index: Int) -> Bool { false }
+    func forwardWorkspace(_ b: TypeBinding) -> Int { 0 }
+    func backwardWorkspace(_ b: TypeBinding) -> Int { 0 }
+    var isDifferentiable: Bool { true }
+
+    func makeBackward(_ b: BackwardBinding) throws -> Kernel {
+        throw KilnError.invalidFunction(function: Self.typeName, reason: "has no backward")
+    }
+
+    /// Shorthand for an error about this function.
+    func error(_ reason: String) -> KilnError { .invalidFunction(function: Self.typeName, reason: reason) }
+}
+
+/// A kernel bound to its buffers. It may throw for data-dependent errors (a label out of range).
+public typealias Kernel = () throws -> Void
+
+/// A buffer bound to a kernel: an address and the type of what lives there.
+public struct Tensor {
+    public let raw: UnsafeMutableRawPointer
+    public let type: TensorType
+
+    public init(_ raw: UnsafeMutableRawPointer, _ type: TensorType) {
+        self.raw = raw
+        self.type = type
+    }
+
+    public var f: UnsafeMutablePointer<Float> { raw.assumingMemoryBound(to: Float.self) }
+    public var i32: UnsafeMutablePointer<Int32> { raw.assumingMemoryBound(to: Int32.self) }
+    public var shape: [Int] { type.shape }
+    public var count: Int { type.count }
+}
+
+/// Input and output types of one function application, for workspace sizing.
+public struct TypeBinding {
+    public let inputs: [TensorType]
+    public let outputs: [TensorType]
+}
+
+public struct ForwardBinding {
+    public let inputs: [Tensor]
+    public let outputs: [Tensor]
+    /// Scratch memory of `forwardWorkspace` bytes (nil when that is 0).
+    public let workspace: UnsafeMutableRawPointer?
+}
+
+public struct BackwardBinding {
+    public let inputTypes: [TensorType]
+    public let outputTypes: [TensorType]
+    /// Input values, present where `backwardReads` asked for them.
+    public let inputs: [Tensor?]
+    /// Output values, present where `backwardReads` asked for them.
+    public let outputs: [Tensor?]
+    /// Gradients of every output.
+    public let outputGrads: [Tensor]
+    /// Where to write input gradients; nil where no gradient is wanted.
+    public let inputGrads: [Tensor?]
+    /// Per input: add to the gradient buffer (true) or overwrite it (false).
+    public let accumulate: [Bool]
+    public let workspace: UnsafeMutableRawPointer?
+}

@@ -1,0 +1,4 @@
+/// Affine, Convolution, Deconvolution.
+public enum LinearFunctions {
+    public static let all: [any Function.Type] = []
+}

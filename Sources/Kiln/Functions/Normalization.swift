@@ -1,0 +1,4 @@
+/// BatchNormalization.
+public enum NormalizationFunctions {
+    public static let all: [any Function.Type] = []
+}

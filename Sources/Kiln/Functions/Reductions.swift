@@ -1,0 +1,4 @@
+/// Sum, Mean.
+public enum ReductionFunctions {
+    public static let all: [any Function.Type] = []
+}

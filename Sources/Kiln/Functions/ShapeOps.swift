@@ -1,0 +1,4 @@
+/// Reshape, Transpose, Concatenate, Split, Slice.
+public enum ShapeFunctions {
+    public static let all: [any Function.Type] = []
+}

@@ -1,0 +1,4 @@
+/// Dropout.
+public enum StochasticFunctions {
+    public static let all: [any Function.Type] = []
+}

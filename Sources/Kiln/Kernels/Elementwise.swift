@@ -1,0 +1,56 @@
+/// Element-wise loops over contiguous float buffers. Plain loops over unsafe pointers vectorise and reach
+/// memory bandwidth; large tensors are split over the threads.
+public enum Elementwise {
+    /// `y[i] = op(x[i])`. `x` and `y` may be the same buffer.
+    @inline(__always)
+    public static func map(_ n: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                           _ op: (Float) -> Float) {
+        Threads.chunks(n) { s, e in
+            for i in s..<e { y[i] = op(x[i]) }
+        }
+    }
+
+    /// `out[i] = op(a[i], b[i])`, or `out[i] += op(a[i], b[i])` when accumulating.
+    @inline(__always)
+    public static func zip(_ n: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                           _ out: UnsafeMutablePointer<Float>, accumulate: Bool,
+                           _ op: (Float, Float) -> Float) {
+        Threads.chunks(n) { s, e in
+            if accumulate {
+                for i in s..<e { out[i] += op(a[i], b[i]) }
+            } else {
+                for i in s..<e { out[i] = op(a[i], b[i]) }
+            }
+        }
+    }
+
+    /// `out[i] = op(a[i], b[i], c[i])`, or `+=` when accumulating.
+    @inline(__always)
+    public static func zip3(_ n: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                            _ c: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, accumulate: Bool,
+                            _ op: (Float, Float, Float) -> Float) {
+        Threads.chunks(n) { s, e in
+            if accumulate {
+                for i in s..<e { out[i] += op(a[i], b[i], c[i]) }
+            } else {
+                for i in s..<e { out[i] = op(a[i], b[i], c[i]) }
+            }
+        }
+    }
+
+    /// `out = x` or `out += x`.
+    @inline(__always)
+    public static func store(_ n: Int, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        if accumulate {
+            Threads.chunks(n) { s, e in for i in s..<e { out[i] += x[i] } }
+        } else if UnsafePointer(out) != x {
+            out.update(from: x, count: n)
+        }
+    }
+
+    /// Sets `n` floats to `value`.
+    @inline(__always)
+    public static func fill(_ n: Int, _ out: UnsafeMutablePointer<Float>, _ value: Float) {
+        out.update(repeating: value, count: n)
+    }
+}

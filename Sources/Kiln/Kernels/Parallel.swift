@@ -1,0 +1,51 @@
+import Dispatch
+import CBLAS
+
+/// How many threads kernels use. Work is split only above `minimumWork` elements: waking idle threads costs
+/// about 5 us on this kind of machine, which small tensors cannot repay.
+public enum Threads {
+    nonisolated(unsafe) private static var _count = 1
+
+    /// Threads for Kiln's own loops and for OpenBLAS. Defaults to 1; `kiln` sets it from `--threads`.
+    public static var count: Int {
+        get { _count }
+        set {
+            _count = max(1, newValue)
+            openblas_set_num_threads(Int32(_count))
+        }
+    }
+
+    public static let minimumWork = 1 << 17
+
+    /// Runs `body(start, end)` over `0..<n` split into contiguous chunks, in parallel when `n` is large.
+    @inline(__always)
+    public static func chunks(_ n: Int, minimumWork: Int = Threads.minimumWork, _ body: (Int, Int) -> Void) {
+        let t = _count
+        if t <= 1 || n < minimumWork {
+            body(0, n)
+            return
+        }
+        let parts = min(t, (n + minimumWork / 2 - 1) / (minimumWork / 2))
+        let size = (n + parts - 1) / parts
+        DispatchQueue.concurrentPerform(iterations: parts) { p in
+            let s = p * size
+            let e = min(n, s + size)
+            if s < e { body(s, e) }
+        }
+    }
+
+    /// Runs `body(i)` for `i` in `0..<n` items (each of `workPerItem` elements), in parallel when worth it.
+    @inline(__always)
+    public static func items(_ n: Int, workPerItem: Int, _ body: (Int) -> Void) {
+        let t = _count
+        if t <= 1 || n < 2 || n * workPerItem < Threads.minimumWork {
+            for i in 0..<n { body(i) }
+            return
+        }
+        let parts = min(t, n)
+        DispatchQueue.concurrentPerform(iterations: parts) { p in
+            var i = p
+            while i < n { body(i); i += parts }
+        }
+    }
+}

@@ -1,0 +1,25 @@
+/// Where a plan run left a value inside an arena. Holds the executable that owns the arena, so reading a
+/// variable's `d` after a run stays safe however long the variable lives.
+final class ArenaView {
+    let owner: AnyObject
+    let pointer: UnsafeMutableRawPointer
+    /// Cleared when the owner runs again and the slot may hold something else.
+    var isValid = true
+
+    init(owner: AnyObject, pointer: UnsafeMutableRawPointer) {
+        self.owner = owner
+        self.pointer = pointer
+    }
+
+    func floats(count: Int, dtype: DType) -> [Float] {
+        switch dtype {
+        case .float32: return Array(UnsafeBufferPointer(start: pointer.assumingMemoryBound(to: Float.self), count: count))
+        case .int32:
+            let p = pointer.assumingMemoryBound(to: Int32.self)
+            return (0..<count).map { Float(p[$0]) }
+        case .float16:
+            let p = pointer.assumingMemoryBound(to: Float16.self)
+            return (0..<count).map { Float(p[$0]) }
+        }
+    }
+}

@@ -1,0 +1,114 @@
+/// A plan bound to memory: one arena allocated here, kernels built here, nothing allocated while it runs.
+public final class Executable {
+    public let plan: Plan
+    let arena: UnsafeMutableRawPointer
+    private var kernels: [Kernel] = []
+    /// External arrays, retained so that the addresses bound into kernels stay valid.
+    private var retained: [NDArray] = []
+    private let seedBox = SeedBox()
+    /// Arena views handed to variables after a run, made once here.
+    private var views: [(view: ArenaView, variable: WeakVariable, isGrad: Bool, last: Int)] = []
+    /// Parameters whose gradient the backward phase writes (their `gradWritten` is set after a run).
+    private var writtenGrads: [WeakVariable] = []
+    public private(set) var runs = 0
+
+    init(plan: Plan, bindings: PlanBindings) throws {
+        self.plan = plan
+        arena = UnsafeMutableRawPointer.allocate(byteCount: max(plan.arenaBytes, Plan.alignment), alignment: Plan.alignment)
+        arena.initializeMemory(as: UInt8.self, repeating: 0, count: max(plan.arenaBytes, Plan.alignment))
+
+        var pointers = [UnsafeMutableRawPointer?](repeating: nil, count: plan.buffers.count)
+        for b in plan.buffers {
+            if let off = b.offset { pointers[b.id] = arena + off; continue }
+            guard let ext = bindings.externals[b.id] else { continue }
+            let array: NDArray
+            switch ext {
+            case .data(let v): array = v.data
+            case .grad(let v):
+                array = v.grad
+                if v.parent == nil { writtenGrads.append(WeakVariable(value: v)) }
+            }
+            retained.append(array)
+            pointers[b.id] = array.raw
+        }
+        func tensor(_ id: Int) throws -> Tensor {
+            guard let p = pointers[id] else { throw KilnError.planFailed("buffer \(plan.buffers[id].name) has no storage") }
+            return Tensor(p, plan.buffers[id].type)
+        }
+
+        for (s, step) in plan.steps.enumerated() {
+            let slots = bindings.steps[s]
+            let ws = try step.workspace.map { try tensor($0).raw }
+            switch step.kind {
+            case .seed:
+                let t = try tensor(step.outputs[0])
+                let box = seedBox
+                kernels.append {
+                    if let v = box.value { Elementwise.fill(t.count, t.f, v) }
+                }
+            case .zero:
+                let t = try tensor(step.outputs[0])
+                kernels.append { Elementwise.fill(t.count, t.f, 0) }
+            case .forward:
+                guard let n = slots.node else { throw KilnError.planFailed("step \(s) has no function") }
+                let b = ForwardBinding(inputs: try slots.inputData.map { try tensor($0!) },
+                                       outputs: try slots.outputData.map { try tensor($0!) }, workspace: ws)
+                kernels.append(try n.function.makeForward(b))
+            case .backward:
+                guard let n = slots.node else { throw KilnError.planFailed("step \(s) has no function") }
+                let b = BackwardBinding(
+                    inputTypes: n.inputs.map { $0.type }, outputTypes: n.outputTypes,
+                    inputs: try slots.inputData.map { try $0.map(tensor) },
+                    outputs: try slots.outputData.map { try $0.map(tensor) },
+                    outputGrads: try slots.outputGrads.map(tensor),
+                    inputGrads: try slots.inputGrads.map { try $0.map(tensor) },
+                    accumulate: slots.accumulate, workspace: ws)
+                kernels.append(try n.function.makeBackward(b))
+            }
+        }
+
+        let lifetimes = Liveness.lifetimes(plan)
+        var last = [Int: Int]()
+        for l in lifetimes { last[l.buffer] = l.last }
+        for (buffer, variable, isGrad) in bindings.arenaVariables {
+            guard let p = pointers[buffer], let l = last[buffer] else { continue }
+            views.append((ArenaView(owner: self, pointer: p), variable, isGrad, l))
+        }
+    }
+
+    deinit { arena.deallocate() }
+
+    public enum Phase { case all, forward, backward }
+
+    /// Runs the plan (or one phase of a training plan). `seed` fills the roots' gradients before backward;
+    /// nil keeps whatever the roots' `.g` holds, as nnabla's `backward(grad=None)`.
+    public func run(_ phase: Phase = .all, seed: Float? = 1) throws {
+        seedBox.value = seed
+        let range: Range<Int>
+        switch phase {
+        case .all: range = 0..<plan.steps.count
+        case .forward: range = 0..<plan.forwardStepCount
+        case .backward: range = plan.forwardStepCount..<plan.steps.count
+        }
+        for i in views.indices { views[i].view.isValid = false }
+        for i in range { try kernels[i]() }
+        runs += 1
+        if plan.mode == .training && phase != .forward {
+            for w in writtenGrads { w.value?.gradWritten = true }
+        }
+        // Values still in place at the end of what ran can be read through their variables.
+        let end = range.upperBound - 1
+        for i in views.indices {
+            let v = views[i]
+            guard let variable = v.variable.value else { continue }
+            if v.last >= end {
+                v.view.isValid = true
+                if v.isGrad { variable.gradView = v.view } else { variable.dataView = v.view }
+            }
+        }
+    }
+}
+
+final class SeedBox {
+    var value: Float? = 1
+}
