@@ -18,7 +18,9 @@ let package = Package(
         // Graphviz's layout and graph libraries (Debian: libgraphviz-dev).
         .systemLibrary(name: "CGraphviz", path: "Sources/CGraphviz", pkgConfig: "libgvc",
                        providers: [.apt(["libgraphviz-dev"])]),
-        .target(name: "Kiln", dependencies: ["CBLAS"]),
+        // zlib, for the gzip-compressed IDX files of Debian's dataset-fashion-mnist (Debian: zlib1g-dev).
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "Kiln", dependencies: ["CBLAS", "CZlib"]),
         .target(name: "KilnGraphviz", dependencies: ["Kiln", "CGraphviz"]),
         .executableTarget(name: "KilnCLI", dependencies: [
             "Kiln", "KilnGraphviz",

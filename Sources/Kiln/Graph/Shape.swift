@@ -1,3 +1,5 @@
+import Foundation
+
 /// Shape helpers. A shape is a plain `[Int]` in row-major order; `[]` is a 0-d scalar.
 public enum Shapes {
     /// Number of elements, checking every dimension and the product for overflow.
@@ -14,9 +16,13 @@ public enum Shapes {
         return n
     }
 
-    /// The largest tensor Kiln accepts (2^40 elements): far beyond memory, small enough that byte
-    /// counts never overflow.
-    public static let maxElements = 1 << 40
+    /// The largest tensor Kiln accepts: one whose float32 bytes fit in this machine's physical memory (so
+    /// that an allocation never aborts the process), and never more than 2^40 elements.
+    public static let maxElements: Int = {
+        let pages = sysconf(Int32(_SC_PHYS_PAGES)), size = sysconf(Int32(_SC_PAGESIZE))
+        let physical = pages > 0 && size > 0 ? pages.multipliedReportingOverflow(by: size).partialValue : 1 << 34
+        return min(1 << 40, max(physical / 4, 1 << 20))
+    }()
 
     /// Row-major strides of a shape.
     public static func strides(_ shape: [Int]) -> [Int] {

@@ -1,0 +1,46 @@
+# Kiln: the two set-up commands are `make demo` and `make test`. Both install missing Debian packages when
+# run as root, and otherwise say exactly what to install.
+
+DEBIAN_PACKAGES := libopenblas-dev libgraphviz-dev zlib1g-dev dataset-fashion-mnist
+SWIFT ?= swift
+# Release builds target x86-64-v3 (AVX2, FMA, F16C); see docs/ARCHITECTURE.md for why the flag lives here.
+RELEASE_FLAGS := -c release -Xswiftc -target-cpu -Xswiftc x86-64-v3
+KILN_RELEASE := .build/release/kiln
+
+.PHONY: all deps build test demo release plans bench clean
+
+all: build
+
+deps:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    echo "Installing missing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	  else \
+	    echo "Kiln needs these Debian packages:$$missing"; \
+	    echo "Install them with:  sudo apt-get install -y$$missing"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build $(RELEASE_FLAGS)
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+demo: release
+	$(KILN_RELEASE) demo
+
+plans: release
+	./Plans/regenerate.sh $(KILN_RELEASE)
+
+clean:
+	rm -rf .build

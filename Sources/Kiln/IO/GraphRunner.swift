@@ -1,0 +1,45 @@
+/// What `kiln run` does, as a library call: load a graph file, feed inputs, run forward (and backward),
+/// and collect the outputs and gradients by name.
+public enum GraphRunner {
+    public static func run(graph: GraphFile, inputs: [(String, TensorFile.Entry)], backward: Bool) throws -> [(String, TensorFile.Entry)] {
+        var outputGrads: [String: TensorFile.Entry] = [:]
+        for (name, entry) in inputs {
+            if name.hasPrefix("grad:") { outputGrads[String(name.dropFirst(5))] = entry; continue }
+            guard let v = graph.variables[name] else {
+                throw KilnError.invalidData("inputs name '\(name)', which is not a variable of the graph")
+            }
+            guard v.parent == nil else { throw KilnError.invalidData("'\(name)' is computed by the graph and cannot be fed") }
+            guard entry.shape == v.shape else {
+                throw KilnError.invalidData("input '\(name)' has shape \(entry.shape), the graph declares \(v.shape)")
+            }
+            try v.setData(entry.data)
+        }
+        for name in outputGrads.keys where !graph.outputs.contains(where: { $0.name == name }) {
+            throw KilnError.invalidData("grad:\(name) is given but '\(name)' is not an output of the graph")
+        }
+        var results: [(String, TensorFile.Entry)] = []
+        if backward {
+            for p in graph.leaves where p.needGrad { p.zeroGrad() }
+            for o in graph.outputs {
+                if let g = outputGrads[o.name] {
+                    guard g.shape == o.shape else {
+                        throw KilnError.invalidData("grad:\(o.name) has shape \(g.shape), the output is \(o.shape)")
+                    }
+                }
+            }
+            let exe = try Compiler.compile(graph.outputs, .training, options: CompileOptions())
+            try exe.run(.forward)
+            for o in graph.outputs {
+                try o.setGrad(outputGrads[o.name]?.data ?? [Float](repeating: 1, count: o.size))
+            }
+            try exe.run(.backward, seed: nil)
+        } else {
+            try Compiler.compile(graph.outputs, .inference, options: CompileOptions()).run()
+        }
+        for o in graph.outputs { results.append((o.name, .init(shape: o.shape, data: o.d))) }
+        if backward {
+            for v in graph.leaves where v.needGrad { results.append(("grad:\(v.name)", .init(shape: v.shape, data: v.g))) }
+        }
+        return results
+    }
+}
