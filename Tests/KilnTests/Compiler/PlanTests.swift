@@ -1,0 +1,122 @@
+import Testing
+@testable import Kiln
+
+/// Plans built from small graphs: layouts verify, reuse happens, values and gradients are right.
+struct PlanTests {
+    /// x -> relu -> a; a -> relu -> b; a -> relu -> c (two roots sharing a).
+    func branchingGraph() throws -> (x: Variable, b: Variable, c: Variable) {
+        let x = try Variable(shape: [4, 8], needGrad: true, name: "x")
+        let a = try F.relu(x)
+        return (x, try F.relu(a), try F.relu(a))
+    }
+
+    @Test func inferencePlanVerifiesAndComputes() throws {
+        let x = try Variable(shape: [2, 1000], name: "x")
+        var h = x
+        for _ in 0..<10 { h = try F.relu(h) }
+        let exe = try Compiler.compile(h, .inference)
+        try exe.plan.verify()
+        // A chain needs two live buffers at a time, not ten.
+        #expect(exe.plan.arenaBytes <= 2 * 8000 + 2 * Plan.alignment)
+        #expect(exe.plan.naiveBytes >= 9 * 8000)
+        let values = (0..<2000).map { Float($0 % 7) - 3 }
+        try x.setData(values)
+        try exe.run()
+        #expect(h.d == values.map { max($0, 0) })
+    }
+
+    @Test func trainingAccumulatesGradientsOfSharedValues() throws {
+        let (x, b, c) = try branchingGraph()
+        let values = (0..<32).map { Float($0) - 10.5 }
+        try x.setData(values)
+        x.zeroGrad()
+        let exe = try Compiler.compile([b, c], .training)
+        try exe.plan.verify()
+        try exe.run()
+        // d(b + c)/dx = 2 where x > 0, else 0 (each root seeded with ones).
+        #expect(x.g == values.map { $0 > 0 ? 2 : 0 })
+        #expect(x.gradWritten)
+    }
+
+    @Test func parameterGradientsAccumulateAcrossRunsUntilZeroed() throws {
+        let (x, b, _) = try branchingGraph()
+        try x.setData([Float](repeating: 1, count: 32))
+        x.zeroGrad()
+        let exe = try Compiler.compile(b, .training)
+        try exe.run()
+        try exe.run()
+        #expect(x.g == [Float](repeating: 2, count: 32))
+        x.zeroGrad()
+        #expect(!x.gradWritten)
+        try exe.run()
+        #expect(x.g == [Float](repeating: 1, count: 32))
+    }
+
+    @Test func clearBufferOnAndOffGiveIdenticalResults() throws {
+        let (x, b, c) = try branchingGraph()
+        try x.setData((0..<32).map { Float($0) * 0.37 - 5 })
+        var results: [[Float]] = []
+        for clear in [true, false] {
+            x.zeroGrad()
+            let exe = try Compiler.compile([b, c], .training, options: CompileOptions(clearBuffer: clear))
+            try exe.plan.verify()
+            try exe.run()
+            results.append(x.g + b.d + c.d)
+        }
+        #expect(results[0] == results[1])
+    }
+
+    @Test func forwardThenBackwardOnVariables() throws {
+        let x = try Variable(shape: [3], needGrad: true)
+        let y = try F.relu(F.relu(x))
+        try x.setData([Float]([-1, 0.5, 2]))
+        x.zeroGrad()
+        try y.forward()
+        #expect(y.d == [0, 0.5, 2])
+        try y.backward()
+        #expect(x.g == [0, 1, 1])
+    }
+
+    @Test func backwardWithoutForwardIsAnError() throws {
+        let x = try Variable(shape: [3], needGrad: true)
+        let y = try F.relu(x)
+        #expect(throws: KilnError.self) { try y.backward() }
+    }
+
+    @Test func intermediateValuesReadableWithoutClearBuffer() throws {
+        let x = try Variable(shape: [2])
+        let a = try F.relu(x)
+        let b = try F.relu(a)
+        try x.setData([Float]([-3, 4]))
+        try b.forward(clearBuffer: false)
+        #expect(a.d == [0, 4])
+    }
+
+    @Test func wrongDataCountSurfacesAtForward() throws {
+        let x = try Variable(shape: [4])
+        let y = try F.relu(x)
+        x.d = [1, 2]
+        #expect(throws: KilnError.self) { try y.forward() }
+    }
+
+    @Test func planIsCachedUntilTheGraphChanges() throws {
+        let x = try Variable(shape: [3])
+        let y = try F.relu(x)
+        let e1 = try y.executable(.inference, CompileOptions())
+        let e2 = try y.executable(.inference, CompileOptions())
+        #expect(e1 === e2)
+    }
+
+    @Test func dumpAndJSONCarryTheContractFigures() throws {
+        let (_, b, c) = try branchingGraph()
+        let plan = try Compiler.plan([b, c], .training)
+        let text = plan.dump()
+        for key in ["arena_bytes", "lower_bound_bytes", "naive_bytes", "persistent_bytes", "memory map"] {
+            #expect(text.contains(key))
+        }
+        let j = plan.json()
+        #expect(j["arena_bytes"]?.int == plan.arenaBytes)
+        #expect(j["steps"]?.array?.count == plan.steps.count)
+        #expect(j["steps"]?.array?.first?["op"]?.string == "ReLU")
+    }
+}
