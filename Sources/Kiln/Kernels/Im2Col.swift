@@ -1,0 +1,147 @@
+/// The im2col / col2im transforms of an N-D convolution, with every index table computed once.
+///
+/// An image is `[channels, *imageSize]` (row-major); its columns are `[channels * K, colCount]` with
+/// `K = prod(kernel)` and `colCount = prod(colSize)`, row `c*K + k` holding, for each output position `o`,
+/// the image value at `o*stride - pad + k*dilation` (0 where that falls into the padding).
+///
+/// The last spatial dimension is the inner loop: for each kernel offset along it the range of output
+/// positions that land inside the image is precomputed, so rows are a zero-fill, a copy (or strided gather)
+/// and a zero-fill. The outer dimensions are a table `rowOffset[kOuter, oOuter]` of image offsets (-1 when
+/// the row lies in the padding). Tables live in pointers owned by this object: running allocates nothing.
+final class Im2ColPlan {
+    let channels: Int
+    let kernelCount: Int
+    let imageCount: Int
+    let colCount: Int
+    private let kOuter: Int
+    private let oOuter: Int
+    private let kLast: Int
+    private let oLast: Int
+    private let sLast: Int
+    private let rowOffset: UnsafeMutablePointer<Int>
+    private let lo: UnsafeMutablePointer<Int>
+    private let hi: UnsafeMutablePointer<Int>
+    private let base: UnsafeMutablePointer<Int>
+
+    /// All arrays have the spatial rank (>= 1); sizes are validated by the caller (outputs >= 1).
+    init(channels: Int, image: [Int], col: [Int], kernel: [Int], pad: [Int], stride: [Int], dilation: [Int]) {
+        let d = image.count
+        self.channels = channels
+        kernelCount = kernel.reduce(1, *)
+        imageCount = image.reduce(1, *)
+        colCount = col.reduce(1, *)
+        kLast = kernel[d - 1]
+        oLast = col[d - 1]
+        sLast = stride[d - 1]
+        kOuter = kernel[0..<(d - 1)].reduce(1, *)
+        oOuter = col[0..<(d - 1)].reduce(1, *)
+
+        let imageStrides = Shapes.strides(image)
+        rowOffset = .allocate(capacity: max(kOuter * oOuter, 1))
+        for ko in 0..<kOuter {
+            // Multi-indices over the outer kernel and column dimensions (row-major).
+            var kRest = ko
+            var kIdx = [Int](repeating: 0, count: d)
+            for j in Swift.stride(from: d - 2, through: 0, by: -1) { kIdx[j] = kRest % kernel[j]; kRest /= kernel[j] }
+            for oo in 0..<oOuter {
+                var oRest = oo
+                var off = 0
+                var inside = true
+                for j in Swift.stride(from: d - 2, through: 0, by: -1) {
+                    let o = oRest % col[j]
+                    oRest /= col[j]
+                    let i = o * stride[j] - pad[j] + kIdx[j] * dilation[j]
+                    if i < 0 || i >= image[j] { inside = false } else { off += i * imageStrides[j] }
+                }
+                rowOffset[ko * oOuter + oo] = inside ? off : -1
+            }
+        }
+        lo = .allocate(capacity: kLast)
+        hi = .allocate(capacity: kLast)
+        base = .allocate(capacity: kLast)
+        let w = image[d - 1], s = sLast
+        for k in 0..<kLast {
+            let b = k * dilation[d - 1] - pad[d - 1]
+            // Output positions o with 0 <= o*s + b < w.
+            let first = b >= 0 ? 0 : (-b + s - 1) / s
+            let lastPlusOne = (w - 1 - b) < 0 ? 0 : (w - 1 - b) / s + 1
+            let l = min(first, oLast)
+            base[k] = b
+            lo[k] = l
+            hi[k] = max(l, min(lastPlusOne, oLast))
+        }
+    }
+
+    deinit {
+        rowOffset.deallocate()
+        lo.deallocate()
+        hi.deallocate()
+        base.deallocate()
+    }
+
+    /// Fills `col` (`channels*K x colCount`) from `image` (`channels x imageCount`).
+    func im2col(_ image: UnsafePointer<Float>, _ col: UnsafeMutablePointer<Float>) {
+        let rows = channels * kernelCount
+        Threads.items(rows, workPerItem: colCount) { r in self.row(r, image, col) }
+    }
+
+    @inline(__always)
+    private func row(_ r: Int, _ image: UnsafePointer<Float>, _ col: UnsafeMutablePointer<Float>) {
+        let c = r / kernelCount
+        let k = r - c * kernelCount
+        let ko = k / kLast
+        let kl = k - ko * kLast
+        let src = image + c * imageCount
+        var dst = col + r * colCount
+        let l = lo[kl], h = hi[kl], b = base[kl], ow = oLast, s = sLast
+        let offsets = rowOffset + ko * oOuter
+        for oo in 0..<oOuter {
+            let off = offsets[oo]
+            if off < 0 {
+                dst.update(repeating: 0, count: ow)
+            } else {
+                if l > 0 { dst.update(repeating: 0, count: l) }
+                let p = src + (off + b)
+                if s == 1 {
+                    (dst + l).update(from: p + l, count: h - l)
+                } else {
+                    var o = l
+                    while o < h { dst[o] = p[o * s]; o += 1 }
+                }
+                if h < ow { (dst + h).update(repeating: 0, count: ow - h) }
+            }
+            dst += ow
+        }
+    }
+
+    /// Adds `col` (`channels*K x colCount`) into `image` (`channels x imageCount`): the adjoint of im2col.
+    func col2im(_ col: UnsafePointer<Float>, _ image: UnsafeMutablePointer<Float>) {
+        Threads.items(channels, workPerItem: kernelCount * colCount) { c in
+            for k in 0..<self.kernelCount { self.addRow(c, k, col, image) }
+        }
+    }
+
+    @inline(__always)
+    private func addRow(_ c: Int, _ k: Int, _ col: UnsafePointer<Float>, _ image: UnsafeMutablePointer<Float>) {
+        let ko = k / kLast
+        let kl = k - ko * kLast
+        let dstImage = image + c * imageCount
+        var src = col + (c * kernelCount + k) * colCount
+        let l = lo[kl], h = hi[kl], b = base[kl], ow = oLast, s = sLast
+        let offsets = rowOffset + ko * oOuter
+        for oo in 0..<oOuter {
+            let off = offsets[oo]
+            if off >= 0 {
+                let p = dstImage + (off + b)
+                if s == 1 {
+                    var o = l
+                    while o < h { p[o] += src[o]; o += 1 }
+                } else {
+                    var o = l
+                    while o < h { p[o * s] += src[o]; o += 1 }
+                }
+            }
+            src += ow
+        }
+    }
+}
