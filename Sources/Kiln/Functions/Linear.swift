@@ -382,6 +382,18 @@ public struct Deconvolution: Function {
         let ws = b.workspace?.assumingMemoryBound(to: Float.self)
         if dx != nil && w == nil || dw != nil && x == nil { throw error("backward needs the input and weight values") }
         if engine.plan != nil && (dx != nil || dw != nil) && ws == nil { throw error("missing workspace") }
+        // dx and dW both read im2col(dy): share it unless x and W are one variable (then dx must be complete
+        // before dW is added into the same buffer).
+        if let dx, let dw, let x, let w, UnsafeMutableRawPointer(dx) != UnsafeMutableRawPointer(dw) {
+            return {
+                engine.forwardAndWeightGrad(image: dy, weight: w, col: dx, accumulate: acc[0], colValues: x,
+                                            weightGrad: dw, accumulateWeight: acc[1], workspace: ws)
+                if let db {
+                    ConvolutionEngine.channelSums(dy, batch: engine.batch, channels: engine.channels,
+                                                  count: engine.imageCount, into: db, accumulate: acc[2])
+                }
+            }
+        }
         return {
             if let dx, let w {
                 engine.forward(image: dy, weight: w, col: dx, bias: nil, accumulate: acc[0], workspace: ws)

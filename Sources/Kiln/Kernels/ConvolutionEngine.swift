@@ -136,6 +136,39 @@ final class ConvolutionEngine {
         }
     }
 
+    /// `forward` (no bias) and `backwardWeight` over the same image, sharing one im2col per sample and
+    /// group (deconvolution's backward: dx from W * im2col(dy), dW from x * im2col(dy)^T). The two outputs
+    /// must be different buffers.
+    func forwardAndWeightGrad(image: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                              col: UnsafeMutablePointer<Float>, accumulate: Bool,
+                              colValues: UnsafePointer<Float>, weightGrad: UnsafeMutablePointer<Float>,
+                              accumulateWeight: Bool, workspace: UnsafeMutablePointer<Float>?) {
+        let kk = cg * kernelCount
+        if batch == 0 {
+            if !accumulateWeight { weightGrad.update(repeating: 0, count: outmaps * kk) }
+            return
+        }
+        let beta: Float = accumulate ? 1 : 0
+        for n in 0..<batch {
+            let xn = image + n * channels * imageCount
+            let yn = col + n * outmaps * colCount
+            let vn = colValues + n * outmaps * colCount
+            let betaW: Float = (n > 0 || accumulateWeight) ? 1 : 0
+            for g in 0..<group {
+                let xg = xn + g * cg * imageCount
+                var cols = xg
+                if let plan, let workspace {
+                    plan.im2col(xg, workspace)
+                    cols = UnsafePointer(workspace)
+                }
+                Gemm.sgemm(m: mg, n: colCount, k: kk, a: weight + g * mg * kk, b: cols,
+                           beta: beta, c: yn + g * mg * colCount)
+                Gemm.sgemm(transB: true, m: mg, n: kk, k: colCount, a: vn + g * mg * colCount, b: cols,
+                           beta: betaW, c: weightGrad + g * mg * kk)
+            }
+        }
+    }
+
     /// `db[c] (+)= sum over samples and positions of t[n, c, :]` for `t` of shape `[batch, channels, count]`.
     static func channelSums(_ t: UnsafePointer<Float>, batch: Int, channels: Int, count: Int,
                             into db: UnsafeMutablePointer<Float>, accumulate: Bool) {
