@@ -1,0 +1,206 @@
+/// Pooling loops over the last one to three dims of a channels-first tensor (nnabla's CPU pooling rules).
+///
+/// Every pooled tensor is viewed as `maps` independent maps of `(D, H, W)` (missing leading spatial dims have
+/// size 1, kernel 1, stride 1, pad 0). The window of each output index is computed once when the kernel is
+/// built (`PoolWindows`): the loops only read those tables.
+public struct PoolWindows {
+    /// Product of the dims that are not pooled.
+    public let maps: Int
+    public let inD: Int, inH: Int, inW: Int
+    public let outD: Int, outH: Int, outW: Int
+    /// Clipped window `[start, end)` per output index, per spatial axis.
+    let dS: [Int], dE: [Int], hS: [Int], hE: [Int], wS: [Int], wE: [Int]
+    /// Average pooling divisor per output position of one map (empty for max pooling).
+    let divisor: [Float]
+
+    public var inMap: Int { inD * inH * inW }
+    public var outMap: Int { outD * outH * outW }
+
+    /// nnabla's output size of one pooled axis: `floor((L + 2p - k)/s) + 1` with ignore_border, else
+    /// `floor((L + p - 1)/s) + 1` (one p only). Nil when the kernel does not fit (ignore_border).
+    public static func outputSize(_ l: Int, kernel k: Int, stride s: Int, pad p: Int, ignoreBorder: Bool) -> Int? {
+        if ignoreBorder {
+            guard l + 2 * p >= k else { return nil }
+            return (l + 2 * p - k) / s + 1
+        }
+        return (l + p - 1) / s + 1
+    }
+
+    /// Tables for an input of shape `inShape` pooled over its last `kernel.count` dims into `outShape`.
+    /// Assumes the arguments were validated (kernel/stride >= 1, 0 <= pad < kernel, matching output sizes).
+    public init(inShape: [Int], outShape: [Int], kernel: [Int], stride: [Int], pad: [Int],
+                averageDivisor includingPad: Bool?) {
+        let nk = kernel.count
+        let lead = 3 - nk
+        func spatial(_ s: [Int]) -> [Int] {
+            [Int](repeating: 1, count: lead) + Array(s[(s.count - nk)...])
+        }
+        let li = spatial(inShape), lo = spatial(outShape)
+        let k = [Int](repeating: 1, count: lead) + kernel
+        let st = [Int](repeating: 1, count: lead) + stride
+        let pd = [Int](repeating: 0, count: lead) + pad
+        maps = Shapes.product(inShape, 0..<(inShape.count - nk))
+        (inD, inH, inW) = (li[0], li[1], li[2])
+        (outD, outH, outW) = (lo[0], lo[1], lo[2])
+        var starts: [[Int]] = [], ends: [[Int]] = [], raw: [[Int]] = [], real: [[Int]] = []
+        for a in 0..<3 {
+            var s = [Int](), e = [Int](), r = [Int](), c = [Int]()
+            for o in 0..<lo[a] {
+                let start = o * st[a] - pd[a]
+                let end = min(start + k[a], li[a] + pd[a])
+                let cs = max(start, 0), ce = min(end, li[a])
+                s.append(cs); e.append(ce); r.append(end - start); c.append(ce - cs)
+            }
+            starts.append(s); ends.append(e); raw.append(r); real.append(c)
+        }
+        (dS, dE, hS, hE, wS, wE) = (starts[0], ends[0], starts[1], ends[1], starts[2], ends[2])
+        if let includingPad {
+            let size = includingPad ? raw : real
+            var div = [Float]()
+            div.reserveCapacity(lo[0] * lo[1] * lo[2])
+            for od in 0..<lo[0] {
+                for oh in 0..<lo[1] {
+                    for ow in 0..<lo[2] { div.append(Float(size[0][od] * size[1][oh] * size[2][ow])) }
+                }
+            }
+            divisor = div
+        } else {
+            divisor = []
+        }
+    }
+}
+
+public enum PoolingKernels {
+    /// `y = sum(window) / divisor`, summing in row-major window order as nnabla does.
+    public static func averageForward(_ g: PoolWindows, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+        Threads.items(g.maps, workPerItem: g.inMap) { m in
+            let xm = x + m * g.inMap, ym = y + m * g.outMap
+            let hw = g.inH * g.inW, inW = g.inW
+            var k = 0
+            for od in 0..<g.outD {
+                let d0 = g.dS[od], d1 = g.dE[od]
+                for oh in 0..<g.outH {
+                    let h0 = g.hS[oh], h1 = g.hE[oh]
+                    for ow in 0..<g.outW {
+                        let w0 = g.wS[ow], w1 = g.wE[ow]
+                        var sum: Float = 0
+                        for d in d0..<d1 {
+                            for h in h0..<h1 {
+                                let row = xm + d * hw + h * inW
+                                for w in w0..<w1 { sum += row[w] }
+                            }
+                        }
+                        ym[k] = sum / g.divisor[k]
+                        k += 1
+                    }
+                }
+            }
+        }
+    }
+
+    /// `dx[window] += dy / divisor`, outputs in order (dx zeroed first unless accumulating).
+    public static func averageBackward(_ g: PoolWindows, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+                                       accumulate: Bool) {
+        Threads.items(g.maps, workPerItem: g.inMap) { m in
+            let dxm = dx + m * g.inMap, dym = dy + m * g.outMap
+            if !accumulate { dxm.update(repeating: 0, count: g.inMap) }
+            let hw = g.inH * g.inW, inW = g.inW
+            var k = 0
+            for od in 0..<g.outD {
+                let d0 = g.dS[od], d1 = g.dE[od]
+                for oh in 0..<g.outH {
+                    let h0 = g.hS[oh], h1 = g.hE[oh]
+                    for ow in 0..<g.outW {
+                        let w0 = g.wS[ow], w1 = g.wE[ow]
+                        let v = dym[k] / g.divisor[k]
+                        for d in d0..<d1 {
+                            for h in h0..<h1 {
+                                let row = dxm + d * hw + h * inW
+                                for w in w0..<w1 { row[w] += v }
+                            }
+                        }
+                        k += 1
+                    }
+                }
+            }
+        }
+    }
+
+    /// Offset (within one map) of the first maximum of the window of output (od, oh, ow); padded cells never
+    /// take part.
+    @inline(__always)
+    static func argmax(_ g: PoolWindows, _ xm: UnsafePointer<Float>, _ od: Int, _ oh: Int, _ ow: Int) -> Int {
+        let hw = g.inH * g.inW, inW = g.inW
+        let d0 = g.dS[od], d1 = g.dE[od], h0 = g.hS[oh], h1 = g.hE[oh], w0 = g.wS[ow], w1 = g.wE[ow]
+        var best = d0 * hw + h0 * inW + w0
+        var bestValue = xm[best]
+        for d in d0..<d1 {
+            for h in h0..<h1 {
+                let base = d * hw + h * inW
+                for w in w0..<w1 where xm[base + w] > bestValue {
+                    bestValue = xm[base + w]
+                    best = base + w
+                }
+            }
+        }
+        return best
+    }
+
+    public static func maxForward(_ g: PoolWindows, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+        Threads.items(g.maps, workPerItem: g.inMap) { m in
+            let xm = x + m * g.inMap, ym = y + m * g.outMap
+            var k = 0
+            for od in 0..<g.outD {
+                for oh in 0..<g.outH {
+                    for ow in 0..<g.outW {
+                        ym[k] = xm[argmax(g, xm, od, oh, ow)]
+                        k += 1
+                    }
+                }
+            }
+        }
+    }
+
+    /// Routes each output gradient to the first maximum of its window, recomputed from `x`.
+    public static func maxBackward(_ g: PoolWindows, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+                                   _ dx: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        Threads.items(g.maps, workPerItem: g.inMap) { m in
+            let xm = x + m * g.inMap, dxm = dx + m * g.inMap, dym = dy + m * g.outMap
+            if !accumulate { dxm.update(repeating: 0, count: g.inMap) }
+            var k = 0
+            for od in 0..<g.outD {
+                for oh in 0..<g.outH {
+                    for ow in 0..<g.outW {
+                        dxm[argmax(g, xm, od, oh, ow)] += dym[k]
+                        k += 1
+                    }
+                }
+            }
+        }
+    }
+
+    /// Mean of each (n, c) over everything after axis 1, summed in order then divided (as nnabla).
+    public static func globalAverageForward(maps: Int, size: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+        let div = Float(size)
+        Threads.items(maps, workPerItem: size) { m in
+            let xm = x + m * size
+            var sum: Float = 0
+            for i in 0..<size { sum += xm[i] }
+            y[m] = sum / div
+        }
+    }
+
+    public static func globalAverageBackward(maps: Int, size: Int, _ dy: UnsafePointer<Float>,
+                                             _ dx: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        let div = Float(size)
+        Threads.items(maps, workPerItem: size) { m in
+            let v = dy[m] / div
+            let dxm = dx + m * size
+            if accumulate {
+                for i in 0..<size { dxm[i] += v }
+            } else {
+                dxm.update(repeating: v, count: size)
+            }
+        }
+    }
+}
