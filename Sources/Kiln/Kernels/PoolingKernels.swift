@@ -149,11 +149,23 @@ public enum PoolingKernels {
     public static func maxForward(_ g: PoolWindows, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
         Threads.items(g.maps, workPerItem: g.inMap) { m in
             let xm = x + m * g.inMap, ym = y + m * g.outMap
+            let hw = g.inH * g.inW, inW = g.inW
             var k = 0
+            // Value only (the first maximum has the maximum's value); padded cells never take part.
             for od in 0..<g.outD {
+                let d0 = g.dS[od], d1 = g.dE[od]
                 for oh in 0..<g.outH {
+                    let h0 = g.hS[oh], h1 = g.hE[oh]
                     for ow in 0..<g.outW {
-                        ym[k] = xm[argmax(g, xm, od, oh, ow)]
+                        let w0 = g.wS[ow], w1 = g.wE[ow]
+                        var best = xm[d0 * hw + h0 * inW + w0]
+                        for d in d0..<d1 {
+                            for h in h0..<h1 {
+                                let row = xm + d * hw + h * inW
+                                for w in w0..<w1 where row[w] > best { best = row[w] }
+                            }
+                        }
+                        ym[k] = best
                         k += 1
                     }
                 }
