@@ -1,6 +1,10 @@
+import Foundation
+
 /// ReLU, LeakyReLU, ELU, Sigmoid, Tanh, Softmax, LogSoftmax, Identity.
 public enum ActivationFunctions {
-    public static let all: [any Function.Type] = [ReLU.self]
+    public static let all: [any Function.Type] = [
+        ReLU.self, LeakyReLU.self, ELU.self, Sigmoid.self, Tanh.self, Softmax.self, LogSoftmax.self, Identity.self,
+    ]
 }
 
 /// `y = max(x, 0)`. Backward uses the output (`y > 0`), so the gradient at exactly 0 is 0, as in nnabla.
@@ -38,5 +42,415 @@ public extension F {
     /// nnabla's `F.relu`.
     static func relu(_ x: Variable, inplace: Bool = false) throws -> Variable {
         try apply1(ReLU(inplace: inplace), [x])
+    }
+}
+
+/// `y = x` if `x > 0` else `alpha * x`. nnabla's backward tests the output (`y > 0`), which for `alpha >= 0`
+/// gives `alpha * dy` at exactly 0; with a negative alpha the output no longer tells the sign of `x`, so the
+/// input is read instead.
+public struct LeakyReLU: Function {
+    public static let typeName = "LeakyReLU"
+    public var alpha: Double
+    public var inplace: Bool
+
+    public init(alpha: Double = 0.1, inplace: Bool = false) {
+        self.alpha = alpha
+        self.inplace = inplace
+    }
+
+    public init(arguments a: inout ArgReader) throws {
+        alpha = try a.double("alpha", default: 0.1)
+        inplace = try a.bool("inplace", default: false)
+    }
+
+    public var arguments: [(String, ArgValue)] { [("alpha", .double(alpha)), ("inplace", .bool(inplace))] }
+
+    public func outputTypes(_ inputs: [TensorType]) throws -> [TensorType] {
+        try Check.count(inputs, 1, Self.typeName)
+        try Check.float(inputs[0], Self.typeName, "x")
+        return [inputs[0]]
+    }
+
+    public func backwardReads(inputCount: Int, outputCount: Int) -> (inputs: [Bool], outputs: [Bool]) {
+        alpha >= 0 ? ([false], [true]) : ([true], [false])
+    }
+
+    public func makeForward(_ b: ForwardBinding) throws -> Kernel {
+        let x = b.inputs[0].f, y = b.outputs[0].f, n = b.inputs[0].count, alpha = Float(alpha)
+        return { Elementwise.map(n, x, y) { $0 > 0 ? $0 : alpha * $0 } }
+    }
+
+    public func makeBackward(_ b: BackwardBinding) throws -> Kernel {
+        guard let dx = b.inputGrads[0]?.f else { return {} }
+        // The sign test reads the output for alpha >= 0 (x > 0 <=> y > 0 there), the input otherwise.
+        guard let t = (alpha >= 0 ? b.outputs[0] : b.inputs[0])?.f else {
+            throw error("backward needs the \(alpha >= 0 ? "output" : "input") value")
+        }
+        let dy = b.outputGrads[0].f, n = b.outputGrads[0].count, acc = b.accumulate[0], alpha = Float(alpha)
+        return { Elementwise.zip(n, t, dy, dx, accumulate: acc) { $0 > 0 ? $1 : alpha * $1 } }
+    }
+}
+
+/// `y = x` if `x >= 0` else `alpha * (exp(x) - 1)`; the gradient at exactly 0 is `dy` (nnabla tests `x >= 0`).
+public struct ELU: Function {
+    public static let typeName = "ELU"
+    public var alpha: Double
+
+    public init(alpha: Double = 1.0) { self.alpha = alpha }
+    public init(arguments a: inout ArgReader) throws { alpha = try a.double("alpha", default: 1.0) }
+    public var arguments: [(String, ArgValue)] { [("alpha", .double(alpha))] }
+
+    public func outputTypes(_ inputs: [TensorType]) throws -> [TensorType] {
+        try Check.count(inputs, 1, Self.typeName)
+        try Check.float(inputs[0], Self.typeName, "x")
+        return [inputs[0]]
+    }
+
+    public func backwardReads(inputCount: Int, outputCount: Int) -> (inputs: [Bool], outputs: [Bool]) {
+        ([true], [false])
+    }
+
+    public func makeForward(_ b: ForwardBinding) throws -> Kernel {
+        let x = b.inputs[0].f, y = b.outputs[0].f, n = b.inputs[0].count, alpha = Float(alpha)
+        return { Elementwise.map(n, x, y) { $0 >= 0 ? $0 : alpha * (exp($0) - 1) } }
+    }
+
+    public func makeBackward(_ b: BackwardBinding) throws -> Kernel {
+        guard let dx = b.inputGrads[0]?.f else { return {} }
+        guard let x = b.inputs[0]?.f else { throw error("backward needs the input value") }
+        let dy = b.outputGrads[0].f, n = b.outputGrads[0].count, acc = b.accumulate[0], alpha = Float(alpha)
+        return {
+            Elementwise.zip(n, x, dy, dx, accumulate: acc) { $0 >= 0 ? $1 : $1 * alpha * exp($0) }
+        }
+    }
+}
+
+/// `y = 1 / (1 + exp(-x))`; backward `dy * y * (1 - y)` from the output alone.
+public struct Sigmoid: Function {
+    public static let typeName = "Sigmoid"
+    public init() {}
+    public init(arguments a: inout ArgReader) throws {}
+    public var arguments: [(String, ArgValue)] { [] }
+
+    public func outputTypes(_ inputs: [TensorType]) throws -> [TensorType] {
+        try Check.count(inputs, 1, Self.typeName)
+        try Check.float(inputs[0], Self.typeName, "x")
+        return [inputs[0]]
+    }
+
+    public func backwardReads(inputCount: Int, outputCount: Int) -> (inputs: [Bool], outputs: [Bool]) {
+        ([false], [true])
+    }
+
+    public func makeForward(_ b: ForwardBinding) throws -> Kernel {
+        let x = b.inputs[0].f, y = b.outputs[0].f, n = b.inputs[0].count
+        return { Elementwise.map(n, x, y) { 1 / (1 + exp(-$0)) } }
+    }
+
+    public func makeBackward(_ b: BackwardBinding) throws -> Kernel {
+        guard let dx = b.inputGrads[0]?.f else { return {} }
+        guard let y = b.outputs[0]?.f else { throw error("backward needs the output value") }
+        let dy = b.outputGrads[0].f, n = b.outputGrads[0].count, acc = b.accumulate[0]
+        return { Elementwise.zip(n, y, dy, dx, accumulate: acc) { $1 * $0 * (1 - $0) } }
+    }
+}
+
+/// `y = tanh(x)`; backward `dy * (1 - y^2)` from the output alone.
+public struct Tanh: Function {
+    public static let typeName = "Tanh"
+    public init() {}
+    public init(arguments a: inout ArgReader) throws {}
+    public var arguments: [(String, ArgValue)] { [] }
+
+    public func outputTypes(_ inputs: [TensorType]) throws -> [TensorType] {
+        try Check.count(inputs, 1, Self.typeName)
+        try Check.float(inputs[0], Self.typeName, "x")
+        return [inputs[0]]
+    }
+
+    public func backwardReads(inputCount: Int, outputCount: Int) -> (inputs: [Bool], outputs: [Bool]) {
+        ([false], [true])
+    }
+
+    public func makeForward(_ b: ForwardBinding) throws -> Kernel {
+        let x = b.inputs[0].f, y = b.outputs[0].f, n = b.inputs[0].count
+        return { Elementwise.map(n, x, y) { tanh($0) } }
+    }
+
+    public func makeBackward(_ b: BackwardBinding) throws -> Kernel {
+        guard let dx = b.inputGrads[0]?.f else { return {} }
+        guard let y = b.outputs[0]?.f else { throw error("backward needs the output value") }
+        let dy = b.outputGrads[0].f, n = b.outputGrads[0].count, acc = b.accumulate[0]
+        return { Elementwise.zip(n, y, dy, dx, accumulate: acc) { $1 * (1 - $0 * $0) } }
+    }
+}
+
+/// `y = x`, `dx = dy`.
+public struct Identity: Function {
+    public static let typeName = "Identity"
+    public init() {}
+    public init(arguments a: inout ArgReader) throws {}
+    public var arguments: [(String, ArgValue)] { [] }
+
+    public func outputTypes(_ inputs: [TensorType]) throws -> [TensorType] {
+        try Check.count(inputs, 1, Self.typeName)
+        try Check.float(inputs[0], Self.typeName, "x")
+        return [inputs[0]]
+    }
+
+    public func backwardReads(inputCount: Int, outputCount: Int) -> (inputs: [Bool], outputs: [Bool]) {
+        ([false], [false])
+    }
+
+    public func makeForward(_ b: ForwardBinding) throws -> Kernel {
+        let x = b.inputs[0].f, y = b.outputs[0].f, n = b.inputs[0].count
+        return { Elementwise.store(n, x, y, accumulate: false) }
+    }
+
+    public func makeBackward(_ b: BackwardBinding) throws -> Kernel {
+        guard let dx = b.inputGrads[0]?.f else { return {} }
+        let dy = b.outputGrads[0].f, n = b.outputGrads[0].count, acc = b.accumulate[0]
+        return { Elementwise.store(n, dy, dx, accumulate: acc) }
+    }
+}
+
+/// The view of a tensor as `outer x size x inner` around one axis.
+struct AxisGeometry {
+    let outer: Int, size: Int, inner: Int
+
+    init(_ shape: [Int], axis: Int) {
+        outer = Shapes.product(shape, 0..<axis)
+        size = shape[axis]
+        inner = Shapes.product(shape, (axis + 1)..<shape.count)
+    }
+
+    /// `minimumWork` for splitting the inner dimension when every part also runs `outer * size` rows.
+    var innerMinimumWork: Int { Swift.max(64, Threads.minimumWork / Swift.max(outer * size, 1)) }
+}
+
+/// Softmax and LogSoftmax share axis handling and kernel structure.
+protocol AxisNormalized: Function {
+    var axis: Int? { get }
+    static var logarithmic: Bool { get }
+}
+
+extension AxisNormalized {
+    /// The normalised axis for an input of rank `rank` (nnabla's default is the last axis).
+    func resolvedAxis(_ rank: Int) throws -> Int {
+        let a = axis ?? rank - 1
+        let r = a < 0 ? a + rank : a
+        guard r >= 0 && r < rank else {
+            throw error("axis \(axis.map(String.init) ?? "(last)") is out of range for an input of rank \(rank)")
+        }
+        return r
+    }
+
+    func geometry(_ shape: [Int]) throws -> AxisGeometry { AxisGeometry(shape, axis: try resolvedAxis(shape.count)) }
+
+    func checkedTypes(_ inputs: [TensorType]) throws -> [TensorType] {
+        try Check.count(inputs, 1, Self.typeName)
+        try Check.float(inputs[0], Self.typeName, "x")
+        _ = try resolvedAxis(inputs[0].rank)
+        return [inputs[0]]
+    }
+
+    var axisArguments: [(String, ArgValue)] { axis.map { [("axis", .int($0))] } ?? [] }
+
+    func workspace(_ b: TypeBinding, vectors: Int) -> Int {
+        guard let g = try? geometry(b.inputs[0].shape), g.inner > 1 else { return 0 }
+        return vectors * g.inner * MemoryLayout<Float>.size
+    }
+
+    func makeNormalizedForward(_ b: ForwardBinding) throws -> Kernel {
+        let g = try geometry(b.inputs[0].shape)
+        let x = b.inputs[0].f, y = b.outputs[0].f
+        let outer = g.outer, size = g.size, inner = g.inner, isLog = Self.logarithmic
+        if b.inputs[0].count == 0 { return {} }
+        if inner == 1 {
+            return {
+                Threads.items(outer, workPerItem: size) { o in
+                    let px = x + o * size, py = y + o * size
+                    let m = Reduce.max(px, size)
+                    var s: Float = 0
+                    if isLog {
+                        for j in 0..<size { s += exp(px[j] - m) }
+                        let c = m + log(s)
+                        for j in 0..<size { py[j] = px[j] - c }
+                    } else {
+                        for j in 0..<size { let e = exp(px[j] - m); py[j] = e; s += e }
+                        for j in 0..<size { py[j] /= s }
+                    }
+                }
+            }
+        }
+        guard let ws = b.workspace?.assumingMemoryBound(to: Float.self) else { throw error("missing workspace") }
+        let minWork = g.innerMinimumWork
+        return {
+            Threads.chunks(inner, minimumWork: minWork) { s, e in
+                let m = ws, sum = ws + inner
+                for o in 0..<outer {
+                    let xb = x + o * size * inner, yb = y + o * size * inner
+                    for i in s..<e { m[i] = xb[i] }
+                    for j in 1..<size {
+                        let xr = xb + j * inner
+                        for i in s..<e where xr[i] > m[i] { m[i] = xr[i] }
+                    }
+                    for i in s..<e { sum[i] = 0 }
+                    for j in 0..<size {
+                        let xr = xb + j * inner, yr = yb + j * inner
+                        if isLog {
+                            for i in s..<e { sum[i] += exp(xr[i] - m[i]) }
+                        } else {
+                            for i in s..<e { let v = exp(xr[i] - m[i]); yr[i] = v; sum[i] += v }
+                        }
+                    }
+                    if isLog {
+                        for i in s..<e { m[i] += log(sum[i]) }
+                        for j in 0..<size {
+                            let xr = xb + j * inner, yr = yb + j * inner
+                            for i in s..<e { yr[i] = xr[i] - m[i] }
+                        }
+                    } else {
+                        for j in 0..<size {
+                            let yr = yb + j * inner
+                            for i in s..<e { yr[i] /= sum[i] }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Softmax: `dx = y * (dy - sum(dy * y))`; LogSoftmax: `dx = dy - exp(y) * sum(dy)`.
+    func makeNormalizedBackward(_ b: BackwardBinding) throws -> Kernel {
+        guard let dx = b.inputGrads[0]?.f else { return {} }
+        guard let y = b.outputs[0]?.f else { throw error("backward needs the output value") }
+        let g = try geometry(b.inputTypes[0].shape)
+        let dy = b.outputGrads[0].f, acc = b.accumulate[0], isLog = Self.logarithmic
+        let outer = g.outer, size = g.size, inner = g.inner
+        if b.inputTypes[0].count == 0 { return {} }
+        if inner == 1 {
+            return {
+                Threads.items(outer, workPerItem: size) { o in
+                    let py = y + o * size, pd = dy + o * size, px = dx + o * size
+                    var s: Float = 0
+                    if isLog {
+                        for j in 0..<size { s += pd[j] }
+                        if acc {
+                            for j in 0..<size { px[j] += pd[j] - exp(py[j]) * s }
+                        } else {
+                            for j in 0..<size { px[j] = pd[j] - exp(py[j]) * s }
+                        }
+                    } else {
+                        for j in 0..<size { s += pd[j] * py[j] }
+                        if acc {
+                            for j in 0..<size { px[j] += py[j] * (pd[j] - s) }
+                        } else {
+                            for j in 0..<size { px[j] = py[j] * (pd[j] - s) }
+                        }
+                    }
+                }
+            }
+        }
+        guard let ws = b.workspace?.assumingMemoryBound(to: Float.self) else { throw error("missing workspace") }
+        let minWork = g.innerMinimumWork
+        return {
+            Threads.chunks(inner, minimumWork: minWork) { s, e in
+                let sum = ws
+                for o in 0..<outer {
+                    let base = o * size * inner
+                    let yb = y + base, db = dy + base, xb = dx + base
+                    for i in s..<e { sum[i] = 0 }
+                    for j in 0..<size {
+                        let yr = yb + j * inner, dr = db + j * inner
+                        if isLog {
+                            for i in s..<e { sum[i] += dr[i] }
+                        } else {
+                            for i in s..<e { sum[i] += dr[i] * yr[i] }
+                        }
+                    }
+                    for j in 0..<size {
+                        let yr = yb + j * inner, dr = db + j * inner, xr = xb + j * inner
+                        switch (isLog, acc) {
+                        case (true, true): for i in s..<e { xr[i] += dr[i] - exp(yr[i]) * sum[i] }
+                        case (true, false): for i in s..<e { xr[i] = dr[i] - exp(yr[i]) * sum[i] }
+                        case (false, true): for i in s..<e { xr[i] += yr[i] * (dr[i] - sum[i]) }
+                        case (false, false): for i in s..<e { xr[i] = yr[i] * (dr[i] - sum[i]) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `y = exp(x - max) / sum(exp(x - max))` along `axis` (default: the last axis). Backward reads the output only.
+public struct Softmax: AxisNormalized {
+    public static let typeName = "Softmax"
+    static let logarithmic = false
+    /// nil means the last axis of the input; negative values count from the end.
+    public var axis: Int?
+
+    public init(axis: Int? = nil) { self.axis = axis }
+    public init(arguments a: inout ArgReader) throws { axis = try a.intOrNil("axis") }
+    public var arguments: [(String, ArgValue)] { axisArguments }
+    public func outputTypes(_ inputs: [TensorType]) throws -> [TensorType] { try checkedTypes(inputs) }
+    public func backwardReads(inputCount: Int, outputCount: Int) -> (inputs: [Bool], outputs: [Bool]) {
+        ([false], [true])
+    }
+    public func forwardWorkspace(_ b: TypeBinding) -> Int { workspace(b, vectors: 2) }
+    public func backwardWorkspace(_ b: TypeBinding) -> Int { workspace(b, vectors: 1) }
+    public func makeForward(_ b: ForwardBinding) throws -> Kernel { try makeNormalizedForward(b) }
+    public func makeBackward(_ b: BackwardBinding) throws -> Kernel { try makeNormalizedBackward(b) }
+}
+
+/// `y = x - max - log(sum(exp(x - max)))` along `axis` (default: the last axis). Backward reads the output only.
+public struct LogSoftmax: AxisNormalized {
+    public static let typeName = "LogSoftmax"
+    static let logarithmic = true
+    /// nil means the last axis of the input; negative values count from the end.
+    public var axis: Int?
+
+    public init(axis: Int? = nil) { self.axis = axis }
+    public init(arguments a: inout ArgReader) throws { axis = try a.intOrNil("axis") }
+    public var arguments: [(String, ArgValue)] { axisArguments }
+    public func outputTypes(_ inputs: [TensorType]) throws -> [TensorType] { try checkedTypes(inputs) }
+    public func backwardReads(inputCount: Int, outputCount: Int) -> (inputs: [Bool], outputs: [Bool]) {
+        ([false], [true])
+    }
+    public func forwardWorkspace(_ b: TypeBinding) -> Int { workspace(b, vectors: 2) }
+    public func backwardWorkspace(_ b: TypeBinding) -> Int { workspace(b, vectors: 1) }
+    public func makeForward(_ b: ForwardBinding) throws -> Kernel { try makeNormalizedForward(b) }
+    public func makeBackward(_ b: BackwardBinding) throws -> Kernel { try makeNormalizedBackward(b) }
+}
+
+public extension F {
+    /// nnabla's `F.leaky_relu`.
+    static func leakyRelu(_ x: Variable, alpha: Double = 0.1, inplace: Bool = false) throws -> Variable {
+        try apply1(LeakyReLU(alpha: alpha, inplace: inplace), [x])
+    }
+
+    /// nnabla's `F.elu`.
+    static func elu(_ x: Variable, alpha: Double = 1.0) throws -> Variable {
+        try apply1(ELU(alpha: alpha), [x])
+    }
+
+    /// nnabla's `F.sigmoid`.
+    static func sigmoid(_ x: Variable) throws -> Variable { try apply1(Sigmoid(), [x]) }
+
+    /// nnabla's `F.tanh`.
+    static func tanh(_ x: Variable) throws -> Variable { try apply1(Tanh(), [x]) }
+
+    /// nnabla's `F.identity`.
+    static func identity(_ x: Variable) throws -> Variable { try apply1(Identity(), [x]) }
+
+    /// nnabla's `F.softmax`; `axis` nil is the last axis (recorded resolved in the graph).
+    static func softmax(_ x: Variable, axis: Int? = nil) throws -> Variable {
+        try apply1(Softmax(axis: axis ?? x.shape.count - 1), [x])
+    }
+
+    /// nnabla's `F.log_softmax`; `axis` nil is the last axis (recorded resolved in the graph).
+    static func logSoftmax(_ x: Variable, axis: Int? = nil) throws -> Variable {
+        try apply1(LogSoftmax(axis: axis ?? x.shape.count - 1), [x])
     }
 }
