@@ -274,8 +274,8 @@ extension AxisNormalized {
                     var s: Float = 0
                     if isLog {
                         for j in 0..<size { s += exp(px[j] - m) }
-                        let c = m + log(s)
-                        for j in 0..<size { py[j] = px[j] - c }
+                        let c = log(s)
+                        for j in 0..<size { py[j] = (px[j] - m) - c }
                     } else {
                         for j in 0..<size { let e = exp(px[j] - m); py[j] = e; s += e }
                         for j in 0..<size { py[j] /= s }
@@ -305,10 +305,10 @@ extension AxisNormalized {
                         }
                     }
                     if isLog {
-                        for i in s..<e { m[i] += log(sum[i]) }
+                        for i in s..<e { sum[i] = log(sum[i]) }
                         for j in 0..<size {
                             let xr = xb + j * inner, yr = yb + j * inner
-                            for i in s..<e { yr[i] = xr[i] - m[i] }
+                            for i in s..<e { yr[i] = (xr[i] - m[i]) - sum[i] }
                         }
                     } else {
                         for j in 0..<size {
@@ -404,7 +404,7 @@ public struct Softmax: AxisNormalized {
     public func makeBackward(_ b: BackwardBinding) throws -> Kernel { try makeNormalizedBackward(b) }
 }
 
-/// `y = x - max - log(sum(exp(x - max)))` along `axis` (default: the last axis). Backward reads the output only.
+/// `y = (x - max) - log(sum(exp(x - max)))` along `axis` (default: the last axis). Backward reads the output only.
 public struct LogSoftmax: AxisNormalized {
     public static let typeName = "LogSoftmax"
     static let logarithmic = true

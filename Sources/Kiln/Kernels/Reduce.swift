@@ -72,21 +72,14 @@ public struct ReducePlan {
                 }
                 return
             }
-            let columns = { (o: Int, s: Int, e: Int) in
-                let yr = y + o * inner, xr = x + o * r * inner
-                for i in s..<e { yr[i] = xr[i] }
-                var k = 1
-                while k < r {
-                    let xk = xr + k * inner
-                    for i in s..<e { yr[i] += xk[i] }
-                    k += 1
-                }
-                if scale != 1 { for i in s..<e { yr[i] *= scale } }
-            }
             if outer == 1 {
-                Threads.chunks(inner, minimumWork: max(2, Threads.minimumWork / r)) { s, e in columns(0, s, e) }
+                Threads.chunks(inner, minimumWork: max(2, Threads.minimumWork / r)) { s, e in
+                    Self.columns(x, y, r, inner, s, e, scale)
+                }
             } else {
-                Threads.items(outer, workPerItem: r * inner) { o in columns(o, 0, inner) }
+                Threads.items(outer, workPerItem: r * inner) { o in
+                    Self.columns(x + o * r * inner, y + o * inner, r, inner, 0, inner, scale)
+                }
             }
         case .general:
             y.update(repeating: 0, count: outCount)
@@ -101,6 +94,20 @@ public struct ReducePlan {
             }
             if scale != 1 { for i in 0..<outCount { y[i] *= scale } }
         }
+    }
+
+    /// Column sums of an `r x inner` block, columns `s..<e`: `y[i] = scale * sum_k x[k, i]` (r >= 1).
+    @inline(__always)
+    static func columns(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ r: Int, _ inner: Int,
+                        _ s: Int, _ e: Int, _ scale: Float) {
+        for i in s..<e { y[i] = x[i] }
+        var k = 1
+        while k < r {
+            let xk = x + k * inner
+            for i in s..<e { y[i] += xk[i] }
+            k += 1
+        }
+        if scale != 1 { for i in s..<e { y[i] *= scale } }
     }
 
     /// `dx (+)= scale * dy` broadcast back over the reduced axes.
