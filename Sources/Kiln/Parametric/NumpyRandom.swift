@@ -8,7 +8,16 @@ public final class NumpyRandom {
     private var index = 624
     private var cachedGauss: Double? = nil
 
+    private let seed: UInt32
+
     public init(seed: UInt32 = 313) {
+        self.seed = seed
+        reset()
+    }
+
+    /// Back to the state right after seeding.
+    public func reset() {
+        cachedGauss = nil
         mt[0] = seed
         for i in 1..<624 {
             mt[i] = 1_812_433_253 &* (mt[i - 1] ^ (mt[i - 1] >> 30)) &+ UInt32(i)

@@ -160,7 +160,8 @@ struct PoolingTests {
         // L=3, k=3, s=1, p=1 on a row of ones: windows [-1,2) [0,3) [1,4) -> end min(.., L+p=4).
         let ones = try Harness.floats([1, 1, 1, 3], [1, 1, 1])
         let inc = try Harness.forward1(AveragePooling(kernel: [1, 3], stride: [1, 1], pad: [0, 1]), [ones])
-        #expect(inc.toFloats() == [2.0 / 3, 1, 2.0 / 3])
+        let twoThirds: Float = 2.0 / 3
+        #expect(inc.toFloats() == [twoThirds, 1, twoThirds])
         let exc = try Harness.forward1(AveragePooling(kernel: [1, 3], stride: [1, 1], pad: [0, 1], includingPad: false), [ones])
         #expect(exc.toFloats() == [1, 1, 1])
         // ignore_border=false, L=5 k=2 s=2: the last window [4, 6) is cut at L + p = 5: divisor 1 per dim.

@@ -1,0 +1,50 @@
+import ArgumentParser
+import Foundation
+import Kiln
+
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable { case text, json }
+
+struct PlanCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plan", abstract: "Compile a zoo model or graph file and print its execution plan.")
+
+    @Argument(help: "A zoo model (\(Zoo.names.joined(separator: ", "))) or a kiln-graph/1 file.") var model: String
+    @Option(help: "inference or training.") var mode: PlanMode = .inference
+    @Option(name: .customLong("batch-size"), help: "Batch size for zoo models.") var batchSize: Int = 64
+    @Option(help: "float or half.") var precision: String = "float"
+    @Flag(name: .customLong("no-clear-buffer"), help: "Give every buffer its own memory (nnabla's clear_buffer=False).") var noClearBuffer = false
+    @Option(help: "text or json.") var format: OutputFormat = .text
+
+    func validate() throws {
+        guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+        guard precision == "float" else { throw ValidationError("--precision \(precision) is not supported yet (float only)") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let outputs = try ModelLoader.outputs(model, batchSize: batchSize, mode: mode)
+            let plan = try Compiler.plan(outputs, mode, options: CompileOptions(clearBuffer: !noClearBuffer))
+            try plan.verify()
+            switch format {
+            case .text: print(plan.dump(), terminator: "")
+            case .json: print(plan.json().serialized())
+            }
+        }
+    }
+}
+
+extension PlanMode: ExpressibleByArgument {}
+
+/// Resolves a MODEL argument: a zoo name or a graph file.
+enum ModelLoader {
+    static func outputs(_ model: String, batchSize: Int, mode: PlanMode) throws -> [Variable] {
+        if let zoo = Zoo(rawValue: model) {
+            Parameters.clear()
+            return [try zoo.build(batchSize: batchSize, training: mode == .training).root]
+        }
+        guard FileManager.default.fileExists(atPath: model) else {
+            throw KilnError.io("'\(model)' is neither a zoo model (\(Zoo.names.joined(separator: ", "))) nor a file")
+        }
+        return try GraphFile.load(path: model).outputs
+    }
+}
