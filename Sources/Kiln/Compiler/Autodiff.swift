@@ -37,6 +37,7 @@ extension PlanBuilder {
         for n in nodes.reversed() {
             let nid = ObjectIdentifier(n)
             let f = n.function
+            let displayName = nodeName(n)
             let wants = n.inputs.enumerated().map { i, v in
                 f.isDifferentiable && req(v) && f.propagatesGradient(toInput: i, inputCount: n.inputs.count)
             }
@@ -48,11 +49,11 @@ extension PlanBuilder {
             let outVars = n.outputs
             for (i, key) in outKeys.enumerated() {
                 if let g = gradBuffer[key], defined.contains(key) { outGrads.append(g); continue }
-                let g = newBuffer("grad:\(outVars[i].map { variableName($0) } ?? "\(n.name):\(i)")", .gradient,
+                let g = newBuffer("grad:\(outVars[i].map { variableName($0) } ?? "\(displayName):\(i)")", .gradient,
                                   TensorType(n.outputTypes[i].shape, .float32))
                 gradBuffer[key] = g
                 defined.insert(key)
-                steps.append(PlanStep(kind: .zero, function: "Zero", node: n.name, inputs: [], outputs: [g],
+                steps.append(PlanStep(kind: .zero, function: "Zero", node: displayName, inputs: [], outputs: [g],
                                       accumulate: [false], workspace: nil))
                 bindings.steps.append(.init(node: nil))
                 outGrads.append(g)
@@ -94,14 +95,14 @@ extension PlanBuilder {
             let wsBytes = f.backwardWorkspace(tb)
             var ws: Int? = nil
             if wsBytes > 0 {
-                let w = newBuffer("\(n.name):backward-workspace", .workspace, TensorType([(wsBytes + 3) / 4], .float32))
+                let w = newBuffer("\(displayName):backward-workspace", .workspace, TensorType([(wsBytes + 3) / 4], .float32))
                 buffers[w].bytes = PlanBuilder.rounded(wsBytes)
                 ws = w
             }
             let readsList = (slots.inputData + slots.outputData).compactMap { $0 } + outGrads
             var uniqueReads: [Int] = []
             for r in readsList where !uniqueReads.contains(r) { uniqueReads.append(r) }
-            steps.append(PlanStep(kind: .backward, function: n.typeName, node: n.name, inputs: uniqueReads,
+            steps.append(PlanStep(kind: .backward, function: n.typeName, node: displayName, inputs: uniqueReads,
                                   outputs: written, accumulate: accumulate, workspace: ws))
             bindings.steps.append(slots)
         }

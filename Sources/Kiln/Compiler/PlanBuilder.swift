@@ -11,6 +11,9 @@ struct PlanBuilder {
     var bindings = PlanBindings()
     var dataBuffer: [Key: Int] = [:]
     var gradBuffer: [Key: Int] = [:]
+    /// Unique display names of nodes ("ReLU", "ReLU_2", ...) in schedule order.
+    var nodeNames: [ObjectIdentifier: String] = [:]
+    var nameCounts: [String: Int] = [:]
 
     init(mode: PlanMode, options: CompileOptions, roots: [Variable]) {
         self.mode = mode
@@ -34,10 +37,11 @@ struct PlanBuilder {
     mutating func data(of v: Variable?, node: FunctionNode?, index: Int, type: TensorType) -> Int {
         let key: Key = v.map { Key($0) } ?? .output(node: ObjectIdentifier(node!), index: index)
         if let b = dataBuffer[key] { return b }
-        let name = v.map { variableName($0) } ?? "\(node!.name):\(index)"
+        let name = v.map { variableName($0) } ?? "\(nodeName(node!)):\(index)"
         let id: Int
         if let v, v.parent == nil {
-            id = newBuffer(name, v.needGrad ? .parameter : .input, type)
+            let isParameter = v.needGrad || Parameters.get(v.name) === v
+            id = newBuffer(name, isParameter ? .parameter : .input, type)
             bindings.externals[id] = .data(v)
         } else if let v, v.persistent || rootKeys.contains(key) {
             id = newBuffer(name, .output, type)
@@ -50,24 +54,37 @@ struct PlanBuilder {
         return id
     }
 
-    func variableName(_ v: Variable) -> String {
+    mutating func nodeName(_ n: FunctionNode) -> String {
+        if let s = nodeNames[ObjectIdentifier(n)] { return s }
+        let k = (nameCounts[n.name] ?? 0) + 1
+        nameCounts[n.name] = k
+        let s = k == 1 ? n.name : "\(n.name)_\(k)"
+        nodeNames[ObjectIdentifier(n)] = s
+        return s
+    }
+
+    mutating func variableName(_ v: Variable) -> String {
         if !v.name.isEmpty { return v.name }
-        if let p = v.parent { return p.outputTypes.count > 1 ? "\(p.name):\(v.outputIndex)" : p.name }
+        if let p = v.parent {
+            let n = nodeName(p)
+            return p.outputTypes.count > 1 ? "\(n):\(v.outputIndex)" : n
+        }
         return "v\(v.sequence)"
     }
 
     mutating func addForward(_ n: FunctionNode) throws {
+        let displayName = nodeName(n)
         let ins = n.inputs.map { data(of: $0, node: nil, index: 0, type: $0.type) }
         let outVars = n.outputs
         let outs = n.outputTypes.indices.map { i in data(of: outVars[i], node: n, index: i, type: n.outputTypes[i]) }
         let tb = TypeBinding(inputs: n.inputs.map { $0.type }, outputs: n.outputTypes)
         let wsBytes = n.function.forwardWorkspace(tb)
-        let ws = wsBytes > 0 ? newBuffer("\(n.name):workspace", .workspace, TensorType([wsBytes], .float32)) : nil
+        let ws = wsBytes > 0 ? newBuffer("\(displayName):workspace", .workspace, TensorType([wsBytes], .float32)) : nil
         if let ws { buffers[ws].type = TensorType([(wsBytes + 3) / 4], .float32); buffers[ws].bytes = PlanBuilder.rounded(wsBytes) }
         // Inputs a function writes (BN running statistics) are outputs of the step too.
         var written = outs
         for (i, b) in ins.enumerated() where n.function.mutatesInput(i) { written.append(b) }
-        steps.append(PlanStep(kind: .forward, function: n.typeName, node: n.name, inputs: ins, outputs: written,
+        steps.append(PlanStep(kind: .forward, function: n.typeName, node: displayName, inputs: ins, outputs: written,
                               accumulate: written.map { _ in false }, workspace: ws))
         bindings.steps.append(.init(node: n, inputData: ins, outputData: outs))
     }

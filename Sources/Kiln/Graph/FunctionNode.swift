@@ -35,7 +35,7 @@ public func apply(_ function: any Function, _ inputs: [Variable], name: String? 
     let types = try function.outputTypes(inputs.map { $0.type })
     for t in types { _ = try Shapes.count(t.shape, context: "\(function.typeName) output") }
     let node = FunctionNode(function: function, inputs: inputs, outputTypes: types,
-                            name: name ?? function.typeName)
+                            name: name ?? (Parameters.currentScope + function.typeName))
     let needGrad = function.isDifferentiable && inputs.enumerated().contains { i, v in
         v.requiresGrad && function.propagatesGradient(toInput: i, inputCount: inputs.count)
     }
