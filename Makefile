@@ -3,8 +3,8 @@
 
 DEBIAN_PACKAGES := libopenblas-dev libgraphviz-dev zlib1g-dev dataset-fashion-mnist
 SWIFT ?= swift
-# Release builds target x86-64-v3 (AVX2, FMA, F16C); see docs/ARCHITECTURE.md for why the flag lives here.
-RELEASE_FLAGS := -c release -Xswiftc -target-cpu -Xswiftc x86-64-v3
+# Release builds target haswell (AVX2, FMA, F16C); see docs/ARCHITECTURE.md for why the flag lives here.
+RELEASE_FLAGS := -c release -Xswiftc -target-cpu -Xswiftc haswell
 KILN_RELEASE := .build/release/kiln
 
 .PHONY: all deps build test demo release plans bench clean
