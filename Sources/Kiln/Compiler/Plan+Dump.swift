@@ -42,22 +42,23 @@ extension Plan {
         """
     }
 
-    /// Time (down, one row per step) by arena offset (across): which bytes hold something at each step.
-    func memoryMap(_ lifetimes: [BufferLifetime], width: Int) -> String {
+    /// Time (down, one row per step, or per group of steps for long plans) by arena offset (across): which
+    /// bytes hold something.
+    func memoryMap(_ lifetimes: [BufferLifetime], width: Int, maxRows: Int = 64) -> String {
         guard arenaBytes > 0, !steps.isEmpty else { return "memory map: empty arena\n" }
-        var out = "memory map (rows: steps, columns: arena offset 0..\(formatBytes(arenaBytes)); # live, . free)\n"
+        let group = (steps.count + maxRows - 1) / maxRows
+        let unit = group == 1 ? "step" : "\(group) steps"
+        var out = "memory map (rows: \(unit) each, columns: arena offset 0..\(formatBytes(arenaBytes)); # live, . free)\n"
         let cell = max(1, (arenaBytes + width - 1) / width)
-        var byStep = [[BufferLifetime]](repeating: [], count: steps.count)
-        for l in lifetimes { for s in l.first...l.last { byStep[s].append(l) } }
-        for s in 0..<steps.count {
-            var row = [Character](repeating: ".", count: width)
-            for l in byStep[s] {
-                guard let off = buffers[l.buffer].offset else { continue }
-                let a = off / cell, e = min(width - 1, (off + l.bytes - 1) / cell)
-                if a <= e { for c in a...e { row[c] = "#" } }
-            }
-            out += pad(String(s), 5) + " |" + String(row) + "|\n"
+        let rows = (steps.count + group - 1) / group
+        var grid = [[Character]](repeating: [Character](repeating: ".", count: width), count: rows)
+        for l in lifetimes {
+            guard let off = buffers[l.buffer].offset else { continue }
+            let a = off / cell, e = min(width - 1, (off + l.bytes - 1) / cell)
+            guard a <= e else { continue }
+            for r in (l.first / group)...(l.last / group) { for c in a...e { grid[r][c] = "#" } }
         }
+        for r in 0..<rows { out += pad(String(r * group), 5) + " |" + String(grid[r]) + "|\n" }
         return out
     }
 

@@ -8,10 +8,16 @@ public final class NumpyRandom {
     private var index = 624
     private var cachedGauss: Double? = nil
 
-    private let seed: UInt32
+    private var seed: UInt32
 
     public init(seed: UInt32 = 313) {
         self.seed = seed
+        reset()
+    }
+
+    /// Starts over from another seed.
+    public func reseed(_ s: UInt32) {
+        seed = s
         reset()
     }
 
@@ -88,9 +94,18 @@ public final class NumpyRandom {
 }
 
 /// The generator parametric functions draw from when no `rng` is given (nnabla's `nn.random.prng`).
+/// `Parameters.isolated` gives the running task its own generator, as a fresh nnabla process would have.
 public enum GlobalRandom {
-    nonisolated(unsafe) public static var prng = NumpyRandom(seed: 313)
+    nonisolated(unsafe) private static var global = NumpyRandom(seed: 313)
+    @TaskLocal static var override: NumpyRandom?
 
-    /// Reseeds the global generator (nnabla's `nn.random.seed`).
-    public static func seed(_ s: UInt32) { prng = NumpyRandom(seed: s) }
+    public static var prng: NumpyRandom {
+        get { override ?? global }
+        set { if override == nil { global = newValue } }
+    }
+
+    /// Reseeds the generator (nnabla's `nn.random.seed`).
+    public static func seed(_ s: UInt32) {
+        if let o = override { o.reseed(s) } else { global = NumpyRandom(seed: s) }
+    }
 }
