@@ -34,6 +34,28 @@ public enum Liveness {
         return out
     }
 
+    /// Lifetimes of memory: buffers that share memory in place (`plan.aliases`) merged into one lifetime
+    /// under their representative.
+    public static func storage(_ plan: Plan) -> [BufferLifetime] {
+        let each = lifetimes(plan)
+        guard !plan.aliases.isEmpty else { return each }
+        var merged = [Int: BufferLifetime]()
+        var order: [Int] = []
+        for l in each {
+            let r = plan.aliases[l.buffer] ?? l.buffer
+            if var m = merged[r] {
+                m.first = min(m.first, l.first)
+                m.last = max(m.last, l.last)
+                m.bytes = max(m.bytes, l.bytes)
+                merged[r] = m
+            } else {
+                merged[r] = BufferLifetime(buffer: r, bytes: l.bytes, first: l.first, last: l.last)
+                order.append(r)
+            }
+        }
+        return order.compactMap { merged[$0] }
+    }
+
     /// The largest total of bytes alive at one step.
     public static func lowerBound(_ lifetimes: [BufferLifetime], steps: Int) -> Int {
         guard steps > 0 else { return 0 }

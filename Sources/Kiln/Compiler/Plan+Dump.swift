@@ -26,7 +26,8 @@ extension Plan {
 
     func describe(_ id: Int) -> String {
         let b = buffers[id]
-        let place = b.offset.map { "@\($0)" } ?? "(\(b.kind.rawValue))"
+        var place = b.offset.map { "@\($0)" } ?? "(\(b.kind.rawValue))"
+        if let r = aliases[id] { place += " in place of \(buffers[r].name)" }
         return "\(b.name) \(b.type) \(place)"
     }
 

@@ -19,6 +19,8 @@ public struct Plan: Sendable {
     public var persistentBytes: Int
     /// The placement algorithm whose layout was kept.
     public var placementAlgorithm: String
+    /// In-place decisions: buffer -> the buffer whose memory it takes over (the representative of its group).
+    public var aliases: [Int: Int] = [:]
 
     public static let alignment = 64
 }

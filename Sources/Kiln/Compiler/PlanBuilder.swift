@@ -93,12 +93,14 @@ struct PlanBuilder {
         var plan = Plan(mode: mode, options: options, buffers: buffers, steps: steps,
                         forwardStepCount: forwardStepCount, arenaBytes: 0, lowerBoundBytes: 0, naiveBytes: 0,
                         persistentBytes: 0, placementAlgorithm: "none")
-        let lifetimes = Liveness.lifetimes(plan)
-        plan.lowerBoundBytes = Liveness.lowerBound(lifetimes, steps: steps.count)
-        plan.naiveBytes = lifetimes.reduce(0) { $0 + $1.bytes }
+        plan.naiveBytes = Liveness.lifetimes(plan).reduce(0) { $0 + $1.bytes }
+        plan.aliases = InPlace.decide(plan, bindings)
+        let storage = Liveness.storage(plan)
+        plan.lowerBoundBytes = Liveness.lowerBound(storage, steps: steps.count)
         plan.persistentBytes = buffers.filter { !$0.kind.isTransient }.reduce(0) { $0 + $1.type.byteCount }
-        let placed = MemoryPlanner.bestOf(lifetimes)
+        let placed = MemoryPlanner.bestOf(storage)
         for (id, off) in placed.offsets { plan.buffers[id].offset = off }
+        for (b, r) in plan.aliases { plan.buffers[b].offset = placed.offsets[r] }
         plan.arenaBytes = placed.arenaBytes
         plan.placementAlgorithm = placed.algorithm
         return Compiler.Lowered(plan: plan, bindings: bindings)

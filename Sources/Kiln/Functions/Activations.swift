@@ -9,6 +9,8 @@ public enum ActivationFunctions {
 
 /// `y = max(x, 0)`. Backward uses the output (`y > 0`), so the gradient at exactly 0 is 0, as in nnabla.
 public struct ReLU: Function {
+    public var forwardInPlaceInput: Int? { 0 }
+    public var backwardInPlace: Bool { true }
     public static let typeName = "ReLU"
     public var inplace: Bool
 
@@ -49,6 +51,8 @@ public extension F {
 /// gives `alpha * dy` at exactly 0; with a negative alpha the output no longer tells the sign of `x`, so the
 /// input is read instead.
 public struct LeakyReLU: Function {
+    public var forwardInPlaceInput: Int? { 0 }
+    public var backwardInPlace: Bool { true }
     public static let typeName = "LeakyReLU"
     public var alpha: Double
     public var inplace: Bool
@@ -93,6 +97,8 @@ public struct LeakyReLU: Function {
 
 /// `y = x` if `x >= 0` else `alpha * (exp(x) - 1)`; the gradient at exactly 0 is `dy` (nnabla tests `x >= 0`).
 public struct ELU: Function {
+    public var forwardInPlaceInput: Int? { 0 }
+    public var backwardInPlace: Bool { true }
     public static let typeName = "ELU"
     public var alpha: Double
 
@@ -127,6 +133,8 @@ public struct ELU: Function {
 
 /// `y = 1 / (1 + exp(-x))`; backward `dy * y * (1 - y)` from the output alone.
 public struct Sigmoid: Function {
+    public var forwardInPlaceInput: Int? { 0 }
+    public var backwardInPlace: Bool { true }
     public static let typeName = "Sigmoid"
     public init() {}
     public init(arguments a: inout ArgReader) throws {}
@@ -157,6 +165,8 @@ public struct Sigmoid: Function {
 
 /// `y = tanh(x)`; backward `dy * (1 - y^2)` from the output alone.
 public struct Tanh: Function {
+    public var forwardInPlaceInput: Int? { 0 }
+    public var backwardInPlace: Bool { true }
     public static let typeName = "Tanh"
     public init() {}
     public init(arguments a: inout ArgReader) throws {}
@@ -187,6 +197,8 @@ public struct Tanh: Function {
 
 /// `y = x`, `dx = dy`.
 public struct Identity: Function {
+    public var forwardInPlaceInput: Int? { 0 }
+    public var backwardInPlace: Bool { true }
     public static let typeName = "Identity"
     public init() {}
     public init(arguments a: inout ArgReader) throws {}

@@ -26,6 +26,8 @@ protocol BroadcastBinary: Function {
 }
 
 extension BroadcastBinary {
+    public var forwardInPlaceInput: Int? { 0 }
+
     public init(arguments a: inout ArgReader) throws { self.init(inplace: try a.bool("inplace", default: false)) }
     public var arguments: [(String, ArgValue)] { [("inplace", .bool(inplace))] }
 
@@ -174,6 +176,9 @@ protocol ScalarArithmetic: Function {
 }
 
 extension ScalarArithmetic {
+    public var forwardInPlaceInput: Int? { 0 }
+    public var backwardInPlace: Bool { true }
+
     public func outputTypes(_ inputs: [TensorType]) throws -> [TensorType] {
         try Check.count(inputs, 1, Self.typeName)
         try Check.float(inputs[0], Self.typeName, "x")

@@ -33,6 +33,14 @@ public protocol Function {
     /// Whether the function has a backward rule at all (TopNError and BinaryError do not).
     var isDifferentiable: Bool { get }
 
+    /// An input whose buffer forward may overwrite with output 0 (same size), when that input is not needed
+    /// afterwards: element-wise kernels that read element i before writing it. nil: never in place.
+    var forwardInPlaceInput: Int? { get }
+
+    /// Whether backward may write the gradient of input 0 over the gradient of output 0 (same size), when
+    /// the output gradient is not needed afterwards and the input gradient is overwritten, not accumulated.
+    var backwardInPlace: Bool { get }
+
     func makeForward(_ b: ForwardBinding) throws -> Kernel
     func makeBackward(_ b: BackwardBinding) throws -> Kernel
 }
@@ -47,6 +55,8 @@ public extension Function {
     func forwardWorkspace(_ b: TypeBinding) -> Int { 0 }
     func backwardWorkspace(_ b: TypeBinding) -> Int { 0 }
     var isDifferentiable: Bool { true }
+    var forwardInPlaceInput: Int? { nil }
+    var backwardInPlace: Bool { false }
 
     func makeBackward(_ b: BackwardBinding) throws -> Kernel {
         throw KilnError.invalidFunction(function: Self.typeName, reason: "has no backward")
