@@ -1,0 +1,24 @@
+/// nnabla's `solvers.Nesterov(lr=1e-3, momentum=0.9)` (state "m"):
+/// `m_prev = m; m = momentum * m - lr * g; p += -momentum * m_prev + (1 + momentum) * m`.
+public final class Nesterov: Solver {
+    public var momentum: Float
+
+    public init(lr: Float = 1e-3, momentum: Float = 0.9) {
+        self.momentum = momentum
+        super.init(name: "Nesterov", learningRate: lr, stateNames: ["m"])
+    }
+
+    public override func updateParameter(data: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>,
+                                         count: Int, state: SolverState) {
+        let lr = learningRate, mu = momentum
+        let m = state.arrays[0].floats
+        Threads.chunks(count) { s, e in
+            for i in s..<e {
+                let prev = m[i]
+                let next = mu * prev - lr * grad[i]
+                m[i] = next
+                data[i] += -mu * prev + (1 + mu) * next
+            }
+        }
+    }
+}

@@ -1,0 +1,14 @@
+/// nnabla's `solvers.Sgd(lr=1e-3)`: `p -= lr * g`. No state arrays (only `t`).
+public final class Sgd: Solver {
+    public init(lr: Float = 1e-3) {
+        super.init(name: "Sgd", learningRate: lr, stateNames: [])
+    }
+
+    public override func updateParameter(data: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>,
+                                         count: Int, state: SolverState) {
+        let lr = learningRate
+        Threads.chunks(count) { s, e in
+            for i in s..<e { data[i] -= lr * grad[i] }
+        }
+    }
+}
