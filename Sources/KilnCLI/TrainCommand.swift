@@ -1,0 +1,172 @@
+import ArgumentParser
+import Foundation
+import Kiln
+
+enum DatasetName: String, ExpressibleByArgument, CaseIterable { case fashionMNIST = "fashion-mnist" }
+
+/// `kiln train`: the zoo models on Fashion-MNIST with the library's Trainer, Updater and Evaluator.
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train", abstract: "Train a zoo model on a dataset (Adam, softmax cross-entropy).")
+
+    @Argument(help: "lenet or mlp (28x28 grey images).") var model: String
+    @Option(help: "The dataset.") var dataset: DatasetName = .fashionMNIST
+    @Option(help: "Epochs to train.") var epochs: Int = 1
+    @Option(name: .customLong("batch-size")) var batchSize: Int = 64
+    @Option(name: .customLong("learning-rate"), help: "Adam's alpha.") var learningRate: Float = 1e-3
+    @Option(help: "float (half is not available yet).") var precision: String = "float"
+    @Option(name: .customLong("monitor-path"), help: "Write nnabla-style monitor series here.") var monitorPath: String?
+    @Option(name: .customLong("model-save-path"), help: "Save parameters, solver state and checkpoints here.") var modelSavePath: String?
+    @Flag(help: "Continue from the checkpoint in --model-save-path.") var resume = false
+    @Option(name: .customLong("checkpoint-interval"), help: "Also checkpoint every N iterations within an epoch.") var checkpointInterval: Int = 200
+    @Option(help: "Seed for initial weights and shuffling.") var seed: UInt32 = 313
+    @Option(help: "Threads for kernels and OpenBLAS.") var threads: Int = 1
+    @Option(name: .customLong("data-dir"), help: "Directory with the IDX files.") var dataDir: String = FashionMNIST.defaultDirectory
+    @Option(name: .customLong("max-iterations"), help: "Stop each epoch after this many iterations (for quick runs).") var maxIterations: Int?
+
+    func validate() throws {
+        guard Zoo(rawValue: model) == .lenet || Zoo(rawValue: model) == .mlp else {
+            throw ValidationError("model '\(model)' does not take 28x28 grey images; use lenet or mlp")
+        }
+        guard epochs > 0, batchSize > 0, threads > 0, checkpointInterval > 0 else {
+            throw ValidationError("--epochs, --batch-size, --threads and --checkpoint-interval must be positive")
+        }
+        guard precision == "float" else { throw ValidationError("--precision \(precision) is not available yet (float only)") }
+        if resume && modelSavePath == nil { throw ValidationError("--resume needs --model-save-path") }
+        if let m = maxIterations, m <= 0 { throw ValidationError("--max-iterations must be positive") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            Threads.count = threads
+            GlobalRandom.seed(seed)
+            Parameters.clear()
+            let zoo = Zoo(rawValue: model) ?? .lenet
+            let train = try FashionMNIST.load(train: true, directory: dataDir)
+            let test = try FashionMNIST.load(train: false, directory: dataDir)
+            let evalBatch = 100
+
+            let t = try zoo.build(batchSize: batchSize, training: true)
+            let v = try zoo.build(batchSize: evalBatch, training: false)
+            let verror = try F.mean(F.topNError(v.prediction, v.label))
+            let solver = Adam(alpha: learningRate)
+            solver.setParameters(Parameters.current(gradOnly: true))
+
+            let tdata = try DataIterator(size: train.count, batchSize: batchSize, shuffle: true, seed: seed,
+                                         sampleShapes: [[1, 28, 28], [1]]) { i in
+                [Array(train.images[(i * 784)..<((i + 1) * 784)]), [Float(train.labels[i])]]
+            }
+            let vdata = try DataIterator(size: test.count, batchSize: evalBatch, shuffle: false,
+                                         sampleShapes: [[1, 28, 28], [1]]) { i in
+                [Array(test.images[(i * 784)..<((i + 1) * 784)]), [Float(test.labels[i])]]
+            }
+            let perEpoch = min(train.count / batchSize, maxIterations ?? Int.max)
+            let progress = Progress(epochs: epochs, perEpoch: perEpoch, batchSize: batchSize)
+            let monitor = try monitorPath.map { try Monitor($0) }
+            let monitorLoss = try MonitorSeries("Training loss", monitor: monitor, interval: 10, verbose: false)
+            let monitorError = try MonitorSeries("Test error", monitor: monitor, interval: 1, verbose: false)
+            let monitorTime = try MonitorTimeElapsed("Training time", monitor: monitor, interval: 100, verbose: false)
+
+            let updater = Updater(
+                solver: solver, loss: t.loss,
+                dataFeeder: { let b = try tdata.next(); try t.input.setData(b[0]); try t.label.setData(b[1]) },
+                updateCallbackOnFinish: [{ i in
+                    let loss = Double(t.loss.data.floats[0])
+                    monitorLoss.add(i, loss)
+                    monitorTime.add(i)
+                    progress.step(i, loss: loss)
+                }])
+            let evaluator = try Evaluator(
+                verror,
+                dataFeeder: { let b = try vdata.next(); try v.input.setData(b[0]); try v.label.setData(b[1]) },
+                valIter: test.count / evalBatch,
+                callbackOnFinish: [{ i, e in
+                    monitorError.add(i, e)
+                    progress.epochDone(i, testError: e)
+                }])
+            let trainer = Trainer(updater: [updater], evaluator: [evaluator], modelSavePath: modelSavePath,
+                                  maxEpoch: epochs, iterPerEpoch: perEpoch)
+            trainer.checkpointInterval = checkpointInterval
+            trainer.onResume = [{ start in
+                let consumed = start * batchSize
+                try tdata.seek(epoch: consumed / train.count, position: consumed % train.count)
+                progress.resumed(at: start)
+            }]
+
+            let plan = try updater.plan().plan
+            print("\(model) on Fashion-MNIST: \(train.count) training and \(test.count) test images, batch \(batchSize), Adam(\(learningRate)), \(threads) thread(s)")
+            print("training plan: \(plan.steps.count) steps (forward \(plan.forwardStepCount))")
+            print(plan.summary(), terminator: "")
+            try trainer.train(resume: resume)
+            progress.finish()
+            if let dir = modelSavePath { print("parameters and checkpoints in \(dir)") }
+        }
+    }
+}
+
+/// Progress on a terminal (one redrawn line) or periodic plain lines when output is a file or pipe.
+final class Progress {
+    let epochs: Int, perEpoch: Int, batchSize: Int
+    let terminal = isatty(1) != 0
+    var start = Date()
+    var epochStart = Date()
+    var lastDraw = Date.distantPast
+    var lossSum = 0.0, lossCount = 0
+    var firstIteration = 0
+
+    init(epochs: Int, perEpoch: Int, batchSize: Int) {
+        self.epochs = epochs
+        self.perEpoch = perEpoch
+        self.batchSize = batchSize
+    }
+
+    func resumed(at i: Int) {
+        firstIteration = i
+        print("resuming at iteration \(i) (epoch \(i / perEpoch + 1), step \(i % perEpoch + 1))")
+    }
+
+    func step(_ i: Int, loss: Double) {
+        lossSum += loss
+        lossCount += 1
+        let now = Date()
+        let inEpoch = i % perEpoch + 1
+        let periodic = inEpoch % 100 == 0 || inEpoch == perEpoch
+        guard terminal ? now.timeIntervalSince(lastDraw) > 0.2 || inEpoch == perEpoch : periodic else { return }
+        lastDraw = now
+        let done = i + 1 - firstIteration
+        let elapsed = now.timeIntervalSince(start)
+        let rate = Double(done * batchSize) / max(elapsed, 1e-9)
+        let remaining = Double(epochs * perEpoch - i - 1) * Double(batchSize) / max(rate, 1e-9)
+        let mean = lossSum / Double(max(lossCount, 1))
+        let epoch = i / perEpoch + 1
+        if terminal {
+            let width = 24, filled = width * inEpoch / perEpoch
+            let bar = String(repeating: "=", count: filled) + String(repeating: " ", count: width - filled)
+            let line = "epoch \(epoch)/\(epochs) [\(bar)] \(inEpoch)/\(perEpoch)  loss "
+                + String(format: "%.4f  %.0f img/s", mean, rate) + "  ETA \(Progress.clock(remaining))"
+            FileHandle.standardOutput.write(Data(("\r" + line + "   ").utf8))
+        } else {
+            print("epoch \(epoch)/\(epochs) iteration \(inEpoch)/\(perEpoch) loss "
+                  + String(format: "%.4f %.0f images/s", mean, rate) + " ETA \(Progress.clock(remaining))")
+        }
+        lossSum = 0
+        lossCount = 0
+    }
+
+    func epochDone(_ i: Int, testError: Double) {
+        let seconds = Date().timeIntervalSince(epochStart)
+        epochStart = Date()
+        if terminal { print("") }
+        print(String(format: "epoch %d/%d done in %.1f s: test accuracy %.4f (error %.4f)",
+                     i / perEpoch + 1, epochs, seconds, 1 - testError, testError))
+    }
+
+    func finish() {
+        print(String(format: "trained in %.1f s", Date().timeIntervalSince(start)))
+    }
+
+    static func clock(_ s: Double) -> String {
+        let t = Int(s.rounded())
+        return t >= 3600 ? String(format: "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60) : String(format: "%d:%02d", t / 60, t % 60)
+    }
+}
