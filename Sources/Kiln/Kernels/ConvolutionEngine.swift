@@ -9,8 +9,9 @@
 /// Deconvolution is the same engine with its output as the image side and its input as the column side
 /// (its weight `(inmaps, outmaps/group, *kernel)` is exactly a convolution weight seen that way).
 ///
-/// Samples run one after another; each group is one sgemm (OpenBLAS threads it) and im2col/col2im split
-/// rows/channels over the threads. A 1x1 kernel with stride 1 and no padding skips im2col entirely.
+/// Samples are processed in chunks whose columns sit side by side, so each group of a chunk is one sgemm
+/// wide enough to run near the BLAS ceiling (OpenBLAS threads it); im2col/col2im split rows/channels over
+/// the threads. A 1x1 kernel with stride 1 and no padding skips im2col entirely.
 final class ConvolutionEngine {
     let batch: Int
     let channels: Int
@@ -23,6 +24,12 @@ final class ConvolutionEngine {
     let colCount: Int
     /// nil for the 1x1 / stride 1 / no padding case, where the columns are the image itself.
     let plan: Im2ColPlan?
+    /// Samples whose columns sit side by side in one matrix product (small images would make each
+    /// per-sample product too thin for sgemm to run at full speed).
+    let chunk: Int
+
+    /// Columns one matrix product should span at least.
+    static let targetColumns = 2048
 
     init(_ g: ConvGeometry) {
         batch = g.batch
@@ -37,17 +44,59 @@ final class ConvolutionEngine {
         plan = g.isPointwise ? nil
             : Im2ColPlan(channels: cg, image: g.image, col: g.col, kernel: g.kernel, pad: g.pad,
                          stride: g.stride, dilation: g.dilation)
+        chunk = ConvolutionEngine.chunk(g)
     }
 
-    /// Column workspace for one group of one sample.
+    static func chunk(_ g: ConvGeometry) -> Int {
+        let cols = max(g.col.reduce(1, *), 1)
+        return max(1, min(g.batch, (targetColumns + cols - 1) / cols))
+    }
+
+    /// Workspace: the columns of one chunk of samples and one group, plus one group's output rows for the
+    /// chunk (the product's result before it is scattered into the sample-major output).
     static func workspaceBytes(_ g: ConvGeometry) -> Int {
-        g.isPointwise ? 0 : (g.channels / g.group) * g.kernel.reduce(1, *) * g.col.reduce(1, *) * 4
+        if g.isPointwise { return 0 }
+        let ld = chunk(g) * g.col.reduce(1, *)
+        let kk = (g.channels / g.group) * g.kernel.reduce(1, *)
+        return (kk + g.outmaps / g.group) * ld * 4
     }
 
     /// `col = W * im2col(image) + bias` (or `+=` when accumulating).
     func forward(image: UnsafePointer<Float>, weight: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>,
                  bias: UnsafePointer<Float>?, accumulate: Bool, workspace: UnsafeMutablePointer<Float>?) {
         let kk = cg * kernelCount
+        guard let plan, let workspace else {
+            pointwiseForward(image: image, weight: weight, col: col, bias: bias, accumulate: accumulate)
+            return
+        }
+        var n0 = 0
+        while n0 < batch {
+            let nb = min(chunk, batch - n0)
+            let ld = nb * colCount
+            let cols = workspace, out = workspace + kk * ld
+            for g in 0..<group {
+                plan.im2col(samples: nb, image + n0 * channels * imageCount + g * cg * imageCount,
+                            imageStride: channels * imageCount, cols, ld: ld)
+                Gemm.sgemm(m: mg, n: ld, k: kk, a: weight + g * mg * kk, b: cols, ldb: ld, beta: 0, c: out, ldc: ld)
+                // Scatter [m][sample][pos] into [sample][m][pos], adding the bias on the way.
+                Threads.items(nb * mg, workPerItem: colCount) { i in
+                    let s = i / self.mg, m = i - s * self.mg
+                    let src = out + m * ld + s * self.colCount
+                    let dst = col + (n0 + s) * self.outmaps * self.colCount + (g * self.mg + m) * self.colCount
+                    let b = bias.map { $0[g * self.mg + m] } ?? 0
+                    if accumulate {
+                        for j in 0..<self.colCount { dst[j] += src[j] + b }
+                    } else {
+                        for j in 0..<self.colCount { dst[j] = src[j] + b }
+                    }
+                }
+            }
+            n0 += nb
+        }
+    }
+
+    private func pointwiseForward(image: UnsafePointer<Float>, weight: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>,
+                                  bias: UnsafePointer<Float>?, accumulate: Bool) {
         let beta: Float = (accumulate || bias != nil) ? 1 : 0
         for n in 0..<batch {
             let xn = image + n * channels * imageCount
@@ -56,23 +105,23 @@ final class ConvolutionEngine {
                 for m in 0..<outmaps {
                     let row = yn + m * colCount
                     let v = bias[m]
-                    if accumulate {
-                        for i in 0..<colCount { row[i] += v }
-                    } else {
-                        row.update(repeating: v, count: colCount)
-                    }
+                    if accumulate { for i in 0..<colCount { row[i] += v } } else { row.update(repeating: v, count: colCount) }
                 }
             }
             for g in 0..<group {
-                let xg = xn + g * cg * imageCount
-                var cols = xg
-                if let plan, let workspace {
-                    plan.im2col(xg, workspace)
-                    cols = UnsafePointer(workspace)
-                }
-                Gemm.sgemm(m: mg, n: colCount, k: kk, a: weight + g * mg * kk, b: cols,
+                Gemm.sgemm(m: mg, n: colCount, k: cg, a: weight + g * mg * cg, b: xn + g * cg * imageCount,
                            beta: beta, c: yn + g * mg * colCount)
             }
+        }
+    }
+
+    /// Gathers one group's rows of `nb` samples of a sample-major `[batch, outmaps, colCount]` tensor into
+    /// `[mg, nb*colCount]`.
+    private func gather(_ t: UnsafePointer<Float>, n0: Int, nb: Int, g: Int, into dst: UnsafeMutablePointer<Float>, ld: Int) {
+        Threads.items(nb * mg, workPerItem: colCount) { i in
+            let s = i / self.mg, m = i - s * self.mg
+            (dst + m * ld + s * self.colCount).update(
+                from: t + (n0 + s) * self.outmaps * self.colCount + (g * self.mg + m) * self.colCount, count: self.colCount)
         }
     }
 
@@ -80,34 +129,43 @@ final class ConvolutionEngine {
     func backwardData(col: UnsafePointer<Float>, weight: UnsafePointer<Float>, image: UnsafeMutablePointer<Float>,
                       bias: UnsafePointer<Float>?, accumulate: Bool, workspace: UnsafeMutablePointer<Float>?) {
         let kk = cg * kernelCount
+        guard let plan, let workspace else {
+            for n in 0..<batch {
+                let dyn = col + n * outmaps * colCount, dxn = image + n * channels * imageCount
+                if let bias { fillChannels(dxn, bias, accumulate: accumulate) }
+                let beta: Float = (accumulate || bias != nil) ? 1 : 0
+                for g in 0..<group {
+                    Gemm.sgemm(transA: true, m: cg, n: colCount, k: mg, a: weight + g * mg * kk, b: dyn + g * mg * colCount,
+                               beta: beta, c: dxn + g * cg * imageCount)
+                }
+            }
+            return
+        }
         for n in 0..<batch {
-            let dyn = col + n * outmaps * colCount
             let dxn = image + n * channels * imageCount
-            if let bias {
-                for c in 0..<channels {
-                    let row = dxn + c * imageCount
-                    let v = bias[c]
-                    if accumulate {
-                        for i in 0..<imageCount { row[i] += v }
-                    } else {
-                        row.update(repeating: v, count: imageCount)
-                    }
-                }
-            } else if !accumulate && plan != nil {
-                dxn.update(repeating: 0, count: channels * imageCount)
-            }
+            if let bias { fillChannels(dxn, bias, accumulate: accumulate) }
+            else if !accumulate { dxn.update(repeating: 0, count: channels * imageCount) }
+        }
+        var n0 = 0
+        while n0 < batch {
+            let nb = min(chunk, batch - n0)
+            let ld = nb * colCount
+            let cols = workspace, dys = workspace + kk * ld
             for g in 0..<group {
-                let w = weight + g * mg * kk
-                let dyg = dyn + g * mg * colCount
-                let dxg = dxn + g * cg * imageCount
-                if let plan, let workspace {
-                    Gemm.sgemm(transA: true, m: kk, n: colCount, k: mg, a: w, b: dyg, beta: 0, c: workspace)
-                    plan.col2im(workspace, dxg)
-                } else {
-                    let beta: Float = (accumulate || bias != nil) ? 1 : 0
-                    Gemm.sgemm(transA: true, m: cg, n: colCount, k: mg, a: w, b: dyg, beta: beta, c: dxg)
-                }
+                gather(col, n0: n0, nb: nb, g: g, into: dys, ld: ld)
+                Gemm.sgemm(transA: true, m: kk, n: ld, k: mg, a: weight + g * mg * kk, b: dys, ldb: ld, beta: 0, c: cols, ldc: ld)
+                plan.col2im(samples: nb, cols, ld: ld, image + n0 * channels * imageCount + g * cg * imageCount,
+                            imageStride: channels * imageCount)
             }
+            n0 += nb
+        }
+    }
+
+    private func fillChannels(_ dxn: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>, accumulate: Bool) {
+        for c in 0..<channels {
+            let row = dxn + c * imageCount
+            let v = bias[c]
+            if accumulate { for i in 0..<imageCount { row[i] += v } } else { row.update(repeating: v, count: imageCount) }
         }
     }
 
@@ -119,54 +177,42 @@ final class ConvolutionEngine {
             if !accumulate { weightGrad.update(repeating: 0, count: outmaps * kk) }
             return
         }
-        for n in 0..<batch {
-            let xn = image + n * channels * imageCount
-            let dyn = col + n * outmaps * colCount
-            let beta: Float = (n > 0 || accumulate) ? 1 : 0
-            for g in 0..<group {
-                let xg = xn + g * cg * imageCount
-                var cols = xg
-                if let plan, let workspace {
-                    plan.im2col(xg, workspace)
-                    cols = UnsafePointer(workspace)
+        guard let plan, let workspace else {
+            for n in 0..<batch {
+                let xn = image + n * channels * imageCount, dyn = col + n * outmaps * colCount
+                let beta: Float = (n > 0 || accumulate) ? 1 : 0
+                for g in 0..<group {
+                    Gemm.sgemm(transB: true, m: mg, n: kk, k: colCount, a: dyn + g * mg * colCount, b: xn + g * cg * imageCount,
+                               beta: beta, c: weightGrad + g * mg * kk)
                 }
-                Gemm.sgemm(transB: true, m: mg, n: kk, k: colCount, a: dyn + g * mg * colCount, b: cols,
+            }
+            return
+        }
+        var n0 = 0
+        while n0 < batch {
+            let nb = min(chunk, batch - n0)
+            let ld = nb * colCount
+            let cols = workspace, dys = workspace + kk * ld
+            let beta: Float = (n0 > 0 || accumulate) ? 1 : 0
+            for g in 0..<group {
+                plan.im2col(samples: nb, image + n0 * channels * imageCount + g * cg * imageCount,
+                            imageStride: channels * imageCount, cols, ld: ld)
+                gather(col, n0: n0, nb: nb, g: g, into: dys, ld: ld)
+                Gemm.sgemm(transB: true, m: mg, n: kk, k: ld, a: dys, lda: ld, b: cols, ldb: ld,
                            beta: beta, c: weightGrad + g * mg * kk)
             }
+            n0 += nb
         }
     }
 
-    /// `forward` (no bias) and `backwardWeight` over the same image, sharing one im2col per sample and
-    /// group (deconvolution's backward: dx from W * im2col(dy), dW from x * im2col(dy)^T). The two outputs
-    /// must be different buffers.
+    /// `forward` (no bias) and `backwardWeight` over the same image (deconvolution's backward: dx from
+    /// W * im2col(dy), dW from x * im2col(dy)^T). The two outputs must be different buffers.
     func forwardAndWeightGrad(image: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                               col: UnsafeMutablePointer<Float>, accumulate: Bool,
                               colValues: UnsafePointer<Float>, weightGrad: UnsafeMutablePointer<Float>,
                               accumulateWeight: Bool, workspace: UnsafeMutablePointer<Float>?) {
-        let kk = cg * kernelCount
-        if batch == 0 {
-            if !accumulateWeight { weightGrad.update(repeating: 0, count: outmaps * kk) }
-            return
-        }
-        let beta: Float = accumulate ? 1 : 0
-        for n in 0..<batch {
-            let xn = image + n * channels * imageCount
-            let yn = col + n * outmaps * colCount
-            let vn = colValues + n * outmaps * colCount
-            let betaW: Float = (n > 0 || accumulateWeight) ? 1 : 0
-            for g in 0..<group {
-                let xg = xn + g * cg * imageCount
-                var cols = xg
-                if let plan, let workspace {
-                    plan.im2col(xg, workspace)
-                    cols = UnsafePointer(workspace)
-                }
-                Gemm.sgemm(m: mg, n: colCount, k: kk, a: weight + g * mg * kk, b: cols,
-                           beta: beta, c: yn + g * mg * colCount)
-                Gemm.sgemm(transB: true, m: mg, n: kk, k: colCount, a: vn + g * mg * colCount, b: cols,
-                           beta: betaW, c: weightGrad + g * mg * kk)
-            }
-        }
+        forward(image: image, weight: weight, col: col, bias: nil, accumulate: accumulate, workspace: workspace)
+        backwardWeight(image: image, col: colValues, weightGrad: weightGrad, accumulate: accumulateWeight, workspace: workspace)
     }
 
     /// `db[c] (+)= sum over samples and positions of t[n, c, :]` for `t` of shape `[batch, channels, count]`.

@@ -81,18 +81,27 @@ final class Im2ColPlan {
 
     /// Fills `col` (`channels*K x colCount`) from `image` (`channels x imageCount`).
     func im2col(_ image: UnsafePointer<Float>, _ col: UnsafeMutablePointer<Float>) {
+        im2col(samples: 1, image, imageStride: 0, col, ld: colCount)
+    }
+
+    /// Columns of `samples` images side by side: sample `s` (at `image + s*imageStride`) fills columns
+    /// `[s*colCount, (s+1)*colCount)` of a `channels*K x ld` matrix, so one matrix product covers them all.
+    func im2col(samples: Int, _ image: UnsafePointer<Float>, imageStride: Int, _ col: UnsafeMutablePointer<Float>, ld: Int) {
         let rows = channels * kernelCount
-        Threads.items(rows, workPerItem: colCount) { r in self.row(r, image, col) }
+        Threads.items(samples * rows, workPerItem: colCount) { i in
+            let s = i / rows, r = i - s * rows
+            self.row(r, image + s * imageStride, col + r * ld + s * self.colCount)
+        }
     }
 
     @inline(__always)
-    private func row(_ r: Int, _ image: UnsafePointer<Float>, _ col: UnsafeMutablePointer<Float>) {
+    private func row(_ r: Int, _ image: UnsafePointer<Float>, _ rowStart: UnsafeMutablePointer<Float>) {
         let c = r / kernelCount
         let k = r - c * kernelCount
         let ko = k / kLast
         let kl = k - ko * kLast
         let src = image + c * imageCount
-        var dst = col + r * colCount
+        var dst = rowStart
         let l = lo[kl], h = hi[kl], b = base[kl], ow = oLast, s = sLast
         let offsets = rowOffset + ko * oOuter
         for oo in 0..<oOuter {
@@ -116,17 +125,25 @@ final class Im2ColPlan {
 
     /// Adds `col` (`channels*K x colCount`) into `image` (`channels x imageCount`): the adjoint of im2col.
     func col2im(_ col: UnsafePointer<Float>, _ image: UnsafeMutablePointer<Float>) {
-        Threads.items(channels, workPerItem: kernelCount * colCount) { c in
-            for k in 0..<self.kernelCount { self.addRow(c, k, col, image) }
+        col2im(samples: 1, col, ld: colCount, image, imageStride: 0)
+    }
+
+    /// The adjoint of the batched `im2col`: adds each sample's columns into its image.
+    func col2im(samples: Int, _ col: UnsafePointer<Float>, ld: Int, _ image: UnsafeMutablePointer<Float>, imageStride: Int) {
+        Threads.items(samples * channels, workPerItem: kernelCount * colCount) { i in
+            let s = i / self.channels, c = i - s * self.channels
+            for k in 0..<self.kernelCount {
+                self.addRow(c, k, col + (c * self.kernelCount + k) * ld + s * self.colCount, image + s * imageStride)
+            }
         }
     }
 
     @inline(__always)
-    private func addRow(_ c: Int, _ k: Int, _ col: UnsafePointer<Float>, _ image: UnsafeMutablePointer<Float>) {
+    private func addRow(_ c: Int, _ k: Int, _ rowStart: UnsafePointer<Float>, _ image: UnsafeMutablePointer<Float>) {
         let ko = k / kLast
         let kl = k - ko * kLast
         let dstImage = image + c * imageCount
-        var src = col + (c * kernelCount + k) * colCount
+        var src = rowStart
         let l = lo[kl], h = hi[kl], b = base[kl], ow = oLast, s = sLast
         let offsets = rowOffset + ko * oOuter
         for oo in 0..<oOuter {

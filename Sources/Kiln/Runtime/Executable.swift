@@ -1,11 +1,13 @@
+import Dispatch
+
 /// A plan bound to memory: one arena allocated here, kernels built here, nothing allocated while it runs.
 public final class Executable {
     public let plan: Plan
     let arena: UnsafeMutableRawPointer
-    private var kernels: [Kernel] = []
+    fileprivate var kernels: [Kernel] = []
     /// External arrays, retained so that the addresses bound into kernels stay valid.
     private var retained: [NDArray] = []
-    private let seedBox = SeedBox()
+    fileprivate let seedBox = SeedBox()
     /// Arena views handed to variables after a run, made once here.
     private var views: [(view: ArenaView, variable: WeakVariable, isGrad: Bool, last: Int)] = []
     /// Parameters whose gradient the backward phase writes (their `gradWritten` is set after a run).
@@ -106,6 +108,23 @@ public final class Executable {
                 if v.isGrad { variable.gradView = v.view } else { variable.dataView = v.view }
             }
         }
+    }
+}
+
+extension Executable {
+    /// Runs the whole plan `iterations` times and returns the total seconds spent in each step, for finding
+    /// where time goes (`kiln bench --profile`).
+    public func profile(iterations: Int, seed: Float? = 1) throws -> [Double] {
+        var totals = [Double](repeating: 0, count: plan.steps.count)
+        seedBox.value = seed
+        for _ in 0..<max(iterations, 1) {
+            for i in kernels.indices {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                try kernels[i]()
+                totals[i] += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            }
+        }
+        return totals
     }
 }
 

@@ -231,6 +231,30 @@ struct LinearTests {
         #expect(try g.outputTypes([x.type, w.type])[0].shape == [2, 4, 4, 4])
     }
 
+    /// Batches larger than one chunk of side-by-side columns (here 2 samples per product, batch 5: chunks
+    /// 2, 2, 1), with groups: forward, data gradient and weight gradient.
+    @Test func convolutionSpanningSeveralChunks() throws {
+        let c = ConvCase(x: [5, 4, 34, 34], w: [4, 2, 3, 3], pad: [1, 1], stride: [1, 1], dilation: [1, 1], group: 2)
+        let ins = convInputs(c, seed: 91)
+        let f = Convolution(pad: c.pad, stride: c.stride, dilation: c.dilation, group: c.group)
+        let y = try Harness.forward1(f, ins)
+        let ref = LinearReference.convolution(ins[0], ins[1], ins[2], baseAxis: 1, pad: c.pad, stride: c.stride,
+                                              dilation: c.dilation, group: c.group)
+        #expect(mismatch(y.toFloats(), ref.data, rtol: 1e-4, atol: 1e-4) == nil)
+        let dy = Harness.random(y.shape, seed: 92)
+        let grads = try Harness.backward(f, inputs: ins, outputGrads: [dy], want: [true, true, true])
+        let refDx = LinearReference.deconvolution(dy, ins[1], nil, baseAxis: 1, pad: c.pad, stride: c.stride,
+                                                  dilation: c.dilation, group: c.group, outputPadding: [0, 0])
+        #expect(mismatch(grads[0]!.toFloats(), refDx.data, rtol: 1e-4, atol: 1e-4) == nil)
+        let numW = try Harness.numericalGradient(f, inputs: ins, outputGrads: [dy], index: 1)
+        #expect(mismatch(grads[1]!.toFloats(), numW, rtol: 1e-2, atol: 2e-2) == nil)
+        // db is the per-channel sum of dy.
+        var db = [Float](repeating: 0, count: 4)
+        let d = dy.toFloats()
+        for n in 0..<5 { for o in 0..<4 { for p in 0..<(34 * 34) { db[o] += d[(n * 4 + o) * 34 * 34 + p] } } }
+        #expect(mismatch(grads[2]!.toFloats(), db, rtol: 1e-4, atol: 1e-3) == nil)
+    }
+
     @Test func convolutionRunsLargeShapesWithThreads() throws {
         let saved = Threads.count
         Threads.count = 2

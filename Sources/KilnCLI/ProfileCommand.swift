@@ -1,0 +1,37 @@
+import ArgumentParser
+import Foundation
+import Kiln
+
+/// `kiln profile`: where the time of one plan run goes, step by step.
+struct ProfileCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "profile", abstract: "Time every step of a zoo model's plan on random data.")
+
+    @Argument(help: "A zoo model (\(Zoo.names.joined(separator: ", "))).") var model: String
+    @Option var mode: PlanMode = .training
+    @Option(name: .customLong("batch-size")) var batchSize: Int = 64
+    @Option var iterations: Int = 20
+    @Option var threads: Int = 1
+
+    func run() throws {
+        try reportingErrors {
+            Threads.count = max(1, threads)
+            guard let zoo = Zoo(rawValue: model) else { throw KilnError.io("unknown zoo model '\(model)'") }
+            Parameters.clear()
+            let m = try zoo.build(batchSize: batchSize, training: mode == .training)
+            try m.input.setData((0..<m.input.size).map { Float($0 % 255) })
+            try m.label.setData((0..<m.label.size).map { Int32($0 % 10) })
+            let exe = try Compiler.compile(m.root, mode)
+            _ = try exe.profile(iterations: 2)
+            let t = try exe.profile(iterations: iterations)
+            let total = t.reduce(0, +)
+            var rows = exe.plan.steps.enumerated().map { ($0.offset, $0.element, t[$0.offset]) }
+            rows.sort { $0.2 > $1.2 }
+            print(String(format: "%@ %@ batch %d: %.3f ms per run", model, mode.rawValue, batchSize, total / Double(iterations) * 1000))
+            for (i, s, sec) in rows.prefix(25) {
+                print(String(format: "%4d %-9@ %-22@ %8.3f ms %5.1f%%  ", i, s.kind.rawValue, s.function,
+                             sec / Double(iterations) * 1000, sec / total * 100) + s.node)
+            }
+        }
+    }
+}
