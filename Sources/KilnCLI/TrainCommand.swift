@@ -46,11 +46,12 @@ struct TrainCommand: ParsableCommand {
             let test = try FashionMNIST.load(train: false, directory: dataDir)
             let evalBatch = 100
 
-            let t = try zoo.build(batchSize: batchSize, training: true)
-            let v = try zoo.build(batchSize: evalBatch, training: false)
+            let network = try zoo.network()
+            let t = try zoo.build(batchSize: batchSize, training: true, network: network)
+            let v = try zoo.build(batchSize: evalBatch, training: false, network: network)
             let verror = try F.mean(F.topNError(v.prediction, v.label))
             let solver = Adam(alpha: learningRate)
-            solver.setParameters(Parameters.current(gradOnly: true))
+            solver.setParameters(network.getParameters(gradOnly: true))
 
             let tdata = try DataIterator(size: train.count, batchSize: batchSize, shuffle: true, seed: seed,
                                          sampleShapes: [[1, 28, 28], [1]]) { i in
@@ -87,6 +88,7 @@ struct TrainCommand: ParsableCommand {
             let trainer = Trainer(updater: [updater], evaluator: [evaluator], modelSavePath: modelSavePath,
                                   maxEpoch: epochs, iterPerEpoch: perEpoch)
             trainer.checkpointInterval = checkpointInterval
+            trainer.parameters = network.getParameters(gradOnly: false)
             trainer.onResume = [{ start in
                 let consumed = start * batchSize
                 try tdata.seek(epoch: consumed / train.count, position: consumed % train.count)

@@ -83,7 +83,11 @@ struct PlanBuilder {
         if let ws { buffers[ws].type = TensorType([(wsBytes + 3) / 4], .float32); buffers[ws].bytes = PlanBuilder.rounded(wsBytes) }
         // Inputs a function writes (BN running statistics) are outputs of the step too.
         var written = outs
-        for (i, b) in ins.enumerated() where n.function.mutatesInput(i) { written.append(b) }
+        for (i, b) in ins.enumerated() where n.function.mutatesInput(i) {
+            written.append(b)
+            // A leaf a function updates (BN running statistics) is state of the model, not a fed input.
+            if buffers[b].kind == .input { buffers[b].kind = .parameter }
+        }
         steps.append(PlanStep(kind: .forward, function: n.typeName, node: displayName, inputs: ins, outputs: written,
                               accumulate: written.map { _ in false }, workspace: ws))
         bindings.steps.append(.init(node: n, inputData: ins, outputData: outs))

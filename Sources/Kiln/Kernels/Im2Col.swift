@@ -104,20 +104,21 @@ final class Im2ColPlan {
         var dst = rowStart
         let l = lo[kl], h = hi[kl], b = base[kl], ow = oLast, s = sLast
         let offsets = rowOffset + ko * oOuter
+        // Rows are short (the output width), so plain loops beat memcpy/memset calls here.
         for oo in 0..<oOuter {
             let off = offsets[oo]
             if off < 0 {
-                dst.update(repeating: 0, count: ow)
+                for o in 0..<ow { dst[o] = 0 }
             } else {
-                if l > 0 { dst.update(repeating: 0, count: l) }
+                for o in 0..<l { dst[o] = 0 }
                 let p = src + (off + b)
                 if s == 1 {
-                    (dst + l).update(from: p + l, count: h - l)
+                    for o in l..<h { dst[o] = p[o] }
                 } else {
                     var o = l
                     while o < h { dst[o] = p[o * s]; o += 1 }
                 }
-                if h < ow { (dst + h).update(repeating: 0, count: ow - h) }
+                for o in h..<ow { dst[o] = 0 }
             }
             dst += ow
         }

@@ -23,6 +23,10 @@ public final class Trainer {
     /// Also checkpoint every this many iterations inside an epoch (nil: only at epoch ends), so that a killed
     /// run loses little. Only the newest such mid-epoch checkpoint is kept.
     public var checkpointInterval: Int? = nil
+    /// The parameters saved with each epoch and checkpoint: nil means the global registry
+    /// (`Parameters.current(gradOnly: false)`, what nnabla's trainer saves); module users pass
+    /// `network.getParameters(gradOnly: false)`.
+    public var parameters: [(name: String, variable: Variable)]? = nil
 
     public init(updater: [Updater] = [], evaluator: [Evaluator] = [], modelSavePath: String? = nil, maxEpoch: Int = 1,
                 iterPerEpoch: Int? = nil, callbackOnStart: [() throws -> Void] = [],
@@ -54,7 +58,7 @@ public final class Trainer {
         if resume {
             guard let dir = modelSavePath else { throw KilnError.io("resuming needs a modelSavePath") }
             if let c = try Checkpoint.latest(in: dir) {
-                try c.restore(solvers: updater.compactMap { $0.solver })
+                try c.restore(solvers: updater.compactMap { $0.solver }, parameters: parameters)
                 start = c.iteration + 1
                 for r in onResume { try r(start) }
             }
@@ -71,11 +75,13 @@ public final class Trainer {
             for c in updateCallbackOnFinish { try c(i) }
             if (i + 1) % perEpoch == 0 {
                 if let dir = modelSavePath {
-                    try Checkpoint.save(in: dir, iteration: i, solvers: updater.compactMap { $0.solver }, keep: true)
+                    try Checkpoint.save(in: dir, iteration: i, solvers: updater.compactMap { $0.solver }, keep: true,
+                                        parameters: parameters)
                 }
                 for e in evaluator { try e.evaluate(i) }
             } else if let dir = modelSavePath, let k = checkpointInterval, k > 0, (i + 1) % k == 0 {
-                try Checkpoint.save(in: dir, iteration: i, solvers: updater.compactMap { $0.solver }, keep: false)
+                try Checkpoint.save(in: dir, iteration: i, solvers: updater.compactMap { $0.solver }, keep: false,
+                                    parameters: parameters)
             }
             i += 1
         }
@@ -99,11 +105,16 @@ public struct Checkpoint {
 
     /// Writes the files, then points `checkpoint.json` at them. `keep: false` marks a mid-epoch checkpoint,
     /// whose files are removed once a newer checkpoint replaces it.
-    public static func save(in dir: String, iteration: Int, solvers: [Solver], keep: Bool) throws {
+    public static func save(in dir: String, iteration: Int, solvers: [Solver], keep: Bool,
+                            parameters: [(name: String, variable: Variable)]? = nil) throws {
         let previous = try? latest(in: dir)
         let prefix = keep ? "" : "partial_"
         let p = "\(prefix)params_\(name(iteration)).safetensors"
-        try Parameters.save(path: dir + "/" + p)
+        if let parameters {
+            try ParameterFile.save(parameters.map { ($0.name, $0.variable) }, to: dir + "/" + p)
+        } else {
+            try Parameters.save(path: dir + "/" + p)
+        }
         var solverFiles: [String] = []
         for (k, s) in solvers.enumerated() {
             let f = "\(prefix)solver\(k)_\(name(iteration)).safetensors"
@@ -134,8 +145,12 @@ public struct Checkpoint {
         return Checkpoint(iteration: it, parameters: dir + "/" + p, solvers: s.map { dir + "/" + $0 })
     }
 
-    public func restore(solvers: [Solver]) throws {
-        try Parameters.load(path: parameters)
+    public func restore(solvers: [Solver], parameters params: [(name: String, variable: Variable)]? = nil) throws {
+        if let params {
+            try ParameterFile.load(into: params.map { ($0.name, $0.variable) }, from: parameters, requireAll: true)
+        } else {
+            try Parameters.load(path: parameters)
+        }
         guard self.solvers.count == solvers.count else {
             throw KilnError.io("checkpoint has \(self.solvers.count) solver state file(s), the trainer has \(solvers.count) solver(s)")
         }

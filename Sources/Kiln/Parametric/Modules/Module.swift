@@ -39,8 +39,28 @@ open class Module {
                                         reason: "the module does not override call(_:)")
     }
 
-    /// Applies the module (nnabla's `__call__`).
-    public func callAsFunction(_ x: Variable) throws -> Variable { try call(x) }
+    /// Applies the module (nnabla's `__call__`). Functions added by a sub-module are named under its
+    /// property path ("stage1/0/conv1/Convolution"), so plans and pictures read like the model.
+    public func callAsFunction(_ x: Variable) throws -> Variable {
+        if !namedSubmodules {
+            for (name, m) in ownMembers().modules { m.scopeName = name; m.nameSubmodulesOnce() }
+            namedSubmodules = true
+            // Parameters are named by their path from the module first called, as getParameters names them.
+            if scopeName == nil { for (name, v) in getParameters(gradOnly: false) { v.name = name } }
+        }
+        guard let scopeName else { return try call(x) }
+        return try Parameters.scope(scopeName) { try call(x) }
+    }
+
+    /// The module's name relative to its parent, used as the scope of the functions it adds.
+    var scopeName: String?
+    private var namedSubmodules = false
+
+    private func nameSubmodulesOnce() {
+        guard !namedSubmodules else { return }
+        for (name, m) in ownMembers().modules where m.scopeName == nil { m.scopeName = name; m.nameSubmodulesOnce() }
+        namedSubmodules = true
+    }
 
     /// This module (named "") and every sub-module below it, depth first in declaration order, each once
     /// (nnabla's `get_modules`).
