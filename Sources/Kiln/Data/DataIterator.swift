@@ -32,8 +32,11 @@ public final class DataIterator {
         if shuffle { reshuffle() }
     }
 
+    /// A fresh permutation of the samples: NumPy's `RandomState.permutation(size)` (Fisher-Yates from the
+    /// end over `arange(size)`), which nnabla's data sources draw at each epoch. Each epoch starts from the
+    /// identity, not from the previous epoch's order.
     private func reshuffle() {
-        // Fisher-Yates from the end, as NumPy's legacy `shuffle`.
+        for k in 0..<order.count { order[k] = k }
         var i = order.count - 1
         while i > 0 {
             let j = rng.randint(0, i + 1)

@@ -5,7 +5,8 @@ public final class Evaluator {
     public var vroot: [Variable]
     public var dataFeeder: () throws -> Void
     public var valIter: Int
-    public var callbackOnStart: [ValueCallback]
+    /// Called with the iteration number before the evaluation (nnabla's `callback_on_start(i)`).
+    public var callbackOnStart: [IterationCallback]
     /// One callback per root (nnabla requires as many as roots).
     public var callbackOnFinish: [ValueCallback]
     public var clearBuffer: Bool
@@ -13,7 +14,7 @@ public final class Evaluator {
     private var executables: [Executable] = []
 
     public init(vroot: [Variable], dataFeeder: @escaping () throws -> Void = {}, valIter: Int,
-                callbackOnStart: [ValueCallback] = [], callbackOnFinish: [ValueCallback] = [],
+                callbackOnStart: [IterationCallback] = [], callbackOnFinish: [ValueCallback] = [],
                 clearBuffer: Bool = true, comm: Communicator? = nil) throws {
         guard callbackOnFinish.isEmpty || callbackOnFinish.count == vroot.count else {
             throw KilnError.invalidData("Evaluator: \(vroot.count) roots but \(callbackOnFinish.count) finish callbacks")
@@ -29,7 +30,7 @@ public final class Evaluator {
     }
 
     public convenience init(_ vroot: Variable, dataFeeder: @escaping () throws -> Void = {}, valIter: Int,
-                            callbackOnStart: [ValueCallback] = [], callbackOnFinish: [ValueCallback] = [],
+                            callbackOnStart: [IterationCallback] = [], callbackOnFinish: [ValueCallback] = [],
                             clearBuffer: Bool = true, comm: Communicator? = nil) throws {
         try self.init(vroot: [vroot], dataFeeder: dataFeeder, valIter: valIter, callbackOnStart: callbackOnStart,
                       callbackOnFinish: callbackOnFinish, clearBuffer: clearBuffer, comm: comm)
@@ -44,7 +45,7 @@ public final class Evaluator {
                 try Compiler.compile($0, .inference, options: CompileOptions(clearBuffer: clearBuffer, clearNoNeedGrad: true))
             }
         }
-        for (j, c) in callbackOnStart.enumerated() where j < vroot.count { try c(i, 0) }
+        for c in callbackOnStart { try c(i) }
         var sums = [Double](repeating: 0, count: vroot.count)
         for _ in 0..<valIter {
             try dataFeeder()

@@ -1,0 +1,66 @@
+import Foundation
+import Testing
+@testable import Kiln
+
+/// End to end: `kiln train` killed with SIGKILL after a mid-epoch checkpoint, then resumed.
+struct TrainResumeCLITests {
+    static let binary = Bundle.module.bundleURL.deletingLastPathComponent().appendingPathComponent("kiln").path
+    static let available = FileManager.default.isExecutableFile(atPath: binary)
+        && FileManager.default.fileExists(atPath: FashionMNIST.defaultDirectory)
+
+    /// Starts `kiln` with `arguments`, collecting its standard output in a file.
+    static func launch(_ arguments: [String], output: String) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = arguments
+        _ = FileManager.default.createFile(atPath: output, contents: nil)
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+        p.standardOutput = h
+        p.standardError = h
+        try p.run()
+        return p
+    }
+
+    @Test(.enabled(if: available), .timeLimit(.minutes(2)))
+    func sigkillThenResume() throws {
+        let dir = try trainingTempDir("cli-resume")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let save = dir + "/model"
+        let args = ["train", "mlp", "--epochs", "1", "--max-iterations", "60", "--checkpoint-interval", "20",
+                    "--model-save-path", save]
+        let first = try Self.launch(args, output: dir + "/first.txt")
+        // Wait for the first mid-epoch checkpoint, then kill without warning.
+        let deadline = Date().addingTimeInterval(90)
+        var reached = -1
+        while first.isRunning && Date() < deadline {
+            if let c = try? Checkpoint.latest(in: save) { reached = c.iteration }
+            if reached >= 19 { break }
+            usleep(5_000)
+        }
+        let killed = first.isRunning
+        if killed { kill(first.processIdentifier, SIGKILL) }
+        first.waitUntilExit()
+        #expect(reached >= 19, "no checkpoint appeared: \(String(decoding: FileManager.default.contents(atPath: dir + "/first.txt") ?? Data(), as: UTF8.self))")
+        print("sigkill test: killed \(killed), checkpoint seen at iteration \(reached)")
+        guard killed else { return }   // the first run finished before it could be killed: nothing to resume
+        #expect(first.terminationReason == .uncaughtSignal)
+        // The run may have written a later checkpoint between the last look and the kill.
+        let resumeFrom = try #require(try Checkpoint.latest(in: save)).iteration + 1
+        #expect(resumeFrom >= 20 && resumeFrom < 60)
+
+        let second = try Self.launch(args + ["--resume"], output: dir + "/second.txt")
+        second.waitUntilExit()
+        let out = String(decoding: FileManager.default.contents(atPath: dir + "/second.txt") ?? Data(), as: UTF8.self)
+        #expect(second.terminationStatus == 0, "\(out)")
+        #expect(out.contains("resuming at iteration \(resumeFrom)"), "\(out)")
+        let c = try #require(try Checkpoint.latest(in: save))
+        #expect(c.iteration == 59)
+        let params = try SafeTensors.read(path: c.parameters)
+        #expect(!params.tensors.isEmpty)
+        #expect(params.tensors.allSatisfy { $0.1.toFloats().allSatisfy { $0.isFinite } })
+        #expect(try SafeTensors.read(path: c.solvers[0]).tensors.count > 0)
+        // No leftover mid-epoch checkpoint once the epoch checkpoint is written.
+        let files = try FileManager.default.contentsOfDirectory(atPath: save)
+        #expect(!files.contains { $0.hasPrefix("partial_") }, "\(files)")
+    }
+}
