@@ -27,6 +27,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "KilnTests", dependencies: ["Kiln"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "KilnGraphvizTests", dependencies: ["Kiln", "KilnGraphviz"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,7 +1,249 @@
-import Kiln
 import CGraphviz
+import Foundation
+import Kiln
 
-/// Placeholder until the viewer lands: see issue "SimpleGraph viewer on libgvc".
-public enum KilnGraphvizInfo {
-    public static let version = "0"
+/// nnabla's `nnabla.experimental.viewers.SimpleGraph`: draws the graph behind a variable with Graphviz.
+///
+/// Built in memory with libcgraph and laid out and rendered with libgvc: no `dot` process is started.
+/// Style follows nnabla's viewer: functions are filled boxes coloured by type (Convolution blue, Affine red,
+/// normalisations orange, ReLU green, pooling light blue, arithmetic purple, the rest gray; or by
+/// `fnameColorMap`, with light gray for types it does not name); variables are ellipses (light gray, or by
+/// `vnameColorMap`), with a black outline when they need a gradient; inputs are light cyan; parameters are
+/// pink rounded boxes labelled by their name inside the function's parameter scope, and the function is
+/// labelled with that scope (as nnabla does with `get_parameters()`). `verbose` adds shapes, need_grad and
+/// the function arguments.
+///
+/// ```swift
+/// let graph = SimpleGraph(verbose: false)
+/// try graph.save(pred, path: "sample_graph")          // sample_graph (DOT) and sample_graph.png
+/// try graph.view(pred)                                 // renders to a temporary file and opens it
+/// ```
+public struct SimpleGraph {
+    public var format: String
+    public var verbose: Bool
+    public var fnameColorMap: [String: String]?
+    public var vnameColorMap: [String: String]?
+
+    public init(format: String = "png", verbose: Bool = false, fnameColorMap: [String: String]? = nil,
+                vnameColorMap: [String: String]? = nil) {
+        self.format = format
+        self.verbose = verbose
+        self.fnameColorMap = fnameColorMap
+        self.vnameColorMap = vnameColorMap
+    }
+
+    /// The Graphviz graph of everything reachable from `vleaf` (nnabla's `create_graphviz_digraph`).
+    public func createGraphvizDigraph(_ vleaf: Variable, format: String? = nil) throws -> Digraph {
+        try createGraphvizDigraph([vleaf], format: format)
+    }
+
+    /// The graph behind several outputs at once (shared parts drawn once).
+    public func createGraphvizDigraph(_ vleaves: [Variable], format: String? = nil) throws -> Digraph {
+        let g = try Digraph(name: "kiln", format: format ?? self.format)
+        g.setNodeDefault("style", "filled")
+        g.setNodeDefault("fontname", "Helvetica")
+        g.setNodeDefault("fontsize", "11")
+        g.setEdgeDefault("arrowsize", "0.7")
+
+        let nodes = SimpleGraph.functionNodes(from: vleaves)
+        let scopes = SimpleGraph.parameterScopes(nodes)
+        var drawn = Set<String>()
+        for n in nodes {
+            let fid = "f\(n.sequence)"
+            for v in n.inputs {
+                let vid = SimpleGraph.variableID(v)
+                if drawn.insert(vid).inserted {
+                    addVariable(g, id: vid, v, type: v.type, needGrad: v.needGrad, scopes: scopes)
+                }
+                g.edge(vid, fid)
+            }
+            let outs = n.outputs
+            for (i, t) in n.outputTypes.enumerated() {
+                let vid = "v\(n.sequence)_\(i)"
+                let v = i < outs.count ? outs[i] : nil
+                if drawn.insert(vid).inserted {
+                    addVariable(g, id: vid, v, type: t, needGrad: v?.needGrad ?? false, scopes: scopes)
+                }
+                g.edge(fid, vid)
+            }
+            addFunction(g, id: fid, n, scope: scopes.functionScope[ObjectIdentifier(n)])
+        }
+        // Roots that no function produced (a lone input) still appear.
+        for v in vleaves where v.parent == nil {
+            addVariable(g, id: SimpleGraph.variableID(v), v, type: v.type, needGrad: v.needGrad, scopes: scopes)
+        }
+        return g
+    }
+
+    /// Renders the graph to a file, as nnabla's `save`: when `path` does not end in ".<format>" the picture
+    /// goes to `path.<format>` and the DOT source to `path`; when it does, the picture goes to `path` and the
+    /// source to the same name with ".gv". `cleanup` leaves the source out. Returns the picture's path.
+    @discardableResult
+    public func save(_ vleaf: Variable, path: String, cleanup: Bool = false, format: String? = nil) throws -> String {
+        let g = try createGraphvizDigraph(vleaf, format: format)
+        let ext = "." + g.format
+        let picture: String, source: String
+        if path.lowercased().hasSuffix(ext) {
+            picture = path
+            source = String(path.dropLast(ext.count)) + ".gv"
+        } else {
+            picture = path + ext
+            source = path
+        }
+        try g.render(to: picture)
+        if !cleanup { try g.writeSource(to: source) }
+        return picture
+    }
+
+    /// Renders the graph (to a temporary file unless `path` is given) and opens it with `xdg-open` when a
+    /// display is available ($DISPLAY or $WAYLAND_DISPLAY set and xdg-open on PATH); otherwise prints where
+    /// the file is. Returns the picture's path.
+    @discardableResult
+    public func view(_ vleaf: Variable, path: String? = nil, cleanup: Bool = true, format: String? = nil) throws -> String {
+        let base = path ?? (NSTemporaryDirectory() as NSString)
+            .appendingPathComponent("kiln-graph-\(getpid())-\(vleaf.sequence)")
+        let picture = try save(vleaf, path: base, cleanup: cleanup, format: format)
+        let env = ProcessInfo.processInfo.environment
+        let hasDisplay = !(env["DISPLAY"] ?? "").isEmpty || !(env["WAYLAND_DISPLAY"] ?? "").isEmpty
+        if hasDisplay, let opener = SimpleGraph.findExecutable("xdg-open") {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: opener)
+            p.arguments = [picture]
+            do { try p.run() } catch { print("graph written to \(picture) (xdg-open failed: \(error))") }
+        } else {
+            print("graph written to \(picture)")
+        }
+        return picture
+    }
+
+    // MARK: traversal
+
+    /// The function nodes reachable from `roots` through `parent`/`inputs`, each once, in creation order
+    /// (a topological order). Iterative, so deep chains do not exhaust the stack.
+    public static func functionNodes(from roots: [Variable]) -> [FunctionNode] {
+        var seen = Set<ObjectIdentifier>()
+        var out: [FunctionNode] = []
+        var stack = roots.compactMap { $0.parent }
+        while let n = stack.popLast() {
+            guard seen.insert(ObjectIdentifier(n)).inserted else { continue }
+            out.append(n)
+            for v in n.inputs { if let p = v.parent, !seen.contains(ObjectIdentifier(p)) { stack.append(p) } }
+        }
+        out.sort { $0.sequence < $1.sequence }
+        return out
+    }
+
+    /// A node id per value: leaves by their own sequence, outputs by producer and index (an output variable
+    /// the user dropped still has an id).
+    static func variableID(_ v: Variable) -> String {
+        if let p = v.parent { return "v\(p.sequence)_\(v.outputIndex)" }
+        return "l\(v.sequence)"
+    }
+
+    // MARK: styling
+
+    struct Scopes {
+        /// Per function: the common scope of its parameters ("conv1/conv").
+        var functionScope: [ObjectIdentifier: String] = [:]
+        /// Per parameter: its name inside that scope ("W").
+        var shortName: [ObjectIdentifier: String] = [:]
+    }
+
+    static func isParameter(_ v: Variable) -> Bool {
+        guard v.parent == nil else { return false }
+        if v.needGrad { return true }
+        return !v.name.isEmpty && Parameters.get(v.name) === v
+    }
+
+    /// nnabla's `fscope`: a function's scope is the common prefix of its parameters' scopes, and each
+    /// parameter is labelled by the rest of its name.
+    static func parameterScopes(_ nodes: [FunctionNode]) -> Scopes {
+        var s = Scopes()
+        for n in nodes {
+            let params = n.inputs.filter { isParameter($0) && $0.name.contains("/") }
+            guard !params.isEmpty else { continue }
+            let paths = params.map { $0.name.split(separator: "/", omittingEmptySubsequences: false).map(String.init) }
+            var common = Array(paths[0].dropLast())
+            for p in paths.dropFirst() {
+                var k = 0
+                while k < common.count && k < p.count - 1 && common[k] == p[k] { k += 1 }
+                common = Array(common.prefix(k))
+            }
+            guard !common.isEmpty else { continue }
+            s.functionScope[ObjectIdentifier(n)] = common.joined(separator: "/")
+            for (v, p) in zip(params, paths) where s.shortName[ObjectIdentifier(v)] == nil {
+                s.shortName[ObjectIdentifier(v)] = p.dropFirst(common.count).joined(separator: "/")
+            }
+        }
+        return s
+    }
+
+    /// nnabla's `_map_fname_to_color`, on the function type.
+    func functionColor(_ type: String) -> String {
+        if let map = fnameColorMap { return map[type] ?? "lightgray" }
+        if type.contains("Conv") { return "blue" }
+        if type.contains("Affine") { return "red" }
+        if type.contains("Norm") { return "orange" }
+        if type.contains("ReLU") { return "green" }
+        if type.contains("Pool") { return "lightblue2" }
+        if ["Add", "Sub", "Mul", "Div"].contains(where: { type.contains($0) }) { return "purple" }
+        return "gray"
+    }
+
+    /// White text on dark fills, black on light ones.
+    static func fontColor(for fill: String) -> String {
+        let f = fill.lowercased()
+        let light = f.hasPrefix("light") || f.hasPrefix("white") || f.hasPrefix("yellow") || f.hasPrefix("pink")
+            || f.hasPrefix("gray9") || f.hasPrefix("grey9") || ["orange", "gold", "cyan", "khaki", "beige", "ivory"].contains(f)
+        return light ? "black" : "white"
+    }
+
+    static func shapeText(_ shape: [Int]) -> String {
+        "(" + shape.map(String.init).joined(separator: ", ") + (shape.count == 1 ? ",)" : ")")
+    }
+
+    private func addVariable(_ g: Digraph, id: String, _ v: Variable?, type: TensorType, needGrad: Bool, scopes: Scopes) {
+        let isParam = v.map(SimpleGraph.isParameter) ?? false
+        var name = v?.name ?? ""
+        if isParam, let v, let short = scopes.shortName[ObjectIdentifier(v)] { name = short }
+        if name.isEmpty { name = "h" }
+        var lines = [name]
+        if verbose {
+            lines.append(SimpleGraph.shapeText(type.shape) + (type.dtype == .float32 ? "" : " \(type.dtype.rawValue)"))
+            lines.append("need_grad=\(needGrad)")
+        }
+        var attrs: [(String, String)] = [("label", labelLines(lines))]
+        if isParam {
+            attrs += [("shape", "box"), ("style", needGrad ? "filled,rounded" : "filled,rounded,dashed"),
+                      ("fillcolor", "pink"), ("color", needGrad ? "black" : "gray40"), ("penwidth", needGrad ? "1.5" : "1")]
+        } else {
+            let isInput = v != nil && v?.parent == nil
+            var fill = isInput ? "lightcyan" : "lightgray"
+            if let map = vnameColorMap, let n = v?.name, let c = map[n] { fill = c }
+            attrs += [("shape", "ellipse"), ("fillcolor", fill), ("color", needGrad ? "black" : fill)]
+        }
+        if let v, !v.name.isEmpty { attrs.append(("tooltip", "\(v.name) \(type)")) }
+        g.node(id, attrs)
+    }
+
+    private func addFunction(_ g: Digraph, id: String, _ n: FunctionNode, scope: String?) {
+        var lines = [n.name.isEmpty ? n.typeName : n.name]
+        if !n.name.isEmpty && n.name != n.typeName { lines.append("(\(n.typeName))") }
+        if let scope { lines.append(scope) }
+        if verbose {
+            for (k, v) in n.function.arguments { lines.append("\(k)=\(v)") }
+        }
+        let fill = functionColor(n.typeName)
+        g.node(id, [("label", labelLines(lines)), ("shape", "box"), ("color", fill), ("fillcolor", fill),
+                    ("fontcolor", SimpleGraph.fontColor(for: fill)), ("tooltip", n.typeName)])
+    }
+
+    static func findExecutable(_ name: String) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+        for dir in path.split(separator: ":") {
+            let p = "\(dir)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: p) { return p }
+        }
+        return nil
+    }
 }

@@ -1,0 +1,64 @@
+import ArgumentParser
+import Foundation
+import Kiln
+import KilnGraphviz
+
+/// `kiln view MODEL -o FILE.(png|svg|pdf|dot)`: draws a model's graph (nnabla's SimpleGraph style) or, with
+/// `--plan`, its memory plan, through libgvc (no `dot` process).
+struct ViewCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "view",
+        abstract: "Draw a model's graph, or its memory plan with --plan, as png, svg, pdf or dot.")
+
+    static let formats = ["png", "svg", "pdf", "dot"]
+
+    @Argument(help: "A zoo model name or a kiln-graph/1 file.") var model: String
+    @Option(name: .shortAndLong, help: "The picture to write; its extension picks the format (png, svg, pdf, dot).")
+    var output: String
+    @Flag(help: "Show shapes, need_grad and function arguments.") var verbose = false
+    @Flag(help: "Draw the memory plan (steps across, arena offsets down) instead of the graph.") var plan = false
+    @Option(help: "inference or training: the plan drawn with --plan (and how zoo models are built).")
+    var mode: String = "inference"
+    @Option(help: "Batch size for zoo models (graph files keep their own shapes).") var batchSize: Int?
+
+    func validate() throws {
+        let ext = (output as NSString).pathExtension.lowercased()
+        guard Self.formats.contains(ext) else {
+            throw ValidationError("cannot tell the format of '\(output)': the extension must be one of \(Self.formats.joined(separator: ", "))")
+        }
+        guard PlanMode(rawValue: mode) != nil else {
+            throw ValidationError("--mode must be one of \(PlanMode.allCases.map(\.rawValue).joined(separator: ", ")), got '\(mode)'")
+        }
+        if let b = batchSize, b < 1 { throw ValidationError("--batch-size must be at least 1, got \(b)") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            do {
+                let format = (output as NSString).pathExtension.lowercased()
+                let planMode = PlanMode(rawValue: mode) ?? .inference
+                let outputs = try viewModelOutputs(model, batchSize: batchSize, mode: planMode)
+                if plan {
+                    let p = try Compiler.plan(outputs, planMode, options: CompileOptions())
+                    try PlanPicture.render(p, to: output, format: format)
+                } else {
+                    try SimpleGraph(format: format, verbose: verbose).createGraphvizDigraph(outputs).render(to: output)
+                }
+                print("wrote \(output)")
+            } catch let e as GraphvizError {
+                FileHandle.standardError.write(Data("kiln: error: \(e)\n".utf8))
+                throw ExitCode(1)
+            }
+        }
+    }
+}
+
+/// The model's outputs. Graph files only, for now: when `ModelLoader` (PlanCommand.swift) is on this branch,
+/// replace the body with `try ModelLoader.outputs(model, batchSize: batchSize, mode: mode)`, which also knows
+/// the zoo.
+private func viewModelOutputs(_ model: String, batchSize: Int?, mode: PlanMode) throws -> [Variable] {
+    guard FileManager.default.fileExists(atPath: model) else {
+        throw ValidationError("'\(model)' is not a graph file (zoo names need ModelLoader, not in this build)")
+    }
+    return try GraphFile.load(path: model).outputs
+}
