@@ -58,7 +58,7 @@ struct ViewCommand: ParsableCommand {
 /// the zoo.
 private func viewModelOutputs(_ model: String, batchSize: Int?, mode: PlanMode) throws -> [Variable] {
     guard FileManager.default.fileExists(atPath: model) else {
-        throw ValidationError("'\(model)' is not a graph file (zoo names need ModelLoader, not in this build)")
+        throw KilnError.io("cannot read model '\(model)': no such graph file (zoo names need ModelLoader, not in this build)")
     }
     return try GraphFile.load(path: model).outputs
 }

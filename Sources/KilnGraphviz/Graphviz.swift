@@ -52,6 +52,10 @@ enum GV {
     nonisolated(unsafe) static var messages: [String] = []
 
     nonisolated(unsafe) private static var contextStorage: OpaquePointer?
+    /// The graph whose layout libgvc's globals describe. gvLayout points process-wide attribute symbols
+    /// (N_shape, E_color, ...) at the graph it lays out, so rendering another graph's old layout would read
+    /// the wrong attributes: a graph is laid out again when another one was laid out since.
+    nonisolated(unsafe) static var current: UnsafeMutableRawPointer?
 
     /// The shared GVC context. Call with `lock` held.
     static var context: OpaquePointer {
@@ -123,6 +127,7 @@ public final class Digraph {
     deinit {
         GV.locked {
             if laidOut { _ = gvFreeLayout(GV.context, graph) }
+            if GV.current == UnsafeMutableRawPointer(graph) { GV.current = nil }
             _ = agclose(graph)
         }
     }
@@ -184,9 +189,11 @@ public final class Digraph {
 
     // MARK: layout and rendering
 
-    /// Lays the graph out once (lock held by the caller).
+    /// Lays the graph out unless it is the last one laid out (lock held by the caller).
     private func layoutIfNeeded() throws {
-        if laidOut { return }
+        if laidOut && GV.current == UnsafeMutableRawPointer(graph) { return }
+        if laidOut { _ = gvFreeLayout(GV.context, graph); laidOut = false }
+        GV.current = nil
         _ = GV.takeMessages()
         let rc = withCStr(engine) { gvLayout(GV.context, graph, $0) }
         guard rc == 0 else {
@@ -199,6 +206,7 @@ public final class Digraph {
             throw GraphvizError.layoutFailed((msg.isEmpty ? "engine \(engine) returned \(rc)" : msg) + hint)
         }
         laidOut = true
+        GV.current = UnsafeMutableRawPointer(graph)
     }
 
     /// The rendered bytes in `format` (default: the graph's format), produced in memory by gvRenderData.

@@ -14,8 +14,10 @@ public enum PlanPicture {
         .activation: "#4e79a7", .gradient: "#e15759", .workspace: "#f28e2b",
     ]
 
-    /// Plot size in points.
-    static let plotHeight = 420.0
+    /// Plot size in points: 16 points per step within 480...2400 across, 420...960 down (keeps long plans
+    /// from becoming a thin strip).
+    static func plotWidth(steps: Int) -> Double { min(max(Double(steps) * 16, 480), 2400) }
+    static func plotHeight(width: Double) -> Double { min(max(width * 0.4, 420), 960) }
     static let left = 100.0
 
     /// Renders the picture of `plan` to `path`; the format defaults to the path's extension.
@@ -36,7 +38,8 @@ public enum PlanPicture {
 
         let lifetimes = Liveness.lifetimes(plan)
         let steps = max(plan.steps.count, 1)
-        let plotWidth = min(max(Double(steps) * 16, 480), 2400)
+        let plotWidth = plotWidth(steps: steps)
+        let plotHeight = plotHeight(width: plotWidth)
         let stepW = plotWidth / Double(steps)
         let top = plotHeight + 60
         let maxBytes = Double(max(plan.arenaBytes, plan.lowerBoundBytes, 1))

@@ -6,6 +6,7 @@ import Testing
 import Glibc
 #endif
 
+extension ViewerTests {
 /// Proves that rendering starts no process: the rendering runs on a thread that the kernel forbids to
 /// create processes or exec programs (a seccomp filter installed on that thread only: fork, vfork,
 /// clone without CLONE_THREAD, execve and execveat fail with EPERM; clone3 answers ENOSYS so glibc falls back
@@ -98,4 +99,5 @@ import Glibc
         #expect(Self.canSpawn(), "other threads are not affected")
     }
 #endif
+}
 }

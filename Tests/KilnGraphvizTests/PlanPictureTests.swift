@@ -3,6 +3,7 @@ import Kiln
 import Testing
 @testable import KilnGraphviz
 
+extension ViewerTests {
 @Suite struct PlanPictureTests {
     @Test(arguments: [PlanMode.inference, .training])
     func oneBoxPerTransientBuffer(mode: PlanMode) throws {
@@ -44,8 +45,8 @@ import Testing
             #expect(a.contains("fillcolor=\"\(PlanPicture.colors[b.kind] ?? "")\""), "buffer \(b.id) \(b.kind)")
         }
         // Positions are kept exactly as given (nop layout), in points.
-        let plot = PlanPicture.plotHeight
-        let steps = Double(plan.steps.count), stepW = min(max(steps * 16, 480), 2400) / steps
+        let steps = Double(plan.steps.count), stepW = PlanPicture.plotWidth(steps: plan.steps.count) / steps
+        let plot = PlanPicture.plotHeight(width: PlanPicture.plotWidth(steps: plan.steps.count))
         let l = try #require(Liveness.lifetimes(plan).first)
         let off = try #require(plan.buffers[l.buffer].offset)
         let scale = plot / Double(max(plan.arenaBytes, 1))
@@ -96,4 +97,5 @@ import Testing
         #expect(PlanPicture.niceTick(1000) == 100)
         #expect(PlanPicture.niceTick(2300) == 200)
     }
+}
 }

@@ -3,6 +3,7 @@ import Kiln
 import Testing
 @testable import KilnGraphviz
 
+extension ViewerTests {
 @Suite struct SimpleGraphTests {
     @Test func rendersEveryFormatWithValidSignatures() throws {
         let (y, _) = try Fixture.residualLike()
@@ -164,6 +165,25 @@ import Testing
         for i in 0..<300 { k = i % 2 == 0 ? try F.relu(k) : try F.reshape(k, shape: i % 4 == 1 ? [4, 1] : [1, 4]) }
         let g = try SimpleGraph(format: "svg").createGraphvizDigraph(k)
         #expect(try Fixture.svgNodeTitles(g.renderData())?.count == 601)
+        #expect(!g.source.contains("nslimit"))
+        // Past the large-graph threshold the layout limits are cut and the result is still complete.
+        var quick = SimpleGraph(format: "svg")
+        quick.largeGraphFunctions = 100
+        let big = try quick.createGraphvizDigraph(k)
+        #expect(big.source.contains("nslimit"))
+        #expect(try Fixture.svgNodeTitles(big.renderData())?.count == 601)
+    }
+
+    @Test func graphsRenderInAnyOrder() throws {
+        // libgvc's attribute globals follow the last layout: rendering A after B was laid out must re-layout A.
+        let (y, _) = try Fixture.residualLike()
+        let a = try SimpleGraph(format: "svg").createGraphvizDigraph(y)
+        let b = try PlanPicture.digraph(try Compiler.plan([y], .training))
+        for _ in 0..<3 {
+            #expect(Fixture.svgNodeTitles(try a.renderData())?.count == a.nodeCount)
+            #expect(Fixture.svgNodeTitles(try b.renderData(format: "svg"))?.count == b.nodeCount)
+            #expect(Fixture.isPNG(try a.renderData(format: "png")))
+        }
     }
 
     @Test func labelsCannotInjectGraphvizEscapes() throws {
@@ -173,14 +193,6 @@ import Testing
         let texts = els.filter { $0.name == "text" }.map(\.text)
         #expect(texts.contains("a\\Nb\"c"))
     }
-}
-
-/// The attribute list of node `id` in agwrite's DOT output ("\tid\t[a=b, ...];").
-func attributes(of id: String, in source: String) -> String {
-    guard let r = source.range(of: "\t\(id)\t[") else { return "" }
-    let rest = source[r.upperBound...]
-    guard let end = rest.range(of: "];") else { return "" }
-    return String(rest[..<end.lowerBound]).replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "\t", with: " ")
 }
 
 /// The nnabla example network (PF with the global parameter registry): serialised, as it changes global state.
@@ -209,4 +221,5 @@ func attributes(of id: String, in source: String) -> String {
             #expect(Fixture.isPNG(Fixture.bytes(try SimpleGraph().save(pred, path: png))))
         }
     }
+}
 }

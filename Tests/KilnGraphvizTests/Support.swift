@@ -3,7 +3,20 @@ import Foundation
 import FoundationXML
 #endif
 import Kiln
+import Testing
 @testable import KilnGraphviz
+
+/// All viewer suites nest here and run one after another: the parametric test writes nnabla's global
+/// parameter registry, which the viewer reads to recognise parameters, and the whole target takes ~1 s.
+@Suite(.serialized) struct ViewerTests {}
+
+/// The attribute list of node `id` in agwrite's DOT output ("\tid\t[a=b, ...];").
+func attributes(of id: String, in source: String) -> String {
+    guard let r = source.range(of: "\t\(id)\t[") else { return "" }
+    let rest = source[r.upperBound...]
+    guard let end = rest.range(of: "];") else { return "" }
+    return String(rest[..<end.lowerBound]).replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "\t", with: " ")
+}
 
 /// Small graphs and file checks shared by the viewer tests.
 enum Fixture {
