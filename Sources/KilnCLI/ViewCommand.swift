@@ -57,8 +57,5 @@ struct ViewCommand: ParsableCommand {
 /// replace the body with `try ModelLoader.outputs(model, batchSize: batchSize, mode: mode)`, which also knows
 /// the zoo.
 private func viewModelOutputs(_ model: String, batchSize: Int?, mode: PlanMode) throws -> [Variable] {
-    guard FileManager.default.fileExists(atPath: model) else {
-        throw KilnError.io("cannot read model '\(model)': no such graph file (zoo names need ModelLoader, not in this build)")
-    }
-    return try GraphFile.load(path: model).outputs
+    try ModelLoader.outputs(model, batchSize: batchSize ?? 64, mode: mode)
 }

@@ -5,19 +5,22 @@
 /// run and the smallest arena wins; ties go to the earlier algorithm in the list, so results are stable.
 public protocol PlacementAlgorithm {
     var name: String { get }
+    /// Algorithms whose cost grows quadratically with the number of buffers alive at once skip plans with
+    /// more buffers than this (nil: always run).
+    var maxBuffers: Int? { get }
     /// Offsets by buffer id, and the arena size they need.
     func place(_ lifetimes: [BufferLifetime]) -> (offsets: [Int: Int], arenaBytes: Int)
 }
 
 public enum MemoryPlanner {
-    public static let algorithms: [any PlacementAlgorithm] = [GreedyBySize(), GreedyByBreadth(), GreedyByLifetime()]
+    public static let algorithms: [any PlacementAlgorithm] = [GreedyBySize(), GreedyByBreadth(), HeapSimulation()]
 
     /// Runs every algorithm and keeps the smallest arena.
     public static func bestOf(_ lifetimes: [BufferLifetime],
                               algorithms: [any PlacementAlgorithm] = MemoryPlanner.algorithms)
         -> (offsets: [Int: Int], arenaBytes: Int, algorithm: String) {
         var best: (offsets: [Int: Int], arenaBytes: Int, algorithm: String)? = nil
-        for a in algorithms {
+        for a in algorithms where a.maxBuffers.map({ lifetimes.count <= $0 }) ?? true {
             let r = a.place(lifetimes)
             if best == nil || r.arenaBytes < best!.arenaBytes { best = (r.offsets, r.arenaBytes, a.name) }
         }
@@ -66,6 +69,7 @@ public enum MemoryPlanner {
 /// Largest buffers first, each into the best-fitting gap (TFLite's arena planner strategy).
 public struct GreedyBySize: PlacementAlgorithm {
     public let name = "greedy-by-size"
+    public let maxBuffers: Int? = 8192
     public init() {}
     public func place(_ lifetimes: [BufferLifetime]) -> (offsets: [Int: Int], arenaBytes: Int) {
         MemoryPlanner.placeInOrder(lifetimes.sorted {
@@ -74,15 +78,62 @@ public struct GreedyBySize: PlacementAlgorithm {
     }
 }
 
-/// Buffers in order of the step they are born, longest-lived first among equals (a heap allocator that
-/// knows the future).
-public struct GreedyByLifetime: PlacementAlgorithm {
-    public let name = "greedy-by-lifetime"
+/// A heap allocator that replays the plan: at each step it allocates the buffers born there (largest first)
+/// from the best-fitting free block, or at the top of the arena, then frees the buffers that die there,
+/// merging neighbouring free blocks. Its cost depends on the number of free blocks, not on how many buffers
+/// are alive, so it stays fast on long training plans where every forward value lives until backward.
+public struct HeapSimulation: PlacementAlgorithm {
+    public let name = "heap-simulation"
+    public let maxBuffers: Int? = nil
     public init() {}
+
     public func place(_ lifetimes: [BufferLifetime]) -> (offsets: [Int: Int], arenaBytes: Int) {
-        MemoryPlanner.placeInOrder(lifetimes.sorted {
-            ($0.first, $1.last - $1.first, $1.bytes, $0.buffer) < ($1.first, $0.last - $0.first, $0.bytes, $1.buffer)
-        })
+        guard let steps = lifetimes.map({ $0.last }).max().map({ $0 + 1 }) else { return ([:], 0) }
+        var born = [[Int]](repeating: [], count: steps), dies = [[Int]](repeating: [], count: steps)
+        for (i, l) in lifetimes.enumerated() { born[l.first].append(i); dies[l.last].append(i) }
+        var free: [(offset: Int, bytes: Int)] = []   // sorted by offset, never adjacent, all below `top`
+        var top = 0, peak = 0
+        var offsets = [Int: Int](minimumCapacity: lifetimes.count)
+        var at = [Int](repeating: 0, count: lifetimes.count)
+        for s in 0..<steps {
+            let order = born[s].sorted { (lifetimes[$0].bytes, lifetimes[$1].buffer) > (lifetimes[$1].bytes, lifetimes[$0].buffer) }
+            for i in order {
+                let need = lifetimes[i].bytes
+                var best = -1
+                for (k, f) in free.enumerated() where f.bytes >= need && (best < 0 || f.bytes < free[best].bytes) { best = k }
+                let off: Int
+                if best >= 0 {
+                    off = free[best].offset
+                    if free[best].bytes == need { free.remove(at: best) } else { free[best] = (off + need, free[best].bytes - need) }
+                } else if let last = free.last, last.offset + last.bytes == top {
+                    off = last.offset
+                    free.removeLast()
+                    top = off + need
+                } else {
+                    off = top
+                    top += need
+                }
+                peak = max(peak, top)
+                at[i] = off
+                offsets[lifetimes[i].buffer] = off
+            }
+            for i in dies[s] {
+                var block = (offset: at[i], bytes: lifetimes[i].bytes)
+                var lo = 0, hi = free.count
+                while lo < hi { let m = (lo + hi) / 2; if free[m].offset < block.offset { lo = m + 1 } else { hi = m } }
+                if lo < free.count, block.offset + block.bytes == free[lo].offset {
+                    block.bytes += free[lo].bytes
+                    free.remove(at: lo)
+                }
+                if lo > 0, free[lo - 1].offset + free[lo - 1].bytes == block.offset {
+                    block = (free[lo - 1].offset, free[lo - 1].bytes + block.bytes)
+                    free.remove(at: lo - 1)
+                    lo -= 1
+                }
+                if block.offset + block.bytes == top { top = block.offset } else { free.insert(block, at: lo) }
+            }
+        }
+        return (offsets, peak)
     }
 }
 
@@ -90,6 +141,7 @@ public struct GreedyByLifetime: PlacementAlgorithm {
 /// "greedy by breadth"): the busiest moments are laid out first.
 public struct GreedyByBreadth: PlacementAlgorithm {
     public let name = "greedy-by-breadth"
+    public let maxBuffers: Int? = 8192
     public init() {}
     public func place(_ lifetimes: [BufferLifetime]) -> (offsets: [Int: Int], arenaBytes: Int) {
         guard let steps = lifetimes.map({ $0.last }).max().map({ $0 + 1 }) else { return ([:], 0) }

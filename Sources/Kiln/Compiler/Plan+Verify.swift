@@ -8,29 +8,44 @@ extension Plan {
         func fail(_ s: String) -> KilnError { .planFailed("verify: \(s)") }
         let lifetimes = Liveness.lifetimes(self)
         try verifyAliases(lifetimes)
-        let group = { (b: Int) -> Int in self.aliases[b] ?? b }
-        var placed: [(off: Int, life: BufferLifetime)] = []
         for l in lifetimes {
             let b = buffers[l.buffer]
             guard let off = b.offset else { throw fail("transient buffer \(b.name) has no offset") }
             guard off % Plan.alignment == 0 else { throw fail("\(b.name) at \(off) is not \(Plan.alignment)-aligned") }
             guard off >= 0, off + b.bytes <= arenaBytes else { throw fail("\(b.name) [\(off), \(off + b.bytes)) exceeds the arena of \(arenaBytes)") }
             guard b.bytes >= b.type.byteCount else { throw fail("\(b.name) has \(b.bytes) bytes for \(b.type)") }
-            placed.append((off, l))
         }
         for b in buffers where !b.kind.isTransient {
             guard b.offset == nil else { throw fail("persistent buffer \(b.name) was placed in the arena") }
         }
-        // Sweep by first step; compare with buffers still alive.
-        placed.sort { $0.life.first < $1.life.first }
-        var active: [(off: Int, life: BufferLifetime)] = []
-        for p in placed {
-            active.removeAll { $0.life.last < p.life.first }
-            for a in active where a.off < p.off + p.life.bytes && p.off < a.off + a.life.bytes
-                && group(a.life.buffer) != group(p.life.buffer) {
-                throw fail("\(buffers[a.life.buffer].name) and \(buffers[p.life.buffer].name) overlap in memory while both are alive")
+        // Sweep over steps with the address ranges of the memory alive so far in a segment tree: a group of
+        // in-place buffers is one piece of memory. O(n log n), so long plans verify quickly.
+        let storage = Liveness.storage(self)
+        var coords = Set<Int>()
+        for g in storage { if let o = buffers[g.buffer].offset { coords.insert(o); coords.insert(o + g.bytes) } }
+        let axis = coords.sorted()
+        var index = [Int: Int](minimumCapacity: axis.count)
+        for (i, c) in axis.enumerated() { index[c] = i }
+        var tree = CoverageTree(size: max(axis.count - 1, 1))
+        let byFirst = storage.indices.sorted { (storage[$0].first, $0) < (storage[$1].first, $1) }
+        let byLast = storage.indices.sorted { (storage[$0].last, $0) < (storage[$1].last, $1) }
+        var expired = 0
+        for g in byFirst {
+            let life = storage[g]
+            while expired < byLast.count, storage[byLast[expired]].last < life.first {
+                let e = storage[byLast[expired]]
+                if let o = buffers[e.buffer].offset, let a = index[o], let b = index[o + e.bytes] { tree.add(a, b, -1) }
+                expired += 1
             }
-            active.append(p)
+            guard let o = buffers[life.buffer].offset, let a = index[o], let b = index[o + life.bytes] else { continue }
+            if tree.maximum(a, b) > 0 {
+                let other = storage.first { x in
+                    x.buffer != life.buffer && x.overlaps(life)
+                        && (buffers[x.buffer].offset.map { $0 < o + life.bytes && o < $0 + x.bytes } ?? false)
+                }
+                throw fail("\(buffers[life.buffer].name) overlaps \(other.map { buffers[$0.buffer].name } ?? "another buffer") in memory while both are alive")
+            }
+            tree.add(a, b, 1)
         }
         let lb = Liveness.lowerBound(Liveness.storage(self), steps: steps.count)
         guard lb == lowerBoundBytes else { throw fail("recorded lower bound \(lowerBoundBytes) differs from \(lb)") }
@@ -63,5 +78,40 @@ extension Plan {
                 throw fail("\(buffers[x.buffer].name) and \(buffers[y.buffer].name) share memory without handing it over at one step")
             }
         }
+    }
+}
+
+/// Range add / range maximum over `size` elementary segments (a lazy segment tree).
+struct CoverageTree {
+    private var maxv: [Int]
+    private var lazy: [Int]
+    private let size: Int
+
+    init(size: Int) {
+        self.size = size
+        maxv = [Int](repeating: 0, count: 4 * size)
+        lazy = [Int](repeating: 0, count: 4 * size)
+    }
+
+    /// Adds `v` to segments `[a, b)`.
+    mutating func add(_ a: Int, _ b: Int, _ v: Int) { if a < b { add(1, 0, size, a, b, v) } }
+
+    /// The maximum over segments `[a, b)`.
+    mutating func maximum(_ a: Int, _ b: Int) -> Int { a < b ? query(1, 0, size, a, b) : 0 }
+
+    private mutating func add(_ node: Int, _ lo: Int, _ hi: Int, _ a: Int, _ b: Int, _ v: Int) {
+        if b <= lo || hi <= a { return }
+        if a <= lo && hi <= b { maxv[node] += v; lazy[node] += v; return }
+        let mid = (lo + hi) / 2
+        add(2 * node, lo, mid, a, b, v)
+        add(2 * node + 1, mid, hi, a, b, v)
+        maxv[node] = max(maxv[2 * node], maxv[2 * node + 1]) + lazy[node]
+    }
+
+    private mutating func query(_ node: Int, _ lo: Int, _ hi: Int, _ a: Int, _ b: Int) -> Int {
+        if b <= lo || hi <= a { return Int.min / 2 }
+        if a <= lo && hi <= b { return maxv[node] }
+        let mid = (lo + hi) / 2
+        return max(query(2 * node, lo, mid, a, b), query(2 * node + 1, mid, hi, a, b)) + lazy[node]
     }
 }

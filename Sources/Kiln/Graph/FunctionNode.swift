@@ -4,7 +4,7 @@
 public final class FunctionNode {
     public let sequence: Int
     public let function: any Function
-    public let inputs: [Variable]
+    public private(set) var inputs: [Variable]
     public let outputTypes: [TensorType]
     public var name: String
     private var weakOutputs: [WeakVariable]
@@ -16,6 +16,13 @@ public final class FunctionNode {
         self.outputTypes = outputTypes
         self.name = name
         self.weakOutputs = []
+    }
+
+    /// Empties `inputs` (only for tearing down a graph nobody else holds; see `Variable.deinit`).
+    func detachInputs() -> [Variable] {
+        let i = inputs
+        inputs = []
+        return i
     }
 
     func attach(_ outputs: [Variable]) { weakOutputs = outputs.map { WeakVariable(value: $0) } }

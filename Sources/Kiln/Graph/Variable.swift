@@ -56,6 +56,24 @@ public final class Variable {
         self.name = ""
     }
 
+    /// Releases the graph behind this variable iteratively: the default, recursive release of a chain of
+    /// tens of thousands of functions would overflow the stack.
+    deinit {
+        // `pending` must hold the only reference to the parent: no local binding may keep it alive.
+        var pending: [FunctionNode] = parent.map { [$0] } ?? []
+        parent = nil
+        while var node = pending.popLast() {
+            guard isKnownUniquelyReferenced(&node) else { continue }
+            var inputs = node.detachInputs()
+            while var v = inputs.popLast() {
+                if isKnownUniquelyReferenced(&v), let q = v.parent {
+                    v.parent = nil
+                    pending.append(q)
+                }
+            }
+        }
+    }
+
     public var shape: [Int] { type.shape }
     public var dtype: DType { type.dtype }
     public var size: Int { type.count }

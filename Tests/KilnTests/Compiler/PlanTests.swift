@@ -119,4 +119,18 @@ struct PlanTests {
         #expect(j["steps"]?.array?.count == plan.steps.count)
         #expect(j["steps"]?.array?.first?["op"]?.string == "ReLU")
     }
+
+    /// A chain of 30,000 functions (deeper than the stack allows recursion for) is compiled and released.
+    @Test func deepChainsCompileAndRelease() throws {
+        try autoreleasepoolless {
+            let x = try Variable(shape: [2], needGrad: true)
+            var h = x
+            for _ in 0..<30_000 { h = try F.relu(h) }
+            let plan = try Compiler.plan([h], .training)
+            #expect(plan.steps.count == 60_001)
+            try plan.verify()
+        }
+    }
+
+    func autoreleasepoolless(_ body: () throws -> Void) rethrows { try body() }
 }
