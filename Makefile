@@ -42,5 +42,15 @@ demo: release
 plans: release
 	./Plans/regenerate.sh $(KILN_RELEASE)
 
+# Benchmarks/ is a nested package (ordo-one/benchmark): `make test` never builds it. KILN_BENCH_THREADS=2 for 2
+# threads; BENCH_ARGS passes options to the plugin (e.g. BENCH_ARGS="--target Models").
+bench: deps
+	cd Benchmarks && $(SWIFT) package -Xswiftc -target-cpu -Xswiftc haswell benchmark $(BENCH_ARGS)
+
+# Kiln vs nnabla vs JAX (venvs made outside git by Benchmarks/peers/setup.sh); PEERS_ARGS goes to run_peers.py.
+.PHONY: bench-peers
+bench-peers: release
+	Benchmarks/peers/run.sh $(PEERS_ARGS)
+
 clean:
 	rm -rf .build

@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Kiln vs nnabla vs JAX on the same networks, batch sizes, thread counts and solver; prints one table.
+
+Networks: LeNet (conv5x5 16, maxpool2, relu, conv5x5 16, maxpool2, relu, affine 50, relu, affine 10, inputs
+/255) and ResNet-20 (CIFAR-style, BN, 1x1 projection shortcuts), exactly as Sources/Kiln/Models/Zoo.swift
+builds them (nnabla_bench.py and jax_bench.py rebuild them layer for layer). Training = forward, backward
+and an Adam(1e-3) update of mean softmax cross-entropy on random data; inference = one forward pass.
+
+Thread pinning, the same for every peer (T = 1 or 2):
+  taskset -c 0 (T=1) / taskset -c 0,1 (T=2)      every process is confined to T cores
+  OMP_NUM_THREADS=T OPENBLAS_NUM_THREADS=T MKL_NUM_THREADS=T
+  XLA_FLAGS: T=1 "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+             T=2 "--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=2"
+  Kiln: `kiln bench ... --threads T`
+OPENBLAS_CORETYPE is left as the environment has it (all peers see the same value).
+
+Peak RSS is measured from outside by /usr/bin/time -v ("Maximum resident set size"), for every peer alike
+(it includes each runtime's own footprint: the Python interpreter and the framework's libraries for nnabla
+and JAX). Times are the median over the timed iterations after a warm-up, measured inside each process
+around one step (jax: until block_until_ready). Kiln's arena_bytes (its planned scratch arena: activations,
+intermediate gradients, workspaces) is shown next to XLA's compiled.memory_analysis() temp bytes (XLA's
+scratch arena for the same jitted step).
+
+Usage: run_peers.py [--kiln PATH] [--venvs DIR] [--threads 1,2] [--cases all|NAME,...] [--peers kiln,nnabla,jax]
+                    [--iterations N] [--warmup N] [--json OUT]
+Case names: lenet-train-64 resnet20-train-32 resnet20-train-128 lenet-infer-256 resnet20-infer-256.
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+# name, model, mode, batch, default timed iterations (resnet train 128 is ~2 s/step under nnabla)
+CASES = [
+    ("lenet-train-64", "lenet", "training", 64, 50),
+    ("resnet20-train-32", "resnet20", "training", 32, 10),
+    ("resnet20-train-128", "resnet20", "training", 128, 5),
+    ("lenet-infer-256", "lenet", "inference", 256, 30),
+    ("resnet20-infer-256", "resnet20", "inference", 256, 5),
+]
+PEERS = ["kiln", "nnabla", "jax"]
+
+
+def environment(threads):
+    env = dict(os.environ)
+    t = str(threads)
+    env.update(OMP_NUM_THREADS=t, OPENBLAS_NUM_THREADS=t, MKL_NUM_THREADS=t)
+    if threads == 1:
+        env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    else:
+        env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=%d" % threads
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+def command(peer, args, model, mode, batch, iterations, warmup, threads):
+    if peer == "kiln":
+        return [args.kiln, "bench", model, "--mode", mode, "--batch-size", str(batch),
+                "--iterations", str(iterations), "--warmup", str(warmup), "--threads", str(threads)]
+    python = os.path.join(args.venvs, peer, "bin", "python")
+    script = os.path.join(HERE, "%s_bench.py" % peer)
+    return [python, script, model, mode, str(batch), str(iterations), str(warmup)]
+
+
+def run_one(peer, args, case, threads):
+    name, model, mode, batch, default_iterations = case
+    iterations = args.iterations or default_iterations
+    cpus = ",".join(str(i) for i in range(threads))
+    cmd = ["taskset", "-c", cpus, "/usr/bin/time", "-v"] + command(peer, args, model, mode, batch, iterations,
+                                                                    args.warmup, threads)
+    print("[%s t%d %s] %s" % (name, threads, peer, " ".join(cmd)), file=sys.stderr, flush=True)
+    try:
+        p = subprocess.run(cmd, env=environment(threads), capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": "timed out after %d s" % args.timeout}
+    values = {}
+    for line in p.stdout.splitlines():
+        m = re.match(r"^([a-z_]+): (.*)$", line.strip())
+        if m:
+            values[m.group(1)] = m.group(2)
+    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
+    if m:
+        values["time_v_peak_rss_bytes"] = int(m.group(1)) * 1024
+    if p.returncode != 0 or "ms_per_iteration" not in values:
+        tail = [l for l in p.stderr.splitlines() if l.strip() and not l.startswith("\t")][-3:]
+        return {"error": "exit %d: %s" % (p.returncode, " | ".join(tail)[-300:])}
+    values["iterations"] = iterations
+    return values
+
+
+def fmt_ms(r):
+    return "%.2f" % float(r["ms_per_iteration"]) if r and "ms_per_iteration" in r else "error" if r else "-"
+
+
+def fmt_ips(r):
+    return "%.0f" % float(r["images_per_second"]) if r and "images_per_second" in r else "error" if r else "-"
+
+
+def fmt_mib(r, key):
+    return "%.1f" % (float(r[key]) / 2 ** 20) if r and key in r else "-"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kiln", default=os.path.join(ROOT, ".build", "release", "kiln"))
+    ap.add_argument("--venvs", default=os.environ.get("KILN_PEERS_VENV", os.path.expanduser("~/.cache/kiln-peers")))
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--cases", default="all")
+    ap.add_argument("--peers", default=",".join(PEERS))
+    ap.add_argument("--iterations", type=int, default=0, help="timed iterations for every case (default: per case)")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--timeout", type=int, default=3600)
+    ap.add_argument("--json", help="also write every raw result here")
+    args = ap.parse_args()
+
+    cases = CASES if args.cases == "all" else [c for c in CASES if c[0] in args.cases.split(",")]
+    if not cases:
+        ap.error("no case matches --cases %s (known: %s)" % (args.cases, ", ".join(c[0] for c in CASES)))
+    peers = [p for p in args.peers.split(",") if p]
+    for p in peers:
+        if p not in PEERS:
+            ap.error("unknown peer %s" % p)
+    threads = [int(t) for t in args.threads.split(",")]
+    if "kiln" in peers and not os.access(args.kiln, os.X_OK):
+        sys.exit("run_peers.py: no kiln binary at %s (make release)" % args.kiln)
+
+    results = []
+    for case in cases:
+        for t in threads:
+            row = {"case": case[0], "threads": t}
+            for peer in peers:
+                row[peer] = run_one(peer, args, case, t)
+            results.append(row)
+
+    def get(row, peer):
+        return row.get(peer)
+
+    header = ["case", "thr", "Kiln ms", "nnabla ms", "JAX ms", "Kiln img/s", "nnabla img/s", "JAX img/s",
+              "Kiln RSS MiB", "nnabla RSS MiB", "JAX RSS MiB", "Kiln arena MiB", "XLA temp MiB", "iters"]
+    lines = []
+    for row in results:
+        k, n, j = get(row, "kiln"), get(row, "nnabla"), get(row, "jax")
+        iters = next((r["iterations"] for r in (k, n, j) if r and "iterations" in r), "-")
+        lines.append([row["case"], str(row["threads"]), fmt_ms(k), fmt_ms(n), fmt_ms(j), fmt_ips(k), fmt_ips(n),
+                      fmt_ips(j), fmt_mib(k, "time_v_peak_rss_bytes"), fmt_mib(n, "time_v_peak_rss_bytes"),
+                      fmt_mib(j, "time_v_peak_rss_bytes"), fmt_mib(k, "arena_bytes"), fmt_mib(j, "temp_bytes"),
+                      str(iters)])
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    for l in lines:
+        print("| " + " | ".join(l) + " |")
+    versions = {}
+    for row in results:
+        for peer in peers:
+            r = row.get(peer)
+            if r and "framework" in r:
+                versions[peer] = r["framework"]
+    print()
+    print("ms = median ms per step; RSS = peak resident set (/usr/bin/time -v); arena = Kiln's planned arena; "
+          "XLA temp = compiled.memory_analysis().temp_size_in_bytes.")
+    if versions:
+        print("versions: " + "; ".join(versions[p] for p in peers if p in versions))
+    for row in results:
+        for peer in peers:
+            r = row.get(peer)
+            if r and "error" in r:
+                print("error: %s t%d %s: %s" % (row["case"], row["threads"], peer, r["error"]))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

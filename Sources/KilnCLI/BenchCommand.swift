@@ -1,0 +1,145 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Kiln
+
+/// `kiln bench`: times a compiled plan. Training runs what a trainer runs per step (zero the gradients,
+/// forward, backward, an Adam(1e-3) update) on random images and labels; inference runs the inference plan.
+/// Prints one `key: value` per line (machine-readable; Benchmarks/peers/run_peers.py parses it).
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Time a compiled plan: median ms per iteration, images/s, the plan's memory figures and peak RSS.")
+
+    @Argument(help: "A zoo model (\(Zoo.names.joined(separator: ", "))) or a kiln-graph/1 file.") var model: String
+    @Option(help: "inference or training.") var mode: PlanMode = .inference
+    @Option(name: .customLong("batch-size"), help: "Batch size for zoo models.") var batchSize: Int = 64
+    @Option(help: "Timed iterations (after the warm-up).") var iterations: Int = 20
+    @Option(help: "Untimed iterations first.") var warmup: Int = 2
+    @Option(help: "Threads for kernels and OpenBLAS.") var threads: Int = 1
+    @Option(help: "float (half is not available yet).") var precision: String = "float"
+
+    func validate() throws {
+        guard batchSize > 0, iterations > 0, warmup >= 0, threads > 0 else {
+            throw ValidationError("--batch-size, --iterations and --threads must be positive, --warmup not negative")
+        }
+        guard precision == "float" || precision == "half" else {
+            throw ValidationError("--precision must be float or half, got '\(precision)'")
+        }
+        guard precision == "float" else { throw ValidationError("--precision half is not available yet (float only)") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            Threads.count = threads
+            let setup = try BenchSetup(model: model, mode: mode, batchSize: batchSize)
+            let compileStart = DispatchTime.now().uptimeNanoseconds
+            let exe = try Compiler.compile(setup.roots, mode, options: CompileOptions(clearBuffer: true, clearNoNeedGrad: true))
+            let compileMs = Double(DispatchTime.now().uptimeNanoseconds - compileStart) / 1e6
+
+            let step: () throws -> Void
+            var solverStateBytes = 0
+            switch mode {
+            case .inference:
+                step = { try exe.run() }
+            case .training:
+                let solver = Adam(alpha: 1e-3)
+                solver.setParameters(setup.parameters)
+                solverStateBytes = solver.states.reduce(0) { $0 + $1.state.arrays.reduce(0) { $0 + $1.type.byteCount } }
+                step = {
+                    solver.zeroGrad()
+                    try exe.run(.forward)
+                    try exe.run(.backward, seed: 1)
+                    solver.update()
+                }
+            }
+
+            for _ in 0..<warmup { try step() }
+            var times = [Double](repeating: 0, count: iterations)
+            for i in 0..<iterations {
+                let start = DispatchTime.now().uptimeNanoseconds
+                try step()
+                times[i] = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+            }
+            times.sort()
+            let median = iterations % 2 == 1 ? times[iterations / 2] : (times[iterations / 2 - 1] + times[iterations / 2]) / 2
+            let mean = times.reduce(0, +) / Double(iterations)
+
+            var usage = rusage()
+            getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+            let plan = exe.plan
+            func ms(_ v: Double) -> String { String(format: "%.3f", v) }
+            print("model: \(model)")
+            print("mode: \(mode.rawValue)")
+            print("batch_size: \(setup.batchSize)")
+            print("threads: \(threads)")
+            print("precision: \(precision)")
+            print("warmup: \(warmup)")
+            print("iterations: \(iterations)")
+            print("compile_ms: \(ms(compileMs))")
+            print("ms_per_iteration: \(ms(median))")
+            print("ms_min: \(ms(times[0]))")
+            print("ms_mean: \(ms(mean))")
+            print("ms_max: \(ms(times[iterations - 1]))")
+            print("images_per_second: \(String(format: "%.1f", Double(setup.batchSize) / (median / 1e3)))")
+            print("steps: \(plan.steps.count)")
+            print("arena_bytes: \(plan.arenaBytes)")
+            print("lower_bound_bytes: \(plan.lowerBoundBytes)")
+            print("naive_bytes: \(plan.naiveBytes)")
+            print("persistent_bytes: \(plan.persistentBytes)")
+            print("solver_state_bytes: \(solverStateBytes)")
+            print("peak_rss_bytes: \(Int(usage.ru_maxrss) * 1024)")
+        }
+    }
+}
+
+/// What `kiln bench` runs: the roots to compile, the parameters to update and random data in the inputs.
+struct BenchSetup {
+    var roots: [Variable]
+    var parameters: [(name: String, variable: Variable)]
+    /// Images per iteration (for images/s).
+    var batchSize: Int
+
+    init(model: String, mode: PlanMode, batchSize: Int) throws {
+        if let zoo = Zoo(rawValue: model) {
+            Parameters.clear()
+            let m = try zoo.build(batchSize: batchSize, training: mode == .training)
+            BenchSetup.fillUniform(m.input.data, 0, 255)
+            BenchSetup.fillLabels(m.label.data, classes: 10)
+            roots = [m.root]
+            parameters = Parameters.current(gradOnly: true)
+            self.batchSize = batchSize
+            return
+        }
+        // A graph file: its outputs with the data it holds; leaves without data in the file are whatever the
+        // loader initialised. Images per iteration is the leading dimension of the first leaf input.
+        guard FileManager.default.fileExists(atPath: model) else {
+            throw KilnError.io("'\(model)' is neither a zoo model (\(Zoo.names.joined(separator: ", "))) nor a file")
+        }
+        let g = try GraphFile.load(path: model)
+        roots = g.outputs
+        parameters = g.leaves.enumerated().filter { $0.element.needGrad && $0.element.dtype == .float32 }
+            .map { (name: $0.element.name.isEmpty ? "leaf\($0.offset)" : $0.element.name, variable: $0.element) }
+        self.batchSize = g.leaves.first { !$0.needGrad && $0.ndim > 0 }?.shape[0] ?? 1
+    }
+
+    /// Uniform floats in [low, high) from a fixed-seed LCG (the data only has to be plausible).
+    static func fillUniform(_ a: NDArray, _ low: Float, _ high: Float) {
+        var s: UInt64 = 0x9E3779B97F4A7C15
+        let p = a.floats
+        let scale = (high - low) / Float(1 << 24)
+        for i in 0..<a.count {
+            s = s &* 6364136223846793005 &+ 1442695040888963407
+            p[i] = low + Float(s >> 40) * scale
+        }
+    }
+
+    static func fillLabels(_ a: NDArray, classes: Int) {
+        var s: UInt64 = 42
+        let p = a.int32s
+        for i in 0..<a.count {
+            s = s &* 6364136223846793005 &+ 1442695040888963407
+            p[i] = Int32((s >> 33) % UInt64(classes))
+        }
+    }
+}
