@@ -1,12 +1,20 @@
 // Plan compilation: the ResNet-20 training plan (lowering alone, and lowering plus binding into an
 // Executable), and chains of 1k / 10k / 100k functions to show how compilation scales with graph size.
-// Graphs are built in setup; only `Compiler.plan` / `Compiler.compile` are timed.
+// Graphs are built in setup; only `Compiler.plan` / `Compiler.compile` are timed. Iterations are capped:
+// every Executable made here stays allocated (today an Executable and its arena views hold each other), so
+// peak RSS grows with the iteration count.
 import Benchmark
 import BenchSupport
+import Foundation
 import Kiln
 
 /// Graphs stay alive for the whole process: releasing a 100k-function chain drops its nodes one into the next.
 nonisolated(unsafe) var keptGraphs: [Variable] = []
+
+/// The 100k ReLU chain's training compile is left out unless KILN_BENCH_HUGE=1: compiling a ReLU chain for
+/// training grows quadratically in time and memory today (10k: ~2.4 s and ~1.1 GB), and at 100k the process
+/// was killed by the OOM killer at 24 GB. The Add2 chain covers 100k for training.
+let huge = ProcessInfo.processInfo.environment["KILN_BENCH_HUGE"] == "1"
 
 let benchmarks: @Sendable () -> Void = {
     KilnBench.configure()
@@ -19,16 +27,16 @@ let benchmarks: @Sendable () -> Void = {
             keptGraphs.append(m.loss)
             return m.loss
         }
-        KilnBench.register("plan resnet20 training b\(batch) (Compiler.plan)", maxDuration: .seconds(5), maxIterations: 50) {
+        KilnBench.register("plan resnet20 training b\(batch) (Compiler.plan)", maxDuration: .seconds(5), maxIterations: 20) {
             let l = try loss()
             return { _ = try Compiler.plan([l], .training, options: training) }
         }
         KilnBench.register("compile resnet20 training b\(batch) (Compiler.compile: plan + arena + kernels)",
-                           maxDuration: .seconds(5), maxIterations: 50) {
+                           maxDuration: .seconds(5), maxIterations: 20) {
             let l = try loss()
             return { _ = try Compiler.compile(l, .training, options: training) }
         }
-        KilnBench.register("compile resnet20 inference b\(batch)", maxDuration: .seconds(5), maxIterations: 50) {
+        KilnBench.register("compile resnet20 inference b\(batch)", maxDuration: .seconds(5), maxIterations: 20) {
             Parameters.clear()
             let y = try Zoo.resnet20.build(batchSize: batch, training: false).prediction
             keptGraphs.append(y)
@@ -53,14 +61,16 @@ let benchmarks: @Sendable () -> Void = {
     }
     for n in [1_000, 10_000, 100_000] {
         let label = n >= 1000 ? "\(n / 1000)k" : "\(n)"
-        let limits: (Duration, Int) = n >= 100_000 ? (.seconds(30), 3) : (.seconds(10), 50)
+        let limits: (Duration, Int) = n >= 100_000 ? (.seconds(30), 3) : (.seconds(10), 20)
         KilnBench.register("compile relu chain \(label) inference", maxDuration: limits.0, maxIterations: limits.1) {
             let y = try reluChain(n, grad: false)
             return { _ = try Compiler.compile(y, .inference) }
         }
-        KilnBench.register("compile relu chain \(label) training", maxDuration: limits.0, maxIterations: limits.1) {
-            let y = try reluChain(n, grad: true)
-            return { _ = try Compiler.compile(y, .training, options: training) }
+        if n < 100_000 || huge {
+            KilnBench.register("compile relu chain \(label) training", maxDuration: limits.0, maxIterations: limits.1) {
+                let y = try reluChain(n, grad: true)
+                return { _ = try Compiler.compile(y, .training, options: training) }
+            }
         }
         KilnBench.register("compile add2 chain \(label) training", maxDuration: limits.0, maxIterations: limits.1) {
             let y = try addChain(n, grad: true)

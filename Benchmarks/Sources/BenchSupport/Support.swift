@@ -9,8 +9,8 @@ import Kiln
 /// Metrics: wall clock, throughput (iterations/s), malloc counts per iteration (`mallocCountTotal`:
 /// must be 0 for plan runs after the first, which the warm-up iteration absorbs; the `baseline: empty
 /// iteration` benchmark in Models shows what the framework itself adds), and custom metrics: `peak RSS (MiB)`
-/// (getrusage's ru_maxrss of the process running this one benchmark — the tool spawns one process per
-/// benchmark — so it covers setup, plan, arena and every iteration), `MFLOP/s` (kernels with a known FLOP
+/// (VmHWM of the process running this one benchmark — the tool spawns one process per benchmark — so it
+/// covers setup, plan, arena and every iteration so far), `MFLOP/s` (kernels with a known FLOP
 /// count) and `images/s` (model steps). The framework's own `peakMemoryResident` is deliberately not used: it
 /// runs a sampling thread every 5 ms whose allocations would show up in the malloc counts. The custom figures
 /// are recorded after `stopMeasurement()`, so recording them never shows up in the malloc counts either.
@@ -71,11 +71,16 @@ public enum KilnBench {
         })
     }
 
-    /// The process's peak resident set so far, in MiB (rounded up).
+    /// The process's peak resident set so far (VmHWM of /proc/self/status), in MiB rounded up.
+    /// Not getrusage's ru_maxrss: the tool starts each benchmark with posix_spawn (vfork semantics), and Linux
+    /// carries the spawning tool's high-water mark into the child's ru_maxrss at exec.
     public static func peakRSSMiB() -> Int {
-        var usage = rusage()
-        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
-        return (Int(usage.ru_maxrss) + 1023) / 1024
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return -1 }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            let kb = Int(line.dropFirst(6).trimmingCharacters(in: .whitespaces).split(separator: " ").first ?? "") ?? -1
+            return kb < 0 ? -1 : (kb + 1023) / 1024
+        }
+        return -1
     }
 
     final class State: @unchecked Sendable {
