@@ -1,7 +1,12 @@
 import CBLAS
 
-/// Row-major single-precision matrix products through OpenBLAS.
+/// Row-major single-precision matrix products: OpenBLAS for real work, a small Swift kernel for tiny
+/// products (OpenBLAS 0.3.21's small-matrix path allocates on every call, which a plan run must not do, and
+/// its call overhead dominates there anyway).
 public enum Gemm {
+    /// Products with at most this many multiply-adds run in Swift.
+    public static let smallProduct = 1 << 20
+
     /// `C = alpha * op(A) * op(B) + beta * C` with row-major matrices; op(A) is MxK, op(B) is KxN.
     /// `lda`, `ldb`, `ldc` default to the tight leading dimensions.
     @inline(__always)
@@ -10,15 +15,54 @@ public enum Gemm {
                              b: UnsafePointer<Float>, ldb: Int? = nil,
                              beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int? = nil) {
         if m == 0 || n == 0 { return }
+        let lda = lda ?? (transA ? m : k), ldb = ldb ?? (transB ? k : n), ldc = ldc ?? n
         if k == 0 {
-            // BLAS leaves C untouched for k == 0 only when beta == 1; make the result well defined.
-            if beta == 0 { for i in 0..<m { (c + i * (ldc ?? n)).update(repeating: 0, count: n) } }
+            for i in 0..<m {
+                let row = c + i * ldc
+                if beta == 0 { for j in 0..<n { row[j] = 0 } } else if beta != 1 { for j in 0..<n { row[j] *= beta } }
+            }
+            return
+        }
+        if m * n * k <= smallProduct {
+            small(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                  beta: beta, c: c, ldc: ldc)
             return
         }
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha,
-                    a, Int32(lda ?? (transA ? m : k)),
-                    b, Int32(ldb ?? (transB ? k : n)),
-                    beta, c, Int32(ldc ?? n))
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    /// The same product with plain loops: rows of C are updated as `C[i,:] += a(i,p) * B[p,:]` when B's rows
+    /// are contiguous (vectorised over N), and as dot products along K when B is transposed.
+    static func small(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                      a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                      beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        for i in 0..<m {
+            let row = c + i * ldc
+            if beta == 0 { for j in 0..<n { row[j] = 0 } } else if beta != 1 { for j in 0..<n { row[j] *= beta } }
+            if !transB {
+                for p in 0..<k {
+                    let av = alpha * (transA ? a[p * lda + i] : a[i * lda + p])
+                    if av == 0 { continue }
+                    let brow = b + p * ldb
+                    for j in 0..<n { row[j] += av * brow[j] }
+                }
+            } else if !transA {
+                let arow = a + i * lda
+                for j in 0..<n {
+                    let bcol = b + j * ldb
+                    var s: Float = 0
+                    for p in 0..<k { s += arow[p] * bcol[p] }
+                    row[j] += alpha * s
+                }
+            } else {
+                for j in 0..<n {
+                    let bcol = b + j * ldb
+                    var s: Float = 0
+                    for p in 0..<k { s += a[p * lda + i] * bcol[p] }
+                    row[j] += alpha * s
+                }
+            }
+        }
     }
 }

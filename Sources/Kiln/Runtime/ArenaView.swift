@@ -1,5 +1,18 @@
-/// Where a plan run left a value inside an arena. Holds the executable that owns the arena, so reading a
-/// variable's `d` after a run stays safe however long the variable lives.
+/// One aligned allocation holding every transient buffer of a plan.
+final class Arena {
+    let base: UnsafeMutableRawPointer
+
+    init(bytes: Int) {
+        let n = max(bytes, Plan.alignment)
+        base = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: Plan.alignment)
+        base.initializeMemory(as: UInt8.self, repeating: 0, count: n)
+    }
+
+    deinit { base.deallocate() }
+}
+
+/// Where a plan run left a value inside an arena. Holds the arena, so reading a variable's `d` after a run
+/// stays safe however long the variable lives.
 final class ArenaView {
     let owner: AnyObject
     let pointer: UnsafeMutableRawPointer

@@ -3,7 +3,10 @@ import Dispatch
 /// A plan bound to memory: one arena allocated here, kernels built here, nothing allocated while it runs.
 public final class Executable {
     public let plan: Plan
-    let arena: UnsafeMutableRawPointer
+    /// The memory of every transient buffer. Arena views handed to variables share it (not the executable),
+    /// so that a variable read after the executable is gone stays valid and nothing forms a cycle.
+    let storage: Arena
+    var arena: UnsafeMutableRawPointer { storage.base }
     fileprivate var kernels: [Kernel] = []
     /// External arrays, retained so that the addresses bound into kernels stay valid.
     private var retained: [NDArray] = []
@@ -16,8 +19,7 @@ public final class Executable {
 
     init(plan: Plan, bindings: PlanBindings) throws {
         self.plan = plan
-        arena = UnsafeMutableRawPointer.allocate(byteCount: max(plan.arenaBytes, Plan.alignment), alignment: Plan.alignment)
-        arena.initializeMemory(as: UInt8.self, repeating: 0, count: max(plan.arenaBytes, Plan.alignment))
+        storage = Arena(bytes: plan.arenaBytes)
 
         var pointers = [UnsafeMutableRawPointer?](repeating: nil, count: plan.buffers.count)
         for b in plan.buffers {
@@ -74,11 +76,10 @@ public final class Executable {
         for l in lifetimes { last[l.buffer] = l.last }
         for (buffer, variable, isGrad) in bindings.arenaVariables {
             guard let p = pointers[buffer], let l = last[buffer] else { continue }
-            views.append((ArenaView(owner: self, pointer: p), variable, isGrad, l))
+            views.append((ArenaView(owner: storage, pointer: p), variable, isGrad, l))
         }
     }
 
-    deinit { arena.deallocate() }
 
     public enum Phase { case all, forward, backward }
 

@@ -133,4 +133,19 @@ struct PlanTests {
     }
 
     func autoreleasepoolless(_ body: () throws -> Void) rethrows { try body() }
+
+    /// Executables (and their arenas) are freed when nothing holds them, even after variables took views.
+    @Test func executablesAreFreed() throws {
+        weak var weakExe: Executable?
+        let x = try Variable(shape: [4])
+        let a = try F.relu(x)
+        let b = try F.relu(a)
+        do {
+            let exe = try Compiler.compile(b, .inference, options: CompileOptions(clearBuffer: false))
+            try exe.run()
+            weakExe = exe
+        }
+        #expect(weakExe == nil)
+        #expect(a.d.count == 4) // the view keeps the arena alive
+    }
 }

@@ -1,0 +1,50 @@
+import Testing
+@testable import Kiln
+
+/// Both paths of `Gemm.sgemm` (the small Swift kernel and OpenBLAS) against a naive triple loop, for every
+/// transpose combination, padded leading dimensions, alpha and beta.
+struct GemmTests {
+    static func naive(_ tA: Bool, _ tB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float, _ a: [Float], _ lda: Int,
+                      _ b: [Float], _ ldb: Int, _ beta: Float, _ c: [Float], _ ldc: Int) -> [Float] {
+        var out = c
+        for i in 0..<m {
+            for j in 0..<n {
+                var s: Double = 0
+                for p in 0..<k {
+                    let av = tA ? a[p * lda + i] : a[i * lda + p]
+                    let bv = tB ? b[j * ldb + p] : b[p * ldb + j]
+                    s += Double(av) * Double(bv)
+                }
+                out[i * ldc + j] = alpha * Float(s) + (beta == 0 ? 0 : beta * c[i * ldc + j])
+            }
+        }
+        return out
+    }
+
+    @Test(arguments: [(3, 5, 4), (17, 9, 31), (130, 90, 100)])
+    func matchesNaiveProduct(_ dims: (Int, Int, Int)) {
+        let (m, n, k) = dims
+        var rng = SplitMix64(seed: UInt64(m * 1000 + n))
+        for tA in [false, true] {
+            for tB in [false, true] {
+                for (alpha, beta) in [(Float(1), Float(0)), (0.5, 1), (2, -0.5)] {
+                    let lda = (tA ? m : k) + 2, ldb = (tB ? k : n) + 1, ldc = n + 3
+                    let a = (0..<((tA ? k : m) * lda)).map { _ in Float.random(in: -1...1, using: &rng) }
+                    let b = (0..<((tB ? n : k) * ldb)).map { _ in Float.random(in: -1...1, using: &rng) }
+                    var c = (0..<(m * ldc)).map { _ in Float.random(in: -1...1, using: &rng) }
+                    let expected = Self.naive(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+                    a.withUnsafeBufferPointer { ap in
+                        b.withUnsafeBufferPointer { bp in
+                            c.withUnsafeMutableBufferPointer { cp in
+                                Gemm.sgemm(transA: tA, transB: tB, m: m, n: n, k: k, alpha: alpha, a: ap.baseAddress!, lda: lda,
+                                           b: bp.baseAddress!, ldb: ldb, beta: beta, c: cp.baseAddress!, ldc: ldc)
+                            }
+                        }
+                    }
+                    // Only the m x n block is written; padding columns keep their values.
+                    #expect(mismatch(c, expected, rtol: 1e-4, atol: 1e-4) == nil, "\(dims) tA \(tA) tB \(tB) alpha \(alpha) beta \(beta)")
+                }
+            }
+        }
+    }
+}
