@@ -34,6 +34,49 @@ public enum Liveness {
         return out
     }
 
+    /// One thing that happens to memory at a step, in the XLA heap simulator's vocabulary.
+    public enum Event: Hashable, Sendable, CustomStringConvertible {
+        /// Memory for a buffer is taken (it is first written at this step).
+        case alloc(step: Int, buffer: String)
+        /// A buffer takes over the memory of another one that dies at this step (in place).
+        case share(step: Int, buffer: String, from: String)
+        /// A buffer's memory is free after this step.
+        case free(step: Int, buffer: String)
+
+        public var description: String {
+            switch self {
+            case let .alloc(s, b): return "\(s) alloc \(b)"
+            case let .share(s, b, f): return "\(s) share \(b) <- \(f)"
+            case let .free(s, b): return "\(s) free \(b)"
+            }
+        }
+    }
+
+    /// The memory events of a plan in step order (allocations and shares of a step before its frees), for
+    /// tests and for reading a plan's lifetimes as a story.
+    public static func events(_ plan: Plan) -> [Event] {
+        let each = lifetimes(plan)
+        let group = { (b: Int) -> Int in plan.aliases[b] ?? b }
+        var members = [Int: [BufferLifetime]]()
+        for l in each { members[group(l.buffer), default: []].append(l) }
+        var starts = [[Event]](repeating: [], count: plan.steps.count)
+        var frees = [[Event]](repeating: [], count: plan.steps.count)
+        for l in each {
+            let name = plan.buffers[l.buffer].name
+            let others = members[group(l.buffer)]?.filter { $0.buffer != l.buffer } ?? []
+            if let from = others.first(where: { $0.last == l.first }) {
+                starts[l.first].append(.share(step: l.first, buffer: name, from: plan.buffers[from.buffer].name))
+            } else {
+                starts[l.first].append(.alloc(step: l.first, buffer: name))
+            }
+            // Memory handed over to a successor is not freed.
+            if !others.contains(where: { $0.first == l.last }) {
+                frees[l.last].append(.free(step: l.last, buffer: name))
+            }
+        }
+        return (0..<plan.steps.count).flatMap { starts[$0] + frees[$0] }
+    }
+
     /// Lifetimes of memory: buffers that share memory in place (`plan.aliases`) merged into one lifetime
     /// under their representative.
     public static func storage(_ plan: Plan) -> [BufferLifetime] {

@@ -149,3 +149,36 @@ struct PlanTests {
         #expect(a.d.count == 4) // the view keeps the arena alive
     }
 }
+
+/// Liveness as an event stream on small graphs, written out by hand from the schedule.
+struct LivenessEventTests {
+    @Test func inferenceChainAllocatesSharesAndFrees() throws {
+        // x -> Tanh -> ReLU -> Sigmoid (root). Tanh's output is transient, ReLU overwrites it in place, and
+        // the root lives outside the arena.
+        let x = try Variable(shape: [8], name: "x")
+        let a = try F.tanh(x)
+        a.name = "a"
+        let b = try F.relu(a)
+        b.name = "b"
+        let y = try F.sigmoid(b)
+        let plan = try Compiler.plan([y], .inference)
+        #expect(Liveness.events(plan).map { "\($0)" } == ["0 alloc a", "1 share b <- a", "2 free b"])
+    }
+
+    @Test func trainingKeepsWhatBackwardReads() throws {
+        // loss = sum(relu(x * 2)). Forward: MulScalar(0) ReLU(1) Sum(2); backward: seed(3), Sum(4), ReLU(5),
+        // MulScalar(6). ReLU's backward reads its output r, so r lives until step 5; m (MulScalar's output)
+        // dies at ReLU in place.
+        let x = try Variable(shape: [4], needGrad: true, name: "x")
+        let m = try F.mulScalar(x, val: 2)
+        m.name = "m"
+        let r = try F.relu(m)
+        r.name = "r"
+        let loss = try F.sum(r)
+        let plan = try Compiler.plan([loss], .training)
+        #expect(plan.steps.map { $0.function } == ["MulScalar", "ReLU", "Sum", "Seed", "Sum", "ReLU", "MulScalar"])
+        let events = Liveness.events(plan).map { "\($0)" }
+        #expect(events == ["0 alloc m", "1 share r <- m", "4 alloc grad:r", "5 share grad:m <- grad:r", "5 free r",
+                           "6 free grad:m"])
+    }
+}
