@@ -10,6 +10,31 @@ public enum PF {
         try FunctionRegistry.make(type: type, arguments: args)
     }
 
+    /// W (inmaps, *outMaps) and b (*outMaps) of an affine layer in the current scope.
+    static func affineParameters(inmaps: Int, outMaps: [Int], wInit: Initializer?, bInit: Initializer?,
+                                 fixParameters: Bool, rng: NumpyRandom?, withBias: Bool) throws -> (Variable, Variable?) {
+        let w = try Parameters.getOrCreate("W", shape: [inmaps] + outMaps,
+                                           initializer: wInit ?? .glorotUniform(inmaps: inmaps, outmaps: outMaps.reduce(1, *)),
+                                           needGrad: !fixParameters, rng: rng)
+        let b = withBias ? try Parameters.getOrCreate("b", shape: outMaps, initializer: bInit ?? .constant(0),
+                                                      needGrad: !fixParameters, rng: rng) : nil
+        return (w, b)
+    }
+
+    /// W and b of a convolution (`deconvolution` false: (outMaps, inmaps/group, *k)) or a deconvolution
+    /// ((inmaps, outMaps/group, *k)) in the current scope; the Glorot range is symmetric in in/out maps.
+    static func convolutionParameters(inmaps: Int, outMaps: Int, kernel: [Int], group: Int, deconvolution: Bool,
+                                      wInit: Initializer?, bInit: Initializer?, fixParameters: Bool, rng: NumpyRandom?,
+                                      withBias: Bool) throws -> (Variable, Variable?) {
+        let shape = deconvolution ? [inmaps, outMaps / group] + kernel : [outMaps, inmaps / group] + kernel
+        let w = try Parameters.getOrCreate("W", shape: shape,
+                                           initializer: wInit ?? .glorotUniform(inmaps: inmaps, outmaps: outMaps, kernel: kernel),
+                                           needGrad: !fixParameters, rng: rng)
+        let b = withBias ? try Parameters.getOrCreate("b", shape: [outMaps], initializer: bInit ?? .constant(0),
+                                                      needGrad: !fixParameters, rng: rng) : nil
+        return (w, b)
+    }
+
     /// `PF.affine`: W (prod(inp.shape[baseAxis:]), *nOutmaps), b (*nOutmaps).
     public static func affine(_ x: Variable, outMaps: [Int], baseAxis: Int = 1, wInit: Initializer? = nil,
                               bInit: Initializer? = nil, fixParameters: Bool = false, rng: NumpyRandom? = nil,
@@ -18,17 +43,10 @@ public enum PF {
             throw KilnError.invalidFunction(function: "PF.affine", reason: "base_axis \(baseAxis) is out of range for input \(x.shape)")
         }
         let inmaps = Shapes.product(x.shape, baseAxis..<x.ndim)
-        let outmaps = outMaps.reduce(1, *)
         return try scoped(name, "affine") {
-            let w = try Parameters.getOrCreate("W", shape: [inmaps] + outMaps,
-                                               initializer: wInit ?? .glorotUniform(inmaps: inmaps, outmaps: outmaps),
-                                               needGrad: !fixParameters, rng: rng)
-            var inputs = [x, w]
-            if withBias {
-                inputs.append(try Parameters.getOrCreate("b", shape: outMaps, initializer: bInit ?? .constant(0),
-                                                         needGrad: !fixParameters, rng: rng))
-            }
-            return try apply1(make("Affine", ["base_axis": .int(baseAxis)]), inputs)
+            let (w, b) = try affineParameters(inmaps: inmaps, outMaps: outMaps, wInit: wInit, bInit: bInit,
+                                              fixParameters: fixParameters, rng: rng, withBias: withBias)
+            return try apply1(make("Affine", ["base_axis": .int(baseAxis)]), [x, w] + (b.map { [$0] } ?? []))
         }
     }
 
@@ -57,19 +75,12 @@ public enum PF {
             throw KilnError.invalidFunction(function: "PF.convolution",
                                             reason: "input \(x.shape) with base_axis \(baseAxis) cannot be split into \(group) group(s)")
         }
-        let inmaps = x.shape[baseAxis]
         return try scoped(name, "conv") {
-            let w = try Parameters.getOrCreate(
-                "W", shape: [outMaps, inmaps / group] + kernel,
-                initializer: wInit ?? .glorotUniform(inmaps: inmaps, outmaps: outMaps, kernel: kernel),
-                needGrad: !fixParameters, rng: rng)
-            var inputs = [x, w]
-            if withBias {
-                inputs.append(try Parameters.getOrCreate("b", shape: [outMaps], initializer: bInit ?? .constant(0),
-                                                         needGrad: !fixParameters, rng: rng))
-            }
+            let (w, b) = try convolutionParameters(inmaps: x.shape[baseAxis], outMaps: outMaps, kernel: kernel, group: group,
+                                                   deconvolution: false, wInit: wInit, bInit: bInit,
+                                                   fixParameters: fixParameters, rng: rng, withBias: withBias)
             return try apply1(make("Convolution", convArgs(kernel, baseAxis: baseAxis, pad: pad, stride: stride,
-                                                           dilation: dilation, group: group)), inputs)
+                                                           dilation: dilation, group: group)), [x, w] + (b.map { [$0] } ?? []))
         }
     }
 
@@ -84,17 +95,11 @@ public enum PF {
             throw KilnError.invalidFunction(function: "PF.deconvolution",
                                             reason: "outmaps \(outMaps) cannot be split into \(group) group(s) (input \(x.shape))")
         }
-        let inmaps = x.shape[baseAxis]
         return try scoped(name, "deconv") {
-            let w = try Parameters.getOrCreate(
-                "W", shape: [inmaps, outMaps / group] + kernel,
-                initializer: wInit ?? .glorotUniform(inmaps: outMaps, outmaps: inmaps, kernel: kernel),
-                needGrad: !fixParameters, rng: rng)
-            var inputs = [x, w]
-            if withBias {
-                inputs.append(try Parameters.getOrCreate("b", shape: [outMaps], initializer: bInit ?? .constant(0),
-                                                         needGrad: !fixParameters, rng: rng))
-            }
+            let (w, b) = try convolutionParameters(inmaps: x.shape[baseAxis], outMaps: outMaps, kernel: kernel, group: group,
+                                                   deconvolution: true, wInit: wInit, bInit: bInit,
+                                                   fixParameters: fixParameters, rng: rng, withBias: withBias)
+            let inputs = [x, w] + (b.map { [$0] } ?? [])
             var args = convArgs(kernel, baseAxis: baseAxis, pad: pad, stride: stride, dilation: dilation, group: group)
             args["output_padding"] = .ints(outputPadding ?? [Int](repeating: 0, count: kernel.count))
             return try apply1(make("Deconvolution", args), inputs)
@@ -182,15 +187,9 @@ public enum PF {
         }
         let inmaps = Shapes.product(x.shape, baseAxis..<x.ndim)
         return try scoped(name, "fp_quantized_affine") {
-            let w = try Parameters.getOrCreate("W", shape: [inmaps, outMaps],
-                                               initializer: wInit ?? .glorotUniform(inmaps: inmaps, outmaps: outMaps),
-                                               needGrad: !fixParameters, rng: rng)
-            var inputs = [x, try quantized(w, "W", weight)]
-            if withBias {
-                let b = try Parameters.getOrCreate("b", shape: [outMaps], initializer: bInit ?? .constant(0),
-                                                   needGrad: !fixParameters, rng: rng)
-                inputs.append(try quantized(b, "b", bias))
-            }
+            let (w, b) = try affineParameters(inmaps: inmaps, outMaps: [outMaps], wInit: wInit, bInit: bInit,
+                                              fixParameters: fixParameters, rng: rng, withBias: withBias)
+            let inputs = [x, try quantized(w, "W", weight)] + (try b.map { [try quantized($0, "b", bias)] } ?? [])
             return try apply1(make("Affine", ["base_axis": .int(baseAxis)]), inputs)
         }
     }
@@ -207,17 +206,11 @@ public enum PF {
             throw KilnError.invalidFunction(function: "PF.fixed_point_quantized_convolution",
                                             reason: "input \(x.shape) with base_axis \(baseAxis) cannot be split into \(group) group(s)")
         }
-        let inmaps = x.shape[baseAxis]
         return try scoped(name, "fp_quantized_conv") {
-            let w = try Parameters.getOrCreate("W", shape: [outMaps, inmaps / group] + kernel,
-                                               initializer: wInit ?? .glorotUniform(inmaps: inmaps, outmaps: outMaps, kernel: kernel),
-                                               needGrad: !fixParameters, rng: rng)
-            var inputs = [x, try quantized(w, "W", weight)]
-            if withBias {
-                let b = try Parameters.getOrCreate("b", shape: [outMaps], initializer: bInit ?? .constant(0),
-                                                   needGrad: !fixParameters, rng: rng)
-                inputs.append(try quantized(b, "b", bias))
-            }
+            let (w, b) = try convolutionParameters(inmaps: x.shape[baseAxis], outMaps: outMaps, kernel: kernel, group: group,
+                                                   deconvolution: false, wInit: wInit, bInit: bInit,
+                                                   fixParameters: fixParameters, rng: rng, withBias: withBias)
+            let inputs = [x, try quantized(w, "W", weight)] + (try b.map { [try quantized($0, "b", bias)] } ?? [])
             return try apply1(make("Convolution", convArgs(kernel, baseAxis: baseAxis, pad: pad, stride: stride,
                                                            dilation: dilation, group: group)), inputs)
         }
@@ -235,17 +228,11 @@ public enum PF {
             throw KilnError.invalidFunction(function: "PF.fixed_point_quantized_deconvolution",
                                             reason: "outmaps \(outMaps) cannot be split into \(group) group(s)")
         }
-        let inmaps = x.shape[baseAxis]
         return try scoped(name, "fp_quantized_deconv") {
-            let w = try Parameters.getOrCreate("W", shape: [inmaps, outMaps / group] + kernel,
-                                               initializer: wInit ?? .glorotUniform(inmaps: outMaps, outmaps: inmaps, kernel: kernel),
-                                               needGrad: !fixParameters, rng: rng)
-            var inputs = [x, try quantized(w, "W", weight)]
-            if withBias {
-                let b = try Parameters.getOrCreate("b", shape: [outMaps], initializer: bInit ?? .constant(0),
-                                                   needGrad: !fixParameters, rng: rng)
-                inputs.append(try quantized(b, "b", bias))
-            }
+            let (w, b) = try convolutionParameters(inmaps: x.shape[baseAxis], outMaps: outMaps, kernel: kernel, group: group,
+                                                   deconvolution: true, wInit: wInit, bInit: bInit,
+                                                   fixParameters: fixParameters, rng: rng, withBias: withBias)
+            let inputs = [x, try quantized(w, "W", weight)] + (try b.map { [try quantized($0, "b", bias)] } ?? [])
             var args = convArgs(kernel, baseAxis: baseAxis, pad: pad, stride: stride, dilation: dilation, group: group)
             args["output_padding"] = .ints([Int](repeating: 0, count: kernel.count))
             return try apply1(make("Deconvolution", args), inputs)
