@@ -30,6 +30,11 @@ final class ConvolutionEngine {
 
     /// Columns one matrix product should span at least.
     static let targetColumns = 2048
+    /// Threads the workspace was sized for (the thread count when the plan was built); chunks of samples are
+    /// spread over at most this many threads, each with its own slice of the workspace.
+    let parts: Int
+    /// Floats of one thread's workspace slice.
+    let slice: Int
 
     init(_ g: ConvGeometry) {
         batch = g.batch
@@ -45,6 +50,38 @@ final class ConvolutionEngine {
             : Im2ColPlan(channels: cg, image: g.image, col: g.col, kernel: g.kernel, pad: g.pad,
                          stride: g.stride, dilation: g.dilation)
         chunk = ConvolutionEngine.chunk(g)
+        parts = ConvolutionEngine.parts(g)
+        slice = ConvolutionEngine.sliceFloats(g)
+    }
+
+    static func parts(_ g: ConvGeometry) -> Int {
+        let chunks = (g.batch + chunk(g) - 1) / max(chunk(g), 1)
+        return max(1, min(Threads.count, chunks))
+    }
+
+    /// One thread's workspace: the chunk's columns, its product rows, and a private weight-gradient
+    /// accumulator when several threads share the weight gradient.
+    static func sliceFloats(_ g: ConvGeometry) -> Int {
+        let ld = chunk(g) * g.col.reduce(1, *)
+        let kk = (g.channels / g.group) * g.kernel.reduce(1, *)
+        return (kk + g.outmaps / g.group) * ld + (parts(g) > 1 ? g.outmaps * kk : 0)
+    }
+
+    /// Threads to use now: never more than the workspace was sized for.
+    var activeParts: Int { min(parts, Threads.count) }
+
+    /// Calls `body(part, n0, nb)` for every chunk of samples, chunks spread round-robin over the threads.
+    private func forEachChunk(_ body: (Int, Int, Int) -> Void) {
+        let p = activeParts
+        let chunks = (batch + chunk - 1) / chunk
+        Threads.parts(p) { part in
+            var c = part
+            while c < chunks {
+                let n0 = c * chunk
+                body(part, n0, min(chunk, batch - n0))
+                c += p
+            }
+        }
     }
 
     static func chunk(_ g: ConvGeometry) -> Int {
@@ -55,10 +92,7 @@ final class ConvolutionEngine {
     /// Workspace: the columns of one chunk of samples and one group, plus one group's output rows for the
     /// chunk (the product's result before it is scattered into the sample-major output).
     static func workspaceBytes(_ g: ConvGeometry) -> Int {
-        if g.isPointwise { return 0 }
-        let ld = chunk(g) * g.col.reduce(1, *)
-        let kk = (g.channels / g.group) * g.kernel.reduce(1, *)
-        return (kk + g.outmaps / g.group) * ld * 4
+        g.isPointwise ? 0 : sliceFloats(g) * parts(g) * 4
     }
 
     /// `col = W * im2col(image) + bias` (or `+=` when accumulating).
@@ -69,17 +103,16 @@ final class ConvolutionEngine {
             pointwiseForward(image: image, weight: weight, col: col, bias: bias, accumulate: accumulate)
             return
         }
-        var n0 = 0
-        while n0 < batch {
-            let nb = min(chunk, batch - n0)
-            let ld = nb * colCount
-            let cols = workspace, out = workspace + kk * ld
-            for g in 0..<group {
-                plan.im2col(samples: nb, image + n0 * channels * imageCount + g * cg * imageCount,
-                            imageStride: channels * imageCount, cols, ld: ld)
-                Gemm.sgemm(m: mg, n: ld, k: kk, a: weight + g * mg * kk, b: cols, ldb: ld, beta: 0, c: out, ldc: ld)
+        let single = activeParts == 1
+        forEachChunk { part, n0, nb in
+            let ld = nb * self.colCount
+            let cols = workspace + part * self.slice, out = cols + kk * ld
+            for g in 0..<self.group {
+                plan.im2col(samples: nb, image + n0 * self.channels * self.imageCount + g * self.cg * self.imageCount,
+                            imageStride: self.channels * self.imageCount, cols, ld: ld, parallel: single)
+                Gemm.sgemm(m: self.mg, n: ld, k: kk, a: weight + g * self.mg * kk, b: cols, ldb: ld, beta: 0, c: out, ldc: ld)
                 // Scatter [m][sample][pos] into [sample][m][pos], adding the bias on the way.
-                Threads.items(nb * mg, workPerItem: colCount) { i in
+                for i in 0..<(nb * self.mg) {
                     let s = i / self.mg, m = i - s * self.mg
                     let src = out + m * ld + s * self.colCount
                     let dst = col + (n0 + s) * self.outmaps * self.colCount + (g * self.mg + m) * self.colCount
@@ -91,7 +124,6 @@ final class ConvolutionEngine {
                     }
                 }
             }
-            n0 += nb
         }
     }
 
@@ -118,10 +150,10 @@ final class ConvolutionEngine {
     /// Gathers one group's rows of `nb` samples of a sample-major `[batch, outmaps, colCount]` tensor into
     /// `[mg, nb*colCount]`.
     private func gather(_ t: UnsafePointer<Float>, n0: Int, nb: Int, g: Int, into dst: UnsafeMutablePointer<Float>, ld: Int) {
-        Threads.items(nb * mg, workPerItem: colCount) { i in
-            let s = i / self.mg, m = i - s * self.mg
-            (dst + m * ld + s * self.colCount).update(
-                from: t + (n0 + s) * self.outmaps * self.colCount + (g * self.mg + m) * self.colCount, count: self.colCount)
+        for i in 0..<(nb * mg) {
+            let s = i / mg, m = i - s * mg
+            let src = t + (n0 + s) * outmaps * colCount + (g * mg + m) * colCount, d = dst + m * ld + s * colCount
+            for j in 0..<colCount { d[j] = src[j] }
         }
     }
 
@@ -146,18 +178,17 @@ final class ConvolutionEngine {
             if let bias { fillChannels(dxn, bias, accumulate: accumulate) }
             else if !accumulate { dxn.update(repeating: 0, count: channels * imageCount) }
         }
-        var n0 = 0
-        while n0 < batch {
-            let nb = min(chunk, batch - n0)
-            let ld = nb * colCount
-            let cols = workspace, dys = workspace + kk * ld
-            for g in 0..<group {
-                gather(col, n0: n0, nb: nb, g: g, into: dys, ld: ld)
-                Gemm.sgemm(transA: true, m: kk, n: ld, k: mg, a: weight + g * mg * kk, b: dys, ldb: ld, beta: 0, c: cols, ldc: ld)
-                plan.col2im(samples: nb, cols, ld: ld, image + n0 * channels * imageCount + g * cg * imageCount,
-                            imageStride: channels * imageCount)
+        let single = activeParts == 1
+        forEachChunk { part, n0, nb in
+            let ld = nb * self.colCount
+            let cols = workspace + part * self.slice, dys = cols + kk * ld
+            for g in 0..<self.group {
+                self.gather(col, n0: n0, nb: nb, g: g, into: dys, ld: ld)
+                Gemm.sgemm(transA: true, m: kk, n: ld, k: self.mg, a: weight + g * self.mg * kk, b: dys, ldb: ld, beta: 0,
+                           c: cols, ldc: ld)
+                plan.col2im(samples: nb, cols, ld: ld, image + n0 * self.channels * self.imageCount + g * self.cg * self.imageCount,
+                            imageStride: self.channels * self.imageCount, parallel: single)
             }
-            n0 += nb
         }
     }
 
@@ -188,20 +219,30 @@ final class ConvolutionEngine {
             }
             return
         }
-        var n0 = 0
-        while n0 < batch {
-            let nb = min(chunk, batch - n0)
-            let ld = nb * colCount
-            let cols = workspace, dys = workspace + kk * ld
-            let beta: Float = (n0 > 0 || accumulate) ? 1 : 0
-            for g in 0..<group {
-                plan.im2col(samples: nb, image + n0 * channels * imageCount + g * cg * imageCount,
-                            imageStride: channels * imageCount, cols, ld: ld)
-                gather(col, n0: n0, nb: nb, g: g, into: dys, ld: ld)
-                Gemm.sgemm(transB: true, m: mg, n: kk, k: ld, a: dys, lda: ld, b: cols, ldb: ld,
-                           beta: beta, c: weightGrad + g * mg * kk)
+        // Thread 0 accumulates into dW itself; the others into private accumulators summed at the end.
+        let p = activeParts
+        let single = p == 1
+        let weightCount = outmaps * kk
+        forEachChunk { part, n0, nb in
+            let ld = nb * self.colCount
+            let cols = workspace + part * self.slice, dys = cols + kk * ld
+            let target = part == 0 ? weightGrad : cols + (kk + self.mg) * self.chunk * self.colCount
+            let first = n0 == part * self.chunk
+            let beta: Float = first ? (part == 0 && accumulate ? 1 : 0) : 1
+            for g in 0..<self.group {
+                plan.im2col(samples: nb, image + n0 * self.channels * self.imageCount + g * self.cg * self.imageCount,
+                            imageStride: self.channels * self.imageCount, cols, ld: ld, parallel: single)
+                self.gather(col, n0: n0, nb: nb, g: g, into: dys, ld: ld)
+                Gemm.sgemm(transB: true, m: self.mg, n: kk, k: ld, a: dys, lda: ld, b: cols, ldb: ld,
+                           beta: beta, c: target + g * self.mg * kk)
             }
-            n0 += nb
+        }
+        if p > 1 {
+            let chunks = (batch + chunk - 1) / chunk
+            for part in 1..<min(p, chunks) {
+                let partial = workspace + part * slice + (kk + mg) * chunk * colCount
+                for i in 0..<weightCount { weightGrad[i] += partial[i] }
+            }
         }
     }
 

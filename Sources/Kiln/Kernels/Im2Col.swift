@@ -86,8 +86,13 @@ final class Im2ColPlan {
 
     /// Columns of `samples` images side by side: sample `s` (at `image + s*imageStride`) fills columns
     /// `[s*colCount, (s+1)*colCount)` of a `channels*K x ld` matrix, so one matrix product covers them all.
-    func im2col(samples: Int, _ image: UnsafePointer<Float>, imageStride: Int, _ col: UnsafeMutablePointer<Float>, ld: Int) {
+    func im2col(samples: Int, _ image: UnsafePointer<Float>, imageStride: Int, _ col: UnsafeMutablePointer<Float>, ld: Int,
+                parallel: Bool = true) {
         let rows = channels * kernelCount
+        if !parallel {
+            for s in 0..<samples { for r in 0..<rows { row(r, image + s * imageStride, col + r * ld + s * colCount) } }
+            return
+        }
         Threads.items(samples * rows, workPerItem: colCount) { i in
             let s = i / rows, r = i - s * rows
             self.row(r, image + s * imageStride, col + r * ld + s * self.colCount)
@@ -130,7 +135,16 @@ final class Im2ColPlan {
     }
 
     /// The adjoint of the batched `im2col`: adds each sample's columns into its image.
-    func col2im(samples: Int, _ col: UnsafePointer<Float>, ld: Int, _ image: UnsafeMutablePointer<Float>, imageStride: Int) {
+    func col2im(samples: Int, _ col: UnsafePointer<Float>, ld: Int, _ image: UnsafeMutablePointer<Float>, imageStride: Int,
+                parallel: Bool = true) {
+        if !parallel {
+            for s in 0..<samples {
+                for c in 0..<channels {
+                    for k in 0..<kernelCount { addRow(c, k, col + (c * kernelCount + k) * ld + s * colCount, image + s * imageStride) }
+                }
+            }
+            return
+        }
         Threads.items(samples * channels, workPerItem: kernelCount * colCount) { i in
             let s = i / self.channels, c = i - s * self.channels
             for k in 0..<self.kernelCount {

@@ -6,13 +6,22 @@ import CBLAS
 public enum Threads {
     nonisolated(unsafe) private static var _count = 1
 
-    /// Threads for Kiln's own loops and for OpenBLAS. Defaults to 1; `kiln` sets it from `--threads`.
+    /// Threads for Kiln's kernels. Defaults to 1; `kiln` sets it from `--threads`. OpenBLAS itself stays on
+    /// one thread: convolutions split their samples over Kiln's threads instead (the zoo's products are too
+    /// thin for OpenBLAS to split well, and two thread pools spinning on two cores slow each other down).
     public static var count: Int {
         get { _count }
         set {
             _count = max(1, newValue)
-            openblas_set_num_threads(Int32(_count))
+            openblas_set_num_threads(1)
         }
+    }
+
+    /// Runs `body(part)` for `part` in `0..<parts` on separate threads (inline when `parts` is 1).
+    @inline(__always)
+    public static func parts(_ parts: Int, _ body: (Int) -> Void) {
+        if parts <= 1 { body(0); return }
+        DispatchQueue.concurrentPerform(iterations: parts, execute: body)
     }
 
     public static let minimumWork = 1 << 17

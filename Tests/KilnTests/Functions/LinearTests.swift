@@ -232,8 +232,13 @@ struct LinearTests {
     }
 
     /// Batches larger than one chunk of side-by-side columns (here 2 samples per product, batch 5: chunks
-    /// 2, 2, 1), with groups: forward, data gradient and weight gradient.
-    @Test func convolutionSpanningSeveralChunks() throws {
+    /// 2, 2, 1), with groups: forward, data gradient and weight gradient, on one thread and with the chunks
+    /// split over two (private weight-gradient accumulators summed at the end).
+    @Test(arguments: [1, 2])
+    func convolutionSpanningSeveralChunks(threads: Int) throws {
+        let saved = Threads.count
+        Threads.count = threads
+        defer { Threads.count = saved }
         let c = ConvCase(x: [5, 4, 34, 34], w: [4, 2, 3, 3], pad: [1, 1], stride: [1, 1], dilation: [1, 1], group: 2)
         let ins = convInputs(c, seed: 91)
         let f = Convolution(pad: c.pad, stride: c.stride, dilation: c.dilation, group: c.group)
