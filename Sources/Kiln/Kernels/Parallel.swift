@@ -10,11 +10,20 @@ public enum Threads {
     /// one thread: convolutions split their samples over Kiln's threads instead (the zoo's products are too
     /// thin for OpenBLAS to split well, and two thread pools spinning on two cores slow each other down).
     public static var count: Int {
-        get { _count }
+        get { override ?? _count }
         set {
             _count = max(1, newValue)
             openblas_set_num_threads(1)
         }
+    }
+
+    @TaskLocal static var override: Int?
+
+    /// Runs `body` with `n` threads for the current task only (tests running in parallel must not change the
+    /// process-wide count under each other).
+    public static func with<T>(_ n: Int, _ body: () throws -> T) rethrows -> T {
+        openblas_set_num_threads(1)
+        return try $override.withValue(max(1, n)) { try body() }
     }
 
     /// Runs `body(part)` for `part` in `0..<parts` on separate threads (inline when `parts` is 1).
@@ -29,7 +38,7 @@ public enum Threads {
     /// Runs `body(start, end)` over `0..<n` split into contiguous chunks, in parallel when `n` is large.
     @inline(__always)
     public static func chunks(_ n: Int, minimumWork: Int = Threads.minimumWork, _ body: (Int, Int) -> Void) {
-        let t = _count
+        let t = count
         if t <= 1 || n < minimumWork {
             body(0, n)
             return
@@ -46,7 +55,7 @@ public enum Threads {
     /// Runs `body(i)` for `i` in `0..<n` items (each of `workPerItem` elements), in parallel when worth it.
     @inline(__always)
     public static func items(_ n: Int, workPerItem: Int, _ body: (Int) -> Void) {
-        let t = _count
+        let t = count
         if t <= 1 || n < 2 || n * workPerItem < Threads.minimumWork {
             for i in 0..<n { body(i) }
             return

@@ -236,9 +236,10 @@ struct LinearTests {
     /// split over two (private weight-gradient accumulators summed at the end).
     @Test(arguments: [1, 2])
     func convolutionSpanningSeveralChunks(threads: Int) throws {
-        let saved = Threads.count
-        Threads.count = threads
-        defer { Threads.count = saved }
+        try Threads.with(threads) { try checkSeveralChunks() }
+    }
+
+    func checkSeveralChunks() throws {
         let c = ConvCase(x: [5, 4, 34, 34], w: [4, 2, 3, 3], pad: [1, 1], stride: [1, 1], dilation: [1, 1], group: 2)
         let ins = convInputs(c, seed: 91)
         let f = Convolution(pad: c.pad, stride: c.stride, dilation: c.dilation, group: c.group)
@@ -261,9 +262,10 @@ struct LinearTests {
     }
 
     @Test func convolutionRunsLargeShapesWithThreads() throws {
-        let saved = Threads.count
-        Threads.count = 2
-        defer { Threads.count = saved }
+        try Threads.with(2) { try checkLargeShapesWithThreads() }
+    }
+
+    func checkLargeShapesWithThreads() throws {
         // 72 column rows x 1936 positions: above Threads.minimumWork, so im2col and col2im split over threads.
         let c = ConvCase(x: [1, 8, 44, 44], w: [2, 8, 3, 3], pad: [1, 1], stride: [1, 1], dilation: [1, 1])
         let ins = convInputs(c, seed: 77)
