@@ -4,8 +4,9 @@ final class Arena {
 
     init(bytes: Int) {
         let n = max(bytes, Plan.alignment)
+        // Not zeroed: every transient buffer is written before it is read (first gradient contributions
+        // overwrite, gradients nobody produces get a zero step), and zeroing would touch every page up front.
         base = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: Plan.alignment)
-        base.initializeMemory(as: UInt8.self, repeating: 0, count: n)
     }
 
     deinit { base.deallocate() }
