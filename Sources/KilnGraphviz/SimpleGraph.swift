@@ -23,8 +23,10 @@ public struct SimpleGraph {
     public var verbose: Bool
     public var fnameColorMap: [String: String]?
     public var vnameColorMap: [String: String]?
-    /// Above this many functions dot's iteration limits are cut (nslimit, nslimit1, mclimit 0.01) and edges
-    /// are drawn straight: a 5,000-function graph then lays out in about 85 s instead of about 300 s.
+    /// Above this many functions the graph is drawn compactly: intermediate values become edges (labelled
+    /// with their shape when verbose) instead of nodes, parameters are listed in their function's box, and
+    /// dot's iteration limits are cut (nslimit, nslimit1, mclimit 0.01) with straight edges. dot's layout
+    /// time grows faster than linearly in the number of nodes; this keeps large graphs drawable.
     public var largeGraphFunctions = 1000
 
     public init(format: String = "png", verbose: Bool = false, fnameColorMap: [String: String]? = nil,
@@ -50,11 +52,15 @@ public struct SimpleGraph {
 
         let nodes = SimpleGraph.functionNodes(from: vleaves)
         if nodes.count > largeGraphFunctions {
-            for (k, v) in [("nslimit", "0.01"), ("nslimit1", "0.01"), ("mclimit", "0.01"), ("splines", "line")] {
+            for (k, v) in [("nslimit", "0.001"), ("nslimit1", "0.001"), ("mclimit", "0.001"), ("remincross", "false"), ("searchsize", "10"), ("splines", "false"), ("outputorder", "edgesfirst")] {
                 g.setGraphAttribute(k, v)
             }
         }
         let scopes = SimpleGraph.parameterScopes(nodes)
+        if nodes.count > largeGraphFunctions {
+            addCompact(g, nodes, roots: vleaves, scopes: scopes)
+            return g
+        }
         var drawn = Set<String>()
         for n in nodes {
             let fid = "f\(n.sequence)"
@@ -81,6 +87,38 @@ public struct SimpleGraph {
             addVariable(g, id: SimpleGraph.variableID(v), v, type: v.type, needGrad: v.needGrad, scopes: scopes)
         }
         return g
+    }
+
+    /// The compact drawing of a large graph: function boxes, input and output ellipses, value edges.
+    private func addCompact(_ g: Digraph, _ nodes: [FunctionNode], roots: [Variable], scopes: Scopes) {
+        var drawn = Set<String>()
+        for n in nodes {
+            let fid = "f\(n.sequence)"
+            var params: [String] = []
+            for v in n.inputs {
+                if SimpleGraph.isParameter(v) {
+                    params.append(scopes.shortName[ObjectIdentifier(v)] ?? (v.name.isEmpty ? "param" : v.name))
+                    continue
+                }
+                let attrs: [(String, String)] = verbose ? [("label", SimpleGraph.shapeText(v.shape))] : []
+                if let p = v.parent {
+                    g.edge("f\(p.sequence)", fid, attrs)
+                } else {
+                    let vid = SimpleGraph.variableID(v)
+                    if drawn.insert(vid).inserted {
+                        addVariable(g, id: vid, v, type: v.type, needGrad: v.needGrad, scopes: scopes)
+                    }
+                    g.edge(vid, fid, attrs)
+                }
+            }
+            addFunction(g, id: fid, n, scope: scopes.functionScope[ObjectIdentifier(n)], parameters: params)
+        }
+        for r in roots {
+            let vid = SimpleGraph.variableID(r)
+            guard drawn.insert(vid).inserted else { continue }
+            addVariable(g, id: vid, r, type: r.type, needGrad: r.needGrad, scopes: scopes)
+            if let p = r.parent { g.edge("f\(p.sequence)", vid) }
+        }
     }
 
     /// Renders the graph to a file, as nnabla's `save`: when `path` does not end in ".<format>" the picture
@@ -234,10 +272,11 @@ public struct SimpleGraph {
         g.node(id, attrs)
     }
 
-    private func addFunction(_ g: Digraph, id: String, _ n: FunctionNode, scope: String?) {
+    private func addFunction(_ g: Digraph, id: String, _ n: FunctionNode, scope: String?, parameters: [String] = []) {
         var lines = [n.name.isEmpty ? n.typeName : n.name]
         if !n.name.isEmpty && n.name != n.typeName { lines.append("(\(n.typeName))") }
         if let scope { lines.append(scope) }
+        if !parameters.isEmpty { lines.append(parameters.joined(separator: ", ")) }
         if verbose {
             for (k, v) in n.function.arguments { lines.append("\(k)=\(v)") }
         }
