@@ -19,7 +19,9 @@ public struct GraphFile {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw KilnError.io("cannot read graph file \(path)")
         }
-        do { return try load(bytes: [UInt8](data)) } catch let e as KilnError {
+        do { return try load(bytes: [UInt8](data)) } catch KilnError.invalidGraphFile(let message) {
+            throw KilnError.invalidGraphFile("\(path): \(message)")
+        } catch let e as KilnError {
             throw KilnError.invalidGraphFile("\(path): \(e)")
         }
     }
