@@ -12,6 +12,9 @@ public struct PoolWindows {
     let dS: [Int], dE: [Int], hS: [Int], hE: [Int], wS: [Int], wE: [Int]
     /// Average pooling divisor per output position of one map (empty for max pooling).
     let divisor: [Float]
+    /// Every window is exactly the 2x2 block at (2*oh, 2*ow) of its plane (the common 2x2, stride 2,
+    /// unpadded pooling): the loops can skip the tables.
+    let plain2x2: Bool
 
     public var inMap: Int { inD * inH * inW }
     public var outMap: Int { outD * outH * outW }
@@ -54,6 +57,12 @@ public struct PoolWindows {
             starts.append(s); ends.append(e); raw.append(r); real.append(c)
         }
         (dS, dE, hS, hE, wS, wE) = (starts[0], ends[0], starts[1], ends[1], starts[2], ends[2])
+        let depthOne: Bool = lo[0] == li[0] && (0..<lo[0]).allSatisfy { (o: Int) -> Bool in
+            starts[0][o] == o && ends[0][o] == o + 1
+        }
+        let rows: Bool = (0..<lo[1]).allSatisfy { (o: Int) -> Bool in starts[1][o] == 2 * o && ends[1][o] == 2 * o + 2 }
+        let cols: Bool = (0..<lo[2]).allSatisfy { (o: Int) -> Bool in starts[2][o] == 2 * o && ends[2][o] == 2 * o + 2 }
+        plain2x2 = depthOne && rows && cols
         if let includingPad {
             let size = includingPad ? raw : real
             var div = [Float]()
@@ -147,6 +156,24 @@ public enum PoolingKernels {
     }
 
     public static func maxForward(_ g: PoolWindows, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+        if g.plain2x2 {
+            let planes = g.maps * g.outD, inW = g.inW, inHW = g.inH * g.inW, outH = g.outH, outW = g.outW
+            Threads.items(planes, workPerItem: inHW) { p in
+                let xp = x + p * inHW, yp = y + p * outH * outW
+                for oh in 0..<outH {
+                    let r0 = xp + 2 * oh * inW, r1 = r0 + inW, yr = yp + oh * outW
+                    for ow in 0..<outW {
+                        // The same comparisons in the same order as the general loop (first maximum wins).
+                        var best = r0[2 * ow]
+                        if r0[2 * ow + 1] > best { best = r0[2 * ow + 1] }
+                        if r1[2 * ow] > best { best = r1[2 * ow] }
+                        if r1[2 * ow + 1] > best { best = r1[2 * ow + 1] }
+                        yr[ow] = best
+                    }
+                }
+            }
+            return
+        }
         Threads.items(g.maps, workPerItem: g.inMap) { m in
             let xm = x + m * g.inMap, ym = y + m * g.outMap
             let hw = g.inH * g.inW, inW = g.inW
@@ -176,6 +203,25 @@ public enum PoolingKernels {
     /// Routes each output gradient to the first maximum of its window, recomputed from `x`.
     public static func maxBackward(_ g: PoolWindows, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
                                    _ dx: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        if g.plain2x2 {
+            let planes = g.maps * g.outD, inW = g.inW, inHW = g.inH * g.inW, outH = g.outH, outW = g.outW
+            Threads.items(planes, workPerItem: inHW) { p in
+                let xp = x + p * inHW, dxp = dx + p * inHW, dyp = dy + p * outH * outW
+                if !accumulate { dxp.update(repeating: 0, count: inHW) }
+                for oh in 0..<outH {
+                    let base = 2 * oh * inW
+                    for ow in 0..<outW {
+                        let i0 = base + 2 * ow, i1 = i0 + 1, i2 = i0 + inW, i3 = i2 + 1
+                        var at = i0, best = xp[i0]
+                        if xp[i1] > best { best = xp[i1]; at = i1 }
+                        if xp[i2] > best { best = xp[i2]; at = i2 }
+                        if xp[i3] > best { at = i3 }
+                        dxp[at] += dyp[oh * outW + ow]
+                    }
+                }
+            }
+            return
+        }
         Threads.items(g.maps, workPerItem: g.inMap) { m in
             let xm = x + m * g.inMap, dxm = dx + m * g.inMap, dym = dy + m * g.outMap
             if !accumulate { dxm.update(repeating: 0, count: g.inMap) }
