@@ -7,9 +7,8 @@
 /// group of buffers sharing memory forms a chain of lifetimes that touch only at the hand-over step, and is
 /// placed as one buffer. Nothing is shared when clear_buffer is off.
 enum InPlace {
-    static func decide(_ plan: Plan, _ bindings: PlanBindings) -> [Int: Int] {
+    static func decide(_ plan: Plan, _ bindings: PlanBindings, lifetimes: [BufferLifetime]) -> [Int: Int] {
         guard plan.options.clearBuffer else { return [:] }
-        let lifetimes = Liveness.lifetimes(plan)
         var last = [Int: Int](), first = [Int: Int]()
         for l in lifetimes { last[l.buffer] = l.last; first[l.buffer] = l.first }
         var representative = [Int: Int]()

@@ -79,8 +79,8 @@ public enum Liveness {
 
     /// Lifetimes of memory: buffers that share memory in place (`plan.aliases`) merged into one lifetime
     /// under their representative.
-    public static func storage(_ plan: Plan) -> [BufferLifetime] {
-        let each = lifetimes(plan)
+    public static func storage(_ plan: Plan, lifetimes each: [BufferLifetime]? = nil) -> [BufferLifetime] {
+        let each = each ?? lifetimes(plan)
         guard !plan.aliases.isEmpty else { return each }
         var merged = [Int: BufferLifetime]()
         var order: [Int] = []

@@ -20,7 +20,7 @@ extension Plan {
         }
         // Sweep over steps with the address ranges of the memory alive so far in a segment tree: a group of
         // in-place buffers is one piece of memory. O(n log n), so long plans verify quickly.
-        let storage = Liveness.storage(self)
+        let storage = Liveness.storage(self, lifetimes: lifetimes)
         var coords = Set<Int>()
         for g in storage { if let o = buffers[g.buffer].offset { coords.insert(o); coords.insert(o + g.bytes) } }
         let axis = coords.sorted()
@@ -47,7 +47,7 @@ extension Plan {
             }
             tree.add(a, b, 1)
         }
-        let lb = Liveness.lowerBound(Liveness.storage(self), steps: steps.count)
+        let lb = Liveness.lowerBound(storage, steps: steps.count)
         guard lb == lowerBoundBytes else { throw fail("recorded lower bound \(lowerBoundBytes) differs from \(lb)") }
         guard arenaBytes >= lb else { throw fail("arena \(arenaBytes) is below the lower bound \(lb)") }
         for (i, s) in steps.enumerated() {

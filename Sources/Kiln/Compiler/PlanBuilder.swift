@@ -97,9 +97,11 @@ struct PlanBuilder {
         var plan = Plan(mode: mode, options: options, buffers: buffers, steps: steps,
                         forwardStepCount: forwardStepCount, arenaBytes: 0, lowerBoundBytes: 0, naiveBytes: 0,
                         persistentBytes: 0, placementAlgorithm: "none")
-        plan.naiveBytes = Liveness.lifetimes(plan).reduce(0) { $0 + $1.bytes }
-        plan.aliases = InPlace.decide(plan, bindings)
-        let storage = Liveness.storage(plan)
+        // Lifetimes depend on the steps and options only, so one derivation serves every figure.
+        let lifetimes = Liveness.lifetimes(plan)
+        plan.naiveBytes = lifetimes.reduce(0) { $0 + $1.bytes }
+        plan.aliases = InPlace.decide(plan, bindings, lifetimes: lifetimes)
+        let storage = Liveness.storage(plan, lifetimes: lifetimes)
         plan.lowerBoundBytes = Liveness.lowerBound(storage, steps: steps.count)
         plan.persistentBytes = buffers.filter { !$0.kind.isTransient }.reduce(0) { $0 + $1.type.byteCount }
         let placed = MemoryPlanner.bestOf(storage)

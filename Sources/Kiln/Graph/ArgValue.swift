@@ -35,8 +35,6 @@ public struct ArgReader {
         .invalidFunction(function: function, reason: "argument '\(name)' must be \(expected), got \(values[name].map { "\($0)" } ?? "nothing")")
     }
 
-    public mutating func has(_ name: String) -> Bool { values[name] != nil }
-
     public mutating func int(_ name: String, default d: Int) throws -> Int {
         try intOrNil(name) ?? d
     }

@@ -44,7 +44,7 @@ public func apply(_ function: any Function, _ inputs: [Variable], name: String? 
     let node = FunctionNode(function: function, inputs: inputs, outputTypes: types,
                             name: name ?? (Parameters.currentScope + function.typeName))
     let needGrad = function.isDifferentiable && inputs.enumerated().contains { i, v in
-        v.requiresGrad && function.propagatesGradient(toInput: i, inputCount: inputs.count)
+        v.needGrad && function.propagatesGradient(toInput: i, inputCount: inputs.count)
     }
     let outputs = types.enumerated().map { i, t in
         Variable(validated: t, parent: node, outputIndex: i, needGrad: needGrad)

@@ -79,8 +79,6 @@ public final class Variable {
     public var size: Int { type.count }
     public var ndim: Int { type.rank }
 
-    /// True when a gradient has to reach this variable: it needs one itself or it depends on one that does.
-    public var requiresGrad: Bool { needGrad }
 
     /// The variable's own storage (allocated on first use). After a plan run, values that the plan kept in
     /// its arena are copied here when read through `d`.
@@ -98,7 +96,6 @@ public final class Variable {
         return a
     }
 
-    var hasDataArray: Bool { dataArray != nil }
 
     /// The values as Float, nnabla's `.d`. Setting copies in; a wrong count is reported by the next
     /// `forward` (a property setter cannot throw).

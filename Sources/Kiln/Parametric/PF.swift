@@ -57,6 +57,17 @@ public enum PF {
                    fixParameters: fixParameters, rng: rng, withBias: withBias, name: name)
     }
 
+    /// Convolution-like layers need a channel axis inside the input, and their grouped maps (the input
+    /// channels of a convolution, the `outMaps` of a deconvolution) divisible into `group` groups.
+    static func checkGroups(_ x: Variable, baseAxis: Int, group: Int, outMaps: Int? = nil, _ function: String) throws {
+        let inside = baseAxis >= 0 && baseAxis < x.ndim
+        let split = outMaps ?? (inside ? x.shape[baseAxis] : 0)
+        guard inside, group > 0, split % group == 0 else {
+            throw KilnError.invalidFunction(function: function,
+                                            reason: "input \(x.shape) with base_axis \(baseAxis): \(split) maps cannot be split into \(group) group(s)")
+        }
+    }
+
     static func convArgs(_ kernel: [Int], baseAxis: Int, pad: [Int]?, stride: [Int]?, dilation: [Int]?, group: Int)
         -> [String: ArgValue] {
         let k = kernel.count
@@ -71,10 +82,7 @@ public enum PF {
                                    wInit: Initializer? = nil, bInit: Initializer? = nil, baseAxis: Int = 1,
                                    fixParameters: Bool = false, rng: NumpyRandom? = nil, withBias: Bool = true,
                                    name: String? = nil) throws -> Variable {
-        guard baseAxis >= 0 && baseAxis < x.ndim, group > 0, x.shape[baseAxis] % group == 0 else {
-            throw KilnError.invalidFunction(function: "PF.convolution",
-                                            reason: "input \(x.shape) with base_axis \(baseAxis) cannot be split into \(group) group(s)")
-        }
+        try checkGroups(x, baseAxis: baseAxis, group: group, "PF.convolution")
         return try scoped(name, "conv") {
             let (w, b) = try convolutionParameters(inmaps: x.shape[baseAxis], outMaps: outMaps, kernel: kernel, group: group,
                                                    deconvolution: false, wInit: wInit, bInit: bInit,
@@ -91,10 +99,7 @@ public enum PF {
                                      bInit: Initializer? = nil, baseAxis: Int = 1, fixParameters: Bool = false,
                                      rng: NumpyRandom? = nil, withBias: Bool = true,
                                      name: String? = nil) throws -> Variable {
-        guard baseAxis >= 0 && baseAxis < x.ndim, group > 0, outMaps % group == 0 else {
-            throw KilnError.invalidFunction(function: "PF.deconvolution",
-                                            reason: "outmaps \(outMaps) cannot be split into \(group) group(s) (input \(x.shape))")
-        }
+        try checkGroups(x, baseAxis: baseAxis, group: group, outMaps: outMaps, "PF.deconvolution")
         return try scoped(name, "deconv") {
             let (w, b) = try convolutionParameters(inmaps: x.shape[baseAxis], outMaps: outMaps, kernel: kernel, group: group,
                                                    deconvolution: true, wInit: wInit, bInit: bInit,
@@ -202,10 +207,7 @@ public enum PF {
                                                       rng: NumpyRandom? = nil, withBias: Bool = true,
                                                       weight: FixedPoint = FixedPoint(), bias: FixedPoint = FixedPoint(),
                                                       name: String? = nil) throws -> Variable {
-        guard baseAxis >= 0 && baseAxis < x.ndim, group > 0, x.shape[baseAxis] % group == 0 else {
-            throw KilnError.invalidFunction(function: "PF.fixed_point_quantized_convolution",
-                                            reason: "input \(x.shape) with base_axis \(baseAxis) cannot be split into \(group) group(s)")
-        }
+        try checkGroups(x, baseAxis: baseAxis, group: group, "PF.fixed_point_quantized_convolution")
         return try scoped(name, "fp_quantized_conv") {
             let (w, b) = try convolutionParameters(inmaps: x.shape[baseAxis], outMaps: outMaps, kernel: kernel, group: group,
                                                    deconvolution: false, wInit: wInit, bInit: bInit,
@@ -224,10 +226,7 @@ public enum PF {
                                                         rng: NumpyRandom? = nil, withBias: Bool = true,
                                                         weight: FixedPoint = FixedPoint(), bias: FixedPoint = FixedPoint(),
                                                         name: String? = nil) throws -> Variable {
-        guard baseAxis >= 0 && baseAxis < x.ndim, group > 0, outMaps % group == 0 else {
-            throw KilnError.invalidFunction(function: "PF.fixed_point_quantized_deconvolution",
-                                            reason: "outmaps \(outMaps) cannot be split into \(group) group(s)")
-        }
+        try checkGroups(x, baseAxis: baseAxis, group: group, outMaps: outMaps, "PF.fixed_point_quantized_deconvolution")
         return try scoped(name, "fp_quantized_deconv") {
             let (w, b) = try convolutionParameters(inmaps: x.shape[baseAxis], outMaps: outMaps, kernel: kernel, group: group,
                                                    deconvolution: true, wInit: wInit, bInit: bInit,

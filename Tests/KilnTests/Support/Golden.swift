@@ -98,7 +98,8 @@ enum Golden {
                 if k == "axis" { key = "axes" }
                 if k == "keepdims" { key = "keep_dims" }
             }
-            out[key] = argValue(v)
+            // The golden args are all numbers, booleans, strings or lists of numbers, as in graph files.
+            out[key] = try? GraphFile.argValue(v, function: c.name, type: c.function, arg: k)
         }
         if c.function == "batch_normalization" && c.inputs.count == 3 {
             // `F.batch_normalization(x, None, None, ...)` is the graph function with no_bias/no_scale.
@@ -106,19 +107,6 @@ enum Golden {
             out["no_scale"] = .bool(true)
         }
         return out
-    }
-
-    static func argValue(_ v: JSON) -> ArgValue {
-        switch v {
-        case .bool(let b): return .bool(b)
-        case .int(let i): return .int(i)
-        case .double(let d): return .double(d)
-        case .string(let s): return .string(s)
-        case .array(let a):
-            if a.allSatisfy({ if case .int = $0 { return true }; return false }) { return .ints(a.compactMap { $0.int }) }
-            return .doubles(a.compactMap { $0.double })
-        default: return .string("\(v)")
-        }
     }
 
     static func function(_ c: FunctionCase) throws -> any Function {
