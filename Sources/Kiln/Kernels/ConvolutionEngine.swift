@@ -29,7 +29,7 @@ final class ConvolutionEngine {
     let chunk: Int
 
     /// Columns one matrix product should span at least.
-    static let targetColumns = 2048
+    static let targetColumns = 512
     /// Threads the workspace was sized for (the thread count when the plan was built); chunks of samples are
     /// spread over at most this many threads, each with its own slice of the workspace.
     let parts: Int
@@ -118,9 +118,9 @@ final class ConvolutionEngine {
                     let dst = col + (n0 + s) * self.outmaps * self.colCount + (g * self.mg + m) * self.colCount
                     let b = bias.map { $0[g * self.mg + m] } ?? 0
                     if accumulate {
-                        for j in 0..<self.colCount { dst[j] += src[j] + b }
+                        ShortRows.add(dst, src, plus: b, self.colCount)
                     } else {
-                        for j in 0..<self.colCount { dst[j] = src[j] + b }
+                        ShortRows.copy(dst, src, plus: b, self.colCount)
                     }
                 }
             }
@@ -153,7 +153,7 @@ final class ConvolutionEngine {
         for i in 0..<(nb * mg) {
             let s = i / mg, m = i - s * mg
             let src = t + (n0 + s) * outmaps * colCount + (g * mg + m) * colCount, d = dst + m * ld + s * colCount
-            for j in 0..<colCount { d[j] = src[j] }
+            ShortRows.copy(d, src, colCount)
         }
     }
 

@@ -32,20 +32,38 @@ public enum Gemm {
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
-    /// The same product with plain loops: rows of C are updated as `C[i,:] += a(i,p) * B[p,:]` when B's rows
-    /// are contiguous (vectorised over N), and as dot products along K when B is transposed.
+    /// The same product in Swift. When B's rows are contiguous, C is computed in tiles of 4 rows x 16 columns
+    /// held in eight 8-wide accumulators while K is walked (each loaded piece of B serves four rows, each
+    /// broadcast element of A two vectors). Tiles go down a strip of 16 columns before moving right, so the
+    /// strip of B (K x 16) stays in L1 for every row. Columns left over are updated as
+    /// `C[i,:] += a(i,p) * B[p,:]`. When B is transposed, C's entries are dot products along K.
     static func small(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                       a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                       beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        var done = 0
+        if !transB {
+            done = n - n % 16
+            var j = 0
+            while j < done {
+                var i = 0
+                while i < m {
+                    tile4x16(transA: transA, rows: min(4, m - i), k: k, alpha: alpha, a: transA ? a + i : a + i * lda,
+                             lda: lda, b: b + j, ldb: ldb, beta: beta, c: c + i * ldc + j, ldc: ldc)
+                    i += 4
+                }
+                j += 16
+            }
+        }
+        if done == n { return }
         for i in 0..<m {
             let row = c + i * ldc
-            if beta == 0 { for j in 0..<n { row[j] = 0 } } else if beta != 1 { for j in 0..<n { row[j] *= beta } }
+            if beta == 0 { for j in done..<n { row[j] = 0 } } else if beta != 1 { for j in done..<n { row[j] *= beta } }
             if !transB {
                 for p in 0..<k {
                     let av = alpha * (transA ? a[p * lda + i] : a[i * lda + p])
                     if av == 0 { continue }
                     let brow = b + p * ldb
-                    for j in 0..<n { row[j] += av * brow[j] }
+                    for j in done..<n { row[j] += av * brow[j] }
                 }
             } else if !transA {
                 let arow = a + i * lda
@@ -59,6 +77,47 @@ public enum Gemm {
                 }
             }
         }
+    }
+
+    /// One tile: `C[0..<rows, 0..<16] = alpha * op(A) * B + beta * C` for `rows <= 4`, with `a` at the tile's
+    /// first row of op(A), `b` and `c` at its first column. Rows past `rows` repeat the last one, unstored.
+    @inline(__always)
+    private static func tile4x16(transA: Bool, rows: Int, k: Int, alpha: Float,
+                                 a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                                 beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        typealias V = SIMD8<Float>
+        let rowStep = transA ? 1 : lda, kStep = transA ? lda : 1
+        let r1 = min(1, rows - 1) * rowStep, r2 = min(2, rows - 1) * rowStep, r3 = min(3, rows - 1) * rowStep
+        var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V(), c30 = V(), c31 = V()
+        var ap = a
+        var bp = UnsafeRawPointer(b)
+        for _ in 0..<k {
+            let b0 = bp.loadUnaligned(as: V.self), b1 = bp.loadUnaligned(fromByteOffset: 32, as: V.self)
+            let a0 = V(repeating: ap[0]), a1 = V(repeating: ap[r1])
+            let a2 = V(repeating: ap[r2]), a3 = V(repeating: ap[r3])
+            c00.addProduct(a0, b0); c01.addProduct(a0, b1)
+            c10.addProduct(a1, b0); c11.addProduct(a1, b1)
+            c20.addProduct(a2, b0); c21.addProduct(a2, b1)
+            c30.addProduct(a3, b0); c31.addProduct(a3, b1)
+            ap += kStep
+            bp += ldb * 4
+        }
+        // A local function, not an array of accumulators: this runs inside plans, which must not allocate.
+        let craw = UnsafeMutableRawPointer(c)
+        @inline(__always) func store(_ r: Int, _ x0: V, _ x1: V) {
+            let off = r * ldc * 4
+            var v0 = x0 * alpha, v1 = x1 * alpha
+            if beta != 0 {
+                v0.addProduct(V(repeating: beta), craw.loadUnaligned(fromByteOffset: off, as: V.self))
+                v1.addProduct(V(repeating: beta), craw.loadUnaligned(fromByteOffset: off + 32, as: V.self))
+            }
+            craw.storeBytes(of: v0, toByteOffset: off, as: V.self)
+            craw.storeBytes(of: v1, toByteOffset: off + 32, as: V.self)
+        }
+        store(0, c00, c01)
+        if rows > 1 { store(1, c10, c11) }
+        if rows > 2 { store(2, c20, c21) }
+        if rows > 3 { store(3, c30, c31) }
     }
 
     /// A dot product with eight independent partial sums, so the loop vectorises (a single running sum

@@ -86,46 +86,50 @@ final class Im2ColPlan {
 
     /// Columns of `samples` images side by side: sample `s` (at `image + s*imageStride`) fills columns
     /// `[s*colCount, (s+1)*colCount)` of a `channels*K x ld` matrix, so one matrix product covers them all.
+    /// Each row is filled for every sample in turn: its index arithmetic is done once and the writes are
+    /// sequential.
     func im2col(samples: Int, _ image: UnsafePointer<Float>, imageStride: Int, _ col: UnsafeMutablePointer<Float>, ld: Int,
                 parallel: Bool = true) {
         let rows = channels * kernelCount
         if !parallel {
-            for s in 0..<samples { for r in 0..<rows { row(r, image + s * imageStride, col + r * ld + s * colCount) } }
+            for r in 0..<rows { row(r, samples: samples, image, imageStride: imageStride, col + r * ld) }
             return
         }
-        Threads.items(samples * rows, workPerItem: colCount) { i in
-            let s = i / rows, r = i - s * rows
-            self.row(r, image + s * imageStride, col + r * ld + s * self.colCount)
+        Threads.items(rows, workPerItem: samples * colCount) { r in
+            self.row(r, samples: samples, image, imageStride: imageStride, col + r * ld)
         }
     }
 
     @inline(__always)
-    private func row(_ r: Int, _ image: UnsafePointer<Float>, _ rowStart: UnsafeMutablePointer<Float>) {
+    private func row(_ r: Int, samples: Int, _ image: UnsafePointer<Float>, imageStride: Int,
+                     _ rowStart: UnsafeMutablePointer<Float>) {
         let c = r / kernelCount
         let k = r - c * kernelCount
         let ko = k / kLast
         let kl = k - ko * kLast
-        let src = image + c * imageCount
-        var dst = rowStart
         let l = lo[kl], h = hi[kl], b = base[kl], ow = oLast, s = sLast
         let offsets = rowOffset + ko * oOuter
-        // Rows are short (the output width), so plain loops beat memcpy/memset calls here.
-        for oo in 0..<oOuter {
-            let off = offsets[oo]
-            if off < 0 {
-                for o in 0..<ow { dst[o] = 0 }
-            } else {
-                for o in 0..<l { dst[o] = 0 }
-                let p = src + (off + b)
-                if s == 1 {
-                    for o in l..<h { dst[o] = p[o] }
+        var dst = rowStart
+        for n in 0..<samples {
+            let src = image + n * imageStride + c * imageCount
+            // Rows are short (the output width): see ShortRows.
+            for oo in 0..<oOuter {
+                let off = offsets[oo]
+                if off < 0 {
+                    ShortRows.zero(dst, ow)
                 } else {
-                    var o = l
-                    while o < h { dst[o] = p[o * s]; o += 1 }
+                    for o in 0..<l { dst[o] = 0 }
+                    let p = src + (off + b)
+                    if s == 1 {
+                        ShortRows.copy(dst + l, p + l, h - l)
+                    } else {
+                        var o = l
+                        while o < h { dst[o] = p[o * s]; o += 1 }
+                    }
+                    for o in h..<ow { dst[o] = 0 }
                 }
-                for o in h..<ow { dst[o] = 0 }
+                dst += ow
             }
-            dst += ow
         }
     }
 
@@ -134,46 +138,48 @@ final class Im2ColPlan {
         col2im(samples: 1, col, ld: colCount, image, imageStride: 0)
     }
 
-    /// The adjoint of the batched `im2col`: adds each sample's columns into its image.
+    /// The adjoint of the batched `im2col`: adds each sample's columns into its image. Threads split the
+    /// channels (each owns its channels' pixels in every sample), or the samples when channels are few.
     func col2im(samples: Int, _ col: UnsafePointer<Float>, ld: Int, _ image: UnsafeMutablePointer<Float>, imageStride: Int,
                 parallel: Bool = true) {
-        if !parallel {
-            for s in 0..<samples {
-                for c in 0..<channels {
-                    for k in 0..<kernelCount { addRow(c, k, col + (c * kernelCount + k) * ld + s * colCount, image + s * imageStride) }
+        let groups = channels >= 2 * Threads.count ? 1 : samples
+        let per = (samples + groups - 1) / groups
+        let items = parallel ? channels * groups : 1
+        Threads.items(items, workPerItem: per * kernelCount * colCount) { i in
+            let (cs, ce, n0, n1) = parallel
+                ? (i % self.channels, i % self.channels + 1, (i / self.channels) * per, min(samples, (i / self.channels + 1) * per))
+                : (0, self.channels, 0, samples)
+            for c in cs..<ce {
+                for k in 0..<self.kernelCount {
+                    self.addRow(c, k, samples: n0..<n1, col + (c * self.kernelCount + k) * ld, image, imageStride: imageStride)
                 }
-            }
-            return
-        }
-        Threads.items(samples * channels, workPerItem: kernelCount * colCount) { i in
-            let s = i / self.channels, c = i - s * self.channels
-            for k in 0..<self.kernelCount {
-                self.addRow(c, k, col + (c * self.kernelCount + k) * ld + s * self.colCount, image + s * imageStride)
             }
         }
     }
 
     @inline(__always)
-    private func addRow(_ c: Int, _ k: Int, _ rowStart: UnsafePointer<Float>, _ image: UnsafeMutablePointer<Float>) {
+    private func addRow(_ c: Int, _ k: Int, samples: Range<Int>, _ rowStart: UnsafePointer<Float>,
+                        _ image: UnsafeMutablePointer<Float>, imageStride: Int) {
         let ko = k / kLast
         let kl = k - ko * kLast
-        let dstImage = image + c * imageCount
-        var src = rowStart
         let l = lo[kl], h = hi[kl], b = base[kl], ow = oLast, s = sLast
         let offsets = rowOffset + ko * oOuter
-        for oo in 0..<oOuter {
-            let off = offsets[oo]
-            if off >= 0 {
-                let p = dstImage + (off + b)
-                if s == 1 {
-                    var o = l
-                    while o < h { p[o] += src[o]; o += 1 }
-                } else {
-                    var o = l
-                    while o < h { p[o * s] += src[o]; o += 1 }
+        for n in samples {
+            let dstImage = image + n * imageStride + c * imageCount
+            var src = rowStart + n * colCount
+            for oo in 0..<oOuter {
+                let off = offsets[oo]
+                if off >= 0 {
+                    let p = dstImage + (off + b)
+                    if s == 1 {
+                        ShortRows.add(p + l, src + l, h - l)
+                    } else {
+                        var o = l
+                        while o < h { p[o * s] += src[o]; o += 1 }
+                    }
                 }
+                src += ow
             }
-            src += ow
         }
     }
 }
