@@ -18,6 +18,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Untimed iterations first.") var warmup: Int = 2
     @Option(help: "Threads for kernels and OpenBLAS.") var threads: Int = 1
     @Option(help: "float (half is not available yet).") var precision: String = "float"
+    @Flag(name: .customLong("no-fusion"), help: "Keep every function its own step (no convolution epilogues in inference plans).") var noFusion = false
 
     func validate() throws {
         guard batchSize > 0, iterations > 0, warmup >= 0, threads > 0 else {
@@ -34,7 +35,7 @@ struct BenchCommand: ParsableCommand {
             Threads.count = threads
             let setup = try BenchSetup(model: model, mode: mode, batchSize: batchSize)
             let compileStart = DispatchTime.now().uptimeNanoseconds
-            let exe = try Compiler.compile(setup.roots, mode, options: CompileOptions(clearBuffer: true, clearNoNeedGrad: true))
+            let exe = try Compiler.compile(setup.roots, mode, options: CompileOptions(clearBuffer: true, clearNoNeedGrad: true, fusion: !noFusion))
             let compileMs = Double(DispatchTime.now().uptimeNanoseconds - compileStart) / 1e6
 
             let step: () throws -> Void

@@ -13,6 +13,7 @@ struct PlanCommand: ParsableCommand {
     @Option(name: .customLong("batch-size"), help: "Batch size for zoo models.") var batchSize: Int = 64
     @Option(help: "float or half.") var precision: String = "float"
     @Flag(name: .customLong("no-clear-buffer"), help: "Give every buffer its own memory (nnabla's clear_buffer=False).") var noClearBuffer = false
+    @Flag(name: .customLong("no-fusion"), help: "Keep every function its own step (no convolution epilogues in inference plans).") var noFusion = false
     @Option(help: "text or json.") var format: OutputFormat = .text
 
     func validate() throws {
@@ -23,7 +24,7 @@ struct PlanCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let outputs = try ModelLoader.outputs(model, batchSize: batchSize, mode: mode)
-            let plan = try Compiler.plan(outputs, mode, options: CompileOptions(clearBuffer: !noClearBuffer))
+            let plan = try Compiler.plan(outputs, mode, options: CompileOptions(clearBuffer: !noClearBuffer, fusion: !noFusion))
             try plan.verify()
             switch format {
             case .text: print(plan.dump(), terminator: "")

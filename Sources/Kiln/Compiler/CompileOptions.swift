@@ -16,8 +16,13 @@ public struct CompileOptions: Hashable, Sendable {
     /// them (nnabla's `clear_no_need_grad`). Off: every forward value survives until the forward phase ends.
     public var clearNoNeedGrad: Bool
 
-    public init(clearBuffer: Bool = true, clearNoNeedGrad: Bool = true) {
+    /// In inference plans with clear_buffer on, run a convolution and the test-mode BatchNormalization and
+    /// ReLU after it as one step (see `Fusion`). Off: every function is its own step.
+    public var fusion: Bool
+
+    public init(clearBuffer: Bool = true, clearNoNeedGrad: Bool = true, fusion: Bool = true) {
         self.clearBuffer = clearBuffer
         self.clearNoNeedGrad = clearNoNeedGrad
+        self.fusion = fusion
     }
 }

@@ -1,7 +1,7 @@
 /// Lowers a graph into a `Plan` and binds it into an `Executable`.
 ///
 /// Stages, each in its own file: collect the nodes behind the roots (GraphCollector), order them
-/// (Schedule), append backward steps for training (Autodiff, here in `lower`), derive buffer lifetimes
+/// (Schedule), join convolution epilogues in inference plans (Fusion), append backward steps for training (Autodiff, here in `lower`), derive buffer lifetimes
 /// (Liveness), place buffers in one arena (MemoryPlanner), then bind kernels (Executable). Nothing is
 /// planned for values outside the arena: inputs, parameters and their gradients, requested outputs and
 /// persistent variables keep their own storage so that users and solvers can read and write them.
@@ -33,9 +33,9 @@ public enum Compiler {
         for r in roots { try r.takePendingError() }
         let nodes = Schedule.order(GraphCollector.nodes(from: roots))
         var b = PlanBuilder(mode: mode, options: options, roots: roots)
-        for n in nodes {
-            for v in n.inputs { try v.takePendingError() }
-            try b.addForward(n)
+        for step in Fusion.steps(nodes, mode: mode, options: options, roots: roots) {
+            for n in step.nodes { for v in n.inputs { try v.takePendingError() } }
+            if let fused = step.fused { try b.addFused(step.nodes, fused) } else { try b.addForward(step.nodes[0]) }
         }
         let forwardCount = b.steps.count
         if mode == .training { try b.addBackward(nodes) }
@@ -58,6 +58,8 @@ struct PlanBindings {
         var outputGrads: [Int] = []
         var inputGrads: [Int?] = []
         var accumulate: [Bool] = []
+        /// The function that runs a fused step in place of `node`'s own.
+        var fused: (any Function)?
     }
 
     var steps: [StepSlots] = []

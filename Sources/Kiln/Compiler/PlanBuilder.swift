@@ -93,6 +93,24 @@ struct PlanBuilder {
         bindings.steps.append(.init(node: n, inputData: ins, outputData: outs))
     }
 
+    /// One step for a chain the Fusion pass joined: the inputs of every node in the chain except the values
+    /// passed along it, the outputs of the last node.
+    mutating func addFused(_ chain: [FunctionNode], _ fused: FusedConvolution) throws {
+        let displayName = chain.map { nodeName($0) }[0]
+        var inVars = chain[0].inputs
+        for n in chain.dropFirst() { inVars += n.inputs.dropFirst() }
+        let ins = inVars.map { data(of: $0, node: nil, index: 0, type: $0.type) }
+        let last = chain[chain.count - 1]
+        let outs = [data(of: last.outputs[0], node: last, index: 0, type: last.outputTypes[0])]
+        let tb = TypeBinding(inputs: inVars.map { $0.type }, outputs: [last.outputTypes[0]])
+        let wsBytes = fused.forwardWorkspace(tb)
+        let ws = wsBytes > 0 ? newBuffer("\(displayName):workspace", .workspace, TensorType([(wsBytes + 3) / 4], .float32)) : nil
+        if let ws { buffers[ws].bytes = PlanBuilder.rounded(wsBytes) }
+        steps.append(PlanStep(kind: .forward, function: fused.stepName, node: displayName, inputs: ins, outputs: outs,
+                              accumulate: [false], workspace: ws))
+        bindings.steps.append(.init(node: chain[0], inputData: ins, outputData: outs, fused: fused))
+    }
+
     mutating func finish(forwardStepCount: Int) -> Compiler.Lowered {
         var plan = Plan(mode: mode, options: options, buffers: buffers, steps: steps,
                         forwardStepCount: forwardStepCount, arenaBytes: 0, lowerBoundBytes: 0, naiveBytes: 0,

@@ -110,12 +110,18 @@ public enum BatchNormKernels {
         }
     }
 
+    /// The factor of test mode, `gamma / sqrt(var + eps)`: one definition for the BN kernel and fused epilogues.
+    @inline(__always)
+    static func testScale(gamma: Float?, variance: Float, eps: Double) -> Float {
+        Float(Double(gamma ?? 1) / (Double(variance) + eps).squareRoot())
+    }
+
     /// Test forward with the given statistics.
     public static func testForward(_ l: Layout, x: UnsafePointer<Float>, beta: UnsafePointer<Float>?,
                                    gamma: UnsafePointer<Float>?, mean: UnsafePointer<Float>,
                                    variance: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, eps: Double) {
         Threads.items(l.channels, workPerItem: l.perChannel) { c in
-            let scale = Float(Double(gamma?[c] ?? 1) / (Double(variance[c]) + eps).squareRoot())
+            let scale = testScale(gamma: gamma?[c], variance: variance[c], eps: eps)
             let b = beta?[c] ?? 0, mf = mean[c]
             runs(l, c) { o, n in
                 for i in 0..<n { y[o + i] = (x[o + i] - mf) * scale + b }

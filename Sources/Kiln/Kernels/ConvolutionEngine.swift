@@ -95,12 +95,21 @@ final class ConvolutionEngine {
         g.isPointwise ? 0 : sliceFloats(g) * parts(g) * 4
     }
 
-    /// `col = W * im2col(image) + bias` (or `+=` when accumulating).
+    /// `col = W * im2col(image) + bias` (or `+=` when accumulating), then the epilogue if one is given.
     func forward(image: UnsafePointer<Float>, weight: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>,
-                 bias: UnsafePointer<Float>?, accumulate: Bool, workspace: UnsafeMutablePointer<Float>?) {
+                 bias: UnsafePointer<Float>?, accumulate: Bool, workspace: UnsafeMutablePointer<Float>?,
+                 epilogue: ConvEpilogue? = nil) {
         let kk = cg * kernelCount
         guard let plan, let workspace else {
             pointwiseForward(image: image, weight: weight, col: col, bias: bias, accumulate: accumulate)
+            if let epilogue {
+                for n in 0..<batch {
+                    for m in 0..<outmaps {
+                        let row = col + (n * outmaps + m) * colCount
+                        epilogue.apply(map: m, row, row, plus: 0, colCount)
+                    }
+                }
+            }
             return
         }
         let single = activeParts == 1
@@ -117,7 +126,9 @@ final class ConvolutionEngine {
                     let src = out + m * ld + s * self.colCount
                     let dst = col + (n0 + s) * self.outmaps * self.colCount + (g * self.mg + m) * self.colCount
                     let b = bias.map { $0[g * self.mg + m] } ?? 0
-                    if accumulate {
+                    if let epilogue {
+                        epilogue.apply(map: g * self.mg + m, src, dst, plus: b, self.colCount)
+                    } else if accumulate {
                         ShortRows.add(dst, src, plus: b, self.colCount)
                     } else {
                         ShortRows.copy(dst, src, plus: b, self.colCount)
@@ -267,6 +278,28 @@ final class ConvolutionEngine {
                 for i in 0..<count { s += row[i] }
                 db[c] += s
             }
+        }
+    }
+}
+
+/// What a fused step does to each convolution output value on its way out (see `Fusion`): batch
+/// normalisation with fixed statistics, `(v - mean) * scale + shift` per output map, then optionally ReLU.
+/// The arithmetic is exactly that of the separate BatchNormalization and ReLU kernels, so fusing changes
+/// no bit of the result.
+struct ConvEpilogue {
+    let mean: UnsafePointer<Float>
+    let scale: UnsafePointer<Float>
+    let shift: UnsafePointer<Float>
+    let relu: Bool
+
+    /// `dst[j] = epilogue(src[j] + b)` for one output map's row.
+    @inline(__always)
+    func apply(map m: Int, _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, plus b: Float, _ n: Int) {
+        let mu = mean[m], s = scale[m], t = shift[m]
+        if relu {
+            for j in 0..<n { dst[j] = max((src[j] + b - mu) * s + t, 0) }
+        } else {
+            for j in 0..<n { dst[j] = (src[j] + b - mu) * s + t }
         }
     }
 }

@@ -57,7 +57,7 @@ public final class Executable {
                 guard let n = slots.node else { throw KilnError.planFailed("step \(s) has no function") }
                 let b = ForwardBinding(inputs: try slots.inputData.map { try tensor($0!) },
                                        outputs: try slots.outputData.map { try tensor($0!) }, workspace: ws)
-                kernels.append(try n.function.makeForward(b))
+                kernels.append(try (slots.fused ?? n.function).makeForward(b))
             case .backward:
                 guard let n = slots.node else { throw KilnError.planFailed("step \(s) has no function") }
                 let b = BackwardBinding(

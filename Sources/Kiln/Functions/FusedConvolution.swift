@@ -1,0 +1,91 @@
+/// A convolution with the batch normalisation (fixed statistics) and ReLU that follow it, as one step.
+///
+/// Not one of nnabla's functions: only the `Fusion` pass makes it, for inference plans, so it is absent from
+/// `F`, the registry and graph files. Inputs are the convolution's (x, W, optional b) followed by the
+/// BatchNormalization's parameters without its x (beta, gamma as present, mean, variance). Output values
+/// are bit-identical to running the three functions one after another; the intermediate tensors are never
+/// written, which saves two passes over memory per layer.
+struct FusedConvolution: Function {
+    static let typeName = "FusedConvolution"
+    let convolution: Convolution
+    /// Number of the convolution's inputs (2 without bias, 3 with).
+    let convolutionInputs: Int
+    let batchNormalization: BatchNormalization?
+    let relu: Bool
+
+    init(arguments a: inout ArgReader) throws {
+        throw KilnError.invalidFunction(function: Self.typeName, reason: "is made by the compiler, not by graph files")
+    }
+
+    init(convolution: Convolution, convolutionInputs: Int, batchNormalization: BatchNormalization?, relu: Bool) {
+        self.convolution = convolution
+        self.convolutionInputs = convolutionInputs
+        self.batchNormalization = batchNormalization
+        self.relu = relu
+    }
+
+    /// What the step is called in plans: the fused functions joined by "+".
+    var stepName: String {
+        (["Convolution"] + (batchNormalization == nil ? [] : ["BatchNormalization"]) + (relu ? ["ReLU"] : []))
+            .joined(separator: "+")
+    }
+
+    var arguments: [(String, ArgValue)] {
+        convolution.arguments + (batchNormalization?.arguments ?? []) + [("relu", .bool(relu))]
+    }
+
+    func outputTypes(_ inputs: [TensorType]) throws -> [TensorType] {
+        try convolution.outputTypes(Array(inputs.prefix(convolutionInputs)))
+    }
+
+    var isDifferentiable: Bool { false }
+
+    func forwardWorkspace(_ b: TypeBinding) -> Int {
+        convolution.forwardWorkspace(TypeBinding(inputs: Array(b.inputs.prefix(convolutionInputs)), outputs: b.outputs))
+    }
+
+    func makeForward(_ b: ForwardBinding) throws -> Kernel {
+        let engine = ConvolutionEngine(try convolution.geometry(b.inputs.prefix(convolutionInputs).map { $0.type }).0)
+        let x = b.inputs[0].f, w = b.inputs[1].f, y = b.outputs[0].f
+        let bias = convolutionInputs == 3 ? b.inputs[2].f : nil
+        let ws = b.workspace?.assumingMemoryBound(to: Float.self)
+        if engine.plan != nil && ws == nil { throw error("missing workspace") }
+        let maps = engine.outmaps
+        // Per-map mean, scale and shift, recomputed every run (the statistics are parameters a user may change).
+        let table = FloatScratch(count: 3 * maps)
+        var readParameters: () -> Void = {}
+        if let bn = batchNormalization {
+            let p = b.inputs[convolutionInputs...].map { $0.f }
+            let beta = bn.betaIndex.map { p[$0 - 1] }, gamma = bn.gammaIndex.map { p[$0 - 1] }
+            let mean = p[bn.meanIndex - 1], variance = p[bn.varianceIndex - 1], eps = bn.eps
+            readParameters = {
+                for m in 0..<maps {
+                    table.p[m] = mean[m]
+                    table.p[maps + m] = BatchNormKernels.testScale(gamma: gamma?[m], variance: variance[m], eps: eps)
+                    table.p[2 * maps + m] = beta?[m] ?? 0
+                }
+            }
+        } else {
+            // ReLU alone: (v - 0) * 1 + 0 is exactly v.
+            for m in 0..<maps { table.p[m] = 0; table.p[maps + m] = 1; table.p[2 * maps + m] = 0 }
+        }
+        let epilogue = ConvEpilogue(mean: table.p, scale: table.p + maps, shift: table.p + 2 * maps, relu: relu)
+        return {
+            readParameters()
+            engine.forward(image: x, weight: w, col: y, bias: bias, accumulate: false, workspace: ws, epilogue: epilogue)
+            withExtendedLifetime(table) {}
+        }
+    }
+}
+
+/// Floats owned by a kernel, allocated when the kernel is built (never while it runs).
+final class FloatScratch {
+    let p: UnsafeMutablePointer<Float>
+
+    init(count: Int) {
+        p = .allocate(capacity: max(count, 1))
+        p.initialize(repeating: 0, count: max(count, 1))
+    }
+
+    deinit { p.deallocate() }
+}
