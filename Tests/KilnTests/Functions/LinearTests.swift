@@ -231,16 +231,17 @@ struct LinearTests {
         #expect(try g.outputTypes([x.type, w.type])[0].shape == [2, 4, 4, 4])
     }
 
-    /// Batches larger than one chunk of side-by-side columns (here 2 samples per product, batch 5: chunks
-    /// 2, 2, 1), with groups: forward, data gradient and weight gradient, on one thread and with the chunks
-    /// split over two (private weight-gradient accumulators summed at the end).
-    @Test(arguments: [1, 2])
-    func convolutionSpanningSeveralChunks(threads: Int) throws {
-        try Threads.with(threads) { try checkSeveralChunks() }
+    /// Batches larger than one chunk of side-by-side columns (34x34 images: one sample per product, batch 5:
+    /// five chunks; 12x12: four samples per product, chunks 4 and 1), with groups: forward, data gradient and
+    /// weight gradient, on one thread and with the chunks split over two (private transposed weight-gradient
+    /// accumulators summed at the end).
+    @Test(arguments: [1, 2], [34, 12])
+    func convolutionSpanningSeveralChunks(threads: Int, size: Int) throws {
+        try Threads.with(threads) { try checkSeveralChunks(size) }
     }
 
-    func checkSeveralChunks() throws {
-        let c = ConvCase(x: [5, 4, 34, 34], w: [4, 2, 3, 3], pad: [1, 1], stride: [1, 1], dilation: [1, 1], group: 2)
+    func checkSeveralChunks(_ size: Int) throws {
+        let c = ConvCase(x: [5, 4, size, size], w: [4, 2, 3, 3], pad: [1, 1], stride: [1, 1], dilation: [1, 1], group: 2)
         let ins = convInputs(c, seed: 91)
         let f = Convolution(pad: c.pad, stride: c.stride, dilation: c.dilation, group: c.group)
         let y = try Harness.forward1(f, ins)
@@ -257,7 +258,7 @@ struct LinearTests {
         // db is the per-channel sum of dy.
         var db = [Float](repeating: 0, count: 4)
         let d = dy.toFloats()
-        for n in 0..<5 { for o in 0..<4 { for p in 0..<(34 * 34) { db[o] += d[(n * 4 + o) * 34 * 34 + p] } } }
+        for n in 0..<5 { for o in 0..<4 { for p in 0..<(size * size) { db[o] += d[(n * 4 + o) * size * size + p] } } }
         #expect(mismatch(grads[2]!.toFloats(), db, rtol: 1e-4, atol: 1e-3) == nil)
     }
 
