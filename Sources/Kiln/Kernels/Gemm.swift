@@ -54,8 +54,24 @@ public enum Gemm {
                 j += 16
             }
         }
+        if transB && !transA {
+            // C's entries are dot products of rows of A and rows of B: 2x4 blocks of them share their loads.
+            var i = 0
+            while i + 2 <= m {
+                var j = 0
+                while j < n {
+                    tile2x4NT(columns: min(4, n - j), k: k, alpha: alpha, a: a + i * lda, lda: lda, b: b + j * ldb,
+                              ldb: ldb, beta: beta, c: c + i * ldc + j, ldc: ldc)
+                    j += 4
+                }
+                i += 2
+            }
+            if i == m { return }
+        }
         if done == n { return }
-        for i in 0..<m {
+        // Rows the 2x4 dot-product tiles left (the last one of an odd m).
+        let firstRow = transB && !transA ? m - m % 2 : 0
+        for i in firstRow..<m {
             let row = c + i * ldc
             if beta == 0 { for j in done..<n { row[j] = 0 } } else if beta != 1 { for j in done..<n { row[j] *= beta } }
             if !transB {
@@ -118,6 +134,41 @@ public enum Gemm {
         if rows > 1 { store(1, c10, c11) }
         if rows > 2 { store(2, c20, c21) }
         if rows > 3 { store(3, c30, c31) }
+    }
+
+    /// Two rows of C, up to four columns: `C[r, c] = alpha * dot(A[r, :], B[c, :]) + beta * C[r, c]` with A and
+    /// B both contiguous along K. Eight 8-wide accumulators take six loads per eight FMAs (a lone dot product
+    /// takes two per one). Columns past `columns` repeat the last one and are not stored.
+    @inline(__always)
+    private static func tile2x4NT(columns: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+                                  b: UnsafePointer<Float>, ldb: Int, beta: Float,
+                                  c: UnsafeMutablePointer<Float>, ldc: Int) {
+        typealias V = SIMD8<Float>
+        let a0 = UnsafeRawPointer(a), a1 = UnsafeRawPointer(a + lda)
+        let b0 = UnsafeRawPointer(b), b1 = UnsafeRawPointer(b + min(1, columns - 1) * ldb)
+        let b2 = UnsafeRawPointer(b + min(2, columns - 1) * ldb), b3 = UnsafeRawPointer(b + min(3, columns - 1) * ldb)
+        var s00 = V(), s01 = V(), s02 = V(), s03 = V(), s10 = V(), s11 = V(), s12 = V(), s13 = V()
+        var off = 0
+        let vectorEnd = (k - k % 8) * 4
+        while off < vectorEnd {
+            let x0 = a0.loadUnaligned(fromByteOffset: off, as: V.self), x1 = a1.loadUnaligned(fromByteOffset: off, as: V.self)
+            let y0 = b0.loadUnaligned(fromByteOffset: off, as: V.self), y1 = b1.loadUnaligned(fromByteOffset: off, as: V.self)
+            let y2 = b2.loadUnaligned(fromByteOffset: off, as: V.self), y3 = b3.loadUnaligned(fromByteOffset: off, as: V.self)
+            s00.addProduct(x0, y0); s01.addProduct(x0, y1); s02.addProduct(x0, y2); s03.addProduct(x0, y3)
+            s10.addProduct(x1, y0); s11.addProduct(x1, y1); s12.addProduct(x1, y2); s13.addProduct(x1, y3)
+            off += 32
+        }
+        @inline(__always) func finish(_ r: Int, _ col: Int, _ acc: V) {
+            let ar = r == 0 ? a : a + lda, bc = b + min(col, columns - 1) * ldb
+            var t = acc.sum()
+            for p in (k - k % 8)..<k { t += ar[p] * bc[p] }
+            let dst = c + r * ldc + col
+            dst.pointee = alpha * t + (beta == 0 ? 0 : beta * dst.pointee)
+        }
+        finish(0, 0, s00); finish(1, 0, s10)
+        if columns > 1 { finish(0, 1, s01); finish(1, 1, s11) }
+        if columns > 2 { finish(0, 2, s02); finish(1, 2, s12) }
+        if columns > 3 { finish(0, 3, s03); finish(1, 3, s13) }
     }
 
     /// A dot product with eight independent partial sums, so the loop vectorises (a single running sum

@@ -3,7 +3,8 @@ import Testing
 
 /// Both paths of `Gemm.sgemm` (the small Swift kernel and OpenBLAS) against a naive triple loop, for every
 /// transpose combination, padded leading dimensions, alpha and beta; sizes cover the small kernel's 4x16 blocks
-/// with leftover rows and columns.
+/// with leftover rows and columns, and the 2x4 dot-product tiles (odd rows, columns not a multiple of 4,
+/// K not a multiple of 8).
 struct GemmTests {
     static func naive(_ tA: Bool, _ tB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float, _ a: [Float], _ lda: Int,
                       _ b: [Float], _ ldb: Int, _ beta: Float, _ c: [Float], _ ldc: Int) -> [Float] {
@@ -22,7 +23,7 @@ struct GemmTests {
         return out
     }
 
-    @Test(arguments: [(3, 5, 4), (17, 9, 31), (19, 41, 23), (6, 64, 25), (130, 90, 100)])
+    @Test(arguments: [(3, 5, 4), (17, 9, 31), (19, 41, 23), (6, 64, 25), (25, 16, 576), (130, 90, 100)])
     func matchesNaiveProduct(_ dims: (Int, Int, Int)) {
         let (m, n, k) = dims
         var rng = SplitMix64(seed: UInt64(m * 1000 + n))
