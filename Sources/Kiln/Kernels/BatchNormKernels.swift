@@ -2,8 +2,10 @@ import Foundation
 
 /// Batch-normalisation loops over a tensor viewed as `(outer, C, inner)` with statistics per channel.
 ///
-/// Statistics are accumulated in Double (two passes: mean, then the mean squared deviation), which is at least
-/// as accurate as nnabla's float `E[x^2] - E[x]^2`. Channels are independent and split over the threads.
+/// Statistics are accumulated in Double in one pass (`E[x^2] - E[x]^2`, as nnabla, but in Double rather than
+/// float, so the cancellation costs nothing at float precision): every pass over a tensor is a trip to memory
+/// for the zoo's sizes, so the training backward reads x and dy once for all four sums it needs. Channels
+/// are independent and split over the threads.
 public enum BatchNormKernels {
     public struct Layout {
         public let outer: Int
@@ -30,32 +32,47 @@ public enum BatchNormKernels {
         }
     }
 
-    /// Sum of `n` floats in Double, with four accumulators (independent dependency chains).
+    /// `(sum(x), sum(x^2))` of `n` floats in Double, 4 lanes wide with two accumulators each.
     @inline(__always)
-    static func sum(_ p: UnsafePointer<Float>, _ n: Int) -> Double {
-        var a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0
+    static func powerSums(_ p: UnsafePointer<Float>, _ n: Int) -> (Double, Double) {
+        typealias D = SIMD4<Double>
+        let raw = UnsafeRawPointer(p)
+        var s0 = D(), s1 = D(), q0 = D(), q1 = D()
         var i = 0
-        while i + 4 <= n {
-            a0 += Double(p[i]); a1 += Double(p[i + 1]); a2 += Double(p[i + 2]); a3 += Double(p[i + 3])
-            i += 4
+        while i + 8 <= n {
+            let v0 = D(raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self))
+            let v1 = D(raw.loadUnaligned(fromByteOffset: i * 4 + 16, as: SIMD4<Float>.self))
+            s0 += v0; s1 += v1
+            q0.addProduct(v0, v0); q1.addProduct(v1, v1)
+            i += 8
         }
-        while i < n { a0 += Double(p[i]); i += 1 }
-        return (a0 + a1) + (a2 + a3)
+        var s = (s0 + s1).sum(), q = (q0 + q1).sum()
+        while i < n { let v = Double(p[i]); s += v; q += v * v; i += 1 }
+        return (s, q)
     }
 
-    /// Sum of `(p[i] - mean)^2` in Double.
+    /// `(sum(x), sum(x^2), sum(dy), sum(dy * x))` in Double: everything the training backward needs, in one
+    /// pass over x and dy.
     @inline(__always)
-    static func squaredDeviations(_ p: UnsafePointer<Float>, _ n: Int, _ mean: Double) -> Double {
-        var a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0
+    static func backwardSums(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ n: Int) -> (Double, Double, Double, Double) {
+        typealias D = SIMD4<Double>
+        let rx = UnsafeRawPointer(x), rd = UnsafeRawPointer(dy)
+        var sx = D(), sxx = D(), sd = D(), sdx = D()
         var i = 0
         while i + 4 <= n {
-            let d0 = Double(p[i]) - mean, d1 = Double(p[i + 1]) - mean
-            let d2 = Double(p[i + 2]) - mean, d3 = Double(p[i + 3]) - mean
-            a0 += d0 * d0; a1 += d1 * d1; a2 += d2 * d2; a3 += d3 * d3
+            let v = D(rx.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self))
+            let g = D(rd.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self))
+            sx += v; sxx.addProduct(v, v)
+            sd += g; sdx.addProduct(g, v)
             i += 4
         }
-        while i < n { let d = Double(p[i]) - mean; a0 += d * d; i += 1 }
-        return (a0 + a1) + (a2 + a3)
+        var a = sx.sum(), b = sxx.sum(), c = sd.sum(), d = sdx.sum()
+        while i < n {
+            let v = Double(x[i]), g = Double(dy[i])
+            a += v; b += v * v; c += g; d += g * v
+            i += 1
+        }
+        return (a, b, c, d)
     }
 
     /// `(sum(dy), sum(dy * (x - mean)))` in Double.
@@ -74,16 +91,18 @@ public enum BatchNormKernels {
         return (s0 + s1, t0 + t1)
     }
 
-    /// Biased batch mean and variance of channel `c` (two passes).
+    /// Biased batch mean and variance of channel `c` (one pass).
     @inline(__always)
     static func moments(_ l: Layout, _ c: Int, _ x: UnsafePointer<Float>) -> (mean: Double, variance: Double) {
-        var s = 0.0
-        runs(l, c) { o, n in s += sum(x + o, n) }
+        var s = 0.0, q = 0.0
+        runs(l, c) { o, n in
+            let (a, b) = powerSums(x + o, n)
+            s += a
+            q += b
+        }
         let m = Double(l.perChannel)
         let mean = s / m
-        var v = 0.0
-        runs(l, c) { o, n in v += squaredDeviations(x + o, n, mean) }
-        return (mean, v / m)
+        return (mean, max(q / m - mean * mean, 0))
     }
 
     /// Training forward: normalises with the batch statistics and updates the running ones in place
@@ -142,16 +161,16 @@ public enum BatchNormKernels {
         let mInt = l.perChannel
         let m = Double(mInt)
         Threads.items(l.channels, workPerItem: 4 * mInt) { c in
-            let (mean, variance) = moments(l, c, x)
+            var sx = 0.0, sxx = 0.0, sdy = 0.0, sdyRawX = 0.0
+            runs(l, c) { o, n in
+                let (a, b, g, h) = backwardSums(x + o, dy + o, n)
+                sx += a; sxx += b; sdy += g; sdyRawX += h
+            }
+            let mean = sx / m
+            let variance = max(sxx / m - mean * mean, 0)
             let invStd = 1 / (variance + eps).squareRoot()
             let mf = Float(mean)
-            var sdy = 0.0, sdyx = 0.0
-            runs(l, c) { o, n in
-                let (a, b) = gradientSums(dy + o, x + o, n, mean)
-                sdy += a
-                sdyx += b
-            }
-            sdyx *= invStd // sum(dy * xhat)
+            let sdyx = (sdyRawX - mean * sdy) * invStd // sum(dy * xhat)
             sums[c] = Float(sdy)
             sums[l.channels + c] = Float(sdyx)
             guard let dx else { return }
