@@ -23,10 +23,10 @@ public struct SimpleGraph {
     public var verbose: Bool
     public var fnameColorMap: [String: String]?
     public var vnameColorMap: [String: String]?
-    /// Above this many functions the graph is drawn compactly: intermediate values become edges (labelled
-    /// with their shape when verbose) instead of nodes, parameters are listed in their function's box, and
-    /// dot's iteration limits are cut (nslimit, nslimit1, mclimit 0.01) with straight edges. dot's layout
-    /// time grows faster than linearly in the number of nodes; this keeps large graphs drawable.
+    /// Above this many functions the graph is drawn compactly (`compactDigraph`): intermediate values become
+    /// edges (labelled with their shape when verbose) instead of nodes, parameters are listed in their
+    /// function's box, and Kiln lays the graph out itself (`LayeredLayout`) instead of dot, whose layout
+    /// time grows faster than linearly in the number of nodes (5,000 functions took 5-15 s).
     public var largeGraphFunctions = 1000
 
     public init(format: String = "png", verbose: Bool = false, fnameColorMap: [String: String]? = nil,
@@ -44,30 +44,20 @@ public struct SimpleGraph {
 
     /// The graph behind several outputs at once (shared parts drawn once).
     public func createGraphvizDigraph(_ vleaves: [Variable], format: String? = nil) throws -> Digraph {
-        let g = try Digraph(name: "kiln", format: format ?? self.format)
-        g.setNodeDefault("style", "filled")
-        g.setNodeDefault("fontname", "Helvetica")
-        g.setNodeDefault("fontsize", "11")
-        g.setEdgeDefault("arrowsize", "0.7")
-
         let nodes = SimpleGraph.functionNodes(from: vleaves)
-        if nodes.count > largeGraphFunctions {
-            for (k, v) in [("nslimit", "0.001"), ("nslimit1", "0.001"), ("mclimit", "0.001"), ("remincross", "false"), ("searchsize", "10"), ("splines", "false"), ("outputorder", "edgesfirst")] {
-                g.setGraphAttribute(k, v)
-            }
-        }
         let scopes = SimpleGraph.parameterScopes(nodes)
         if nodes.count > largeGraphFunctions {
-            addCompact(g, nodes, roots: vleaves, scopes: scopes)
-            return g
+            return try compactDigraph(nodes, roots: vleaves, scopes: scopes, format: format ?? self.format)
         }
+        let g = try Digraph(name: "kiln", format: format ?? self.format)
+        SimpleGraph.setDefaults(g)
         var drawn = Set<String>()
         for n in nodes {
             let fid = "f\(n.sequence)"
             for v in n.inputs {
                 let vid = SimpleGraph.variableID(v)
                 if drawn.insert(vid).inserted {
-                    addVariable(g, id: vid, v, type: v.type, needGrad: v.needGrad, scopes: scopes)
+                    g.node(vid, variableStyle(v, type: v.type, needGrad: v.needGrad, scopes: scopes).attributes)
                 }
                 g.edge(vid, fid)
             }
@@ -76,49 +66,27 @@ public struct SimpleGraph {
                 let vid = "v\(n.sequence)_\(i)"
                 let v = i < outs.count ? outs[i] : nil
                 if drawn.insert(vid).inserted {
-                    addVariable(g, id: vid, v, type: t, needGrad: v?.needGrad ?? false, scopes: scopes)
+                    g.node(vid, variableStyle(v, type: t, needGrad: v?.needGrad ?? false, scopes: scopes).attributes)
                 }
                 g.edge(fid, vid)
             }
-            addFunction(g, id: fid, n, scope: scopes.functionScope[ObjectIdentifier(n)])
+            g.node(fid, functionStyle(n, scope: scopes.functionScope[ObjectIdentifier(n)]).attributes)
         }
         // Roots that no function produced (a lone input) still appear.
         for v in vleaves where v.parent == nil {
-            addVariable(g, id: SimpleGraph.variableID(v), v, type: v.type, needGrad: v.needGrad, scopes: scopes)
+            g.node(SimpleGraph.variableID(v), variableStyle(v, type: v.type, needGrad: v.needGrad, scopes: scopes).attributes)
         }
         return g
     }
 
-    /// The compact drawing of a large graph: function boxes, input and output ellipses, value edges.
-    private func addCompact(_ g: Digraph, _ nodes: [FunctionNode], roots: [Variable], scopes: Scopes) {
-        var drawn = Set<String>()
-        for n in nodes {
-            let fid = "f\(n.sequence)"
-            var params: [String] = []
-            for v in n.inputs {
-                if SimpleGraph.isParameter(v) {
-                    params.append(scopes.shortName[ObjectIdentifier(v)] ?? (v.name.isEmpty ? "param" : v.name))
-                    continue
-                }
-                let attrs: [(String, String)] = verbose ? [("label", SimpleGraph.shapeText(v.shape))] : []
-                if let p = v.parent {
-                    g.edge("f\(p.sequence)", fid, attrs)
-                } else {
-                    let vid = SimpleGraph.variableID(v)
-                    if drawn.insert(vid).inserted {
-                        addVariable(g, id: vid, v, type: v.type, needGrad: v.needGrad, scopes: scopes)
-                    }
-                    g.edge(vid, fid, attrs)
-                }
-            }
-            addFunction(g, id: fid, n, scope: scopes.functionScope[ObjectIdentifier(n)], parameters: params)
-        }
-        for r in roots {
-            let vid = SimpleGraph.variableID(r)
-            guard drawn.insert(vid).inserted else { continue }
-            addVariable(g, id: vid, r, type: r.type, needGrad: r.needGrad, scopes: scopes)
-            if let p = r.parent { g.edge("f\(p.sequence)", vid) }
-        }
+    /// Node and edge defaults shared by both drawings.
+    static let fontSize = 11.0
+    static let arrowSize = 0.7
+    static func setDefaults(_ g: Digraph) {
+        g.setNodeDefault("style", "filled")
+        g.setNodeDefault("fontname", "Helvetica")
+        g.setNodeDefault("fontsize", "\(Int(fontSize))")
+        g.setEdgeDefault("arrowsize", "\(arrowSize)")
     }
 
     /// Renders the graph to a file, as nnabla's `save`: when `path` does not end in ".<format>" the picture
@@ -248,7 +216,14 @@ public struct SimpleGraph {
         "(" + shape.map(String.init).joined(separator: ", ") + (shape.count == 1 ? ",)" : ")")
     }
 
-    private func addVariable(_ g: Digraph, id: String, _ v: Variable?, type: TensorType, needGrad: Bool, scopes: Scopes) {
+    /// A node's Graphviz attributes (label included), the label's lines as text and its outline.
+    struct NodeStyle {
+        var attributes: [(String, String)]
+        var lines: [String]
+        var shape: LayeredLayout.Shape
+    }
+
+    func variableStyle(_ v: Variable?, type: TensorType, needGrad: Bool, scopes: Scopes) -> NodeStyle {
         let isParam = v.map(SimpleGraph.isParameter) ?? false
         var name = v?.name ?? ""
         if isParam, let v, let short = scopes.shortName[ObjectIdentifier(v)] { name = short }
@@ -269,10 +244,10 @@ public struct SimpleGraph {
             attrs += [("shape", "ellipse"), ("fillcolor", fill), ("color", needGrad ? "black" : fill)]
         }
         if let v, !v.name.isEmpty { attrs.append(("tooltip", "\(v.name) \(type)")) }
-        g.node(id, attrs)
+        return NodeStyle(attributes: attrs, lines: lines, shape: isParam ? .box : .ellipse)
     }
 
-    private func addFunction(_ g: Digraph, id: String, _ n: FunctionNode, scope: String?, parameters: [String] = []) {
+    func functionStyle(_ n: FunctionNode, scope: String?, parameters: [String] = []) -> NodeStyle {
         var lines = [n.name.isEmpty ? n.typeName : n.name]
         if !n.name.isEmpty && n.name != n.typeName { lines.append("(\(n.typeName))") }
         if let scope { lines.append(scope) }
@@ -281,8 +256,9 @@ public struct SimpleGraph {
             for (k, v) in n.function.arguments { lines.append("\(k)=\(v)") }
         }
         let fill = functionColor(n.typeName)
-        g.node(id, [("label", labelLines(lines)), ("shape", "box"), ("color", fill), ("fillcolor", fill),
-                    ("fontcolor", SimpleGraph.fontColor(for: fill)), ("tooltip", n.typeName)])
+        let attrs = [("label", labelLines(lines)), ("shape", "box"), ("color", fill), ("fillcolor", fill),
+                     ("fontcolor", SimpleGraph.fontColor(for: fill)), ("tooltip", n.typeName)]
+        return NodeStyle(attributes: attrs, lines: lines, shape: .box)
     }
 
     static func findExecutable(_ name: String) -> String? {

@@ -83,6 +83,10 @@ extension ViewerTests {
                 try g.render(to: pngPath)
                 results.outputs["file"] = Fixture.bytes(pngPath)
                 results.outputs["plan"] = try PlanPicture.digraph(plan).renderData(format: "svg")
+                var compact = SimpleGraph(verbose: true)
+                compact.largeGraphFunctions = 2                 // Kiln's own layout, pinned with nop2
+                let large = try compact.createGraphvizDigraph(y)
+                for f in ["png", "svg"] { results.outputs["large-" + f] = try large.renderData(format: f) }
             } catch { results.error = "\(error)" }
         }
         thread.start()
@@ -96,6 +100,8 @@ extension ViewerTests {
         #expect(Fixture.svgElements(results.outputs["svg"] ?? []) != nil)
         #expect(String(decoding: results.outputs["dot"] ?? [], as: UTF8.self).hasPrefix("digraph"))
         #expect((Fixture.svgNodeTitles(results.outputs["plan"] ?? []) ?? []).contains { $0.hasPrefix("buf") })
+        #expect(Fixture.isPNG(results.outputs["large-png"] ?? []))
+        #expect((Fixture.svgNodeTitles(results.outputs["large-svg"] ?? []) ?? []).count == 9)
         #expect(Self.canSpawn(), "other threads are not affected")
     }
 #endif

@@ -88,3 +88,77 @@ enum Fixture {
         return titles
     }
 }
+
+/// A node of Graphviz's laid-out DOT output ("-Tdot"), in points.
+struct LaidOutNode { var x: Double, y: Double, width: Double, height: Double }
+
+extension Fixture {
+    /// The attributes of a DOT attribute list ("a=b, c=\"d, e\"") as a dictionary, quotes removed.
+    static func dotAttributes(_ list: Substring) -> [String: String] {
+        var out: [String: String] = [:]
+        let re = try! NSRegularExpression(pattern: #"(\w+)=("(?:[^"\\]|\\.)*"|[^,\s\]]+)"#)
+        let s = String(list)
+        for m in re.matches(in: s, range: NSRange(s.startIndex..., in: s)) {
+            guard let k = Range(m.range(at: 1), in: s), let v = Range(m.range(at: 2), in: s) else { continue }
+            var value = String(s[v])
+            if value.hasPrefix("\"") { value = String(value.dropFirst().dropLast()) }
+            out[String(s[k])] = value
+        }
+        return out
+    }
+
+    /// The statements of a DOT text written by Graphviz: (head, attribute list) where head is "node", "edge",
+    /// "graph", a node name or "tail -> head".
+    static func dotStatements(_ dot: String) -> [(head: String, attributes: [String: String])] {
+        var out: [(String, [String: String])] = []
+        var rest = Substring(dot)
+        while let open = rest.range(of: "\t[") {
+            let lineStart = rest[..<open.lowerBound].lastIndex(of: "\n").map { rest.index(after: $0) } ?? rest.startIndex
+            let head = rest[lineStart..<open.lowerBound].trimmingCharacters(in: .whitespaces)
+            guard let close = rest[open.upperBound...].range(of: "];\n") ?? rest[open.upperBound...].range(of: "]\n") else { break }
+            out.append((head, dotAttributes(rest[open.upperBound..<close.lowerBound])))
+            rest = rest[close.upperBound...]
+        }
+        return out
+    }
+
+    /// Positions and sizes of the nodes in laid-out DOT text (node defaults filling in width and height).
+    static func laidOutNodes(_ dot: String) -> [String: LaidOutNode] {
+        var defaults: [String: String] = ["width": "0.75", "height": "0.5"]
+        if let r = dot.range(of: "\tnode [") {
+            let rest = dot[r.upperBound...]
+            if let end = rest.range(of: "];") { defaults.merge(dotAttributes(rest[..<end.lowerBound])) { $1 } }
+        }
+        var nodes: [String: LaidOutNode] = [:]
+        for (head, a) in dotStatements(dot) where !["node", "edge", "graph"].contains(head) && !head.contains("->") {
+            let p = (a["pos"] ?? "").split(separator: ",").compactMap { Double($0.filter { $0 != "!" }) }
+            guard p.count == 2, let w = Double(a["width"] ?? defaults["width"] ?? ""),
+                  let h = Double(a["height"] ?? defaults["height"] ?? "") else { continue }
+            nodes[head] = LaidOutNode(x: p[0], y: p[1], width: w * 72, height: h * 72)
+        }
+        return nodes
+    }
+
+    /// The edges of laid-out DOT text as (tail, head) names.
+    static func laidOutEdges(_ dot: String) -> [(tail: String, head: String)] {
+        dotStatements(dot).compactMap { s in
+            let parts = s.head.components(separatedBy: " -> ")
+            return parts.count == 2 ? (parts[0], parts[1]) : nil
+        }
+    }
+
+    /// A network like the viewer benchmark's generated graph (Benchmarks/viewer/generate_graph.py): blocks of
+    /// Affine -> ReLU -> Concatenate(skip) -> Affine, `functions` functions in all.
+    static func generatedNetwork(functions: Int) throws -> Variable {
+        var h = try Variable(shape: [1, 8], name: "x")
+        for i in 0..<(functions / 4) {
+            let wa = try Variable(shape: [8, 8], needGrad: true, name: "b\(i)/a/W")
+            let ba = try Variable(shape: [8], needGrad: true, name: "b\(i)/a/b")
+            let wc = try Variable(shape: [16, 8], needGrad: true, name: "b\(i)/c/W")
+            let bc = try Variable(shape: [8], needGrad: true, name: "b\(i)/c/b")
+            let r = try F.relu(try F.affine(h, wa, ba))
+            h = try F.affine(try F.concatenate([h, r], axis: 1), wc, bc)
+        }
+        return h
+    }
+}
