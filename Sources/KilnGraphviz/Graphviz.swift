@@ -209,22 +209,73 @@ public final class Digraph {
         GV.current = UnsafeMutableRawPointer(graph)
     }
 
+    /// Bitmaps are rendered with at most this many pixels: a larger picture is scaled down to it (keeping
+    /// its aspect ratio, and each side within cairo's 32,767 pixels). cairo's time and memory, and above all
+    /// the PNG encoder's, grow with the pixel count: 60 million pixels took 3 s to encode. Vector formats
+    /// keep their full size.
+    public var maxBitmapPixels = 25_000_000
+    static let bitmapFormats: Set<String> = ["png", "jpg"]
+
+    /// The `viewport` ("width,height,zoom" in points) that scales a laid-out picture down to
+    /// `maxBitmapPixels` in a bitmap format, or "" (Graphviz's default view) when no scaling is needed.
+    /// Read by libgvc at render time, so no new layout is needed. Call with the lock held, after layout.
+    private func viewport(for format: String) -> String {
+        guard Digraph.bitmapFormats.contains(format), let bbText = attribute("bb") else { return "" }
+        // gvLayout writes "llx lly urx ury"; the DOT output writes it with commas.
+        let bb = bbText.split(whereSeparator: { $0 == " " || $0 == "," }).compactMap { Double($0) }
+        guard bb.count == 4 else { return "" }
+        var pad = 4.0                                       // Graphviz's default pad, in points
+        if let p = attribute("pad"), let inches = p.split(separator: ",").first.flatMap({ Double($0) }) { pad = inches * 72 }
+        let w = bb[2] - bb[0] + 2 * pad + 2, h = bb[3] - bb[1] + 2 * pad + 2
+        let pixelsPerPoint = 96.0 / 72                      // cairo's bitmap resolution
+        let pixels = w * h * pixelsPerPoint * pixelsPerPoint
+        let zoom = min((Double(max(maxBitmapPixels, 1)) / pixels).squareRoot(),
+                       32_000 / (max(w, h) * pixelsPerPoint))
+        guard zoom < 1, zoom > 0 else { return "" }
+        return "\(w * zoom),\(h * zoom),\(zoom)"
+    }
+
+    /// A graph attribute's value, nil when it is not declared (lock held).
+    private func attribute(_ name: String) -> String? {
+        withCStr(name) { agget(UnsafeMutableRawPointer(graph), $0) }.map { String(cString: $0) }
+    }
+
+    /// Sets the viewport for `format` around `body` and clears it afterwards (lock held, after layout).
+    private func withViewport<T>(for format: String, _ body: () throws -> T) rethrows -> T {
+        let v = viewport(for: format)
+        if v.isEmpty { return try body() }
+        withCStr("viewport") { n in withCStr(v) { val in withCStr("") { d in
+            _ = agsafeset(UnsafeMutableRawPointer(graph), n, val, d)
+        } } }
+        defer {
+            withCStr("viewport") { n in withCStr("") { val in withCStr("") { d in
+                _ = agsafeset(UnsafeMutableRawPointer(graph), n, val, d)
+            } } }
+        }
+        return try body()
+    }
+
     /// The rendered bytes in `format` (default: the graph's format), produced in memory by gvRenderData.
     public func renderData(format: String? = nil) throws -> [UInt8] {
         let f = try GraphvizFormats.validate(format ?? self.format)
         return try GV.locked {
             try layoutIfNeeded()
-            var result: UnsafeMutablePointer<CChar>? = nil
-            var length: UInt32 = 0
-            let rc = withCStr(f) { gvRenderData(GV.context, graph, $0, &result, &length) }
-            defer { if let result { gvFreeRenderData(result) } }
-            guard rc == 0, let result else {
-                let msg = GV.takeMessages()
-                throw GraphvizError.renderFailed("format \(f): " + (msg.isEmpty ? "gvRenderData returned \(rc)" : msg))
-            }
-            return result.withMemoryRebound(to: UInt8.self, capacity: Int(length)) {
-                Array(UnsafeBufferPointer(start: $0, count: Int(length)))
-            }
+            return try withViewport(for: f) { try renderDataLaidOut(f) }
+        }
+    }
+
+    /// gvRenderData of the laid-out graph (lock held).
+    private func renderDataLaidOut(_ f: String) throws -> [UInt8] {
+        var result: UnsafeMutablePointer<CChar>? = nil
+        var length: UInt32 = 0
+        let rc = withCStr(f) { gvRenderData(GV.context, graph, $0, &result, &length) }
+        defer { if let result { gvFreeRenderData(result) } }
+        guard rc == 0, let result else {
+            let msg = GV.takeMessages()
+            throw GraphvizError.renderFailed("format \(f): " + (msg.isEmpty ? "gvRenderData returned \(rc)" : msg))
+        }
+        return result.withMemoryRebound(to: UInt8.self, capacity: Int(length)) {
+            Array(UnsafeBufferPointer(start: $0, count: Int(length)))
         }
     }
 
@@ -237,7 +288,9 @@ public final class Digraph {
         }
         try GV.locked {
             try layoutIfNeeded()
-            let rc = withCStr(f) { fc in withCStr(path) { p in gvRenderFilename(GV.context, graph, fc, p) } }
+            let rc = withViewport(for: f) {
+                withCStr(f) { fc in withCStr(path) { p in gvRenderFilename(GV.context, graph, fc, p) } }
+            }
             guard rc == 0 else {
                 let msg = GV.takeMessages()
                 throw GraphvizError.renderFailed("\(path) (\(f)): " + (msg.isEmpty ? "gvRenderFilename returned \(rc)" : msg))

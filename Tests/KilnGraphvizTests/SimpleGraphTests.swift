@@ -200,6 +200,29 @@ extension ViewerTests {
         #expect(svg.hasSuffix("</svg>\n"))
     }
 
+    @Test func bitmapsAreScaledDownToThePixelCapAndVectorsAreNot() throws {
+        let (y, _) = try Fixture.residualLike()
+        let g = try SimpleGraph(format: "png").createGraphvizDigraph(y)
+        let full = try #require(Fixture.pngSize(try g.renderData()))
+        let svgBefore = try #require(Fixture.svgElements(try g.renderData(format: "svg"))?.first { $0.name == "svg" })
+        g.maxBitmapPixels = full.width * full.height / 4
+        let path = Fixture.tempPath("capped.png")
+        try g.render(to: path)
+        for png in [try g.renderData(), Fixture.bytes(path)] {
+            let capped = try #require(Fixture.pngSize(png))
+            let area = Double(capped.width * capped.height), cap = Double(g.maxBitmapPixels)
+            // Scaled as a whole (same aspect, close to the cap), not cropped.
+            #expect(area <= cap * 1.01 && area >= cap * 0.9, "\(capped) for a cap of \(cap)")
+            #expect(abs(Double(capped.width) / Double(capped.height) - Double(full.width) / Double(full.height)) < 0.05)
+        }
+        // The SVG keeps its size, and the viewport is gone from the graph after rendering.
+        let svgAfter = try #require(Fixture.svgElements(try g.renderData(format: "svg"))?.first { $0.name == "svg" })
+        #expect(svgAfter.attributes["width"] == svgBefore.attributes["width"])
+        #expect(svgAfter.attributes["height"] == svgBefore.attributes["height"])
+        #expect(!g.source.contains("viewport"))
+        #expect(Fixture.pngSize(try SimpleGraph(format: "png").createGraphvizDigraph(y).renderData()).map { $0 == full } == true)
+    }
+
     @Test func graphsRenderInAnyOrder() throws {
         // libgvc's attribute globals follow the last layout: rendering A after B was laid out must re-layout A.
         let (y, _) = try Fixture.residualLike()

@@ -162,3 +162,12 @@ extension Fixture {
         return h
     }
 }
+
+extension Fixture {
+    /// Width and height of a PNG, from its IHDR chunk.
+    static func pngSize(_ b: [UInt8]) -> (width: Int, height: Int)? {
+        guard isPNG(b), b.count >= 24 else { return nil }
+        func be(_ i: Int) -> Int { b[i..<i + 4].reduce(0) { $0 << 8 | Int($1) } }
+        return (be(16), be(20))
+    }
+}
