@@ -30,7 +30,7 @@ enum InPlace {
             var from: Int? = nil, to: Int? = nil
             switch step.kind {
             case .forward:
-                guard let k = node.function.forwardInPlaceInput, k < slots.inputData.count,
+                guard let k = (slots.fused ?? node.function).forwardInPlaceInput, k < slots.inputData.count,
                       let input = slots.inputData[k], let output = slots.outputData.first ?? nil else { continue }
                 // The input must not also feed another slot of the same step.
                 guard slots.inputData.filter({ $0 == input }).count == 1 else { continue }

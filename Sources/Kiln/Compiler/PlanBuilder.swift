@@ -98,7 +98,7 @@ struct PlanBuilder {
     mutating func addFused(_ chain: [FunctionNode], _ fused: FusedConvolution) throws {
         let displayName = chain.map { nodeName($0) }[0]
         var inVars = chain[0].inputs
-        for n in chain.dropFirst() { inVars += n.inputs.dropFirst() }
+        for (prev, n) in zip(chain, chain.dropFirst()) { inVars += n.inputs.filter { $0.parent !== prev } }
         let ins = inVars.map { data(of: $0, node: nil, index: 0, type: $0.type) }
         let last = chain[chain.count - 1]
         let outs = [data(of: last.outputs[0], node: last, index: 0, type: last.outputTypes[0])]

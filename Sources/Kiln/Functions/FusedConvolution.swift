@@ -1,38 +1,56 @@
-/// A convolution with the batch normalisation (fixed statistics) and ReLU that follow it, as one step.
+/// A convolution with the batch normalisation (fixed statistics), residual addition and ReLU that follow
+/// it, as one step.
 ///
 /// Not one of nnabla's functions: only the `Fusion` pass makes it, for inference plans, so it is absent from
-/// `F`, the registry and graph files. Inputs are the convolution's (x, W, optional b) followed by the
-/// BatchNormalization's parameters without its x (beta, gamma as present, mean, variance). Output values
-/// are bit-identical to running the three functions one after another; the intermediate tensors are never
-/// written, which saves two passes over memory per layer.
+/// `F`, the registry and graph files. Inputs are the convolution's (x, W, optional b), then the
+/// BatchNormalization's parameters without its x (beta, gamma as present, mean, variance), then the other
+/// operand of the Add2. Output values are bit-identical to running the functions one after another; the
+/// intermediate tensors are never written, which saves several passes over memory per layer.
 struct FusedConvolution: Function {
     static let typeName = "FusedConvolution"
     let convolution: Convolution
     /// Number of the convolution's inputs (2 without bias, 3 with).
     let convolutionInputs: Int
     let batchNormalization: BatchNormalization?
+    /// Whether an Add2 with a tensor shaped like the output follows (the residual is the last input).
+    let residual: Bool
     let relu: Bool
+    /// A 1x1, stride 1, unpadded convolution writes its product straight into the output, so the output must
+    /// not share the residual's memory.
+    let pointwise: Bool
 
     init(arguments a: inout ArgReader) throws {
         throw KilnError.invalidFunction(function: Self.typeName, reason: "is made by the compiler, not by graph files")
     }
 
-    init(convolution: Convolution, convolutionInputs: Int, batchNormalization: BatchNormalization?, relu: Bool) {
+    init(convolution: Convolution, convolutionInputs: Int, batchNormalization: BatchNormalization?, residual: Bool,
+         relu: Bool, pointwise: Bool) {
         self.convolution = convolution
         self.convolutionInputs = convolutionInputs
         self.batchNormalization = batchNormalization
+        self.residual = residual
         self.relu = relu
+        self.pointwise = pointwise
     }
 
     /// What the step is called in plans: the fused functions joined by "+".
     var stepName: String {
-        (["Convolution"] + (batchNormalization == nil ? [] : ["BatchNormalization"]) + (relu ? ["ReLU"] : []))
-            .joined(separator: "+")
+        (["Convolution"] + (batchNormalization == nil ? [] : ["BatchNormalization"]) + (residual ? ["Add2"] : [])
+            + (relu ? ["ReLU"] : [])).joined(separator: "+")
     }
 
     var arguments: [(String, ArgValue)] {
-        convolution.arguments + (batchNormalization?.arguments ?? []) + [("relu", .bool(relu))]
+        convolution.arguments + (batchNormalization?.arguments ?? []) + [("residual", .bool(residual)), ("relu", .bool(relu))]
     }
+
+    /// Position of the residual among the inputs.
+    var residualIndex: Int? {
+        residual ? convolutionInputs + (batchNormalization.map { $0.inputCount - 1 } ?? 0) : nil
+    }
+
+    /// The output may take over the residual's memory: each output element is written right after the
+    /// residual element at the same place is read (except on the pointwise path, see `pointwise`).
+    var forwardInPlaceInput: Int? { pointwise ? nil : residualIndex }
 
     func outputTypes(_ inputs: [TensorType]) throws -> [TensorType] {
         try convolution.outputTypes(Array(inputs.prefix(convolutionInputs)))
@@ -55,7 +73,7 @@ struct FusedConvolution: Function {
         let table = FloatScratch(count: 3 * maps)
         var readParameters: () -> Void = {}
         if let bn = batchNormalization {
-            let p = b.inputs[convolutionInputs...].map { $0.f }
+            let p = b.inputs[convolutionInputs..<(convolutionInputs + bn.inputCount - 1)].map { $0.f }
             let beta = bn.betaIndex.map { p[$0 - 1] }, gamma = bn.gammaIndex.map { p[$0 - 1] }
             let mean = p[bn.meanIndex - 1], variance = p[bn.varianceIndex - 1], eps = bn.eps
             readParameters = {
@@ -69,7 +87,9 @@ struct FusedConvolution: Function {
             // ReLU alone: (v - 0) * 1 + 0 is exactly v.
             for m in 0..<maps { table.p[m] = 0; table.p[maps + m] = 1; table.p[2 * maps + m] = 0 }
         }
-        let epilogue = ConvEpilogue(mean: table.p, scale: table.p + maps, shift: table.p + 2 * maps, relu: relu)
+        let residualValues = residualIndex.map { UnsafePointer(b.inputs[$0].f) }
+        let epilogue = ConvEpilogue(mean: table.p, scale: table.p + maps, shift: table.p + 2 * maps,
+                                    residual: residualValues, relu: relu)
         return {
             readParameters()
             engine.forward(image: x, weight: w, col: y, bias: bias, accumulate: false, workspace: ws, epilogue: epilogue)

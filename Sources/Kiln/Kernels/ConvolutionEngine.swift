@@ -105,8 +105,8 @@ final class ConvolutionEngine {
             if let epilogue {
                 for n in 0..<batch {
                     for m in 0..<outmaps {
-                        let row = col + (n * outmaps + m) * colCount
-                        epilogue.apply(map: m, row, row, plus: 0, colCount)
+                        let offset = (n * outmaps + m) * colCount
+                        epilogue.apply(map: m, col + offset, col + offset, plus: 0, colCount, offset: offset)
                     }
                 }
             }
@@ -124,10 +124,11 @@ final class ConvolutionEngine {
                 for i in 0..<(nb * self.mg) {
                     let s = i / self.mg, m = i - s * self.mg
                     let src = out + m * ld + s * self.colCount
-                    let dst = col + (n0 + s) * self.outmaps * self.colCount + (g * self.mg + m) * self.colCount
+                    let offset = (n0 + s) * self.outmaps * self.colCount + (g * self.mg + m) * self.colCount
+                    let dst = col + offset
                     let b = bias.map { $0[g * self.mg + m] } ?? 0
                     if let epilogue {
-                        epilogue.apply(map: g * self.mg + m, src, dst, plus: b, self.colCount)
+                        epilogue.apply(map: g * self.mg + m, src, dst, plus: b, self.colCount, offset: offset)
                     } else if accumulate {
                         ShortRows.add(dst, src, plus: b, self.colCount)
                     } else {
@@ -289,20 +290,30 @@ final class ConvolutionEngine {
 }
 
 /// What a fused step does to each convolution output value on its way out (see `Fusion`): batch
-/// normalisation with fixed statistics, `(v - mean) * scale + shift` per output map, then optionally ReLU.
-/// The arithmetic is exactly that of the separate BatchNormalization and ReLU kernels, so fusing changes
-/// no bit of the result.
+/// normalisation with fixed statistics, `(v - mean) * scale + shift` per output map, then optionally the
+/// value at the same place in `residual` (a tensor shaped like the output) is added, then optionally ReLU.
+/// The arithmetic is exactly that of the separate BatchNormalization, Add2 and ReLU kernels, so fusing
+/// changes no bit of the result.
 struct ConvEpilogue {
     let mean: UnsafePointer<Float>
     let scale: UnsafePointer<Float>
     let shift: UnsafePointer<Float>
+    let residual: UnsafePointer<Float>?
     let relu: Bool
 
-    /// `dst[j] = epilogue(src[j] + b)` for one output map's row.
+    /// `dst[j] = epilogue(src[j] + b)` for one output map's row; `offset` is the row's place in the output.
     @inline(__always)
-    func apply(map m: Int, _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, plus b: Float, _ n: Int) {
+    func apply(map m: Int, _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, plus b: Float, _ n: Int,
+               offset: Int) {
         let mu = mean[m], s = scale[m], t = shift[m]
-        if relu {
+        if let residual {
+            let r = residual + offset
+            if relu {
+                for j in 0..<n { dst[j] = max((src[j] + b - mu) * s + t + r[j], 0) }
+            } else {
+                for j in 0..<n { dst[j] = (src[j] + b - mu) * s + t + r[j] }
+            }
+        } else if relu {
             for j in 0..<n { dst[j] = max((src[j] + b - mu) * s + t, 0) }
         } else {
             for j in 0..<n { dst[j] = (src[j] + b - mu) * s + t }

@@ -29,24 +29,41 @@ struct FusionTests {
             let (plain, b) = try Self.run([model.prediction], fusion: false)
             #expect(a == b)
             let names = fused.steps.map { $0.function }
-            // 19 conv-BN-ReLU or conv-BN pairs, plus 2 projection shortcuts (conv-BN).
+            // The stem and every block's first conv: conv-BN-ReLU. Every block's second conv, or its projection
+            // shortcut, takes the residual Add2 and the ReLU after it; the other of the two is conv-BN.
             #expect(names.filter { $0 == "Convolution+BatchNormalization+ReLU" }.count == 10)
-            #expect(names.filter { $0 == "Convolution+BatchNormalization" }.count == 11)
-            #expect(!names.contains("BatchNormalization"))
-            #expect(fused.steps.count == plain.steps.count - 31)
+            #expect(names.filter { $0 == "Convolution+BatchNormalization+Add2+ReLU" }.count == 9)
+            #expect(names.filter { $0 == "Convolution+BatchNormalization" }.count == 2)
+            #expect(!names.contains("BatchNormalization") && !names.contains("ReLU") && !names.contains("Add2"))
+            #expect(fused.steps.count == plain.steps.count - 21 - 9 - 19)
             #expect(fused.arenaBytes <= plain.arenaBytes)
         }
     }
 
-    /// Small chains with and without bias, groups, a ReLU alone, and BN without scale or bias.
-    @Test(arguments: [(true, true, true, 1), (false, true, false, 2), (true, false, true, 1), (false, true, true, 4)])
-    func chainsAreBitIdentical(_ c: (bias: Bool, bn: Bool, relu: Bool, group: Int)) throws {
+    struct Chain: CustomTestStringConvertible, Sendable {
+        var bias = false, bn = false, residual = false, relu = false, group = 1, kernel = 3
+        var testDescription: String { "bias \(bias) bn \(bn) residual \(residual) relu \(relu) group \(group) kernel \(kernel)" }
+    }
+
+    /// Small chains with and without bias, groups, a ReLU alone, BN without scale or bias, a residual that is
+    /// computed (and whose memory the output takes over) or a 1x1 convolution's residual (never shared).
+    @Test(arguments: [
+        Chain(bias: true, bn: true, relu: true), Chain(bn: true, group: 2), Chain(bias: true, relu: true),
+        Chain(bn: true, relu: true, group: 4), Chain(bn: true, residual: true, relu: true),
+        Chain(bias: true, residual: true), Chain(bn: true, residual: true, relu: true, kernel: 1),
+    ])
+    func chainsAreBitIdentical(_ c: Chain) throws {
         var rng = SplitMix64(seed: 7)
         let x = try Variable(shape: [2, 4, 7, 6])
-        let w = try Variable(shape: [8, 4 / c.group, 3, 3])
+        let w = try Variable(shape: [8, 4 / c.group, c.kernel, c.kernel])
         try Self.fill(x, &rng, -1...1)
         try Self.fill(w, &rng, -1...1)
-        var h = try F.convolution(x, w, c.bias ? Variable(shape: [8]) : nil, pad: [1, 1], stride: [1, 2], group: c.group)
+        let pad = c.kernel == 3 ? [1, 1] : [0, 0]
+        // The residual is made before the convolution, from x, so it dies at the fused step.
+        let side = try Variable(shape: [8, 4, 1, 1])
+        try Self.fill(side, &rng, -1...1)
+        let residual = c.residual ? try F.tanh(F.convolution(x, side, nil)) : nil
+        var h = try F.convolution(x, w, c.bias ? Variable(shape: [8]) : nil, pad: pad, group: c.group)
         if c.bias, let b = h.parent?.inputs[2] { try Self.fill(b, &rng, -1...1) }
         if c.bn {
             let gamma = try Variable(shape: [1, 8, 1, 1]), mean = try Variable(shape: [1, 8, 1, 1])
@@ -54,12 +71,19 @@ struct FusionTests {
             try Self.fill(gamma, &rng, -2...2); try Self.fill(mean, &rng, -1...1); try Self.fill(variance, &rng, 0.1...3)
             h = try F.batchNormalization(h, nil, gamma, mean, variance, batchStat: false)
         }
+        if let residual { h = try F.add2(residual, h) }
         if c.relu { h = try F.relu(h) }
+        // One more step, so that the fused output is an arena value (roots have their own memory).
+        h = try F.mulScalar(h, val: 2)
         let (fused, a) = try Self.run([h], fusion: true)
         let (_, b) = try Self.run([h], fusion: false)
         #expect(a == b)
-        #expect(fused.steps.count == 1)
+        #expect(fused.steps.count == (c.residual ? 4 : 2))
         #expect(a[0].contains { $0 != 0 })
+        if c.residual {
+            // Output over the residual's memory, except where the 1x1 product is written straight to the output.
+            #expect((fused.aliases[fused.steps[2].outputs[0]] != nil) == (c.kernel != 1))
+        }
     }
 
     /// Chains that must not be joined: training plans, clear_buffer off, an intermediate value with a second
