@@ -12,6 +12,7 @@ struct ProfileCommand: ParsableCommand {
     @Option(name: .customLong("batch-size")) var batchSize: Int = 64
     @Option var iterations: Int = 20
     @Option var threads: Int = 1
+    @Option(help: "How many of the slowest steps to list.") var top: Int = 25
 
     func run() throws {
         try reportingErrors {
@@ -28,9 +29,16 @@ struct ProfileCommand: ParsableCommand {
             var rows = exe.plan.steps.enumerated().map { ($0.offset, $0.element, t[$0.offset]) }
             rows.sort { $0.2 > $1.2 }
             print(String(format: "%@ %@ batch %d: %.3f ms per run", model, mode.rawValue, batchSize, total / Double(iterations) * 1000))
-            for (i, s, sec) in rows.prefix(25) {
+            for (i, s, sec) in rows.prefix(max(0, top)) {
                 print(String(format: "%4d %-9@ %-22@ %8.3f ms %5.1f%%  ", i, s.kind.rawValue, s.function,
                              sec / Double(iterations) * 1000, sec / total * 100) + s.node)
+            }
+            // Totals per kind of step, so that many small steps of one function are not lost below the list.
+            var byFunction: [String: Double] = [:]
+            for (_, s, sec) in rows { byFunction["\(s.kind.rawValue) \(s.function)", default: 0] += sec }
+            print("by function:")
+            for (name, sec) in byFunction.sorted(by: { $0.value > $1.value }) {
+                print(String(format: "  %-50@ %8.3f ms %5.1f%%", name, sec / Double(iterations) * 1000, sec / total * 100))
             }
         }
     }

@@ -28,15 +28,19 @@ public struct ReLU: Function {
         ([false], [true])
     }
 
+    enum Forward: UnaryFloatOp { static func apply(_ x: Float) -> Float { max(x, 0) } }
+    /// `dx = dy` where the output is positive.
+    enum Backward: BinaryFloatOp { static func apply(_ y: Float, _ dy: Float) -> Float { y > 0 ? dy : 0 } }
+
     public func makeForward(_ b: ForwardBinding) throws -> Kernel {
         let x = b.inputs[0].f, y = b.outputs[0].f, n = b.inputs[0].count
-        return { Elementwise.map(n, x, y) { max($0, 0) } }
+        return { Elementwise.map(n, x, y, Forward.self) }
     }
 
     public func makeBackward(_ b: BackwardBinding) throws -> Kernel {
         guard let dx = b.inputGrads[0]?.f, let y = b.outputs[0]?.f else { return {} }
         let dy = b.outputGrads[0].f, n = b.outputGrads[0].count, acc = b.accumulate[0]
-        return { Elementwise.zip(n, y, dy, dx, accumulate: acc) { $0 > 0 ? $1 : 0 } }
+        return { Elementwise.zip(n, y, dy, dx, accumulate: acc, Backward.self) }
     }
 }
 

@@ -25,6 +25,17 @@ protocol BroadcastBinary: Function {
     static func gradB(_ dy: Float, _ a: Float, _ b: Float) -> Float
 }
 
+/// A binary function's forward and gradient formulas as operation types (see `UnaryFloatOp`).
+enum BinaryForward<F: BroadcastBinary>: BinaryFloatOp {
+    static func apply(_ a: Float, _ b: Float) -> Float { F.op(a, b) }
+}
+enum BinaryGradA<F: BroadcastBinary>: TernaryFloatOp {
+    static func apply(_ dy: Float, _ a: Float, _ b: Float) -> Float { F.gradA(dy, a, b) }
+}
+enum BinaryGradB<F: BroadcastBinary>: TernaryFloatOp {
+    static func apply(_ dy: Float, _ a: Float, _ b: Float) -> Float { F.gradB(dy, a, b) }
+}
+
 extension BroadcastBinary {
     public var forwardInPlaceInput: Int? { 0 }
 
@@ -58,7 +69,7 @@ extension BroadcastBinary {
         let sa = bind.inputs[0].shape, sb = bind.inputs[1].shape, so = bind.outputs[0].shape
         if sa == sb {
             let n = bind.outputs[0].count
-            return { Elementwise.zip(n, a, b, y, accumulate: false) { Self.op($0, $1) } }
+            return { Elementwise.zip(n, a, b, y, accumulate: false, BinaryForward<Self>.self) }
         }
         let l = loop(sa, sb, so)
         return { Broadcast.binary(l, a, b, y) { Self.op($0, $1) } }
@@ -86,11 +97,11 @@ extension BroadcastBinary {
                     if !Self.backwardReadsInputs { // Add2 and Sub2: dx0 = dy
                         Elementwise.store(n, dy, ga, accumulate: accA)
                     } else {
-                        Elementwise.zip3(n, dy, a, b, ga, accumulate: accA) { Self.gradA($0, $1, $2) }
+                        Elementwise.zip3(n, dy, a, b, ga, accumulate: accA, BinaryGradA<Self>.self)
                     }
                 }
                 if let gb {
-                    Elementwise.zip3(n, dy, a, b, gb, accumulate: accB) { Self.gradB($0, $1, $2) }
+                    Elementwise.zip3(n, dy, a, b, gb, accumulate: accB, BinaryGradB<Self>.self)
                 }
             }
         }

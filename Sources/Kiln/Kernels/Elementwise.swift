@@ -54,3 +54,48 @@ public enum Elementwise {
         out.update(repeating: value, count: n)
     }
 }
+
+/// Element-wise operations named by a type rather than passed as closures. A loop that runs on several
+/// threads is compiled as a closure of its own; a closure operation captured by it stays an indirect call per
+/// element (the optimiser does not propagate it), while a type parameter is specialised into the loop, which
+/// then inlines and vectorises. Hot kernels (ReLU, Add2 and the other binary arithmetic) use these.
+public protocol UnaryFloatOp { static func apply(_ x: Float) -> Float }
+public protocol BinaryFloatOp { static func apply(_ a: Float, _ b: Float) -> Float }
+public protocol TernaryFloatOp { static func apply(_ a: Float, _ b: Float, _ c: Float) -> Float }
+
+public extension Elementwise {
+    /// `y[i] = Op.apply(x[i])`. `x` and `y` may be the same buffer.
+    @inline(__always)
+    static func map<Op: UnaryFloatOp>(_ n: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _: Op.Type) {
+        Threads.chunks(n) { s, e in
+            for i in s..<e { y[i] = Op.apply(x[i]) }
+        }
+    }
+
+    /// `out[i] (+)= Op.apply(a[i], b[i])`.
+    @inline(__always)
+    static func zip<Op: BinaryFloatOp>(_ n: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                                       _ out: UnsafeMutablePointer<Float>, accumulate: Bool, _: Op.Type) {
+        Threads.chunks(n) { s, e in
+            if accumulate {
+                for i in s..<e { out[i] += Op.apply(a[i], b[i]) }
+            } else {
+                for i in s..<e { out[i] = Op.apply(a[i], b[i]) }
+            }
+        }
+    }
+
+    /// `out[i] (+)= Op.apply(a[i], b[i], c[i])`.
+    @inline(__always)
+    static func zip3<Op: TernaryFloatOp>(_ n: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                                         _ c: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+                                         accumulate: Bool, _: Op.Type) {
+        Threads.chunks(n) { s, e in
+            if accumulate {
+                for i in s..<e { out[i] += Op.apply(a[i], b[i], c[i]) }
+            } else {
+                for i in s..<e { out[i] = Op.apply(a[i], b[i], c[i]) }
+            }
+        }
+    }
+}
