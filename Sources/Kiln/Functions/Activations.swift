@@ -28,19 +28,19 @@ public struct ReLU: Function {
         ([false], [true])
     }
 
-    enum Forward: UnaryFloatOp { static func apply(_ x: Float) -> Float { max(x, 0) } }
+    struct Forward: UnaryFloatOp { func callAsFunction(_ x: Float) -> Float { max(x, 0) } }
     /// `dx = dy` where the output is positive.
-    enum Backward: BinaryFloatOp { static func apply(_ y: Float, _ dy: Float) -> Float { y > 0 ? dy : 0 } }
+    struct Backward: BinaryFloatOp { func callAsFunction(_ y: Float, _ dy: Float) -> Float { y > 0 ? dy : 0 } }
 
     public func makeForward(_ b: ForwardBinding) throws -> Kernel {
         let x = b.inputs[0].f, y = b.outputs[0].f, n = b.inputs[0].count
-        return { Elementwise.map(n, x, y, Forward.self) }
+        return { Elementwise.map(n, x, y, Forward()) }
     }
 
     public func makeBackward(_ b: BackwardBinding) throws -> Kernel {
         guard let dx = b.inputGrads[0]?.f, let y = b.outputs[0]?.f else { return {} }
         let dy = b.outputGrads[0].f, n = b.outputGrads[0].count, acc = b.accumulate[0]
-        return { Elementwise.zip(n, y, dy, dx, accumulate: acc, Backward.self) }
+        return { Elementwise.zip(n, y, dy, dx, accumulate: acc, Backward()) }
     }
 }
 
@@ -58,6 +58,15 @@ public struct LeakyReLU: Function {
     public var forwardInPlaceInput: Int? { 0 }
     public var backwardInPlace: Bool { true }
     public static let typeName = "LeakyReLU"
+    struct Forward: UnaryFloatOp {
+        let alpha: Float
+        func callAsFunction(_ x: Float) -> Float { x > 0 ? x : alpha * x }
+    }
+    /// `t` is the output (alpha >= 0) or the input: its sign picks the slope.
+    struct Backward: BinaryFloatOp {
+        let alpha: Float
+        func callAsFunction(_ t: Float, _ dy: Float) -> Float { t > 0 ? dy : alpha * dy }
+    }
     public var alpha: Double
     public var inplace: Bool
 
@@ -85,7 +94,7 @@ public struct LeakyReLU: Function {
 
     public func makeForward(_ b: ForwardBinding) throws -> Kernel {
         let x = b.inputs[0].f, y = b.outputs[0].f, n = b.inputs[0].count, alpha = Float(alpha)
-        return { Elementwise.map(n, x, y) { $0 > 0 ? $0 : alpha * $0 } }
+        return { Elementwise.map(n, x, y, Forward(alpha: alpha)) }
     }
 
     public func makeBackward(_ b: BackwardBinding) throws -> Kernel {
@@ -95,7 +104,7 @@ public struct LeakyReLU: Function {
             throw error("backward needs the \(alpha >= 0 ? "output" : "input") value")
         }
         let dy = b.outputGrads[0].f, n = b.outputGrads[0].count, acc = b.accumulate[0], alpha = Float(alpha)
-        return { Elementwise.zip(n, t, dy, dx, accumulate: acc) { $0 > 0 ? $1 : alpha * $1 } }
+        return { Elementwise.zip(n, t, dy, dx, accumulate: acc, Backward(alpha: alpha)) }
     }
 }
 
@@ -104,6 +113,14 @@ public struct ELU: Function {
     public var forwardInPlaceInput: Int? { 0 }
     public var backwardInPlace: Bool { true }
     public static let typeName = "ELU"
+    struct Forward: UnaryFloatOp {
+        let alpha: Float
+        func callAsFunction(_ x: Float) -> Float { x >= 0 ? x : alpha * (exp(x) - 1) }
+    }
+    struct Backward: BinaryFloatOp {
+        let alpha: Float
+        func callAsFunction(_ x: Float, _ dy: Float) -> Float { x >= 0 ? dy : dy * alpha * exp(x) }
+    }
     public var alpha: Double
 
     public init(alpha: Double = 1.0) { self.alpha = alpha }
@@ -122,16 +139,14 @@ public struct ELU: Function {
 
     public func makeForward(_ b: ForwardBinding) throws -> Kernel {
         let x = b.inputs[0].f, y = b.outputs[0].f, n = b.inputs[0].count, alpha = Float(alpha)
-        return { Elementwise.map(n, x, y) { $0 >= 0 ? $0 : alpha * (exp($0) - 1) } }
+        return { Elementwise.map(n, x, y, Forward(alpha: alpha)) }
     }
 
     public func makeBackward(_ b: BackwardBinding) throws -> Kernel {
         guard let dx = b.inputGrads[0]?.f else { return {} }
         guard let x = b.inputs[0]?.f else { throw error("backward needs the input value") }
         let dy = b.outputGrads[0].f, n = b.outputGrads[0].count, acc = b.accumulate[0], alpha = Float(alpha)
-        return {
-            Elementwise.zip(n, x, dy, dx, accumulate: acc) { $0 >= 0 ? $1 : $1 * alpha * exp($0) }
-        }
+        return { Elementwise.zip(n, x, dy, dx, accumulate: acc, Backward(alpha: alpha)) }
     }
 }
 
@@ -140,6 +155,8 @@ public struct Sigmoid: Function {
     public var forwardInPlaceInput: Int? { 0 }
     public var backwardInPlace: Bool { true }
     public static let typeName = "Sigmoid"
+    struct Forward: UnaryFloatOp { func callAsFunction(_ x: Float) -> Float { 1 / (1 + exp(-x)) } }
+    struct Backward: BinaryFloatOp { func callAsFunction(_ y: Float, _ dy: Float) -> Float { dy * y * (1 - y) } }
     public init() {}
     public init(arguments a: inout ArgReader) throws {}
     public var arguments: [(String, ArgValue)] { [] }
@@ -156,14 +173,14 @@ public struct Sigmoid: Function {
 
     public func makeForward(_ b: ForwardBinding) throws -> Kernel {
         let x = b.inputs[0].f, y = b.outputs[0].f, n = b.inputs[0].count
-        return { Elementwise.map(n, x, y) { 1 / (1 + exp(-$0)) } }
+        return { Elementwise.map(n, x, y, Forward()) }
     }
 
     public func makeBackward(_ b: BackwardBinding) throws -> Kernel {
         guard let dx = b.inputGrads[0]?.f else { return {} }
         guard let y = b.outputs[0]?.f else { throw error("backward needs the output value") }
         let dy = b.outputGrads[0].f, n = b.outputGrads[0].count, acc = b.accumulate[0]
-        return { Elementwise.zip(n, y, dy, dx, accumulate: acc) { $1 * $0 * (1 - $0) } }
+        return { Elementwise.zip(n, y, dy, dx, accumulate: acc, Backward()) }
     }
 }
 
@@ -172,6 +189,8 @@ public struct Tanh: Function {
     public var forwardInPlaceInput: Int? { 0 }
     public var backwardInPlace: Bool { true }
     public static let typeName = "Tanh"
+    struct Forward: UnaryFloatOp { func callAsFunction(_ x: Float) -> Float { tanh(x) } }
+    struct Backward: BinaryFloatOp { func callAsFunction(_ y: Float, _ dy: Float) -> Float { dy * (1 - y * y) } }
     public init() {}
     public init(arguments a: inout ArgReader) throws {}
     public var arguments: [(String, ArgValue)] { [] }
@@ -188,14 +207,14 @@ public struct Tanh: Function {
 
     public func makeForward(_ b: ForwardBinding) throws -> Kernel {
         let x = b.inputs[0].f, y = b.outputs[0].f, n = b.inputs[0].count
-        return { Elementwise.map(n, x, y) { tanh($0) } }
+        return { Elementwise.map(n, x, y, Forward()) }
     }
 
     public func makeBackward(_ b: BackwardBinding) throws -> Kernel {
         guard let dx = b.inputGrads[0]?.f else { return {} }
         guard let y = b.outputs[0]?.f else { throw error("backward needs the output value") }
         let dy = b.outputGrads[0].f, n = b.outputGrads[0].count, acc = b.accumulate[0]
-        return { Elementwise.zip(n, y, dy, dx, accumulate: acc) { $1 * (1 - $0 * $0) } }
+        return { Elementwise.zip(n, y, dy, dx, accumulate: acc, Backward()) }
     }
 }
 

@@ -26,14 +26,23 @@ protocol BroadcastBinary: Function {
 }
 
 /// A binary function's forward and gradient formulas as operation types (see `UnaryFloatOp`).
-enum BinaryForward<F: BroadcastBinary>: BinaryFloatOp {
-    static func apply(_ a: Float, _ b: Float) -> Float { F.op(a, b) }
+struct BinaryForward<F: BroadcastBinary>: BinaryFloatOp {
+    func callAsFunction(_ a: Float, _ b: Float) -> Float { F.op(a, b) }
 }
-enum BinaryGradA<F: BroadcastBinary>: TernaryFloatOp {
-    static func apply(_ dy: Float, _ a: Float, _ b: Float) -> Float { F.gradA(dy, a, b) }
+struct BinaryGradA<F: BroadcastBinary>: TernaryFloatOp {
+    func callAsFunction(_ dy: Float, _ a: Float, _ b: Float) -> Float { F.gradA(dy, a, b) }
 }
-enum BinaryGradB<F: BroadcastBinary>: TernaryFloatOp {
-    static func apply(_ dy: Float, _ a: Float, _ b: Float) -> Float { F.gradB(dy, a, b) }
+struct BinaryGradB<F: BroadcastBinary>: TernaryFloatOp {
+    func callAsFunction(_ dy: Float, _ a: Float, _ b: Float) -> Float { F.gradB(dy, a, b) }
+}
+/// A scalar function's forward and gradient formulas with its `val` (see `UnaryFloatOp`).
+struct ScalarForward<F: ScalarArithmetic>: UnaryFloatOp {
+    let v: Float
+    func callAsFunction(_ x: Float) -> Float { F.op(x, v) }
+}
+struct ScalarGrad<F: ScalarArithmetic>: BinaryFloatOp {
+    let v: Float
+    func callAsFunction(_ dy: Float, _ x: Float) -> Float { F.grad(dy, x, v) }
 }
 
 extension BroadcastBinary {
@@ -69,7 +78,7 @@ extension BroadcastBinary {
         let sa = bind.inputs[0].shape, sb = bind.inputs[1].shape, so = bind.outputs[0].shape
         if sa == sb {
             let n = bind.outputs[0].count
-            return { Elementwise.zip(n, a, b, y, accumulate: false, BinaryForward<Self>.self) }
+            return { Elementwise.zip(n, a, b, y, accumulate: false, BinaryForward<Self>()) }
         }
         let l = loop(sa, sb, so)
         return { Broadcast.binary(l, a, b, y) { Self.op($0, $1) } }
@@ -97,11 +106,11 @@ extension BroadcastBinary {
                     if !Self.backwardReadsInputs { // Add2 and Sub2: dx0 = dy
                         Elementwise.store(n, dy, ga, accumulate: accA)
                     } else {
-                        Elementwise.zip3(n, dy, a, b, ga, accumulate: accA, BinaryGradA<Self>.self)
+                        Elementwise.zip3(n, dy, a, b, ga, accumulate: accA, BinaryGradA<Self>())
                     }
                 }
                 if let gb {
-                    Elementwise.zip3(n, dy, a, b, gb, accumulate: accB, BinaryGradB<Self>.self)
+                    Elementwise.zip3(n, dy, a, b, gb, accumulate: accB, BinaryGradB<Self>())
                 }
             }
         }
@@ -202,7 +211,7 @@ extension ScalarArithmetic {
 
     public func makeForward(_ b: ForwardBinding) throws -> Kernel {
         let x = b.inputs[0].f, y = b.outputs[0].f, n = b.inputs[0].count, v = Float(val)
-        return { Elementwise.map(n, x, y) { Self.op($0, v) } }
+        return { Elementwise.map(n, x, y, ScalarForward<Self>(v: v)) }
     }
 
     public func makeBackward(_ b: BackwardBinding) throws -> Kernel {
@@ -210,13 +219,13 @@ extension ScalarArithmetic {
         let dy = b.outputGrads[0].f, n = b.outputGrads[0].count, acc = b.accumulate[0], v = Float(val)
         if Self.backwardReadsInput {
             guard let x = b.inputs[0]?.f else { throw error("backward needs the input value") }
-            return { Elementwise.zip(n, dy, x, dx, accumulate: acc) { Self.grad($0, $1, v) } }
+            return { Elementwise.zip(n, dy, x, dx, accumulate: acc, ScalarGrad<Self>(v: v)) }
         }
         return {
             if acc {
                 Threads.chunks(n) { s, e in for i in s..<e { dx[i] += Self.grad(dy[i], 0, v) } }
             } else {
-                Elementwise.map(n, dy, dx) { Self.grad($0, 0, v) }
+                Threads.chunks(n) { s, e in for i in s..<e { dx[i] = Self.grad(dy[i], 0, v) } }
             }
         }
     }

@@ -1,5 +1,6 @@
 /// Element-wise loops over contiguous float buffers. Plain loops over unsafe pointers vectorise and reach
-/// memory bandwidth; large tensors are split over the threads.
+/// memory bandwidth; large tensors are split over the threads. The closure forms below suit rare or small
+/// work only: on several threads their operation is called indirectly per element (see `UnaryFloatOp`).
 public enum Elementwise {
     /// `y[i] = op(x[i])`. `x` and `y` may be the same buffer.
     @inline(__always)
@@ -55,47 +56,53 @@ public enum Elementwise {
     }
 }
 
-/// Element-wise operations named by a type rather than passed as closures. A loop that runs on several
+/// Element-wise operations as values of their own types rather than closures. A loop that runs on several
 /// threads is compiled as a closure of its own; a closure operation captured by it stays an indirect call per
-/// element (the optimiser does not propagate it), while a type parameter is specialised into the loop, which
-/// then inlines and vectorises. Hot kernels (ReLU, Add2 and the other binary arithmetic) use these.
-public protocol UnaryFloatOp { static func apply(_ x: Float) -> Float }
-public protocol BinaryFloatOp { static func apply(_ a: Float, _ b: Float) -> Float }
-public protocol TernaryFloatOp { static func apply(_ a: Float, _ b: Float, _ c: Float) -> Float }
+/// element (the optimiser does not propagate it), while an operation type is specialised into the loop, which
+/// then inlines and vectorises. Fields hold an operation's arguments (LeakyReLU's alpha, a scalar).
+public protocol UnaryFloatOp { func callAsFunction(_ x: Float) -> Float }
+public protocol BinaryFloatOp { func callAsFunction(_ a: Float, _ b: Float) -> Float }
+public protocol TernaryFloatOp { func callAsFunction(_ a: Float, _ b: Float, _ c: Float) -> Float }
 
 public extension Elementwise {
-    /// `y[i] = Op.apply(x[i])`. `x` and `y` may be the same buffer.
+    /// `y[i] = op(x[i])`. `x` and `y` may be the same buffer.
     @inline(__always)
-    static func map<Op: UnaryFloatOp>(_ n: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _: Op.Type) {
+    static func map<Op: UnaryFloatOp>(_ n: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ op: Op) {
         Threads.chunks(n) { s, e in
-            for i in s..<e { y[i] = Op.apply(x[i]) }
+            for i in s..<e { y[i] = op(x[i]) }
         }
     }
 
-    /// `out[i] (+)= Op.apply(a[i], b[i])`.
+    /// `out[i] (+)= op(a[i], b[i])`.
     @inline(__always)
     static func zip<Op: BinaryFloatOp>(_ n: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
-                                       _ out: UnsafeMutablePointer<Float>, accumulate: Bool, _: Op.Type) {
+                                       _ out: UnsafeMutablePointer<Float>, accumulate: Bool, _ op: Op) {
         Threads.chunks(n) { s, e in
             if accumulate {
-                for i in s..<e { out[i] += Op.apply(a[i], b[i]) }
+                for i in s..<e { out[i] += op(a[i], b[i]) }
             } else {
-                for i in s..<e { out[i] = Op.apply(a[i], b[i]) }
+                for i in s..<e { out[i] = op(a[i], b[i]) }
             }
         }
     }
 
-    /// `out[i] (+)= Op.apply(a[i], b[i], c[i])`.
+    /// `out[i] (+)= op(a[i], b[i], c[i])`.
     @inline(__always)
     static func zip3<Op: TernaryFloatOp>(_ n: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
                                          _ c: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
-                                         accumulate: Bool, _: Op.Type) {
+                                         accumulate: Bool, _ op: Op) {
         Threads.chunks(n) { s, e in
             if accumulate {
-                for i in s..<e { out[i] += Op.apply(a[i], b[i], c[i]) }
+                for i in s..<e { out[i] += op(a[i], b[i], c[i]) }
             } else {
-                for i in s..<e { out[i] = Op.apply(a[i], b[i], c[i]) }
+                for i in s..<e { out[i] = op(a[i], b[i], c[i]) }
             }
         }
     }
+}
+
+/// `x * factor`.
+struct Scaled: UnaryFloatOp {
+    let factor: Float
+    @inline(__always) func callAsFunction(_ x: Float) -> Float { x * factor }
 }

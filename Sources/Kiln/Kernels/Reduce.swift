@@ -62,7 +62,7 @@ public struct ReducePlan {
             if scale == 1 {
                 Elementwise.store(outCount, x, y, accumulate: false)
             } else {
-                Elementwise.map(outCount, x, y) { $0 * scale }
+                Elementwise.map(outCount, x, y, Scaled(factor: scale))
             }
         case .blocks:
             let outer = outer, r = reduced, inner = inner
@@ -119,7 +119,7 @@ public struct ReducePlan {
             if accumulate {
                 Threads.chunks(inCount) { s, e in for i in s..<e { dx[i] += dy[i] * scale } }
             } else {
-                Elementwise.map(inCount, dy, dx) { $0 * scale }
+                Elementwise.map(inCount, dy, dx, Scaled(factor: scale))
             }
         case .blocks:
             let r = reduced, inner = inner
