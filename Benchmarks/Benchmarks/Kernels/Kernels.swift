@@ -1,7 +1,7 @@
 // Heavy kernels on the zoo's real layer shapes, each as a single-function graph run through its compiled
 // plan: inference plans for forward, training plans for backward (only the backward phase is timed, with the
-// output gradient set once and `seed: nil`, so no seed fill is counted). Plus plain `Gemm.sgemm` on every
-// convolution's implied GEMM shapes, so a convolution's MFLOP/s can be read against the sgemm it rests on.
+// output gradient set once and `seed: nil`, so no seed fill is counted). Plus one sgemm per convolution
+// product with the whole layer's M, N, K, so a convolution's MFLOP/s can be read against that sgemm's.
 import Benchmark
 import BenchSupport
 import Kiln
@@ -41,10 +41,13 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
-    // MARK: sgemm on each convolution's implied shapes (per sample, as ConvolutionEngine calls it)
+    // MARK: sgemm on each convolution's products, one call over the whole batch
 
+    // The reference a convolution is judged by: one sgemm with the same M, N, K as the whole layer's product
+    // (N or K spans every position of every sample), for the forward and both backward products. All are
+    // above Gemm's small-product limit, so each is a single cblas_sgemm call.
     for l in ConvLayer.zoo {
-        let (m, n, k, batch) = (l.m, l.n, l.k, l.batch)
+        let (m, n, k) = (l.m, l.n * l.batch, l.k)
         func buffers(_ sizes: [Int]) -> [UnsafeMutablePointer<Float>] {
             sizes.map { size in
                 let p = UnsafeMutablePointer<Float>.allocate(capacity: size)
@@ -52,27 +55,20 @@ let benchmarks: @Sendable () -> Void = {
                 return p
             }
         }
-        // Forward: C[M,N] = W[M,K] * cols[K,N].
-        KilnBench.register("sgemm forward \(l.name) M\(m) N\(n) K\(k) x\(batch)", flops: l.flops) {
+        // Forward: Y[M, N] = W[M, K] * cols[K, N].
+        KilnBench.register("sgemm forward \(l.name) M\(m) N\(n) K\(k)", flops: l.flops) {
             let p = buffers([m * k, k * n, m * n])
-            return { for _ in 0..<batch { Gemm.sgemm(m: m, n: n, k: k, a: p[0], b: p[1], c: p[2]) } }
+            return { Gemm.sgemm(m: m, n: n, k: k, a: p[0], b: p[1], c: p[2]) }
         }
-        // The same work as one GEMM over the whole batch (N*batch columns): what batching im2col would reach.
-        KilnBench.register("sgemm forward-batched \(l.name) M\(m) N\(n * batch) K\(k)", flops: l.flops) {
-            let p = buffers([m * k, k * n * batch, m * n * batch])
-            return { Gemm.sgemm(m: m, n: n * batch, k: k, a: p[0], b: p[1], c: p[2]) }
-        }
-        // Backward-data: cols[K,N] = W^T[K,M] * dY[M,N].
-        KilnBench.register("sgemm backward-data \(l.name) M\(k) N\(n) K\(m) x\(batch)", flops: l.flops) {
+        // Backward-data: cols[K, N] = W^T[K, M] * dY[M, N].
+        KilnBench.register("sgemm backward-data \(l.name) M\(k) N\(n) K\(m)", flops: l.flops) {
             let p = buffers([m * k, m * n, k * n])
-            return { for _ in 0..<batch { Gemm.sgemm(transA: true, m: k, n: n, k: m, a: p[0], b: p[1], c: p[2]) } }
+            return { Gemm.sgemm(transA: true, m: k, n: n, k: m, a: p[0], b: p[1], c: p[2]) }
         }
-        // Backward-weights: dW[M,K] += dY[M,N] * cols^T[N,K].
-        KilnBench.register("sgemm backward-weights \(l.name) M\(m) N\(k) K\(n) x\(batch)", flops: l.flops) {
+        // Backward-weights: dW[M, K] = dY[M, N] * cols^T[N, K].
+        KilnBench.register("sgemm backward-weights \(l.name) M\(m) N\(k) K\(n)", flops: l.flops) {
             let p = buffers([m * n, k * n, m * k])
-            return {
-                for _ in 0..<batch { Gemm.sgemm(transB: true, m: m, n: k, k: n, a: p[0], b: p[1], beta: 1, c: p[2]) }
-            }
+            return { Gemm.sgemm(transB: true, m: m, n: k, k: n, a: p[0], b: p[1], c: p[2]) }
         }
     }
 

@@ -122,6 +122,8 @@ final class Im2ColPlan {
                     let p = src + (off + b)
                     if s == 1 {
                         ShortRows.copy(dst + l, p + l, h - l)
+                    } else if s == 2 {
+                        ShortRows.copyEven(dst + l, p + 2 * l, h - l)
                     } else {
                         var o = l
                         while o < h { dst[o] = p[o * s]; o += 1 }
@@ -173,6 +175,8 @@ final class Im2ColPlan {
                     let p = dstImage + (off + b)
                     if s == 1 {
                         ShortRows.add(p + l, src + l, h - l)
+                    } else if s == 2 {
+                        ShortRows.addEven(p + 2 * l, src + l, h - l)
                     } else {
                         var o = l
                         while o < h { p[o * s] += src[o]; o += 1 }

@@ -74,4 +74,46 @@ enum ShortRows {
         }
         while i < n { dst[i] = 0; i += 1 }
     }
+
+    /// `dst[o] = src[2 * o]` for `o < n` (a stride-2 gather). Sixteen floats are loaded and the even ones
+    /// kept; the last vector step stops where a load would read past `src[2 * (n - 1)]`.
+    @inline(__always)
+    static func copyEven(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int) {
+        let d = UnsafeMutableRawPointer(dst), s = UnsafeRawPointer(src)
+        var o = 0
+        while o + 9 <= n {
+            d.storeBytes(of: s.loadUnaligned(fromByteOffset: o * 8, as: SIMD16<Float>.self).evenHalf,
+                         toByteOffset: o * 4, as: SIMD8<Float>.self)
+            o += 8
+        }
+        // Eight left and o >= 1: one load starting one float earlier ends exactly at src[2 * (n - 1)].
+        if n - o == 8 && o >= 1 {
+            d.storeBytes(of: s.loadUnaligned(fromByteOffset: o * 8 - 4, as: SIMD16<Float>.self).oddHalf,
+                         toByteOffset: o * 4, as: SIMD8<Float>.self)
+            return
+        }
+        while o < n { dst[o] = src[2 * o]; o += 1 }
+    }
+
+    /// `dst[2 * o] += src[o]` for `o < n` (the adjoint of `copyEven`). The odd elements between are loaded and
+    /// stored back unchanged, so they must not be written by another thread meanwhile (they belong to the
+    /// same image row).
+    @inline(__always)
+    static func addEven(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int) {
+        let d = UnsafeMutableRawPointer(dst), s = UnsafeRawPointer(src)
+        var o = 0
+        while o + 9 <= n {
+            var v = d.loadUnaligned(fromByteOffset: o * 8, as: SIMD16<Float>.self)
+            v.evenHalf += s.loadUnaligned(fromByteOffset: o * 4, as: SIMD8<Float>.self)
+            d.storeBytes(of: v, toByteOffset: o * 8, as: SIMD16<Float>.self)
+            o += 8
+        }
+        if n - o == 8 && o >= 1 {
+            var v = d.loadUnaligned(fromByteOffset: o * 8 - 4, as: SIMD16<Float>.self)
+            v.oddHalf += s.loadUnaligned(fromByteOffset: o * 4, as: SIMD8<Float>.self)
+            d.storeBytes(of: v, toByteOffset: o * 8 - 4, as: SIMD16<Float>.self)
+            return
+        }
+        while o < n { dst[2 * o] += src[o]; o += 1 }
+    }
 }

@@ -193,6 +193,9 @@ struct LinearTests {
         ConvCase(x: [1, 3, 5, 5], w: [2, 3, 1, 1], pad: [1, 0], stride: [2, 2], dilation: [1, 1]),       // 1x1 strided, padded
         ConvCase(x: [1, 2, 4, 4], w: [2, 2, 4, 4], pad: [0, 0], stride: [1, 1], dilation: [1, 1]),       // kernel = input
         ConvCase(x: [1, 1, 3, 3], w: [1, 1, 2, 2], pad: [3, 3], stride: [3, 3], dilation: [2, 2]),       // mostly padding
+        ConvCase(x: [2, 3, 5, 41], w: [4, 3, 3, 3], pad: [1, 1], stride: [2, 2], dilation: [1, 1]),      // stride 2, wide rows (8-wide steps)
+        ConvCase(x: [1, 2, 4, 38], w: [3, 2, 1, 1], pad: [0, 0], stride: [1, 2], dilation: [1, 1]),      // 1x1 stride 2, wide rows
+        ConvCase(x: [1, 2, 3, 32], w: [2, 2, 1, 1], pad: [0, 0], stride: [2, 2], dilation: [1, 1]),      // 16 outputs: last 8 shifted
     ]
 
     func convInputs(_ c: ConvCase, seed: UInt64) -> [NDArray] {
