@@ -14,6 +14,7 @@ import sys
 import time
 
 import numpy as np
+from rss import resident_bytes
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -138,6 +139,9 @@ def adam(p, g, m, v, step, alpha=1e-3, b1=0.9, b2=0.999, eps=1e-8):
 def main():
     model, mode, batch, iterations, warmup = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
     training = mode == "training"
+    # Baseline: JAX imported and its CPU backend started, nothing of the network built yet.
+    jax.devices()
+    baseline_rss = resident_bytes()
     rng = np.random.RandomState(0)
     init, apply, hw, c = {"lenet": (lenet_init, lenet_apply, 28, 1), "resnet20": (resnet20_init, resnet20_apply, 32, 3)}[model]
     p, state = init(rng)
@@ -181,6 +185,7 @@ def main():
     print("ms_per_iteration: %.3f" % median)
     print("ms_min: %.3f" % min(times))
     print("images_per_second: %.1f" % (batch / (median / 1e3)))
+    print("baseline_rss_bytes: %d" % baseline_rss)
     ma = compiled.memory_analysis()
     if ma is not None:
         print("temp_bytes: %d" % ma.temp_size_in_bytes)

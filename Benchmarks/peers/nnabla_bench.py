@@ -12,6 +12,7 @@ import sys
 import time
 
 import numpy as np
+from rss import resident_bytes
 import nnabla as nn
 import nnabla.functions as F
 import nnabla.parametric_functions as PF
@@ -53,6 +54,8 @@ def resnet20(x, training):
 def main():
     model, mode, batch, iterations, warmup = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
     training = mode == "training"
+    # Baseline: nnabla imported and its CPU context ready, nothing of the network built yet.
+    baseline_rss = resident_bytes()
     shape = {"lenet": (1, 28, 28), "resnet20": (3, 32, 32)}[model]
     rng = np.random.RandomState(0)
     x = nn.Variable((batch,) + shape)
@@ -87,6 +90,7 @@ def main():
     print("ms_min: %.3f" % min(times))
     print("images_per_second: %.1f" % (batch / (median / 1e3)))
     print("peak_rss_bytes: %d" % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+    print("baseline_rss_bytes: %d" % baseline_rss)
 
 
 if __name__ == "__main__":

@@ -101,6 +101,13 @@ def fmt_ips(r):
     return "%.0f" % float(r["images_per_second"]) if r and "images_per_second" in r else "error" if r else "-"
 
 
+def fmt_growth(r):
+    """Peak RSS minus the RSS before the network was built (the framework's own baseline)."""
+    if not r or "time_v_peak_rss_bytes" not in r or "baseline_rss_bytes" not in r:
+        return "-"
+    return "%.1f" % ((float(r["time_v_peak_rss_bytes"]) - float(r["baseline_rss_bytes"])) / 2**20)
+
+
 def fmt_mib(r, key):
     return "%.1f" % (float(r[key]) / 2 ** 20) if r and key in r else "-"
 
@@ -141,14 +148,16 @@ def main():
         return row.get(peer)
 
     header = ["case", "thr", "Kiln ms", "nnabla ms", "JAX ms", "Kiln img/s", "nnabla img/s", "JAX img/s",
-              "Kiln RSS MiB", "nnabla RSS MiB", "JAX RSS MiB", "Kiln arena MiB", "XLA temp MiB", "iters"]
+              "Kiln RSS MiB", "nnabla RSS MiB", "JAX RSS MiB", "Kiln growth MiB", "nnabla growth MiB",
+              "JAX growth MiB", "Kiln arena MiB", "XLA temp MiB", "iters"]
     lines = []
     for row in results:
         k, n, j = get(row, "kiln"), get(row, "nnabla"), get(row, "jax")
         iters = next((r["iterations"] for r in (k, n, j) if r and "iterations" in r), "-")
         lines.append([row["case"], str(row["threads"]), fmt_ms(k), fmt_ms(n), fmt_ms(j), fmt_ips(k), fmt_ips(n),
                       fmt_ips(j), fmt_mib(k, "time_v_peak_rss_bytes"), fmt_mib(n, "time_v_peak_rss_bytes"),
-                      fmt_mib(j, "time_v_peak_rss_bytes"), fmt_mib(k, "arena_bytes"), fmt_mib(j, "temp_bytes"),
+                      fmt_mib(j, "time_v_peak_rss_bytes"), fmt_growth(k), fmt_growth(n), fmt_growth(j),
+                      fmt_mib(k, "arena_bytes"), fmt_mib(j, "temp_bytes"),
                       str(iters)])
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
@@ -161,7 +170,8 @@ def main():
             if r and "framework" in r:
                 versions[peer] = r["framework"]
     print()
-    print("ms = median ms per step; RSS = peak resident set (/usr/bin/time -v); arena = Kiln's planned arena; "
+    print("ms = median ms per step; RSS = peak resident set (/usr/bin/time -v); growth = peak RSS minus the RSS "
+          "after the framework started and before the network was built; arena = Kiln's planned arena; "
           "XLA temp = compiled.memory_analysis().temp_size_in_bytes.")
     if versions:
         print("versions: " + "; ".join(versions[p] for p in peers if p in versions))

@@ -33,6 +33,8 @@ struct BenchCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             Threads.count = threads
+            // Baseline: the runtime loaded, nothing of the network built yet (peers report the same point).
+            let baselineRSS = residentBytes()
             let setup = try BenchSetup(model: model, mode: mode, batchSize: batchSize)
             let compileStart = DispatchTime.now().uptimeNanoseconds
             let exe = try Compiler.compile(setup.roots, mode, options: CompileOptions(clearBuffer: true, clearNoNeedGrad: true, fusion: !noFusion))
@@ -90,7 +92,17 @@ struct BenchCommand: ParsableCommand {
             print("persistent_bytes: \(plan.persistentBytes)")
             print("solver_state_bytes: \(solverStateBytes)")
             print("peak_rss_bytes: \(Int(usage.ru_maxrss) * 1024)")
+            print("baseline_rss_bytes: \(baselineRSS)")
         }
+    }
+
+    /// The resident set now (VmRSS of /proc/self/status), 0 where that cannot be read.
+    func residentBytes() -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
+        }
+        return 0
     }
 }
 
