@@ -196,6 +196,9 @@ struct LinearTests {
         ConvCase(x: [2, 3, 5, 41], w: [4, 3, 3, 3], pad: [1, 1], stride: [2, 2], dilation: [1, 1]),      // stride 2, wide rows (8-wide steps)
         ConvCase(x: [1, 2, 4, 38], w: [3, 2, 1, 1], pad: [0, 0], stride: [1, 2], dilation: [1, 1]),      // 1x1 stride 2, wide rows
         ConvCase(x: [1, 2, 3, 32], w: [2, 2, 1, 1], pad: [0, 0], stride: [2, 2], dilation: [1, 1]),      // 16 outputs: last 8 shifted
+        ConvCase(x: [2, 5, 6, 16], w: [3, 5, 3, 3], pad: [1, 1], stride: [1, 1], dilation: [1, 1]),      // 3x3 same-size, odd maps
+        ConvCase(x: [1, 3, 4, 8], w: [4, 3, 3, 3], pad: [1, 1], stride: [1, 1], dilation: [1, 1], bias: false), // 3x3 same-size, 8 wide
+        ConvCase(x: [2, 2, 3, 32], w: [2, 2, 3, 3], pad: [1, 1], stride: [1, 1], dilation: [1, 1]),      // 3x3 same-size, 32 wide
     ]
 
     func convInputs(_ c: ConvCase, seed: UInt64) -> [NDArray] {
