@@ -37,7 +37,7 @@ struct ViewCommand: ParsableCommand {
             do {
                 let format = (output as NSString).pathExtension.lowercased()
                 let planMode = PlanMode(rawValue: mode) ?? .inference
-                let outputs = try viewModelOutputs(model, batchSize: batchSize, mode: planMode)
+                let outputs = try ModelLoader.outputs(model, batchSize: batchSize ?? 64, mode: planMode)
                 if plan {
                     let p = try Compiler.plan(outputs, planMode, options: CompileOptions())
                     try PlanPicture.render(p, to: output, format: format)
@@ -53,9 +53,3 @@ struct ViewCommand: ParsableCommand {
     }
 }
 
-/// The model's outputs. Graph files only, for now: when `ModelLoader` (PlanCommand.swift) is on this branch,
-/// replace the body with `try ModelLoader.outputs(model, batchSize: batchSize, mode: mode)`, which also knows
-/// the zoo.
-private func viewModelOutputs(_ model: String, batchSize: Int?, mode: PlanMode) throws -> [Variable] {
-    try ModelLoader.outputs(model, batchSize: batchSize ?? 64, mode: mode)
-}

@@ -165,7 +165,7 @@ public struct SimpleGraph {
 
     static func isParameter(_ v: Variable) -> Bool {
         guard v.parent == nil else { return false }
-        if v.needGrad { return true }
+        if v.needGrad || v.isParameter { return true }
         return !v.name.isEmpty && Parameters.get(v.name) === v
     }
 

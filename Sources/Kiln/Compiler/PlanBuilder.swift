@@ -40,7 +40,7 @@ struct PlanBuilder {
         let name = v.map { variableName($0) } ?? "\(nodeName(node!)):\(index)"
         let id: Int
         if let v, v.parent == nil {
-            let isParameter = v.needGrad || Parameters.get(v.name) === v
+            let isParameter = v.needGrad || v.isParameter || Parameters.get(v.name) === v
             id = newBuffer(name, isParameter ? .parameter : .input, type)
             bindings.externals[id] = .data(v)
         } else if let v, v.persistent || rootKeys.contains(key) {

@@ -95,6 +95,7 @@ public struct GraphFile {
             } else if d.kind == "parameter" {
                 uninitialized.append(v)
             }
+            if d.kind == "parameter" { v.isParameter = true }
             variables[name] = v
             leaves.append(v)
         }
@@ -213,7 +214,7 @@ public struct GraphFile {
             guard seenLeaves.insert(ObjectIdentifier(v)).inserted else { return }
             var m: [(String, JSON)] = [
                 ("name", .string(name(v, fallback: "x\(v.sequence)"))), ("shape", .array(v.shape.map { .int($0) })),
-                ("kind", .string(v.needGrad ? "parameter" : "input")), ("dtype", .string(v.dtype.rawValue)),
+                ("kind", .string(v.needGrad || v.isParameter ? "parameter" : "input")), ("dtype", .string(v.dtype.rawValue)),
                 ("need_grad", .bool(v.needGrad)),
             ]
             if includeData { m.append(("data", .array(v.d.map { JSON.float($0) }))) }

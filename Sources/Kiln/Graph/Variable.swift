@@ -10,6 +10,9 @@ public final class Variable {
     public var needGrad: Bool
     /// Persistent variables keep their value after forward even with `clearBuffer` (nnabla's `persistent`).
     public var persistent: Bool
+    /// Whether this leaf is a model parameter (made by `PF` or a module), so that plans and pictures call it
+    /// one even when it takes no gradient (BN's running statistics, fixed parameters).
+    public internal(set) var isParameter = false
     /// The function that produced this variable, nil for inputs and parameters.
     public private(set) var parent: FunctionNode?
     public let outputIndex: Int

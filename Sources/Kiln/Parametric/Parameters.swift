@@ -97,6 +97,7 @@ public enum Parameters {
             return v
         }
         let v = try Variable(shape: shape, needGrad: needGrad, name: full)
+        v.isParameter = true
         try v.setData(try initializer.generate(count: v.size, rng: rng ?? GlobalRandom.prng))
         ParameterStore.current.set(full, v)
         return v

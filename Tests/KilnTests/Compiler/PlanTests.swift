@@ -182,3 +182,22 @@ struct LivenessEventTests {
                            "6 free grad:m"])
     }
 }
+
+/// Model parameters that take no gradient (BN's running statistics) are still parameters: in plans, in
+/// pictures and in saved graph files, not inputs to feed.
+struct ParameterKindTests {
+    @Test func runningStatisticsAreParameters() throws {
+        try Parameters.isolated {
+            let model = try Zoo.resnet20.build(batchSize: 2, training: false)
+            let plan = try Compiler.plan([model.prediction], .inference)
+            let stats = plan.buffers.filter { $0.name.hasSuffix("bn/mean") || $0.name.hasSuffix("bn/var") }
+            #expect(stats.count == 2 * 21)
+            #expect(stats.allSatisfy { $0.kind == .parameter })
+            #expect(plan.buffers.filter { $0.kind == .input }.map { $0.name } == ["x"])
+            let reloaded = try GraphFile.load(json: GraphFile.save([model.prediction], includeData: false))
+            let replanned = try Compiler.plan(reloaded.outputs, .inference)
+            #expect(replanned.buffers.filter { $0.kind == .input }.count == 1)
+            #expect(replanned.buffers.filter { $0.kind == .parameter }.count == plan.buffers.filter { $0.kind == .parameter }.count)
+        }
+    }
+}

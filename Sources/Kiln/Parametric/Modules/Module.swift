@@ -124,6 +124,7 @@ open class Module {
     static func parameter(_ name: String, shape: [Int], initializer: Initializer, needGrad: Bool,
                           rng: NumpyRandom?) throws -> Variable {
         let v = try Variable(shape: shape, needGrad: needGrad, name: name)
+        v.isParameter = true
         try v.setData(try initializer.generate(count: v.size, rng: rng ?? GlobalRandom.prng))
         return v
     }
