@@ -2,10 +2,10 @@ import Foundation
 
 /// Batch-normalisation loops over a tensor viewed as `(outer, C, inner)` with statistics per channel.
 ///
-/// Statistics are accumulated in Double in one pass (`E[x^2] - E[x]^2`, as nnabla, but in Double rather than
-/// float, so the cancellation costs nothing at float precision): every pass over a tensor is a trip to memory
-/// for the zoo's sizes, so the training backward reads x and dy once for all four sums it needs. Channels
-/// are independent and split over the threads.
+/// Statistics are accumulated in Double in one pass, about a pivot (a value of the channel): `E[(x-k)^2] -
+/// E[x-k]^2` does not cancel when the mean is large against the spread, as the plain `E[x^2] - E[x]^2` does.
+/// Every pass over a tensor is a trip to memory for the zoo's sizes, so the training backward reads x and dy
+/// once for all four sums it needs. Channels are independent and split over the threads.
 public enum BatchNormKernels {
     public struct Layout {
         public let outer: Int
@@ -32,35 +32,40 @@ public enum BatchNormKernels {
         }
     }
 
-    /// `(sum(x), sum(x^2))` of `n` floats in Double, 4 lanes wide with two accumulators each.
+    /// `(sum(x - k), sum((x - k)^2))` of `n` floats in Double, 4 lanes wide with two accumulators each. The
+    /// pivot `k` (a value of the channel) keeps the one-pass variance free of cancellation when the mean is
+    /// large against the spread.
     @inline(__always)
-    static func powerSums(_ p: UnsafePointer<Float>, _ n: Int) -> (Double, Double) {
+    static func powerSums(_ p: UnsafePointer<Float>, _ n: Int, pivot k: Double) -> (Double, Double) {
         typealias D = SIMD4<Double>
         let raw = UnsafeRawPointer(p)
+        let kv = D(repeating: k)
         var s0 = D(), s1 = D(), q0 = D(), q1 = D()
         var i = 0
         while i + 8 <= n {
-            let v0 = D(raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self))
-            let v1 = D(raw.loadUnaligned(fromByteOffset: i * 4 + 16, as: SIMD4<Float>.self))
+            let v0 = D(raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self)) - kv
+            let v1 = D(raw.loadUnaligned(fromByteOffset: i * 4 + 16, as: SIMD4<Float>.self)) - kv
             s0 += v0; s1 += v1
             q0.addProduct(v0, v0); q1.addProduct(v1, v1)
             i += 8
         }
         var s = (s0 + s1).sum(), q = (q0 + q1).sum()
-        while i < n { let v = Double(p[i]); s += v; q += v * v; i += 1 }
+        while i < n { let v = Double(p[i]) - k; s += v; q += v * v; i += 1 }
         return (s, q)
     }
 
-    /// `(sum(x), sum(x^2), sum(dy), sum(dy * x))` in Double: everything the training backward needs, in one
-    /// pass over x and dy.
+    /// `(sum(x - k), sum((x - k)^2), sum(dy), sum(dy * (x - k)))` in Double: everything the training backward
+    /// needs, in one pass over x and dy (`k` as in `powerSums`).
     @inline(__always)
-    static func backwardSums(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ n: Int) -> (Double, Double, Double, Double) {
+    static func backwardSums(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ n: Int,
+                             pivot k: Double) -> (Double, Double, Double, Double) {
         typealias D = SIMD4<Double>
         let rx = UnsafeRawPointer(x), rd = UnsafeRawPointer(dy)
+        let kv = D(repeating: k)
         var sx = D(), sxx = D(), sd = D(), sdx = D()
         var i = 0
         while i + 4 <= n {
-            let v = D(rx.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self))
+            let v = D(rx.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self)) - kv
             let g = D(rd.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self))
             sx += v; sxx.addProduct(v, v)
             sd += g; sdx.addProduct(g, v)
@@ -68,11 +73,17 @@ public enum BatchNormKernels {
         }
         var a = sx.sum(), b = sxx.sum(), c = sd.sum(), d = sdx.sum()
         while i < n {
-            let v = Double(x[i]), g = Double(dy[i])
+            let v = Double(x[i]) - k, g = Double(dy[i])
             a += v; b += v * v; c += g; d += g * v
             i += 1
         }
         return (a, b, c, d)
+    }
+
+    /// A value of channel `c` (its first), the pivot of the one-pass sums.
+    @inline(__always)
+    static func pivot(_ l: Layout, _ c: Int, _ x: UnsafePointer<Float>) -> Double {
+        l.perChannel > 0 ? Double(x[c * l.inner]) : 0
     }
 
     /// `(sum(dy), sum(dy * (x - mean)))` in Double.
@@ -94,15 +105,16 @@ public enum BatchNormKernels {
     /// Biased batch mean and variance of channel `c` (one pass).
     @inline(__always)
     static func moments(_ l: Layout, _ c: Int, _ x: UnsafePointer<Float>) -> (mean: Double, variance: Double) {
+        let k = pivot(l, c, x)
         var s = 0.0, q = 0.0
         runs(l, c) { o, n in
-            let (a, b) = powerSums(x + o, n)
+            let (a, b) = powerSums(x + o, n, pivot: k)
             s += a
             q += b
         }
         let m = Double(l.perChannel)
-        let mean = s / m
-        return (mean, max(q / m - mean * mean, 0))
+        let shifted = s / m
+        return (k + shifted, max(q / m - shifted * shifted, 0))
     }
 
     /// Training forward: normalises with the batch statistics and updates the running ones in place
@@ -161,16 +173,18 @@ public enum BatchNormKernels {
         let mInt = l.perChannel
         let m = Double(mInt)
         Threads.items(l.channels, workPerItem: 4 * mInt) { c in
-            var sx = 0.0, sxx = 0.0, sdy = 0.0, sdyRawX = 0.0
+            let k = pivot(l, c, x)
+            var sx = 0.0, sxx = 0.0, sdy = 0.0, sdyx = 0.0
             runs(l, c) { o, n in
-                let (a, b, g, h) = backwardSums(x + o, dy + o, n)
-                sx += a; sxx += b; sdy += g; sdyRawX += h
+                let (a, b, g, h) = backwardSums(x + o, dy + o, n, pivot: k)
+                sx += a; sxx += b; sdy += g; sdyx += h
             }
-            let mean = sx / m
-            let variance = max(sxx / m - mean * mean, 0)
+            let shifted = sx / m
+            let mean = k + shifted
+            let variance = max(sxx / m - shifted * shifted, 0)
             let invStd = 1 / (variance + eps).squareRoot()
             let mf = Float(mean)
-            let sdyx = (sdyRawX - mean * sdy) * invStd // sum(dy * xhat)
+            sdyx = (sdyx - shifted * sdy) * invStd // sum(dy * xhat), from sum(dy * (x - k))
             sums[c] = Float(sdy)
             sums[l.channels + c] = Float(sdyx)
             guard let dx else { return }

@@ -71,8 +71,9 @@ final class ConvolutionEngine {
     var activeParts: Int { min(parts, Threads.count) }
 
     /// Calls `body(part, n0, nb)` for every chunk of samples, chunks spread round-robin over the threads.
-    private func forEachChunk(_ body: (Int, Int, Int) -> Void) {
-        let p = activeParts
+    /// `p` is read once by the caller (`activeParts`): Threads.count may change meanwhile on another thread,
+    /// and the caller's bookkeeping must match the parts that ran.
+    private func forEachChunk(parts p: Int, _ body: (Int, Int, Int) -> Void) {
         let chunks = (batch + chunk - 1) / chunk
         Threads.parts(p) { part in
             var c = part
@@ -112,8 +113,9 @@ final class ConvolutionEngine {
             }
             return
         }
-        let single = activeParts == 1
-        forEachChunk { part, n0, nb in
+        let p = activeParts
+        let single = p == 1
+        forEachChunk(parts: p) { part, n0, nb in
             let ld = nb * self.colCount
             let cols = workspace + part * self.slice, out = cols + kk * ld
             for g in 0..<self.group {
@@ -190,8 +192,9 @@ final class ConvolutionEngine {
             if let bias { fillChannels(dxn, bias, accumulate: accumulate) }
             else if !accumulate { dxn.update(repeating: 0, count: channels * imageCount) }
         }
-        let single = activeParts == 1
-        forEachChunk { part, n0, nb in
+        let p = activeParts
+        let single = p == 1
+        forEachChunk(parts: p) { part, n0, nb in
             let ld = nb * self.colCount
             let cols = workspace + part * self.slice, dys = cols + kk * ld
             for g in 0..<self.group {
@@ -236,7 +239,7 @@ final class ConvolutionEngine {
         // sgemm runs dY * cols^T (M = mg) at half the speed of cols * dY^T (M = kk) on the zoo's shapes.
         let p = activeParts
         let single = p == 1
-        forEachChunk { part, n0, nb in
+        forEachChunk(parts: p) { part, n0, nb in
             let ld = nb * self.colCount
             let cols = workspace + part * self.slice, dys = cols + kk * ld
             let target = cols + (kk + self.mg) * self.chunk * self.colCount

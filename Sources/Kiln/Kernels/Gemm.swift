@@ -76,8 +76,8 @@ public enum Gemm {
             if beta == 0 { for j in done..<n { row[j] = 0 } } else if beta != 1 { for j in done..<n { row[j] *= beta } }
             if !transB {
                 for p in 0..<k {
+                    // No skip for a zero: 0 * inf must stay NaN, as in the tiles and in OpenBLAS.
                     let av = alpha * (transA ? a[p * lda + i] : a[i * lda + p])
-                    if av == 0 { continue }
                     let brow = b + p * ldb
                     for j in done..<n { row[j] += av * brow[j] }
                 }
