@@ -305,21 +305,31 @@ struct ConvEpilogue {
     let relu: Bool
 
     /// `dst[j] = epilogue(src[j] + b)` for one output map's row; `offset` is the row's place in the output.
+    /// Explicit 8-wide steps: `dst` may be `src` or the residual itself (each element is read before it is
+    /// written), which makes the compiler's vectoriser fall back to scalar code.
     @inline(__always)
     func apply(map m: Int, _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, plus b: Float, _ n: Int,
                offset: Int) {
+        typealias V = SIMD8<Float>
         let mu = mean[m], s = scale[m], t = shift[m]
-        if let residual {
-            let r = residual + offset
-            if relu {
-                for j in 0..<n { dst[j] = max((src[j] + b - mu) * s + t + r[j], 0) }
-            } else {
-                for j in 0..<n { dst[j] = (src[j] + b - mu) * s + t + r[j] }
-            }
-        } else if relu {
-            for j in 0..<n { dst[j] = max((src[j] + b - mu) * s + t, 0) }
-        } else {
-            for j in 0..<n { dst[j] = (src[j] + b - mu) * s + t }
+        let bv = V(repeating: b), muv = V(repeating: mu), sv = V(repeating: s), tv = V(repeating: t), zero = V()
+        let r = residual.map { UnsafeRawPointer($0 + offset) }
+        let from = UnsafeRawPointer(src), to = UnsafeMutableRawPointer(dst)
+        var j = 0
+        while j + 8 <= n {
+            var v = (from.loadUnaligned(fromByteOffset: j * 4, as: V.self) + bv - muv) * sv + tv
+            if let r { v = v + r.loadUnaligned(fromByteOffset: j * 4, as: V.self) }
+            // max(v, 0) lane by lane, exactly as Swift.max: 0 where 0 >= v (so -0 and NaN behave the same).
+            if relu { v.replace(with: zero, where: zero .>= v) }
+            to.storeBytes(of: v, toByteOffset: j * 4, as: V.self)
+            j += 8
+        }
+        while j < n {
+            var v = (src[j] + b - mu) * s + t
+            if let residual { v = v + residual[offset + j] }
+            if relu { v = max(v, 0) }
+            dst[j] = v
+            j += 1
         }
     }
 }
