@@ -26,11 +26,12 @@ public enum Threads {
         return try $override.withValue(max(1, n)) { try body() }
     }
 
-    /// Runs `body(part)` for `part` in `0..<parts` on separate threads (inline when `parts` is 1).
+    /// Runs `body(part)` for `part` in `0..<parts` on separate threads (inline when `parts` is 1): on Kiln's
+    /// worker pool, which allocates nothing, or on libdispatch when the pool is serving another region.
     @inline(__always)
     public static func parts(_ parts: Int, _ body: (Int) -> Void) {
         if parts <= 1 { body(0); return }
-        DispatchQueue.concurrentPerform(iterations: parts, execute: body)
+        if !WorkerPool.shared.run(parts, body) { DispatchQueue.concurrentPerform(iterations: parts, execute: body) }
     }
 
     public static let minimumWork = 1 << 17
@@ -45,7 +46,7 @@ public enum Threads {
         }
         let parts = min(t, (n + minimumWork / 2 - 1) / (minimumWork / 2))
         let size = (n + parts - 1) / parts
-        DispatchQueue.concurrentPerform(iterations: parts) { p in
+        Threads.parts(parts) { p in
             let s = p * size
             let e = min(n, s + size)
             if s < e { body(s, e) }
@@ -61,7 +62,7 @@ public enum Threads {
             return
         }
         let parts = min(t, n)
-        DispatchQueue.concurrentPerform(iterations: parts) { p in
+        Threads.parts(parts) { p in
             var i = p
             while i < n { body(i); i += parts }
         }

@@ -1,0 +1,42 @@
+import Dispatch
+import Foundation
+import Testing
+@testable import Kiln
+
+/// The worker pool behind Threads.parts: every part runs exactly once, regions started from several threads
+/// at once and regions nested inside a part still complete (the busy pool hands them to libdispatch).
+struct WorkerPoolTests {
+    /// Counts how often each part ran; parts write their own slots only.
+    final class Counts: @unchecked Sendable {
+        let slots: UnsafeMutablePointer<Int>
+        let count: Int
+        init(_ count: Int) {
+            self.count = count
+            slots = .allocate(capacity: count)
+            slots.initialize(repeating: 0, count: count)
+        }
+        deinit { slots.deallocate() }
+        var values: [Int] { (0..<count).map { slots[$0] } }
+    }
+
+    @Test(arguments: [2, 3, 4, 7])
+    func everyPartRunsOnce(parts: Int) {
+        let counts = Counts(parts)
+        for _ in 0..<500 { Threads.parts(parts) { p in counts.slots[p] += 1 } }
+        #expect(counts.values == [Int](repeating: 500, count: parts))
+    }
+
+    @Test func concurrentAndNestedRegionsComplete() {
+        let callers = 4, parts = 3, rounds = 200
+        let counts = Counts(callers * parts * parts)
+        DispatchQueue.concurrentPerform(iterations: callers) { caller in
+            for _ in 0..<rounds {
+                Threads.parts(parts) { p in
+                    // A region inside a part: the pool is busy (or serving another caller), so it falls back.
+                    Threads.parts(parts) { q in counts.slots[(caller * parts + p) * parts + q] += 1 }
+                }
+            }
+        }
+        #expect(counts.values == [Int](repeating: rounds, count: callers * parts * parts))
+    }
+}
