@@ -161,6 +161,15 @@ public struct CategoricalCrossEntropy: Function {
 /// `dx = dy * (sigmoid(x) - t)`. The target is read as an integer, as nnabla's C++ does: float targets are
 /// truncated toward zero (a soft 0.7 acts as 0). No gradient flows to the target.
 public struct SigmoidCrossEntropy: Function {
+    /// The loss and its gradient for float labels (truncated toward zero, as nnabla reads them).
+    struct Loss: BinaryFloatOp {
+        func callAsFunction(_ x: Float, _ t: Float) -> Float { SigmoidCrossEntropy.loss(x, t.rounded(.towardZero)) }
+    }
+    struct Gradient: TernaryFloatOp {
+        func callAsFunction(_ x: Float, _ t: Float, _ dy: Float) -> Float {
+            dy * (SigmoidCrossEntropy.sigmoid(x) - t.rounded(.towardZero))
+        }
+    }
     public static let typeName = "SigmoidCrossEntropy"
 
     public init() {}
@@ -201,7 +210,7 @@ public struct SigmoidCrossEntropy: Function {
             return { Threads.chunks(n) { s, e in for i in s..<e { y[i] = Self.loss(x[i], Float(t[i])) } } }
         }
         let t = b.inputs[1].f
-        return { Elementwise.zip(n, x, t, y, accumulate: false) { Self.loss($0, $1.rounded(.towardZero)) } }
+        return { Elementwise.zip(n, x, t, y, accumulate: false, Loss()) }
     }
 
     public func makeBackward(_ b: BackwardBinding) throws -> Kernel {
@@ -219,15 +228,20 @@ public struct SigmoidCrossEntropy: Function {
             }
         }
         let t = tt.f
-        return {
-            Elementwise.zip3(n, x, t, dy, dx, accumulate: acc) { $2 * (Self.sigmoid($0) - $1.rounded(.towardZero)) }
-        }
+        return { Elementwise.zip3(n, x, t, dy, dx, accumulate: acc, Gradient()) }
     }
 }
 
 /// nnabla's `SquaredError`: `y = (x0 - x1)^2` element-wise; both inputs get gradients
 /// (`dx0 = 2 (x0 - x1) dy`, `dx1 = -dx0`).
 public struct SquaredError: Function {
+    struct Forward: BinaryFloatOp {
+        func callAsFunction(_ a: Float, _ b: Float) -> Float { let d = a - b; return d * d }
+    }
+    /// `2 (a - b) dy`: dx0 with (x0, x1), dx1 with (x1, x0).
+    struct Gradient: TernaryFloatOp {
+        func callAsFunction(_ a: Float, _ b: Float, _ dy: Float) -> Float { 2 * (a - b) * dy }
+    }
     public static let typeName = "SquaredError"
 
     public init() {}
@@ -248,7 +262,7 @@ public struct SquaredError: Function {
 
     public func makeForward(_ b: ForwardBinding) throws -> Kernel {
         let x0 = b.inputs[0].f, x1 = b.inputs[1].f, y = b.outputs[0].f, n = b.inputs[0].count
-        return { Elementwise.zip(n, x0, x1, y, accumulate: false) { let d = $0 - $1; return d * d } }
+        return { Elementwise.zip(n, x0, x1, y, accumulate: false, Forward()) }
     }
 
     public func makeBackward(_ b: BackwardBinding) throws -> Kernel {
@@ -258,8 +272,8 @@ public struct SquaredError: Function {
         let acc0 = b.accumulate[0], acc1 = b.accumulate[1]
         return {
             // Input 0 first: squared_error(x, x) gives both gradients one buffer with [overwrite, accumulate].
-            if let g0 { Elementwise.zip3(n, x0, x1, dy, g0, accumulate: acc0) { 2 * ($0 - $1) * $2 } }
-            if let g1 { Elementwise.zip3(n, x0, x1, dy, g1, accumulate: acc1) { 2 * ($1 - $0) * $2 } }
+            if let g0 { Elementwise.zip3(n, x0, x1, dy, g0, accumulate: acc0, Gradient()) }
+            if let g1 { Elementwise.zip3(n, x1, x0, dy, g1, accumulate: acc1, Gradient()) }
         }
     }
 }
@@ -319,6 +333,9 @@ public struct TopNError: Function {
 /// nnabla's `BinaryError`, forward only: `y = float((x >= 0.5) != (t >= 0.5))` element-wise (0.5 counts as
 /// positive). The target may be float32 or int32.
 public struct BinaryError: Function {
+    struct Forward: BinaryFloatOp {
+        func callAsFunction(_ x: Float, _ t: Float) -> Float { (x >= 0.5) != (t >= 0.5) ? 1 : 0 }
+    }
     public static let typeName = "BinaryError"
 
     public init() {}
@@ -350,7 +367,7 @@ public struct BinaryError: Function {
             }
         }
         let t = b.inputs[1].f
-        return { Elementwise.zip(n, x, t, y, accumulate: false) { ($0 >= 0.5) != ($1 >= 0.5) ? 1 : 0 } }
+        return { Elementwise.zip(n, x, t, y, accumulate: false, Forward()) }
     }
 }
 

@@ -12,6 +12,20 @@ public enum QuantizationFunctions {
 /// half away from zero). Backward is the straight-through estimator: with `ste_fine_grained` the gradient
 /// passes where `min <= x <= max` only. `quantize = false` is the identity.
 public struct FixedPointQuantize: Function {
+    struct Forward: UnaryFloatOp {
+        let mx: Float, mn: Float, d: Float
+        func callAsFunction(_ v: Float) -> Float {
+            if v > mx { return mx }
+            if v < mn { return mn }
+            let q = Float((Double(abs(v) / d) + 0.5).rounded(.down)) * d
+            return v < 0 ? -q : q
+        }
+    }
+    /// The fine-grained straight-through estimator: no gradient outside the representable range.
+    struct Backward: BinaryFloatOp {
+        let mx: Float, mn: Float
+        func callAsFunction(_ v: Float, _ g: Float) -> Float { (v > mx || v < mn) ? 0 : g }
+    }
     public static let typeName = "FixedPointQuantize"
     public var sign: Bool
     public var n: Int
@@ -67,14 +81,7 @@ public struct FixedPointQuantize: Function {
         let x = b.inputs[0].f, y = b.outputs[0].f, count = b.inputs[0].count
         if !quantize { return { Elementwise.store(count, x, y, accumulate: false) } }
         let (mx, mn) = bounds, d = Float(delta)
-        return {
-            Elementwise.map(count, x, y) { v in
-                if v > mx { return mx }
-                if v < mn { return mn }
-                let q = Float((Double(abs(v) / d) + 0.5).rounded(.down)) * d
-                return v < 0 ? -q : q
-            }
-        }
+        return { Elementwise.map(count, x, y, Forward(mx: mx, mn: mn, d: d)) }
     }
 
     public func makeBackward(_ b: BackwardBinding) throws -> Kernel {
@@ -83,7 +90,7 @@ public struct FixedPointQuantize: Function {
         if !(quantize && steFineGrained) { return { Elementwise.store(count, dy, dx, accumulate: acc) } }
         guard let x = b.inputs[0]?.f else { throw error("backward needs the input value") }
         let (mx, mn) = bounds
-        return { Elementwise.zip(count, x, dy, dx, accumulate: acc) { ($0 > mx || $0 < mn) ? 0 : $1 } }
+        return { Elementwise.zip(count, x, dy, dx, accumulate: acc, Backward(mx: mx, mn: mn)) }
     }
 }
 
@@ -94,6 +101,29 @@ public struct FixedPointQuantize: Function {
 /// unsigned: negative x gives 0 (with_zero) or p_min. Fine-grained STE: the gradient is cut where
 /// `2^round(log2|x|) > p_max` and, unsigned, where `x < 0`.
 public struct Pow2Quantize: Function {
+    struct Forward: UnaryFloatOp {
+        let pMax: Float, pMin: Float, threshold: Float, sign: Bool, withZero: Bool
+        func callAsFunction(_ v: Float) -> Float {
+            let a = abs(v)
+            var q = Pow2Quantize.power(a)
+            if q > pMax {
+                q = pMax
+            } else if q < pMin {
+                q = withZero && a < threshold ? 0 : pMin
+            }
+            if v < 0 {
+                return sign ? -q : (withZero ? 0 : pMin)
+            }
+            return q
+        }
+    }
+    struct Backward: BinaryFloatOp {
+        let pMax: Float, sign: Bool
+        func callAsFunction(_ v: Float, _ g: Float) -> Float {
+            if Pow2Quantize.power(abs(v)) > pMax || (!sign && v < 0) { return 0 * g }
+            return g
+        }
+    }
     public static let typeName = "Pow2Quantize"
     public var sign: Bool
     public var withZero: Bool
@@ -163,19 +193,7 @@ public struct Pow2Quantize: Function {
         let (pMax, pMin, threshold) = constants
         let sign = sign, withZero = withZero
         return {
-            Elementwise.map(count, x, y) { v in
-                let a = abs(v)
-                var q = Self.power(a)
-                if q > pMax {
-                    q = pMax
-                } else if q < pMin {
-                    q = withZero && a < threshold ? 0 : pMin
-                }
-                if v < 0 {
-                    return sign ? -q : (withZero ? 0 : pMin)
-                }
-                return q
-            }
+            Elementwise.map(count, x, y, Forward(pMax: pMax, pMin: pMin, threshold: threshold, sign: sign, withZero: withZero))
         }
     }
 
@@ -185,12 +203,7 @@ public struct Pow2Quantize: Function {
         if !(quantize && steFineGrained) { return { Elementwise.store(count, dy, dx, accumulate: acc) } }
         guard let x = b.inputs[0]?.f else { throw error("backward needs the input value") }
         let pMax = constants.pMax, sign = sign
-        return {
-            Elementwise.zip(count, x, dy, dx, accumulate: acc) { v, g in
-                if Self.power(abs(v)) > pMax || (!sign && v < 0) { return 0 * g }
-                return g
-            }
-        }
+        return { Elementwise.zip(count, x, dy, dx, accumulate: acc, Backward(pMax: pMax, sign: sign)) }
     }
 }
 

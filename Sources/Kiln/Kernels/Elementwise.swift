@@ -1,44 +1,7 @@
 /// Element-wise loops over contiguous float buffers. Plain loops over unsafe pointers vectorise and reach
-/// memory bandwidth; large tensors are split over the threads. The closure forms below suit rare or small
-/// work only: on several threads their operation is called indirectly per element (see `UnaryFloatOp`).
+/// memory bandwidth; large tensors are split over the threads. Operations are values of operation types
+/// (`UnaryFloatOp` below), never closures, so that the threaded loops inline them.
 public enum Elementwise {
-    /// `y[i] = op(x[i])`. `x` and `y` may be the same buffer.
-    @inline(__always)
-    public static func map(_ n: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                           _ op: (Float) -> Float) {
-        Threads.chunks(n) { s, e in
-            for i in s..<e { y[i] = op(x[i]) }
-        }
-    }
-
-    /// `out[i] = op(a[i], b[i])`, or `out[i] += op(a[i], b[i])` when accumulating.
-    @inline(__always)
-    public static func zip(_ n: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
-                           _ out: UnsafeMutablePointer<Float>, accumulate: Bool,
-                           _ op: (Float, Float) -> Float) {
-        Threads.chunks(n) { s, e in
-            if accumulate {
-                for i in s..<e { out[i] += op(a[i], b[i]) }
-            } else {
-                for i in s..<e { out[i] = op(a[i], b[i]) }
-            }
-        }
-    }
-
-    /// `out[i] = op(a[i], b[i], c[i])`, or `+=` when accumulating.
-    @inline(__always)
-    public static func zip3(_ n: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
-                            _ c: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, accumulate: Bool,
-                            _ op: (Float, Float, Float) -> Float) {
-        Threads.chunks(n) { s, e in
-            if accumulate {
-                for i in s..<e { out[i] += op(a[i], b[i], c[i]) }
-            } else {
-                for i in s..<e { out[i] = op(a[i], b[i], c[i]) }
-            }
-        }
-    }
-
     /// `out = x` or `out += x`.
     @inline(__always)
     public static func store(_ n: Int, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, accumulate: Bool) {
@@ -60,6 +23,7 @@ public enum Elementwise {
 /// threads is compiled as a closure of its own; a closure operation captured by it stays an indirect call per
 /// element (the optimiser does not propagate it), while an operation type is specialised into the loop, which
 /// then inlines and vectorises. Fields hold an operation's arguments (LeakyReLU's alpha, a scalar).
+/// Every element-wise kernel uses them.
 public protocol UnaryFloatOp { func callAsFunction(_ x: Float) -> Float }
 public protocol BinaryFloatOp { func callAsFunction(_ a: Float, _ b: Float) -> Float }
 public protocol TernaryFloatOp { func callAsFunction(_ a: Float, _ b: Float, _ c: Float) -> Float }
