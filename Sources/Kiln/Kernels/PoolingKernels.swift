@@ -205,17 +205,22 @@ public enum PoolingKernels {
                                    _ dx: UnsafeMutablePointer<Float>, accumulate: Bool) {
         if g.plain2x2 {
             let planes = g.maps * g.outD, inW = g.inW, inHW = g.inH * g.inW, outH = g.outH, outW = g.outW
+            // When the windows tile the plane, every input element is written once: no zero fill first.
+            let assign = !accumulate && g.inH == 2 * outH && inW == 2 * outW
             Threads.items(planes, workPerItem: inHW) { p in
                 let xp = x + p * inHW, dxp = dx + p * inHW, dyp = dy + p * outH * outW
-                if !accumulate { dxp.update(repeating: 0, count: inHW) }
+                if !accumulate && !assign { dxp.update(repeating: 0, count: inHW) }
                 for oh in 0..<outH {
                     let base = 2 * oh * inW
-                    for ow in 0..<outW {
+                    let done = maxBackward2x2Vectors(xp + base, inW: inW, dyp + oh * outW, outW: outW,
+                                                     dxp + base, assign: assign)
+                    for ow in done..<outW {
                         let i0 = base + 2 * ow, i1 = i0 + 1, i2 = i0 + inW, i3 = i2 + 1
                         var at = i0, best = xp[i0]
                         if xp[i1] > best { best = xp[i1]; at = i1 }
                         if xp[i2] > best { best = xp[i2]; at = i2 }
                         if xp[i3] > best { at = i3 }
+                        if assign { dxp[i0] = 0; dxp[i1] = 0; dxp[i2] = 0; dxp[i3] = 0 }
                         dxp[at] += dyp[oh * outW + ow]
                     }
                 }
@@ -235,6 +240,46 @@ public enum PoolingKernels {
                 }
             }
         }
+    }
+
+    /// Eight 2x2 windows at a time of one row pair: the row pair is loaded as 16-float vectors and split into
+    /// even and odd lanes (the four corners of eight windows); masks pick the first maximum in scan order
+    /// (nnabla's strict `>`), and the gradient goes there, zeros elsewhere when `assign`. Returns how many
+    /// windows it handled (a multiple of 8, stopping where a load would pass the row pair's end).
+    @inline(__always)
+    static func maxBackward2x2Vectors(_ x0: UnsafePointer<Float>, inW: Int, _ dyRow: UnsafePointer<Float>, outW: Int,
+                                      _ d0: UnsafeMutablePointer<Float>, assign: Bool) -> Int {
+        typealias V = SIMD8<Float>
+        typealias W = SIMD16<Float>
+        let r0 = UnsafeRawPointer(x0), r1 = UnsafeRawPointer(x0 + inW)
+        let w0 = UnsafeMutableRawPointer(d0), w1 = UnsafeMutableRawPointer(d0 + inW)
+        let g = UnsafeRawPointer(dyRow)
+        let zero = V()
+        var ow = 0
+        while ow + 8 <= outW {
+            let top = r0.loadUnaligned(fromByteOffset: ow * 8, as: W.self)
+            let bottom = r1.loadUnaligned(fromByteOffset: ow * 8, as: W.self)
+            let a = top.evenHalf, b = top.oddHalf, c = bottom.evenHalf, d = bottom.oddHalf
+            let mb = b .> a
+            var best = a.replacing(with: b, where: mb)
+            let mc = c .> best
+            best = best.replacing(with: c, where: mc)
+            let md = d .> best
+            let grad = g.loadUnaligned(fromByteOffset: ow * 4, as: V.self)
+            var upper = W(), lower = W()
+            upper.evenHalf = zero.replacing(with: grad, where: .!(mb .| mc .| md))
+            upper.oddHalf = zero.replacing(with: grad, where: mb .& .!mc .& .!md)
+            lower.evenHalf = zero.replacing(with: grad, where: mc .& .!md)
+            lower.oddHalf = zero.replacing(with: grad, where: md)
+            if !assign {
+                upper += w0.loadUnaligned(fromByteOffset: ow * 8, as: W.self)
+                lower += w1.loadUnaligned(fromByteOffset: ow * 8, as: W.self)
+            }
+            w0.storeBytes(of: upper, toByteOffset: ow * 8, as: W.self)
+            w1.storeBytes(of: lower, toByteOffset: ow * 8, as: W.self)
+            ow += 8
+        }
+        return ow
     }
 
     /// Mean of each (n, c) over everything after axis 1, summed in order then divided (as nnabla).

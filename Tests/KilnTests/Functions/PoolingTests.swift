@@ -24,6 +24,8 @@ struct PoolingTests {
         Config(shape: [2, 3, 2, 6, 6], kernel: [3, 3], stride: [2, 2], pad: [1, 1], ignoreBorder: true), // leading dims
         Config(shape: [4, 5], kernel: [2, 2], stride: [1, 2], pad: [0, 0], ignoreBorder: false),         // no batch dims
         Config(shape: [2, 3, 9], kernel: [3], stride: [2], pad: [1], ignoreBorder: true),                 // 1-D (Kiln)
+        Config(shape: [2, 3, 6, 20], kernel: [2, 2], stride: [2, 2], pad: [0, 0], ignoreBorder: true),   // 2x2 tiles, 8-wide steps
+        Config(shape: [1, 2, 5, 35], kernel: [2, 2], stride: [2, 2], pad: [0, 0], ignoreBorder: true),   // 2x2, odd sizes
     ]
 
     /// nnabla's output size, written out per case of item 20.
@@ -147,6 +149,17 @@ struct PoolingTests {
         let dx = try #require(try Harness.backward(f, inputs: [x], outputGrads: [try Harness.floats([1, 1, 1, 2], [1, 2])],
                                                    want: [true])[0])
         #expect(dx.toFloats() == [1, 0, 0, 2, 0, 0, 0, 0])
+    }
+
+    /// The same rule in the 8-windows-at-a-time path: equal values everywhere, so every window's gradient
+    /// goes to its top-left element.
+    @Test func maxPoolingTiesInWideRows() throws {
+        let x = try Harness.floats([1, 1, 2, 18], [Float](repeating: 5, count: 36))
+        let dy = try Harness.floats([1, 1, 1, 9], (1...9).map(Float.init))
+        let dx = try #require(try Harness.backward(MaxPooling(kernel: [2, 2]), inputs: [x], outputGrads: [dy], want: [true])[0])
+        var expected = [Float](repeating: 0, count: 36)
+        for w in 0..<9 { expected[2 * w] = Float(w + 1) }
+        #expect(dx.toFloats() == expected)
     }
 
     /// Worked examples of item 20 and 21 (ignore_border=false uses one p; the divisor counts the pad).
