@@ -7,16 +7,18 @@ public enum ActivationFunctions {
     ]
 }
 
-/// `y = max(x, 0)`. Backward uses the output (`y > 0`), so the gradient at exactly 0 is 0, as in nnabla.
-public struct ReLU: Function {
+/// An element-wise activation of one float input whose backward needs only its output (ReLU, Sigmoid, Tanh):
+/// forward `y = forward(x)`, backward `dx (+)= backward(y, dy)`; it may run in place both ways.
+protocol OutputGradientActivation: Function {
+    associatedtype ForwardOp: UnaryFloatOp
+    associatedtype BackwardOp: BinaryFloatOp
+    static var forward: ForwardOp { get }
+    static var backward: BackwardOp { get }
+}
+
+extension OutputGradientActivation {
     public var forwardInPlaceInput: Int? { 0 }
     public var backwardInPlace: Bool { true }
-    public static let typeName = "ReLU"
-    public var inplace: Bool
-
-    public init(inplace: Bool = false) { self.inplace = inplace }
-    public init(arguments a: inout ArgReader) throws { inplace = try a.bool("inplace", default: false) }
-    public var arguments: [(String, ArgValue)] { [("inplace", .bool(inplace))] }
 
     public func outputTypes(_ inputs: [TensorType]) throws -> [TensorType] {
         try Check.count(inputs, 1, Self.typeName)
@@ -28,20 +30,33 @@ public struct ReLU: Function {
         ([false], [true])
     }
 
-    struct Forward: UnaryFloatOp { func callAsFunction(_ x: Float) -> Float { max(x, 0) } }
-    /// `dx = dy` where the output is positive.
-    struct Backward: BinaryFloatOp { func callAsFunction(_ y: Float, _ dy: Float) -> Float { y > 0 ? dy : 0 } }
-
     public func makeForward(_ b: ForwardBinding) throws -> Kernel {
         let x = b.inputs[0].f, y = b.outputs[0].f, n = b.inputs[0].count
-        return { Elementwise.map(n, x, y, Forward()) }
+        return { Elementwise.map(n, x, y, Self.forward) }
     }
 
     public func makeBackward(_ b: BackwardBinding) throws -> Kernel {
-        guard let dx = b.inputGrads[0]?.f, let y = b.outputs[0]?.f else { return {} }
+        guard let dx = b.inputGrads[0]?.f else { return {} }
+        guard let y = b.outputs[0]?.f else { throw error("backward needs the output value") }
         let dy = b.outputGrads[0].f, n = b.outputGrads[0].count, acc = b.accumulate[0]
-        return { Elementwise.zip(n, y, dy, dx, accumulate: acc, Backward()) }
+        return { Elementwise.zip(n, y, dy, dx, accumulate: acc, Self.backward) }
     }
+}
+
+/// `y = max(x, 0)`. Backward uses the output (`y > 0`), so the gradient at exactly 0 is 0, as in nnabla.
+public struct ReLU: OutputGradientActivation {
+    public static let typeName = "ReLU"
+    public var inplace: Bool
+
+    public init(inplace: Bool = false) { self.inplace = inplace }
+    public init(arguments a: inout ArgReader) throws { inplace = try a.bool("inplace", default: false) }
+    public var arguments: [(String, ArgValue)] { [("inplace", .bool(inplace))] }
+
+    struct Forward: UnaryFloatOp { func callAsFunction(_ x: Float) -> Float { max(x, 0) } }
+    /// `dx = dy` where the output is positive.
+    struct Backward: BinaryFloatOp { func callAsFunction(_ y: Float, _ dy: Float) -> Float { y > 0 ? dy : 0 } }
+    static let forward = Forward()
+    static let backward = Backward()
 }
 
 public extension F {
@@ -151,71 +166,27 @@ public struct ELU: Function {
 }
 
 /// `y = 1 / (1 + exp(-x))`; backward `dy * y * (1 - y)` from the output alone.
-public struct Sigmoid: Function {
-    public var forwardInPlaceInput: Int? { 0 }
-    public var backwardInPlace: Bool { true }
+public struct Sigmoid: OutputGradientActivation {
     public static let typeName = "Sigmoid"
     struct Forward: UnaryFloatOp { func callAsFunction(_ x: Float) -> Float { 1 / (1 + exp(-x)) } }
     struct Backward: BinaryFloatOp { func callAsFunction(_ y: Float, _ dy: Float) -> Float { dy * y * (1 - y) } }
+    static let forward = Forward()
+    static let backward = Backward()
     public init() {}
     public init(arguments a: inout ArgReader) throws {}
     public var arguments: [(String, ArgValue)] { [] }
-
-    public func outputTypes(_ inputs: [TensorType]) throws -> [TensorType] {
-        try Check.count(inputs, 1, Self.typeName)
-        try Check.float(inputs[0], Self.typeName, "x")
-        return [inputs[0]]
-    }
-
-    public func backwardReads(inputCount: Int, outputCount: Int) -> (inputs: [Bool], outputs: [Bool]) {
-        ([false], [true])
-    }
-
-    public func makeForward(_ b: ForwardBinding) throws -> Kernel {
-        let x = b.inputs[0].f, y = b.outputs[0].f, n = b.inputs[0].count
-        return { Elementwise.map(n, x, y, Forward()) }
-    }
-
-    public func makeBackward(_ b: BackwardBinding) throws -> Kernel {
-        guard let dx = b.inputGrads[0]?.f else { return {} }
-        guard let y = b.outputs[0]?.f else { throw error("backward needs the output value") }
-        let dy = b.outputGrads[0].f, n = b.outputGrads[0].count, acc = b.accumulate[0]
-        return { Elementwise.zip(n, y, dy, dx, accumulate: acc, Backward()) }
-    }
 }
 
 /// `y = tanh(x)`; backward `dy * (1 - y^2)` from the output alone.
-public struct Tanh: Function {
-    public var forwardInPlaceInput: Int? { 0 }
-    public var backwardInPlace: Bool { true }
+public struct Tanh: OutputGradientActivation {
     public static let typeName = "Tanh"
     struct Forward: UnaryFloatOp { func callAsFunction(_ x: Float) -> Float { tanh(x) } }
     struct Backward: BinaryFloatOp { func callAsFunction(_ y: Float, _ dy: Float) -> Float { dy * (1 - y * y) } }
+    static let forward = Forward()
+    static let backward = Backward()
     public init() {}
     public init(arguments a: inout ArgReader) throws {}
     public var arguments: [(String, ArgValue)] { [] }
-
-    public func outputTypes(_ inputs: [TensorType]) throws -> [TensorType] {
-        try Check.count(inputs, 1, Self.typeName)
-        try Check.float(inputs[0], Self.typeName, "x")
-        return [inputs[0]]
-    }
-
-    public func backwardReads(inputCount: Int, outputCount: Int) -> (inputs: [Bool], outputs: [Bool]) {
-        ([false], [true])
-    }
-
-    public func makeForward(_ b: ForwardBinding) throws -> Kernel {
-        let x = b.inputs[0].f, y = b.outputs[0].f, n = b.inputs[0].count
-        return { Elementwise.map(n, x, y, Forward()) }
-    }
-
-    public func makeBackward(_ b: BackwardBinding) throws -> Kernel {
-        guard let dx = b.inputGrads[0]?.f else { return {} }
-        guard let y = b.outputs[0]?.f else { throw error("backward needs the output value") }
-        let dy = b.outputGrads[0].f, n = b.outputGrads[0].count, acc = b.accumulate[0]
-        return { Elementwise.zip(n, y, dy, dx, accumulate: acc, Backward()) }
-    }
 }
 
 /// `y = x`, `dx = dy`.
