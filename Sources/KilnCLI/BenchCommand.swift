@@ -17,17 +17,13 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Timed iterations (after the warm-up).") var iterations: Int = 20
     @Option(help: "Untimed iterations first.") var warmup: Int = 2
     @Option(help: "Threads for kernels and OpenBLAS.") var threads: Int = 1
-    @Option(help: "float (half is not available yet).") var precision: String = "float"
+    @Option(help: "float, or half: float16 activations and gradients, training with dynamic loss scaling.") var precision: Precision = .float
     @Flag(name: .customLong("no-fusion"), help: "Keep every function its own step (no convolution epilogues in inference plans).") var noFusion = false
 
     func validate() throws {
         guard batchSize > 0, iterations > 0, warmup >= 0, threads > 0 else {
             throw ValidationError("--batch-size, --iterations and --threads must be positive, --warmup not negative")
         }
-        guard precision == "float" || precision == "half" else {
-            throw ValidationError("--precision must be float or half, got '\(precision)'")
-        }
-        guard precision == "float" else { throw ValidationError("--precision half is not available yet (float only)") }
     }
 
     func run() throws {
@@ -37,7 +33,8 @@ struct BenchCommand: ParsableCommand {
             let baselineRSS = residentBytes()
             let setup = try BenchSetup(model: model, mode: mode, batchSize: batchSize)
             let compileStart = DispatchTime.now().uptimeNanoseconds
-            let exe = try Compiler.compile(setup.roots, mode, options: CompileOptions(clearBuffer: true, clearNoNeedGrad: true, fusion: !noFusion))
+            let exe = try Compiler.compile(setup.roots, mode, options: CompileOptions(
+                clearBuffer: true, clearNoNeedGrad: true, fusion: !noFusion, precision: precision))
             let compileMs = Double(DispatchTime.now().uptimeNanoseconds - compileStart) / 1e6
 
             let step: () throws -> Void
@@ -49,11 +46,25 @@ struct BenchCommand: ParsableCommand {
                 let solver = Adam(alpha: 1e-3)
                 solver.setParameters(setup.parameters)
                 solverStateBytes = solver.states.reduce(0) { $0 + $1.state.arrays.reduce(0) { $0 + $1.type.byteCount } }
-                step = {
-                    solver.zeroGrad()
-                    try exe.run(.forward)
-                    try exe.run(.backward, seed: 1)
-                    solver.update()
+                if precision == .half {
+                    // What DynamicLossScalingUpdater does per step (with nnabla's initial scale of 8).
+                    let scale: Float = 8
+                    step = {
+                        solver.zeroGrad()
+                        try exe.run(.forward)
+                        try exe.run(.backward, seed: scale)
+                        if !solver.checkInfOrNanGrad() {
+                            solver.scaleGrad(1 / scale)
+                            solver.update()
+                        }
+                    }
+                } else {
+                    step = {
+                        solver.zeroGrad()
+                        try exe.run(.forward)
+                        try exe.run(.backward, seed: 1)
+                        solver.update()
+                    }
                 }
             }
 
@@ -76,7 +87,7 @@ struct BenchCommand: ParsableCommand {
             print("mode: \(mode.rawValue)")
             print("batch_size: \(setup.batchSize)")
             print("threads: \(threads)")
-            print("precision: \(precision)")
+            print("precision: \(precision.rawValue)")
             print("warmup: \(warmup)")
             print("iterations: \(iterations)")
             print("compile_ms: \(ms(compileMs))")

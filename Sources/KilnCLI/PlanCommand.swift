@@ -11,20 +11,19 @@ struct PlanCommand: ParsableCommand {
     @Argument(help: "A zoo model (\(Zoo.names.joined(separator: ", "))) or a kiln-graph/1 file.") var model: String
     @Option(help: "inference or training.") var mode: PlanMode = .inference
     @Option(name: .customLong("batch-size"), help: "Batch size for zoo models.") var batchSize: Int = 64
-    @Option(help: "float or half.") var precision: String = "float"
+    @Option(help: "float, or half: activations and their gradients stored as float16.") var precision: Precision = .float
     @Flag(name: .customLong("no-clear-buffer"), help: "Give every buffer its own memory (nnabla's clear_buffer=False).") var noClearBuffer = false
     @Flag(name: .customLong("no-fusion"), help: "Keep every function its own step (no convolution epilogues in inference plans).") var noFusion = false
     @Option(help: "text or json.") var format: OutputFormat = .text
 
     func validate() throws {
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
-        guard precision == "float" else { throw ValidationError("--precision \(precision) is not supported yet (float only)") }
     }
 
     func run() throws {
         try reportingErrors {
             let outputs = try ModelLoader.outputs(model, batchSize: batchSize, mode: mode)
-            let plan = try Compiler.plan(outputs, mode, options: CompileOptions(clearBuffer: !noClearBuffer, fusion: !noFusion))
+            let plan = try Compiler.plan(outputs, mode, options: CompileOptions(clearBuffer: !noClearBuffer, fusion: !noFusion, precision: precision))
             try plan.verify()
             switch format {
             case .text: print(plan.dump(), terminator: "")
@@ -35,6 +34,7 @@ struct PlanCommand: ParsableCommand {
 }
 
 extension PlanMode: ExpressibleByArgument {}
+extension Precision: ExpressibleByArgument {}
 
 /// Resolves a MODEL argument: a zoo name or a graph file.
 enum ModelLoader {

@@ -14,7 +14,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Epochs to train.") var epochs: Int = 1
     @Option(name: .customLong("batch-size")) var batchSize: Int = 64
     @Option(name: .customLong("learning-rate"), help: "Adam's alpha.") var learningRate: Float = 1e-3
-    @Option(help: "float (half is not available yet).") var precision: String = "float"
+    @Option(help: "float, or half: float16 activations and gradients with dynamic loss scaling (nnabla's DynamicLossScalingUpdater).") var precision: Precision = .float
+    @Option(name: .customLong("loss-scale"), help: "Initial loss scale with --precision half.") var lossScale: Float = 8
     @Option(name: .customLong("monitor-path"), help: "Write nnabla-style monitor series here.") var monitorPath: String?
     @Option(name: .customLong("model-save-path"), help: "Save parameters, solver state and checkpoints here.") var modelSavePath: String?
     @Flag(help: "Continue from the checkpoint in --model-save-path.") var resume = false
@@ -31,7 +32,7 @@ struct TrainCommand: ParsableCommand {
         guard epochs > 0, batchSize > 0, threads > 0, checkpointInterval > 0 else {
             throw ValidationError("--epochs, --batch-size, --threads and --checkpoint-interval must be positive")
         }
-        guard precision == "float" else { throw ValidationError("--precision \(precision) is not available yet (float only)") }
+        guard lossScale > 0, lossScale.isFinite else { throw ValidationError("--loss-scale must be positive") }
         if resume && modelSavePath == nil { throw ValidationError("--resume needs --model-save-path") }
         if let m = maxIterations, m <= 0 { throw ValidationError("--max-iterations must be positive") }
     }
@@ -68,15 +69,21 @@ struct TrainCommand: ParsableCommand {
             let monitorError = try MonitorSeries("Test error", monitor: monitor, interval: 1, verbose: false)
             let monitorTime = try MonitorTimeElapsed("Training time", monitor: monitor, interval: 100, verbose: false)
 
-            let updater = Updater(
-                solver: solver, loss: t.loss,
-                dataFeeder: { let b = try tdata.next(); try t.input.setData(b[0]); try t.label.setData(b[1]) },
-                updateCallbackOnFinish: [{ i in
-                    let loss = Double(t.loss.data.floats[0])
-                    monitorLoss.add(i, loss)
-                    monitorTime.add(i)
-                    progress.step(i, loss: loss)
-                }])
+            let feed = { let b = try tdata.next(); try t.input.setData(b[0]); try t.label.setData(b[1]) }
+            let updater: any Updating
+            let plan: Plan
+            var lossScaling: DynamicLossScalingUpdater? = nil
+            switch precision {
+            case .float:
+                let u = Updater(solver: solver, loss: t.loss, dataFeeder: feed)
+                plan = try u.plan().plan
+                updater = u
+            case .half:
+                let u = DynamicLossScalingUpdater(solver: solver, loss: t.loss, dataFeeder: feed, scale: lossScale)
+                plan = try u.plan().plan
+                updater = u
+                lossScaling = u
+            }
             let evaluator = try Evaluator(
                 verror,
                 dataFeeder: { let b = try vdata.next(); try v.input.setData(b[0]); try v.label.setData(b[1]) },
@@ -86,7 +93,13 @@ struct TrainCommand: ParsableCommand {
                     progress.epochDone(i, testError: e)
                 }])
             let trainer = Trainer(updater: [updater], evaluator: [evaluator], modelSavePath: modelSavePath,
-                                  maxEpoch: epochs, iterPerEpoch: perEpoch)
+                                  maxEpoch: epochs, iterPerEpoch: perEpoch,
+                                  updateCallbackOnFinish: [{ i in
+                                      let loss = Double(t.loss.data.floats[0])
+                                      monitorLoss.add(i, loss)
+                                      monitorTime.add(i)
+                                      progress.step(i, loss: loss)
+                                  }])
             trainer.checkpointInterval = checkpointInterval
             trainer.parameters = network.getParameters(gradOnly: false)
             trainer.onResume = [{ start in
@@ -95,12 +108,13 @@ struct TrainCommand: ParsableCommand {
                 progress.resumed(at: start)
             }]
 
-            let plan = try updater.plan().plan
             print("\(model) on Fashion-MNIST: \(train.count) training and \(test.count) test images, batch \(batchSize), Adam(\(learningRate)), \(threads) thread(s)")
+            if precision == .half { print("precision half: float16 activations and gradients, dynamic loss scaling from \(lossScale)") }
             print("training plan: \(plan.steps.count) steps (forward \(plan.forwardStepCount))")
             print(plan.summary(), terminator: "")
             try trainer.train(resume: resume)
             progress.finish()
+            if let u = lossScaling { print("final loss scale: \(u.scale)") }
             if let dir = modelSavePath { print("parameters and checkpoints in \(dir)") }
         }
     }

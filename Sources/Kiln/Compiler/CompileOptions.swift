@@ -20,9 +20,25 @@ public struct CompileOptions: Hashable, Sendable {
     /// ReLU after it as one step (see `Fusion`). Off: every function is its own step.
     public var fusion: Bool
 
-    public init(clearBuffer: Bool = true, clearNoNeedGrad: Bool = true, fusion: Bool = true) {
+    /// How transient values (activations and their gradients) are stored in the arena. Kernels always
+    /// compute in float32; see `HalfStorage`.
+    public var precision: Precision
+
+    public init(clearBuffer: Bool = true, clearNoNeedGrad: Bool = true, fusion: Bool = true,
+                precision: Precision = .float) {
         self.clearBuffer = clearBuffer
         self.clearNoNeedGrad = clearNoNeedGrad
         self.fusion = fusion
+        self.precision = precision
     }
+}
+
+/// Storage precision of a plan's transient values (nnabla's `type_config`).
+public enum Precision: String, Hashable, Sendable, CaseIterable, Codable {
+    /// Every value in float32.
+    case float
+    /// Activations and their gradients stored as float16 (half the arena); parameters, their gradients,
+    /// solver state, inputs and requested outputs stay float32, like the master copies of mixed-precision
+    /// training.
+    case half
 }

@@ -16,7 +16,7 @@ public enum Liveness {
     public static func lifetimes(_ plan: Plan) -> [BufferLifetime] {
         var first = [Int: Int](), last = [Int: Int]()
         for (s, step) in plan.steps.enumerated() {
-            for b in step.inputs + step.outputs + (step.workspace.map { [$0] } ?? []) {
+            for b in step.touched {
                 if first[b] == nil { first[b] = s }
                 last[b] = s
             }

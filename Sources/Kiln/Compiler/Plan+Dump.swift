@@ -7,6 +7,7 @@ extension Plan {
         var freedAt = [Int: [Int]]()
         for l in lifetimes { freedAt[l.last, default: []].append(l.buffer) }
         var out = "plan \(mode.rawValue)  clear_buffer=\(options.clearBuffer)  clear_no_need_grad=\(options.clearNoNeedGrad)\n"
+        if options.precision != .float { out.insert(contentsOf: "  precision=\(options.precision.rawValue)", at: out.index(before: out.endIndex)) }
         out += "steps \(steps.count) (forward \(forwardStepCount))  buffers \(buffers.count)\n\n"
         for (i, s) in steps.enumerated() {
             let head = "\(pad(String(i), 4)) \(pad(s.kind.rawValue, 8)) \(pad(s.function, 22)) \(s.node)"
@@ -15,6 +16,12 @@ extension Plan {
             let outs = s.outputs.enumerated().map { j, b in (s.accumulate[j] ? "+=" : "") + describe(b) }
             if !outs.isEmpty { out += "       out  " + outs.joined(separator: ", ") + "\n" }
             if let w = s.workspace { out += "       ws   " + describe(w) + "\n" }
+            if let st = s.staging {
+                out += "       f32  " + describe(st) + ": " + s.staged.map { v in
+                    let dir = v.load && v.store ? "<->" : v.load ? "<-" : "->"
+                    return "\(dir)\(buffers[v.buffer].name)+\(v.offset)"
+                }.joined(separator: ", ") + "\n"
+            }
             var tail = "       live \(formatBytes(live[i]))"
             if let f = freedAt[i], !f.isEmpty { tail += "  frees " + f.sorted().map { buffers[$0].name }.joined(separator: ", ") }
             out += tail + "\n"
@@ -78,6 +85,7 @@ extension Plan {
                     return o
                 })),
                 ("workspace", s.workspace.map { bufferJSON($0) } ?? .null),
+                ("staging", s.staging.map { bufferJSON($0) } ?? .null),
                 ("live_bytes", .int(live[i])),
             ])
         }

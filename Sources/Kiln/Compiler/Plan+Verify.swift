@@ -51,10 +51,11 @@ extension Plan {
         guard lb == lowerBoundBytes else { throw fail("recorded lower bound \(lowerBoundBytes) differs from \(lb)") }
         guard arenaBytes >= lb else { throw fail("arena \(arenaBytes) is below the lower bound \(lb)") }
         for (i, s) in steps.enumerated() {
-            for id in s.inputs + s.outputs + (s.workspace.map { [$0] } ?? []) where id < 0 || id >= buffers.count {
+            for id in s.touched + s.staged.map(\.buffer) where id < 0 || id >= buffers.count {
                 throw fail("step \(i) names buffer \(id), which does not exist")
             }
         }
+        try verifyStaging()
     }
 
     /// Buffers sharing memory must sit at the same offset, have the same size, and hand over the memory at
@@ -113,5 +114,30 @@ struct CoverageTree {
         if a <= lo && hi <= b { return maxv[node] }
         let mid = (lo + hi) / 2
         return max(query(2 * node, lo, mid, a, b), query(2 * node + 1, mid, hi, a, b)) + lazy[node]
+    }
+}
+
+extension Plan {
+    /// Each staged float16 value has a float32 region inside its step's staging buffer, and regions of
+    /// different values overlap only when the values share memory in place.
+    func verifyStaging() throws {
+        func fail(_ s: String) -> KilnError { .planFailed("verify: \(s)") }
+        for (i, s) in steps.enumerated() where !s.staged.isEmpty {
+            guard let st = s.staging else { throw fail("step \(i) stages values but has no staging buffer") }
+            var regions: [(range: Range<Int>, group: Int)] = []
+            for v in s.staged {
+                let b = buffers[v.buffer]
+                guard b.type.dtype == .float16 else { throw fail("step \(i) stages \(b.name), which is not float16") }
+                let r = v.offset..<(v.offset + b.type.count * DType.float32.byteSize)
+                guard v.offset >= 0, r.upperBound <= buffers[st].bytes else {
+                    throw fail("\(b.name) does not fit in the staging buffer of step \(i)")
+                }
+                let group = aliases[v.buffer] ?? v.buffer
+                if let clash = regions.first(where: { $0.range.overlaps(r) && $0.group != group }) {
+                    throw fail("step \(i) stages \(b.name) over \(buffers[clash.group].name)")
+                }
+                regions.append((r, group))
+            }
+        }
     }
 }

@@ -81,4 +81,26 @@ public struct PlanStep: Hashable, Sendable {
     public var accumulate: [Bool]
     /// Scratch buffer of the step, if any.
     public var workspace: Int?
+    /// Half-precision plans: the float32 buffer where the step's float16 values are widened for the kernel
+    /// (alive during this step only), and where each of them sits in it.
+    public var staging: Int? = nil
+    public var staged: [StagedValue] = []
+
+    /// Every buffer the step touches: what liveness and verification look at.
+    public var touched: [Int] {
+        var ids = inputs + outputs
+        if let w = workspace { ids.append(w) }
+        if let s = staging { ids.append(s) }
+        return ids
+    }
+}
+
+/// A float16 buffer a step's kernel sees as float32 at `offset` bytes into the step's staging buffer.
+public struct StagedValue: Hashable, Sendable {
+    public var buffer: Int
+    public var offset: Int
+    /// Widened into the staging buffer before the kernel runs (it is read, or added to).
+    public var load: Bool
+    /// Narrowed back into the arena after the kernel ran (it is written).
+    public var store: Bool
 }

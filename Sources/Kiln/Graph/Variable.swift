@@ -104,7 +104,7 @@ public final class Variable {
     /// `forward` (a property setter cannot throw).
     public var d: [Float] {
         get {
-            if let v = dataView, v.isValid { return v.floats(count: size, dtype: dtype) }
+            if let v = dataView, v.isValid { return v.floats(count: size) }
             return data.toFloats()
         }
         set {
@@ -118,7 +118,7 @@ public final class Variable {
     /// The gradient as Float, nnabla's `.g`.
     public var g: [Float] {
         get {
-            if let v = gradView, v.isValid { return v.floats(count: size, dtype: .float32) }
+            if let v = gradView, v.isValid { return v.floats(count: size) }
             return grad.toFloats()
         }
         set {

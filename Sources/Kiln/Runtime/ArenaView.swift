@@ -17,15 +17,18 @@ final class Arena {
 final class ArenaView {
     let owner: AnyObject
     let pointer: UnsafeMutableRawPointer
+    /// How the value is stored there (float16 in half-precision plans).
+    let dtype: DType
     /// Cleared when the owner runs again and the slot may hold something else.
     var isValid = true
 
-    init(owner: AnyObject, pointer: UnsafeMutableRawPointer) {
+    init(owner: AnyObject, pointer: UnsafeMutableRawPointer, dtype: DType) {
         self.owner = owner
         self.pointer = pointer
+        self.dtype = dtype
     }
 
-    func floats(count: Int, dtype: DType) -> [Float] {
+    func floats(count: Int) -> [Float] {
         switch dtype {
         case .float32: return Array(UnsafeBufferPointer(start: pointer.assumingMemoryBound(to: Float.self), count: count))
         case .int32:

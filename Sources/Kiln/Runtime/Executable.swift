@@ -43,31 +43,65 @@ public final class Executable {
         for (s, step) in plan.steps.enumerated() {
             let slots = bindings.steps[s]
             let ws = try step.workspace.map { try tensor($0).raw }
+            // Half-precision plans: kernels see float16 buffers as float32 copies in the step's staging buffer.
+            var stagedAt: [Int: UnsafeMutableRawPointer] = [:]
+            var loads: [HalfCopy] = [], stores: [HalfCopy] = []
+            if let staging = step.staging {
+                let base = try tensor(staging).raw
+                for v in step.staged {
+                    let copy = HalfCopy(half: try tensor(v.buffer).raw.assumingMemoryBound(to: Float16.self),
+                                        float: (base + v.offset).assumingMemoryBound(to: Float.self),
+                                        count: plan.buffers[v.buffer].type.count)
+                    stagedAt[v.buffer] = base + v.offset
+                    if v.load { loads.append(copy) }
+                    if v.store { stores.append(copy) }
+                }
+            }
+            let bound = { [stagedAt] (id: Int) throws -> Tensor in
+                guard let p = stagedAt[id] else { return try tensor(id) }
+                return Tensor(p, TensorType(plan.buffers[id].type.shape, .float32))
+            }
+            let kernel: Kernel
             switch step.kind {
             case .seed:
                 let t = try tensor(step.outputs[0])
                 let box = seedBox
-                kernels.append {
-                    if let v = box.value { Elementwise.fill(t.count, t.f, v) }
+                kernel = {
+                    guard let v = box.value else { return }
+                    if t.type.dtype == .float16 {
+                        t.raw.assumingMemoryBound(to: Float16.self).update(repeating: Float16(v), count: t.count)
+                    } else {
+                        Elementwise.fill(t.count, t.f, v)
+                    }
                 }
             case .zero:
                 let t = try tensor(step.outputs[0])
-                kernels.append { Elementwise.fill(t.count, t.f, 0) }
+                let bytes = t.type.byteCount
+                kernel = { t.raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes) }
             case .forward:
                 guard let n = slots.node else { throw KilnError.planFailed("step \(s) has no function") }
-                let b = ForwardBinding(inputs: try slots.inputData.map { try tensor($0!) },
-                                       outputs: try slots.outputData.map { try tensor($0!) }, workspace: ws)
-                kernels.append(try (slots.fused ?? n.function).makeForward(b))
+                let b = ForwardBinding(inputs: try slots.inputData.map { try bound($0!) },
+                                       outputs: try slots.outputData.map { try bound($0!) }, workspace: ws)
+                kernel = try (slots.fused ?? n.function).makeForward(b)
             case .backward:
                 guard let n = slots.node else { throw KilnError.planFailed("step \(s) has no function") }
                 let b = BackwardBinding(
                     inputTypes: n.inputs.map { $0.type }, outputTypes: n.outputTypes,
-                    inputs: try slots.inputData.map { try $0.map(tensor) },
-                    outputs: try slots.outputData.map { try $0.map(tensor) },
-                    outputGrads: try slots.outputGrads.map(tensor),
-                    inputGrads: try slots.inputGrads.map { try $0.map(tensor) },
+                    inputs: try slots.inputData.map { try $0.map(bound) },
+                    outputs: try slots.outputData.map { try $0.map(bound) },
+                    outputGrads: try slots.outputGrads.map(bound),
+                    inputGrads: try slots.inputGrads.map { try $0.map(bound) },
                     accumulate: slots.accumulate, workspace: ws)
-                kernels.append(try n.function.makeBackward(b))
+                kernel = try n.function.makeBackward(b)
+            }
+            if loads.isEmpty && stores.isEmpty {
+                kernels.append(kernel)
+            } else {
+                kernels.append {
+                    for c in loads { c.widen() }
+                    try kernel()
+                    for c in stores { c.narrow() }
+                }
             }
         }
 
@@ -76,7 +110,7 @@ public final class Executable {
         for l in lifetimes { last[l.buffer] = l.last }
         for (buffer, variable, isGrad) in bindings.arenaVariables {
             guard let p = pointers[buffer], let l = last[buffer] else { continue }
-            views.append((ArenaView(owner: storage, pointer: p), variable, isGrad, l))
+            views.append((ArenaView(owner: storage, pointer: p, dtype: plan.buffers[buffer].type.dtype), variable, isGrad, l))
         }
     }
 
@@ -127,6 +161,16 @@ extension Executable {
         }
         return totals
     }
+}
+
+/// One float16 buffer and its float32 staging copy.
+struct HalfCopy {
+    let half: UnsafeMutablePointer<Float16>
+    let float: UnsafeMutablePointer<Float>
+    let count: Int
+
+    func widen() { HalfConversion.widen(count, half, float) }
+    func narrow() { HalfConversion.narrow(count, float, half) }
 }
 
 final class SeedBox {

@@ -3,6 +3,8 @@
 /// iterations, "Valid loss", "Valid error" every evaluation, "Training time" every 10 iterations).
 public final class NaiveClassificationTrainer {
     public let trainer: Trainer
+    /// The trainer's one updater (for adding callbacks).
+    public let updater: Updater
     public let tloss: Variable, terror: Variable, vloss: Variable, verror: Variable
     public let monitorLoss: MonitorSeries, monitorError: MonitorSeries
     public let monitorValidLoss: MonitorSeries, monitorValidError: MonitorSeries
@@ -28,7 +30,7 @@ public final class NaiveClassificationTrainer {
 
         let (tl, te, ml, me, mt) = (tloss, terror, monitorLoss, monitorError, monitorTime)
         let terrorPlan = try Compiler.compile(te, .inference)
-        let updater = Updater(
+        updater = Updater(
             solver: solver, loss: tl,
             dataFeeder: { let b = try tdata.next(); try tinput.setData(b[0]); try tlabel.setData(b[1]) },
             forwardCallbackOnFinish: [{ _ in try terrorPlan.run() }],
@@ -39,7 +41,7 @@ public final class NaiveClassificationTrainer {
             dataFeeder: { let b = try vdata.next(); try vinput.setData(b[0]); try vlabel.setData(b[1]) },
             valIter: valIter ?? vdata.size / vdata.batchSize,
             callbackOnFinish: [{ i, v in mvl.add(i, v) }, { i, v in mve.add(i, v) }])
-        trainer = Trainer(updater: [updater], evaluator: [evaluator], modelSavePath: modelSavePath,
+        trainer = Trainer(updater: [self.updater], evaluator: [evaluator], modelSavePath: modelSavePath,
                           maxEpoch: maxEpoch, iterPerEpoch: iterPerEpoch ?? tdata.size / tdata.batchSize)
     }
 
@@ -51,6 +53,8 @@ public final class NaiveClassificationTrainer {
 /// version referenced an undefined forward callback; there is none here.)
 public final class NaiveRegressionTrainer {
     public let trainer: Trainer
+    /// The trainer's one updater (for adding callbacks).
+    public let updater: Updater
     public let tloss: Variable, vloss: Variable
     public let monitorLoss: MonitorSeries, monitorValidLoss: MonitorSeries
     public let monitorTime: MonitorTimeElapsed
@@ -68,7 +72,7 @@ public final class NaiveRegressionTrainer {
         vpred.persistent = true
         vloss = try F.mean(F.squaredError(vpred, vlabel))
         let (tl, ml, mt, mvl) = (tloss, monitorLoss, monitorTime, monitorValidLoss)
-        let updater = Updater(
+        updater = Updater(
             solver: solver, loss: tl,
             dataFeeder: { let b = try tdata.next(); try tinput.setData(b[0]); try tlabel.setData(b[1]) },
             updateCallbackOnFinish: [{ i in ml.add(i, tl.d[0]); mt.add(i) }])
@@ -77,7 +81,7 @@ public final class NaiveRegressionTrainer {
             dataFeeder: { let b = try vdata.next(); try vinput.setData(b[0]); try vlabel.setData(b[1]) },
             valIter: valIter ?? vdata.size / vdata.batchSize,
             callbackOnFinish: [{ i, v in mvl.add(i, v) }])
-        trainer = Trainer(updater: [updater], evaluator: [evaluator], modelSavePath: modelSavePath,
+        trainer = Trainer(updater: [self.updater], evaluator: [evaluator], modelSavePath: modelSavePath,
                           maxEpoch: maxEpoch, iterPerEpoch: iterPerEpoch ?? tdata.size / tdata.batchSize)
     }
 

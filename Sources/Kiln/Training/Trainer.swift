@@ -9,7 +9,7 @@ import Foundation
 /// `iter_per_epoch` was missing: the end of training does not repeat the last epoch's save and evaluation,
 /// and a missing `iterPerEpoch` is an error.
 public final class Trainer {
-    public var updater: [Updater]
+    public var updater: [any Updating]
     public var evaluator: [Evaluator]
     public var modelSavePath: String?
     public var maxEpoch: Int
@@ -28,7 +28,7 @@ public final class Trainer {
     /// `network.getParameters(gradOnly: false)`.
     public var parameters: [(name: String, variable: Variable)]? = nil
 
-    public init(updater: [Updater] = [], evaluator: [Evaluator] = [], modelSavePath: String? = nil, maxEpoch: Int = 1,
+    public init(updater: [any Updating] = [], evaluator: [Evaluator] = [], modelSavePath: String? = nil, maxEpoch: Int = 1,
                 iterPerEpoch: Int? = nil, callbackOnStart: [() throws -> Void] = [],
                 callbackOnFinish: [() throws -> Void] = [], updateCallbackOnStart: [IterationCallback] = [],
                 updateCallbackOnFinish: [IterationCallback] = []) {
@@ -43,7 +43,7 @@ public final class Trainer {
         self.updateCallbackOnFinish = updateCallbackOnFinish
     }
 
-    public convenience init(_ updater: Updater, _ evaluator: Evaluator? = nil, modelSavePath: String? = nil,
+    public convenience init(_ updater: any Updating, _ evaluator: Evaluator? = nil, modelSavePath: String? = nil,
                             maxEpoch: Int = 1, iterPerEpoch: Int? = nil) {
         self.init(updater: [updater], evaluator: evaluator.map { [$0] } ?? [], modelSavePath: modelSavePath,
                   maxEpoch: maxEpoch, iterPerEpoch: iterPerEpoch)

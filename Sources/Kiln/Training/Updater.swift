@@ -9,6 +9,12 @@ public protocol Communicator: AnyObject {
     func allReduce(_ arrays: [NDArray], division: Bool, inplace: Bool) throws
 }
 
+/// What a `Trainer` drives: one update per iteration with a solver whose state it checkpoints.
+public protocol Updating: AnyObject {
+    var solver: Solver? { get }
+    func update(_ i: Int) throws
+}
+
 /// nnabla's `experimental.trainers.Updater`: one call of `update(i)` zeroes the gradients, then
 /// `accumGrad` times feeds data and runs forward and backward of the loss, all-reduces the gradients when a
 /// communicator is given, and updates the solver, with callbacks around each stage.
@@ -18,7 +24,7 @@ public protocol Communicator: AnyObject {
 /// Two defects of nnabla's class are fixed: it called `forward_callback_on_finish` before the forward
 /// (here `forwardCallbackOnStart` runs there), and it referenced an undefined `grads` (here the
 /// `grads` given, or every parameter gradient when none are given, are all-reduced).
-public final class Updater {
+public final class Updater: Updating {
     public var solver: Solver?
     public var loss: Variable?
     public var dataFeeder: () throws -> Void

@@ -44,7 +44,7 @@ struct NaiveTrainerTests {
             #expect(t.trainer.iterPerEpoch == 5)
             #expect(t.trainer.evaluator.first?.valIter == 4)
             var losses: [Double] = [], errors: [Double] = []
-            t.trainer.updater[0].updateCallbackOnFinish.append { _ in
+            t.updater.updateCallbackOnFinish.append { _ in
                 losses.append(Double(t.tloss.d[0]))
                 errors.append(Double(t.terror.d[0]))
             }
