@@ -6,7 +6,7 @@ struct KilnCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kiln",
         abstract: "Define-then-run neural networks compiled ahead of time into memory-planned CPU plans.",
-        subcommands: [TrainCommand.self, PlanCommand.self, RunCommand.self, DemoCommand.self, ViewCommand.self, BenchCommand.self, ProfileCommand.self])
+        subcommands: [TrainCommand.self, PlanCommand.self, RunCommand.self, ConvertCommand.self, DemoCommand.self, ViewCommand.self, BenchCommand.self, ProfileCommand.self])
 }
 
 /// Turns Kiln errors into one clear line and exit code 1 instead of a stack trace.

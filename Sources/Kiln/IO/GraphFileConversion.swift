@@ -1,0 +1,17 @@
+/// What `kiln convert` does, as a library call: load a graph file, convert its graph, write the new graph
+/// (parameters with their data, so `kiln run` runs it) atomically, and return the converter's notes.
+public enum GraphFileConversion {
+    @discardableResult
+    public static func convert(graph path: String, with converter: any GraphConverter, to output: String) throws -> [String] {
+        let source = try GraphFile.load(path: path)
+        let result = try converter.convert(source.outputs)
+        let json = GraphFile.save(result.outputs)
+        // The written file must load (a folded weight that overflowed to infinity cannot be written as JSON,
+        // for one): say so here, naming the cause, rather than in the next `kiln run`.
+        do { _ = try GraphFile.load(json: json) } catch let e as KilnError {
+            throw KilnError.invalidGraphFile("\(path): the converted graph cannot be written as a valid graph file: \(e)")
+        }
+        try AtomicFile.write(json.serialized() + "\n", to: output)
+        return result.notes
+    }
+}
