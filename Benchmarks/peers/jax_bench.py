@@ -1,11 +1,14 @@
 """JAX side of the peer comparison: LeNet and ResNet-20 as Kiln's Zoo.swift builds them, jitted.
 
-Usage: python jax_bench.py MODEL MODE BATCH ITERATIONS WARMUP
+Usage: python jax_bench.py MODEL MODE BATCH ITERATIONS WARMUP [half]
 The same layers, sizes, loss (mean softmax cross-entropy) and solver (Adam 1e-3 with nnabla's update rule:
 alpha_t = alpha*sqrt(1-b2^t)/(1-b1^t), p -= alpha_t*m/(sqrt(v)+eps)). BN in training uses batch statistics
 and updates running mean/variance (decay 0.9) as nnabla does. Activations are NHWC (XLA's CPU convolutions
 are NHWC; asking for NCHW only adds transposes): the arithmetic is the same. One training step is one jitted
 function (forward, backward, update) with parameters and solver state donated, so XLA updates in place.
+With `half` (training only): mixed precision as usually done in JAX: float32 parameters and Adam state,
+parameters and images cast to float16 inside the step, logits back to float32 for the loss, static loss
+scale 8 (the gradient is unscaled before the update), like Kiln's `--precision half`.
 Prints `key: value` lines, including `temp_bytes` from `compiled.memory_analysis()` (XLA's scratch arena,
 the counterpart of Kiln's arena_bytes) and the argument/output sizes.
 """
@@ -121,11 +124,18 @@ def resnet20_apply(p, state, x, training):
     return h @ p["fc/W"] + p["fc/b"], (new_state if training else state)
 
 
-def loss_fn(apply, p, state, x, t):
+def loss_fn(apply, p, state, x, t, half=False):
+    if half:
+        p = jax.tree_util.tree_map(lambda a: a.astype(jnp.float16), p)
+        x = x.astype(jnp.float16)
     y, new_state = apply(p, state, x, True)
+    y = y.astype(jnp.float32)
     logz = jax.nn.logsumexp(y, axis=1)
     picked = jnp.take_along_axis(y, t, axis=1)[:, 0]
-    return jnp.mean(logz - picked), new_state
+    return jnp.mean(logz - picked) * (LOSS_SCALE if half else 1.0), new_state
+
+
+LOSS_SCALE = 8.0
 
 
 def adam(p, g, m, v, step, alpha=1e-3, b1=0.9, b2=0.999, eps=1e-8):
@@ -139,6 +149,9 @@ def adam(p, g, m, v, step, alpha=1e-3, b1=0.9, b2=0.999, eps=1e-8):
 def main():
     model, mode, batch, iterations, warmup = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
     training = mode == "training"
+    half = len(sys.argv) > 6 and sys.argv[6] == "half"
+    if half and not training:
+        sys.exit("jax_bench.py: half is for training only")
     # Baseline: JAX imported and its CPU backend started, nothing of the network built yet.
     jax.devices()
     baseline_rss = resident_bytes()
@@ -153,7 +166,10 @@ def main():
         v = jax.tree_util.tree_map(jnp.zeros_like, p)
 
         def train_step(p, state, m, v, step, x, t):
-            (loss, new_state), g = jax.value_and_grad(lambda p: loss_fn(apply, p, state, x, t), has_aux=True)(p)
+            (loss, new_state), g = jax.value_and_grad(lambda p: loss_fn(apply, p, state, x, t, half), has_aux=True)(p)
+            if half:
+                g = jax.tree_util.tree_map(lambda g: g.astype(jnp.float32) / LOSS_SCALE, g)
+                new_state = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), new_state)
             p, m, v = adam(p, g, m, v, step)
             return p, new_state, m, v, loss
 

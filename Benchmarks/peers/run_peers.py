@@ -21,9 +21,15 @@ around one step (jax: until block_until_ready). Kiln's arena_bytes (its planned 
 intermediate gradients, workspaces) is shown next to XLA's compiled.memory_analysis() temp bytes (XLA's
 scratch arena for the same jitted step).
 
+Mixed precision (the "-half" cases): Kiln runs `--precision half` (float16 activations and gradients, float32
+parameters and solver state, loss scale 8); JAX casts parameters and images to float16 inside the jitted step
+and computes the loss in float32 with the same loss scale (the usual mixed-precision recipe); nnabla is not
+run for them.
+
 Usage: run_peers.py [--kiln PATH] [--venvs DIR] [--threads 1,2] [--cases all|NAME,...] [--peers kiln,nnabla,jax]
                     [--iterations N] [--warmup N] [--json OUT]
-Case names: lenet-train-64 resnet20-train-32 resnet20-train-128 lenet-infer-256 resnet20-infer-256.
+Case names: lenet-train-64 resnet20-train-32 resnet20-train-128 lenet-infer-256 resnet20-infer-256
+            resnet20-train-32-half resnet20-train-128-half.
 """
 import argparse
 import json
@@ -35,14 +41,18 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
-# name, model, mode, batch, default timed iterations (resnet train 128 is ~2 s/step under nnabla)
+# name, model, mode, batch, default timed iterations (resnet train 128 is ~2 s/step under nnabla), precision
 CASES = [
-    ("lenet-train-64", "lenet", "training", 64, 50),
-    ("resnet20-train-32", "resnet20", "training", 32, 10),
-    ("resnet20-train-128", "resnet20", "training", 128, 5),
-    ("lenet-infer-256", "lenet", "inference", 256, 30),
-    ("resnet20-infer-256", "resnet20", "inference", 256, 5),
+    ("lenet-train-64", "lenet", "training", 64, 50, "float"),
+    ("resnet20-train-32", "resnet20", "training", 32, 10, "float"),
+    ("resnet20-train-128", "resnet20", "training", 128, 5, "float"),
+    ("lenet-infer-256", "lenet", "inference", 256, 30, "float"),
+    ("resnet20-infer-256", "resnet20", "inference", 256, 5, "float"),
+    ("resnet20-train-32-half", "resnet20", "training", 32, 10, "half"),
+    ("resnet20-train-128-half", "resnet20", "training", 128, 5, "half"),
 ]
+# Peers that run mixed-precision cases.
+HALF_PEERS = {"kiln", "jax"}
 PEERS = ["kiln", "nnabla", "jax"]
 
 
@@ -58,21 +68,25 @@ def environment(threads):
     return env
 
 
-def command(peer, args, model, mode, batch, iterations, warmup, threads):
+def command(peer, args, model, mode, batch, iterations, warmup, threads, precision):
     if peer == "kiln":
         return [args.kiln, "bench", model, "--mode", mode, "--batch-size", str(batch),
-                "--iterations", str(iterations), "--warmup", str(warmup), "--threads", str(threads)]
+                "--iterations", str(iterations), "--warmup", str(warmup), "--threads", str(threads),
+                "--precision", precision]
     python = os.path.join(args.venvs, peer, "bin", "python")
     script = os.path.join(HERE, "%s_bench.py" % peer)
-    return [python, script, model, mode, str(batch), str(iterations), str(warmup)]
+    return [python, script, model, mode, str(batch), str(iterations), str(warmup)] + (
+        [precision] if precision != "float" else [])
 
 
 def run_one(peer, args, case, threads):
-    name, model, mode, batch, default_iterations = case
+    name, model, mode, batch, default_iterations, precision = case
+    if precision != "float" and peer not in HALF_PEERS:
+        return None
     iterations = args.iterations or default_iterations
     cpus = ",".join(str(i) for i in range(threads))
     cmd = ["taskset", "-c", cpus, "/usr/bin/time", "-v"] + command(peer, args, model, mode, batch, iterations,
-                                                                    args.warmup, threads)
+                                                                    args.warmup, threads, precision)
     print("[%s t%d %s] %s" % (name, threads, peer, " ".join(cmd)), file=sys.stderr, flush=True)
     try:
         p = subprocess.run(cmd, env=environment(threads), capture_output=True, text=True, timeout=args.timeout)

@@ -63,4 +63,23 @@ struct TrainResumeCLITests {
         let files = try FileManager.default.contentsOfDirectory(atPath: save)
         #expect(!files.contains { $0.hasPrefix("partial_") }, "\(files)")
     }
+
+    /// `kiln train --precision half` trains the MLP with dynamic loss scaling: the loss falls and the run
+    /// reports the loss scale it ended with.
+    @Test(.enabled(if: available), .timeLimit(.minutes(2)))
+    func halfPrecisionTrains() throws {
+        let dir = try trainingTempDir("cli-half")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let p = try Self.launch(["train", "mlp", "--precision", "half", "--max-iterations", "120",
+                                 "--monitor-path", dir], output: dir + "/out.txt")
+        p.waitUntilExit()
+        let out = String(decoding: FileManager.default.contents(atPath: dir + "/out.txt") ?? Data(), as: UTF8.self)
+        #expect(p.terminationStatus == 0, "\(out)")
+        #expect(out.contains("precision half") && out.contains("final loss scale: "), "\(out)")
+        let series = try String(contentsOfFile: dir + "/Training-loss.series.txt", encoding: .utf8)
+        let losses = series.split(separator: "\n").compactMap { Double($0.split(separator: " ").last ?? "") }
+        #expect(losses.count >= 10)
+        #expect(losses.allSatisfy { $0.isFinite })
+        #expect(losses.suffix(3).reduce(0, +) < losses.prefix(3).reduce(0, +))
+    }
 }
