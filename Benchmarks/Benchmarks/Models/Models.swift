@@ -44,4 +44,29 @@ let benchmarks: @Sendable () -> Void = {
             return { try exe.run() }
         }
     }
+
+    // Mixed precision: float16 activations and gradients, the loss-scaled step DynamicLossScalingUpdater runs.
+    KilnBench.register("train step resnet20 b32 half (loss scale 8)", images: 32, maxDuration: .seconds(20), maxIterations: 30) {
+        let m = try model(.resnet20, batch: 32, training: true)
+        let solver = Adam(alpha: 1e-3)
+        solver.setParameters(Parameters.current(gradOnly: true))
+        let exe = try Compiler.compile(m.loss, .training, options: CompileOptions(precision: .half))
+        return {
+            solver.zeroGrad()
+            try exe.run(.forward)
+            try exe.run(.backward, seed: 8)
+            if !solver.checkInfOrNanGrad() {
+                solver.scaleGrad(1 / 8)
+                solver.update()
+            }
+        }
+    }
+    // Converted inference: every test-mode BN folded into the convolution before it (nnabla's
+    // BatchNormalizationFoldedConverter), then compiled with fusion as usual.
+    KilnBench.register("inference resnet20 b256 bn-folded", images: 256, maxDuration: .seconds(20), maxIterations: 200) {
+        let m = try model(.resnet20, batch: 256, training: false)
+        let folded = try BatchNormalizationFoldedConverter().convert([m.prediction])
+        let exe = try Compiler.compile(folded.outputs, .inference)
+        return { try exe.run() }
+    }
 }
