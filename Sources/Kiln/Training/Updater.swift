@@ -40,6 +40,9 @@ public final class Updater: Updating {
     public var accumGrad: Int
     public var comm: Communicator?
     public var grads: [NDArray]
+    /// Storage precision of the compiled plan (nnabla chooses it through the context's `type_config`).
+    /// With `.half`, use `DynamicLossScalingUpdater` unless gradients are known to stay within float16.
+    public var precision: Precision
     /// The compiled training plan (available after the first update).
     public private(set) var executable: Executable?
 
@@ -48,7 +51,8 @@ public final class Updater: Updating {
                 backwardCallbackOnStart: [IterationCallback] = [], backwardCallbackOnFinish: [IterationCallback] = [],
                 commCallbackOnStart: [IterationCallback] = [], commCallbackOnFinish: [IterationCallback] = [],
                 updateCallbackOnStart: [IterationCallback] = [], updateCallbackOnFinish: [IterationCallback] = [],
-                clearBuffer: Bool = true, accumGrad: Int = 1, comm: Communicator? = nil, grads: [NDArray] = []) {
+                clearBuffer: Bool = true, accumGrad: Int = 1, comm: Communicator? = nil, grads: [NDArray] = [],
+                precision: Precision = .float) {
         self.solver = solver
         self.loss = loss
         self.dataFeeder = dataFeeder
@@ -64,13 +68,15 @@ public final class Updater: Updating {
         self.accumGrad = accumGrad
         self.comm = comm
         self.grads = grads
+        self.precision = precision
     }
 
     /// Compiles (once) the training plan of the loss.
     public func plan() throws -> Executable {
         if let e = executable { return e }
         guard let loss else { throw KilnError.planFailed("Updater has no loss") }
-        let e = try Compiler.compile(loss, .training, options: CompileOptions(clearBuffer: clearBuffer, clearNoNeedGrad: clearBuffer))
+        let e = try Compiler.compile(loss, .training, options: CompileOptions(clearBuffer: clearBuffer, clearNoNeedGrad: clearBuffer,
+                                                                   precision: precision))
         executable = e
         return e
     }

@@ -106,4 +106,17 @@ struct DynamicLossScalingUpdaterTests {
             #expect(after != before)
         }
     }
+
+    /// A plain Updater compiles at the precision it is given; one Sgd step on the toy model matches the
+    /// hand-derived w - lr * x (every value here is exact in float16).
+    @Test func plainUpdaterTakesAPrecision() throws {
+        let toy = try Toy(events: ["finite"])
+        let solver = Sgd(lr: 0.5)
+        solver.setParameters([("w", toy.w)])
+        let u = Updater(solver: solver, loss: toy.loss, dataFeeder: toy.feed, precision: .half)
+        #expect(try u.plan().plan.buffers.contains { $0.type.dtype == .float16 })
+        try u.update(0)
+        let expected: [Float] = [0.75, 2.5, 2]   // w - 0.5 * [0.5, -1, 2]
+        #expect(toy.w.d == expected)
+    }
 }
