@@ -22,6 +22,9 @@ final class Im2ColPlan {
     private let lo: UnsafeMutablePointer<Int>
     private let hi: UnsafeMutablePointer<Int>
     private let base: UnsafeMutablePointer<Int>
+    /// Stride 1 and as many output columns as image columns along the last dimension: the rows of one kernel
+    /// offset, for consecutive output rows inside the image, are one contiguous stretch of the image.
+    private let contiguousRows: Bool
 
     /// All arrays have the spatial rank (>= 1); sizes are validated by the caller (outputs >= 1).
     init(channels: Int, image: [Int], col: [Int], kernel: [Int], pad: [Int], stride: [Int], dilation: [Int]) {
@@ -56,6 +59,7 @@ final class Im2ColPlan {
                 rowOffset[ko * oOuter + oo] = inside ? off : -1
             }
         }
+        contiguousRows = stride[d - 1] == 1 && col[d - 1] == image[d - 1]
         lo = .allocate(capacity: kLast)
         hi = .allocate(capacity: kLast)
         base = .allocate(capacity: kLast)
@@ -112,9 +116,30 @@ final class Im2ColPlan {
         var dst = rowStart
         for n in 0..<samples {
             let src = image + n * imageStride + c * imageCount
-            // Rows are short (the output width): see ShortRows.
-            for oo in 0..<oOuter {
+            var oo = 0
+            while oo < oOuter {
                 let off = offsets[oo]
+                // A run of output rows whose image rows follow each other is one copy (then the columns that
+                // fall into the padding are zeroed), provided the stretch read stays inside this image plane.
+                if contiguousRows && off >= 0 && off + b >= 0 {
+                    var end = oo + 1
+                    while end < oOuter && offsets[end] == offsets[end - 1] + ow { end += 1 }
+                    while end > oo && off + b + (end - oo) * ow > imageCount { end -= 1 }
+                    if end - oo > 1 {
+                        ShortRows.copy(dst, src + (off + b), (end - oo) * ow)
+                        if l > 0 || h < ow {
+                            for r in 0..<(end - oo) {
+                                let d = dst + r * ow
+                                for o in 0..<l { d[o] = 0 }
+                                for o in h..<ow { d[o] = 0 }
+                            }
+                        }
+                        dst += (end - oo) * ow
+                        oo = end
+                        continue
+                    }
+                }
+                // Rows are short (the output width): see ShortRows.
                 if off < 0 {
                     ShortRows.zero(dst, ow)
                 } else {
@@ -131,6 +156,7 @@ final class Im2ColPlan {
                     for o in h..<ow { dst[o] = 0 }
                 }
                 dst += ow
+                oo += 1
             }
         }
     }

@@ -1,0 +1,75 @@
+import Testing
+@testable import Kiln
+
+/// `Im2ColPlan.im2col` against the definition, computed naively per column row and output position.
+struct Im2ColTests {
+    struct Case: CustomTestStringConvertible, Sendable {
+        var image: [Int], kernel: [Int], pad: [Int], stride: [Int], dilation: [Int], channels = 2, samples = 3
+        var testDescription: String { "image \(image) kernel \(kernel) pad \(pad) stride \(stride) dilation \(dilation)" }
+    }
+
+    static func naive(_ c: Case, col: [Int], image: [Float]) -> [Float] {
+        let d = c.image.count
+        let kCount = c.kernel.reduce(1, *), colCount = col.reduce(1, *), imageCount = c.image.reduce(1, *)
+        let ld = c.samples * colCount
+        var out = [Float](repeating: .nan, count: c.channels * kCount * ld)
+        func unravel(_ i: Int, _ dims: [Int]) -> [Int] {
+            var r = i, idx = [Int](repeating: 0, count: dims.count)
+            for j in stride(from: dims.count - 1, through: 0, by: -1) { idx[j] = r % dims[j]; r /= dims[j] }
+            return idx
+        }
+        for s in 0..<c.samples {
+            for ch in 0..<c.channels {
+                for k in 0..<kCount {
+                    let kIdx = unravel(k, c.kernel)
+                    for o in 0..<colCount {
+                        let oIdx = unravel(o, col)
+                        var off = 0, inside = true
+                        for j in 0..<d {
+                            let i = oIdx[j] * c.stride[j] - c.pad[j] + kIdx[j] * c.dilation[j]
+                            if i < 0 || i >= c.image[j] { inside = false }
+                            off = off * c.image[j] + i
+                        }
+                        let v = inside ? image[s * c.channels * imageCount + ch * imageCount + off] : 0
+                        out[(ch * kCount + k) * ld + s * colCount + o] = v
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    @Test(arguments: [
+        Case(image: [32, 32], kernel: [3, 3], pad: [1, 1], stride: [1, 1], dilation: [1, 1]),   // same: contiguous runs
+        Case(image: [7, 9], kernel: [3, 3], pad: [1, 1], stride: [1, 1], dilation: [1, 1]),
+        Case(image: [6, 5], kernel: [5, 5], pad: [2, 2], stride: [1, 1], dilation: [1, 1]),
+        Case(image: [9, 8], kernel: [3, 3], pad: [2, 2], stride: [1, 1], dilation: [2, 2]),    // dilated, same size
+        Case(image: [8, 8], kernel: [3, 3], pad: [1, 1], stride: [2, 2], dilation: [1, 1]),
+        Case(image: [8, 8], kernel: [1, 1], pad: [0, 0], stride: [1, 1], dilation: [1, 1]),
+        Case(image: [5, 6], kernel: [3, 3], pad: [0, 0], stride: [1, 1], dilation: [1, 1]),
+        Case(image: [4, 5, 6], kernel: [3, 3, 3], pad: [1, 1, 1], stride: [1, 1, 1], dilation: [1, 1, 1]),
+        Case(image: [10], kernel: [3], pad: [1], stride: [1], dilation: [1]),
+        Case(image: [3, 11], kernel: [1, 3], pad: [0, 1], stride: [1, 1], dilation: [1, 1]),
+    ])
+    func matchesTheDefinition(_ c: Case) {
+        var col: [Int] = []
+        for j in 0..<c.image.count {
+            let span: Int = c.dilation[j] * (c.kernel[j] - 1) + 1
+            col.append((c.image[j] + 2 * c.pad[j] - span) / c.stride[j] + 1)
+        }
+        let plan = Im2ColPlan(channels: c.channels, image: c.image, col: col, kernel: c.kernel, pad: c.pad,
+                              stride: c.stride, dilation: c.dilation)
+        let imageCount = c.image.reduce(1, *)
+        var rng = SplitMix64(seed: 21)
+        let image = (0..<(c.samples * c.channels * imageCount)).map { _ in Float.random(in: 1...2, using: &rng) }
+        let expected = Self.naive(c, col: col, image: image)
+        var got = [Float](repeating: .nan, count: expected.count)
+        image.withUnsafeBufferPointer { img in
+            got.withUnsafeMutableBufferPointer { out in
+                plan.im2col(samples: c.samples, img.baseAddress!, imageStride: c.channels * imageCount,
+                            out.baseAddress!, ld: c.samples * col.reduce(1, *), parallel: false)
+            }
+        }
+        #expect(got == expected)
+    }
+}
