@@ -129,9 +129,8 @@ final class Im2ColPlan {
                         ShortRows.copy(dst, src + (off + b), (end - oo) * ow)
                         if l > 0 || h < ow {
                             for r in 0..<(end - oo) {
-                                let d = dst + r * ow
-                                for o in 0..<l { d[o] = 0 }
-                                for o in h..<ow { d[o] = 0 }
+                                ShortRows.zeroFew(dst + r * ow, l)
+                                ShortRows.zeroFew(dst + r * ow + h, ow - h)
                             }
                         }
                         dst += (end - oo) * ow
@@ -143,7 +142,7 @@ final class Im2ColPlan {
                 if off < 0 {
                     ShortRows.zero(dst, ow)
                 } else {
-                    for o in 0..<l { dst[o] = 0 }
+                    ShortRows.zeroFew(dst, l)
                     let p = src + (off + b)
                     if s == 1 {
                         ShortRows.copy(dst + l, p + l, h - l)
@@ -153,7 +152,7 @@ final class Im2ColPlan {
                         var o = l
                         while o < h { dst[o] = p[o * s]; o += 1 }
                     }
-                    for o in h..<ow { dst[o] = 0 }
+                    ShortRows.zeroFew(dst + h, ow - h)
                 }
                 dst += ow
                 oo += 1

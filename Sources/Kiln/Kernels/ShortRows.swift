@@ -63,6 +63,17 @@ enum ShortRows {
         while i < n { dst[i] += src[i] + b; i += 1 }
     }
 
+    /// `dst[0..<n] = 0` for the one or two padding columns of a row: plain stores, where a loop would become a
+    /// `memset` call costing more than the stores.
+    @inline(__always)
+    static func zeroFew(_ dst: UnsafeMutablePointer<Float>, _ n: Int) {
+        guard n > 0 else { return }
+        dst[0] = 0
+        guard n > 1 else { return }
+        dst[1] = 0
+        if n > 2 { zero(dst + 2, n - 2) }
+    }
+
     /// `dst[0..<n] = 0`.
     @inline(__always)
     static func zero(_ dst: UnsafeMutablePointer<Float>, _ n: Int) {
