@@ -3,6 +3,10 @@
 /// is copied. With nnabla's defaults (unsigned, 8 bits, delta 2e-4) the quantizer clips to
 /// `[0, 255 * delta]`, so it also does the ReLU's work. The quantizer keeps the activation's function name
 /// under the converter's prefix and its output keeps the activation output's name.
+///
+/// `quantize: false` leaves every activation as it is, as `quantizeW` / `quantizeB` do for weights. (A
+/// `FixedPointQuantize` with quantize=false passes x through, so standing it in for a ReLU would silently
+/// drop the nonlinearity; nnabla's old converter never passed `quantize` on at all.)
 public struct FixedPointActivationConverter: GraphConverter {
     public var blackList: Set<String>
     /// Function types replaced by the quantizer (nnabla's default: ReLU). Only their first input is kept.
@@ -32,7 +36,7 @@ public struct FixedPointActivationConverter: GraphConverter {
         var g = GraphRewrite(roots: outputs, prefix: name)
         let q = FixedPointQuantize(sign: sign, n: n, delta: delta, quantize: quantize, steFineGrained: true)
         for node in g.nodes {
-            guard activationFunctions.contains(node.typeName), !blackList.contains(node.typeName) else {
+            guard quantize, activationFunctions.contains(node.typeName), !blackList.contains(node.typeName) else {
                 try g.copy(node)
                 continue
             }

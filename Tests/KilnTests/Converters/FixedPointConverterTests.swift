@@ -80,4 +80,16 @@ struct FixedPointConverterTests {
         }
         #expect(throws: KilnError.self) { try FixedPointActivationConverter(delta: 0).convert([y]) }
     }
+
+    /// quantize=false must not turn an activation into the identity: a FixedPointQuantize with quantize=false
+    /// passes x through unchanged, so replacing a ReLU with it would drop the nonlinearity. Like the weight
+    /// converter's quantizeW/quantizeB, false leaves the activation as it is.
+    @Test func activationsAreKeptWhenQuantizeIsOff() throws {
+        var net = ConverterTestNetwork(seed: 7)
+        let x = try net.input([2, 6])
+        let y = try F.relu(x)
+        let r = try FixedPointActivationConverter(quantize: false).convert([y])
+        #expect(ConverterTestNetwork.types(r.outputs) == ["ReLU"])
+        #expect(try ConverterTestNetwork.evaluate(r.outputs)[0] == x.d.map { max($0, 0) })
+    }
 }
