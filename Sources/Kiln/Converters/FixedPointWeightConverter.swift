@@ -68,13 +68,10 @@ public struct FixedPointWeightConverter: GraphConverter {
                 let source = node.inputs[r.index]
                 let delta: Double
                 do {
-                    guard let d = try r.step.resolve(for: { try GraphRewrite.parameterValues(source, role: r.role, of: node) },
-                                                     sign: r.sign, n: r.n, floor: floor) else {
-                        throw ConversionSkip("it is all zeros, so no power-of-two step can be derived from it")
-                    }
-                    delta = d
+                    delta = try r.step.resolve(for: { try GraphRewrite.parameterValues(source, role: r.role, of: node) },
+                                               sign: r.sign, n: r.n, floor: floor)
                 } catch let skip as ConversionSkip {
-                    g.note("the \(r.role) of \(GraphRewrite.describe(node)) is not quantized: \(skip.reason)")
+                    g.note("the \(r.role) '\(source.name)' of \(GraphRewrite.describe(node)) is not quantized: \(skip.reason)")
                     continue
                 }
                 let q = FixedPointQuantize(sign: r.sign, n: r.n, delta: delta, quantize: true, steFineGrained: true)

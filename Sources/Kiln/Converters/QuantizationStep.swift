@@ -19,16 +19,24 @@ public enum QuantizationStep: Equatable, Sendable, ExpressibleByFloatLiteral, Cu
         }
     }
 
-    /// The step for `values`; nil when it cannot be derived (power of two of an all-zero parameter).
-    func resolve(for values: () throws -> [Float], sign: Bool, n: Int, floor: Bool) rethrows -> Double? {
+    /// The step for `values`. Throws `ConversionSkip` when no power of two can be derived: an all-zero
+    /// parameter, or a step that float32 (the quantizer's arithmetic) cannot hold, e.g. for subnormal weights.
+    func resolve(for values: () throws -> [Float], sign: Bool, n: Int, floor: Bool) throws -> Double {
         switch self {
         case .fixed(let d): return d
         case .powerOfTwo:
             let absMax = try values().reduce(Float(0)) { max($0, abs($1)) }
-            guard absMax > 0 else { return nil }
+            guard absMax > 0 else { throw ConversionSkip("it is all zeros, so no power-of-two step can be derived from it") }
             let m = sign ? n - 1 : n
+            // No magnitude bits (signed, n = 1): any step will do, the quantizer rejects the bit width itself
+            // and names the function.
+            guard m >= 1 else { return 1 }
             let e = log2(Double(absMax) / (pow(2.0, Double(m)) - 1))
-            return pow(2.0, floor ? e.rounded(.down) : e.rounded(.up))
+            let d = pow(2.0, floor ? e.rounded(.down) : e.rounded(.up))
+            guard Float(d) > 0, Float(d).isFinite else {
+                throw ConversionSkip("its power-of-two step \(d) (max |value| \(absMax), \(m) magnitude bits) is not a positive finite float32 number")
+            }
+            return d
         }
     }
 }

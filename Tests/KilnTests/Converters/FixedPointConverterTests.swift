@@ -92,4 +92,16 @@ struct FixedPointConverterTests {
         #expect(ConverterTestNetwork.types(r.outputs) == ["ReLU"])
         #expect(try ConverterTestNetwork.evaluate(r.outputs)[0] == x.d.map { max($0, 0) })
     }
+
+    /// A power-of-two step too small for float32 (tiny weights) is not a conversion error: the weight stays
+    /// unquantized with a note, like an all-zero one.
+    @Test func powerOfTwoStepsOutsideFloat32LeaveTheWeightWithANote() throws {
+        var net = ConverterTestNetwork(seed: 8)
+        let x = try net.input([2, 4])
+        let w = try net.parameter("fc/W", [4, 3], 1e-44...1e-44)
+        let y = try F.affine(x, w)
+        let r = try FixedPointWeightConverter(deltaW: .powerOfTwo).convert([y])
+        #expect(quantizers(r.outputs).isEmpty)
+        #expect(r.notes.count == 1 && r.notes[0].contains("fc/W") && r.notes[0].contains("float32"), "\(r.notes)")
+    }
 }
