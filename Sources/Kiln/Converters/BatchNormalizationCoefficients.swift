@@ -39,7 +39,7 @@ struct BatchNormalizationCoefficients {
             c0[c] = gamma[c] / sigma
             c1[c] = beta[c] - (gamma[c] * mean[c]) / sigma
             guard c0[c].isFinite && c1[c].isFinite else {
-                throw ConversionSkip("channel \(c) has variance \(variance[c]) and eps \(bn.eps): sqrt(var + eps) gives no finite scale")
+                throw ConversionSkip("channel \(c) (gamma \(gamma[c]), beta \(beta[c]), mean \(mean[c]), variance \(variance[c]), eps \(bn.eps)) gives c0 = gamma / sqrt(var + eps) = \(c0[c]) and c1 = beta - gamma * mean / sqrt(var + eps) = \(c1[c]), which are not both finite in float32")
             }
         }
         self.c0 = c0

@@ -62,6 +62,14 @@ struct InnerProductFold {
         } else {
             for o in 0..<biasCount { b[o] = k.c1[biasChannel(o)] }
         }
+        // c0 * W can overflow float32 even when c0 and W are finite; a folded layer with infinite parameters
+        // would compute something else than the BN did (and cannot be written to a graph file).
+        if let e = folded.firstIndex(where: { !$0.isFinite }) {
+            throw ConversionSkip("folding gives weight element \(e) = c0 \(k.c0[channel(e)]) * W \(wValues[e]), which is not finite in float32")
+        }
+        if let o = b.firstIndex(where: { !$0.isFinite }) {
+            throw ConversionSkip("folding gives bias element \(o) = \(b[o]), which is not finite in float32")
+        }
         weight = folded
         bias = b
     }

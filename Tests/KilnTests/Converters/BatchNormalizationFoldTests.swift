@@ -155,4 +155,37 @@ struct BatchNormalizationFoldTests {
         #expect(ConverterTestNetwork.types(l.outputs) == ["ReLU", "Mul2", "Add2"])
         try expectSameOutputs([y], l.outputs, "linear after relu")
     }
+
+    /// A fold whose weights overflow float32 leaves the BN as it is with a note, instead of building a
+    /// graph with infinite parameters (which `kiln convert` then refused to write).
+    @Test func foldsThatOverflowLeaveTheBatchNormalizationWithANote() throws {
+        var net = ConverterTestNetwork(seed: 71)
+        let x = try net.input([2, 3, 4, 4])
+        let w = try net.parameter("conv/W", [4, 3, 3, 3], 0.1...0.1)
+        var values = w.d
+        values[0] = 3e38
+        try w.setData(values)
+        let h = try F.convolution(x, w, nil, pad: [1, 1])
+        let gamma = try net.parameter("bn/gamma", [1, 4, 1, 1], 10...10)
+        let beta = try net.parameter("bn/beta", [1, 4, 1, 1])
+        let mean = try net.parameter("bn/mean", [1, 4, 1, 1], 0...0, needGrad: false)
+        let variance = try net.parameter("bn/var", [1, 4, 1, 1], 1...1, needGrad: false)
+        let y = try F.batchNormalization(h, beta, gamma, mean, variance, batchStat: false)
+        let r = try BatchNormalizationFoldedConverter().convert([y])
+        #expect(ConverterTestNetwork.types(r.outputs) == ["Convolution", "BatchNormalization"])
+        #expect(r.notes.count == 1 && r.notes[0].contains("not finite"), "\(r.notes)")
+    }
+
+    /// The note for an unrepresentable BN scale names what overflowed: here gamma, not the variance.
+    @Test func nonFiniteCoefficientNotesNameTheirInputs() throws {
+        var net = ConverterTestNetwork(seed: 72)
+        let x = try net.input([2, 3])
+        let gamma = try net.parameter("bn/gamma", [1, 3], 3e38...3e38)
+        let beta = try net.parameter("bn/beta", [1, 3])
+        let mean = try net.parameter("bn/mean", [1, 3], 0...0, needGrad: false)
+        let variance = try net.parameter("bn/var", [1, 3], 0.01...0.01, needGrad: false)
+        let y = try F.batchNormalization(x, beta, gamma, mean, variance, batchStat: false)
+        let r = try BatchNormalizationLinearConverter().convert([y])
+        #expect(r.notes.count == 1 && r.notes[0].contains("gamma"), "\(r.notes)")
+    }
 }
