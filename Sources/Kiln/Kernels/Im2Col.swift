@@ -161,13 +161,15 @@ final class Im2ColPlan {
     }
 
     /// Adds `col` (`channels*K x colCount`) into `image` (`channels x imageCount`): the adjoint of im2col.
-    func col2im(_ col: UnsafePointer<Float>, _ image: UnsafeMutablePointer<Float>) {
+    /// `col` is scratch: entries that fall into the padding may be overwritten with zeros.
+    func col2im(_ col: UnsafeMutablePointer<Float>, _ image: UnsafeMutablePointer<Float>) {
         col2im(samples: 1, col, ld: colCount, image, imageStride: 0)
     }
 
     /// The adjoint of the batched `im2col`: adds each sample's columns into its image. Threads split the
     /// channels (each owns its channels' pixels in every sample), or the samples when channels are few.
-    func col2im(samples: Int, _ col: UnsafePointer<Float>, ld: Int, _ image: UnsafeMutablePointer<Float>, imageStride: Int,
+    /// `col` is scratch: entries that fall into the padding may be overwritten with zeros.
+    func col2im(samples: Int, _ col: UnsafeMutablePointer<Float>, ld: Int, _ image: UnsafeMutablePointer<Float>, imageStride: Int,
                 parallel: Bool = true) {
         let groups = channels >= 2 * Threads.count ? 1 : samples
         let per = (samples + groups - 1) / groups
@@ -185,7 +187,7 @@ final class Im2ColPlan {
     }
 
     @inline(__always)
-    private func addRow(_ c: Int, _ k: Int, samples: Range<Int>, _ rowStart: UnsafePointer<Float>,
+    private func addRow(_ c: Int, _ k: Int, samples: Range<Int>, _ rowStart: UnsafeMutablePointer<Float>,
                         _ image: UnsafeMutablePointer<Float>, imageStride: Int) {
         let ko = k / kLast
         let kl = k - ko * kLast
@@ -194,8 +196,29 @@ final class Im2ColPlan {
         for n in samples {
             let dstImage = image + n * imageStride + c * imageCount
             var src = rowStart + n * colCount
-            for oo in 0..<oOuter {
+            var oo = 0
+            while oo < oOuter {
                 let off = offsets[oo]
+                // As in `row`: a run of rows from consecutive image rows is one addition, once the entries
+                // that fall into the padding are zeroed (they would land on the neighbouring rows' pixels).
+                if contiguousRows && off >= 0 && off + b >= 0 {
+                    var end = oo + 1
+                    while end < oOuter && offsets[end] == offsets[end - 1] + ow { end += 1 }
+                    while end > oo && off + b + (end - oo) * ow > imageCount { end -= 1 }
+                    if end - oo > 1 {
+                        if l > 0 || h < ow {
+                            for r in 0..<(end - oo) {
+                                ShortRows.zeroFew(src + r * ow, l)
+                                ShortRows.zeroFew(src + r * ow + h, ow - h)
+                            }
+                        }
+                        ShortRows.add(dstImage + (off + b), src, (end - oo) * ow)
+                        src += (end - oo) * ow
+                        oo = end
+                        continue
+                    }
+                }
+                oo += 1
                 if off >= 0 {
                     let p = dstImage + (off + b)
                     if s == 1 {

@@ -1,11 +1,43 @@
 import Testing
 @testable import Kiln
 
-/// `Im2ColPlan.im2col` against the definition, computed naively per column row and output position.
+/// `Im2ColPlan.im2col` and `col2im` against the definition, computed naively per column row and output
+/// position (col2im is im2col's adjoint: every column entry inside the image is added to its pixel).
 struct Im2ColTests {
     struct Case: CustomTestStringConvertible, Sendable {
         var image: [Int], kernel: [Int], pad: [Int], stride: [Int], dilation: [Int], channels = 2, samples = 3
         var testDescription: String { "image \(image) kernel \(kernel) pad \(pad) stride \(stride) dilation \(dilation)" }
+    }
+
+    /// Pixel index (within all samples' images) each column entry reads, -1 in the padding.
+    static func sources(_ c: Case, col: [Int]) -> [Int] {
+        let d = c.image.count
+        let kCount = c.kernel.reduce(1, *), colCount = col.reduce(1, *), imageCount = c.image.reduce(1, *)
+        let ld = c.samples * colCount
+        var out = [Int](repeating: -1, count: c.channels * kCount * ld)
+        func unravel(_ i: Int, _ dims: [Int]) -> [Int] {
+            var r = i, idx = [Int](repeating: 0, count: dims.count)
+            for j in stride(from: dims.count - 1, through: 0, by: -1) { idx[j] = r % dims[j]; r /= dims[j] }
+            return idx
+        }
+        for s in 0..<c.samples {
+            for ch in 0..<c.channels {
+                for k in 0..<kCount {
+                    let kIdx = unravel(k, c.kernel)
+                    for o in 0..<colCount {
+                        let oIdx = unravel(o, col)
+                        var off = 0, inside = true
+                        for j in 0..<d {
+                            let i = oIdx[j] * c.stride[j] - c.pad[j] + kIdx[j] * c.dilation[j]
+                            if i < 0 || i >= c.image[j] { inside = false }
+                            off = off * c.image[j] + i
+                        }
+                        if inside { out[(ch * kCount + k) * ld + s * colCount + o] = s * c.channels * imageCount + ch * imageCount + off }
+                    }
+                }
+            }
+        }
+        return out
     }
 
     static func naive(_ c: Case, col: [Int], image: [Float]) -> [Float] {
@@ -71,5 +103,40 @@ struct Im2ColTests {
             }
         }
         #expect(got == expected)
+    }
+
+    @Test(arguments: [
+        Case(image: [32, 32], kernel: [3, 3], pad: [1, 1], stride: [1, 1], dilation: [1, 1]),
+        Case(image: [7, 9], kernel: [3, 3], pad: [1, 1], stride: [1, 1], dilation: [1, 1]),
+        Case(image: [6, 5], kernel: [5, 5], pad: [2, 2], stride: [1, 1], dilation: [1, 1]),
+        Case(image: [9, 8], kernel: [3, 3], pad: [2, 2], stride: [1, 1], dilation: [2, 2]),
+        Case(image: [8, 8], kernel: [3, 3], pad: [1, 1], stride: [2, 2], dilation: [1, 1]),
+        Case(image: [5, 6], kernel: [3, 3], pad: [0, 0], stride: [1, 1], dilation: [1, 1]),
+        Case(image: [4, 5, 6], kernel: [3, 3, 3], pad: [1, 1, 1], stride: [1, 1, 1], dilation: [1, 1, 1]),
+        Case(image: [10], kernel: [3], pad: [1], stride: [1], dilation: [1]),
+    ])
+    func col2imIsTheAdjoint(_ c: Case) {
+        var col: [Int] = []
+        for j in 0..<c.image.count {
+            let span: Int = c.dilation[j] * (c.kernel[j] - 1) + 1
+            col.append((c.image[j] + 2 * c.pad[j] - span) / c.stride[j] + 1)
+        }
+        let plan = Im2ColPlan(channels: c.channels, image: c.image, col: col, kernel: c.kernel, pad: c.pad,
+                              stride: c.stride, dilation: c.dilation)
+        let imageCount = c.image.reduce(1, *)
+        var rng = SplitMix64(seed: 22)
+        let start = (0..<(c.samples * c.channels * imageCount)).map { _ in Float.random(in: -1...1, using: &rng) }
+        let src = Self.sources(c, col: col)
+        var cols = src.map { _ in Float.random(in: -1...1, using: &rng) }
+        var expected = start.map { Double($0) }
+        for (i, p) in src.enumerated() where p >= 0 { expected[p] += Double(cols[i]) }
+        var got = start
+        cols.withUnsafeMutableBufferPointer { cb in
+            got.withUnsafeMutableBufferPointer { ib in
+                plan.col2im(samples: c.samples, cb.baseAddress!, ld: c.samples * col.reduce(1, *), ib.baseAddress!,
+                            imageStride: c.channels * imageCount, parallel: false)
+            }
+        }
+        #expect(zip(got, expected).allSatisfy { abs(Double($0) - $1) <= 1e-5 })
     }
 }
