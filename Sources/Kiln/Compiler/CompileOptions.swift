@@ -24,6 +24,10 @@ public struct CompileOptions: Hashable, Sendable {
     /// compute in float32; see `HalfStorage`.
     public var precision: Precision
 
+    /// Half precision: store every activation and gradient as float16, even where rounding a float32 value
+    /// costs less memory (see `HalfStorage`). For tests: results must be the same either way.
+    var halfStorageEverywhere = false
+
     public init(clearBuffer: Bool = true, clearNoNeedGrad: Bool = true, fusion: Bool = true,
                 precision: Precision = .float) {
         self.clearBuffer = clearBuffer

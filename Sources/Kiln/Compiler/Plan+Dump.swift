@@ -22,6 +22,9 @@ extension Plan {
                     return "\(dir)\(buffers[v.buffer].name)+\(v.offset)"
                 }.joined(separator: ", ") + "\n"
             }
+            if !s.rounded.isEmpty {
+                out += "       f16  rounds " + s.rounded.map { buffers[$0].name }.joined(separator: ", ") + "\n"
+            }
             var tail = "       live \(formatBytes(live[i]))"
             if let f = freedAt[i], !f.isEmpty { tail += "  frees " + f.sorted().map { buffers[$0].name }.joined(separator: ", ") }
             out += tail + "\n"
@@ -86,6 +89,7 @@ extension Plan {
                 })),
                 ("workspace", s.workspace.map { bufferJSON($0) } ?? .null),
                 ("staging", s.staging.map { bufferJSON($0) } ?? .null),
+                ("rounded", .array(s.rounded.map { .string(buffers[$0].name) })),
                 ("live_bytes", .int(live[i])),
             ])
         }

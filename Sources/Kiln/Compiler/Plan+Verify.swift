@@ -122,6 +122,16 @@ extension Plan {
     /// different values overlap only when the values share memory in place.
     func verifyStaging() throws {
         func fail(_ s: String) -> KilnError { .planFailed("verify: \(s)") }
+        for (i, s) in steps.enumerated() {
+            for id in s.rounded where buffers[id].type.dtype != .float32 || !s.outputs.contains(id) {
+                throw fail("step \(i) rounds \(buffers[id].name), which is not a float32 value it writes")
+            }
+            // In a half plan every activation and gradient a function writes ends up holding float16 values.
+            guard options.precision == .half, s.kind == .forward || s.kind == .backward else { continue }
+            for id in s.outputs where HalfStorage.isHalfValue(buffers[id]) && !s.rounded.contains(id) {
+                throw fail("step \(i) writes \(buffers[id].name) as float32 without rounding it to float16")
+            }
+        }
         for (i, s) in steps.enumerated() where !s.staged.isEmpty {
             guard let st = s.staging else { throw fail("step \(i) stages values but has no staging buffer") }
             var regions: [(range: Range<Int>, group: Int)] = []

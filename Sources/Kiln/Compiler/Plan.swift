@@ -85,6 +85,8 @@ public struct PlanStep: Hashable, Sendable {
     /// (alive during this step only), and where each of them sits in it.
     public var staging: Int? = nil
     public var staged: [StagedValue] = []
+    /// Half-precision plans: float32 buffers the step writes whose values are rounded to float16 after it.
+    public var rounded: [Int] = []
 
     /// Every buffer the step touches: what liveness and verification look at.
     public var touched: [Int] {

@@ -115,13 +115,12 @@ struct PlanBuilder {
         var plan = Plan(mode: mode, options: options, buffers: buffers, steps: steps,
                         forwardStepCount: forwardStepCount, arenaBytes: 0, lowerBoundBytes: 0, naiveBytes: 0,
                         persistentBytes: 0, placementAlgorithm: "none")
-        if options.precision == .half { HalfStorage.narrowTransients(&plan) }
         // Lifetimes depend on the steps and options only, so one derivation serves every figure.
         var lifetimes = Liveness.lifetimes(plan)
         plan.aliases = InPlace.decide(plan, bindings, lifetimes: lifetimes)
         if options.precision == .half {
-            // Staging follows the in-place decisions, so that buffers sharing memory share staging too.
-            HalfStorage.addStaging(&plan)
+            // After the in-place decisions: buffers sharing memory keep one storage and share staging.
+            HalfStorage.apply(&plan, lifetimes: lifetimes, everywhere: options.halfStorageEverywhere)
             lifetimes = Liveness.lifetimes(plan)
         }
         plan.naiveBytes = lifetimes.reduce(0) { $0 + $1.bytes }

@@ -24,4 +24,16 @@ public enum HalfConversion {
         }
         while i < n { dst[i] = Float16(src[i]); i += 1 }
     }
+
+    /// `x[i] = Float(Float16(x[i]))`: float32 storage of float16 values.
+    public static func round(_ n: Int, _ x: UnsafeMutablePointer<Float>) {
+        var i = 0
+        while i + 8 <= n {
+            let raw = UnsafeMutableRawPointer(x + i)
+            let f = raw.loadUnaligned(as: SIMD8<Float>.self)
+            raw.storeBytes(of: SIMD8<Float>(SIMD8<Float16>(f)), as: SIMD8<Float>.self)
+            i += 8
+        }
+        while i < n { x[i] = Float(Float16(x[i])); i += 1 }
+    }
 }

@@ -94,13 +94,17 @@ public final class Executable {
                     accumulate: slots.accumulate, workspace: ws)
                 kernel = try n.function.makeBackward(b)
             }
-            if loads.isEmpty && stores.isEmpty {
+            let rounds = try step.rounded.map { id in
+                HalfRounding(values: try tensor(id).f, count: plan.buffers[id].type.count)
+            }
+            if loads.isEmpty && stores.isEmpty && rounds.isEmpty {
                 kernels.append(kernel)
             } else {
                 kernels.append {
                     for c in loads { c.widen() }
                     try kernel()
                     for c in stores { c.narrow() }
+                    for r in rounds { r.apply() }
                 }
             }
         }
@@ -171,6 +175,14 @@ struct HalfCopy {
 
     func widen() { HalfConversion.widen(count, half, float) }
     func narrow() { HalfConversion.narrow(count, float, half) }
+}
+
+/// A float32 buffer holding float16 values, rounded after the step that writes it.
+struct HalfRounding {
+    let values: UnsafeMutablePointer<Float>
+    let count: Int
+
+    func apply() { HalfConversion.round(count, values) }
 }
 
 final class SeedBox {
