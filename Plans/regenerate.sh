@@ -11,3 +11,8 @@ while read -r model batch; do
     echo "Plans/$model-$mode-b$batch.txt"
   done
 done < Plans/models.txt
+# Mixed-precision training plans (float16 storage, staging and rounding steps) of some of the zoo.
+while read -r model batch; do
+  "$KILN" plan "$model" --mode training --batch-size "$batch" --precision half > "Plans/$model-training-half-b$batch.txt"
+  echo "Plans/$model-training-half-b$batch.txt"
+done < Plans/half-models.txt

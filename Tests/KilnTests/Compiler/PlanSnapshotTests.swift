@@ -19,21 +19,30 @@ struct PlanSnapshotTests {
         }
     }
 
+    /// Mixed-precision training plans listed in Plans/half-models.txt.
+    static var halfEntries: [String] {
+        guard let text = try? String(contentsOf: plansDirectory.appendingPathComponent("half-models.txt"), encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").map(String.init)
+    }
+
     @Test func everyZooModelHasGoldenPlans() {
         #expect(Self.entries.count == 2 * Zoo.allCases.count)
     }
 
-    @Test(arguments: entries.map { "\($0.model.rawValue) \($0.batch) \($0.mode.rawValue)" })
+    @Test(arguments: entries.map { "\($0.model.rawValue) \($0.batch) \($0.mode.rawValue)" }
+                     + halfEntries.map { "\($0) training half" })
     func planMatchesGoldenDump(_ entry: String) throws {
         let parts = entry.split(separator: " ").map(String.init)
         let model = try #require(Zoo(rawValue: parts[0])), batch = try #require(Int(parts[1]))
         let mode = try #require(PlanMode(rawValue: parts[2]))
+        let half = parts.count > 3 && parts[3] == "half"
         let plan = try Parameters.isolated {
             let m = try model.build(batchSize: batch, training: mode == .training)
-            return try Compiler.plan([m.root], mode)
+            return try Compiler.plan([m.root], mode, options: CompileOptions(precision: half ? .half : .float))
         }
         try plan.verify()
-        let file = Self.plansDirectory.appendingPathComponent("\(parts[0])-\(parts[2])-b\(batch).txt")
+        let name = half ? "\(parts[0])-\(parts[2])-half-b\(batch).txt" : "\(parts[0])-\(parts[2])-b\(batch).txt"
+        let file = Self.plansDirectory.appendingPathComponent(name)
         let golden = try String(contentsOf: file, encoding: .utf8)
         let fresh = plan.dump()
         if fresh != golden {
