@@ -41,34 +41,7 @@ struct Im2ColTests {
     }
 
     static func naive(_ c: Case, col: [Int], image: [Float]) -> [Float] {
-        let d = c.image.count
-        let kCount = c.kernel.reduce(1, *), colCount = col.reduce(1, *), imageCount = c.image.reduce(1, *)
-        let ld = c.samples * colCount
-        var out = [Float](repeating: .nan, count: c.channels * kCount * ld)
-        func unravel(_ i: Int, _ dims: [Int]) -> [Int] {
-            var r = i, idx = [Int](repeating: 0, count: dims.count)
-            for j in stride(from: dims.count - 1, through: 0, by: -1) { idx[j] = r % dims[j]; r /= dims[j] }
-            return idx
-        }
-        for s in 0..<c.samples {
-            for ch in 0..<c.channels {
-                for k in 0..<kCount {
-                    let kIdx = unravel(k, c.kernel)
-                    for o in 0..<colCount {
-                        let oIdx = unravel(o, col)
-                        var off = 0, inside = true
-                        for j in 0..<d {
-                            let i = oIdx[j] * c.stride[j] - c.pad[j] + kIdx[j] * c.dilation[j]
-                            if i < 0 || i >= c.image[j] { inside = false }
-                            off = off * c.image[j] + i
-                        }
-                        let v = inside ? image[s * c.channels * imageCount + ch * imageCount + off] : 0
-                        out[(ch * kCount + k) * ld + s * colCount + o] = v
-                    }
-                }
-            }
-        }
-        return out
+        sources(c, col: col).map { $0 >= 0 ? image[$0] : 0 }
     }
 
     @Test(arguments: [
