@@ -37,11 +37,11 @@ enum HalfStorage {
         return plan
     }
 
-    /// The largest total of bytes alive at one step once `stored` are float16 (with their staging).
-    static func peak(_ plan: Plan, storing stored: Set<Int>) -> Int {
+    /// Bytes alive after each step once `stored` are float16 (with their staging).
+    static func liveBytes(_ plan: Plan, storing stored: Set<Int>) -> [Int] {
         let p = lowered(plan, storing: stored)
         let lifetimes = Liveness.lifetimes(p)
-        return Liveness.lowerBound(Liveness.storage(p, lifetimes: lifetimes), steps: p.steps.count)
+        return Liveness.liveBytes(Liveness.storage(p, lifetimes: lifetimes), steps: p.steps.count)
     }
 
     /// Values that hold float16 numbers in a half plan: intermediate float32 activations and gradients.
@@ -50,7 +50,9 @@ enum HalfStorage {
     }
 
     /// The buffers worth storing as float16: those of groups (buffers sharing memory in place, which must keep
-    /// one dtype) alive at some step that touches none of them.
+    /// one dtype) alive at some step that touches none of them, except where the staging copies of a value
+    /// make the plan's peak (LeNet's first layer: one large value read by one step): such values are given
+    /// back to float32 while that lowers the peak.
     static func storedAsHalf(_ plan: Plan, lifetimes: [BufferLifetime]) -> Set<Int> {
         var touching = [Int: Set<Int>]()
         for (s, step) in plan.steps.enumerated() {
@@ -63,23 +65,41 @@ enum HalfStorage {
             first[g] = min(first[g] ?? l.first, l.first)
             last[g] = max(last[g] ?? l.last, l.last)
         }
+        struct Candidate { var buffers: [Int]; var first: Int; var last: Int; var touching: Set<Int>; var gain: Int; var staging: Int }
         var chosen = Set<Int>()
-        var candidates: [(group: Int, buffers: [Int], bytes: Int)] = []
-        for (g, bs) in members where bs.allSatisfy({ isHalfValue(plan.buffers[$0]) }) {
-            guard let f = first[g], let l = last[g] else { continue }
-            if (touching[g]?.count ?? 0) < l - f + 1 {
-                chosen.formUnion(bs)
-                candidates.append((g, bs, plan.buffers[g].bytes))
-            }
+        var candidates: [Candidate] = []
+        for (g, bs) in members.sorted(by: { $0.key < $1.key }) where bs.allSatisfy({ isHalfValue(plan.buffers[$0]) }) {
+            guard let f = first[g], let l = last[g], let t = touching[g], t.count < l - f + 1 else { continue }
+            chosen.formUnion(bs)
+            let count = plan.buffers[g].type.count
+            let full = PlanBuilder.rounded(count * DType.float32.byteSize)
+            candidates.append(Candidate(buffers: bs, first: f, last: l, touching: t,
+                                        gain: full - PlanBuilder.rounded(count * DType.float16.byteSize), staging: full))
         }
-        // A waiting value still costs a staging copy where it is used; where that use is the plan's peak
-        // (LeNet's first layer: one large value read by one step) float32 storage can be smaller overall.
-        // Give such values back to float32, largest first, while the peak does not grow.
-        var best = peak(plan, storing: chosen)
-        for c in candidates.sorted(by: { ($0.bytes, $0.group) > ($1.bytes, $1.group) }) {
-            let trial = chosen.subtracting(c.buffers)
-            let p = peak(plan, storing: trial)
-            if p < best { best = p; chosen = trial }
+        guard !candidates.isEmpty else { return chosen }
+        // Giving a value back to float32 adds `gain` bytes over its life and removes its staging copy at the
+        // steps using it, so it can only lower the peak if it is used at a peak step. Estimate each such
+        // candidate's new peak from the live bytes (prefix and suffix maxima for the steps outside its life),
+        // take the best, and repeat.
+        var live = liveBytes(plan, storing: chosen)
+        var active = [Bool](repeating: true, count: candidates.count)
+        for _ in 0..<candidates.count {
+            let n = live.count
+            guard let peak = live.max(), n > 0 else { break }
+            var prefix = [Int](repeating: 0, count: n + 1), suffix = [Int](repeating: 0, count: n + 1)
+            for s in 0..<n { prefix[s + 1] = max(prefix[s], live[s]) }
+            for s in stride(from: n - 1, through: 0, by: -1) { suffix[s] = max(suffix[s + 1], live[s]) }
+            var best: (index: Int, peak: Int)? = nil
+            for (i, c) in candidates.enumerated() where active[i] && c.touching.contains(where: { live[$0] == peak }) {
+                var p = max(prefix[c.first], suffix[c.last + 1])
+                for s in c.first...c.last { p = max(p, live[s] + c.gain - (c.touching.contains(s) ? c.staging : 0)) }
+                if p < peak && p < (best?.peak ?? Int.max) { best = (i, p) }
+            }
+            guard let b = best else { break }
+            let c = candidates[b.index]
+            active[b.index] = false
+            chosen.subtract(c.buffers)
+            for s in c.first...c.last { live[s] += c.gain - (c.touching.contains(s) ? c.staging : 0) }
         }
         return chosen
     }
