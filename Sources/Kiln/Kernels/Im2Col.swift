@@ -121,22 +121,13 @@ final class Im2ColPlan {
                 let off = offsets[oo]
                 // A run of output rows whose image rows follow each other is one copy (then the columns that
                 // fall into the padding are zeroed), provided the stretch read stays inside this image plane.
-                if contiguousRows && off >= 0 && off + b >= 0 {
-                    var end = oo + 1
-                    while end < oOuter && offsets[end] == offsets[end - 1] + ow { end += 1 }
-                    while end > oo && off + b + (end - oo) * ow > imageCount { end -= 1 }
-                    if end - oo > 1 {
-                        ShortRows.copy(dst, src + (off + b), (end - oo) * ow)
-                        if l > 0 || h < ow {
-                            for r in 0..<(end - oo) {
-                                ShortRows.zeroFew(dst + r * ow, l)
-                                ShortRows.zeroFew(dst + r * ow + h, ow - h)
-                            }
-                        }
-                        dst += (end - oo) * ow
-                        oo = end
-                        continue
-                    }
+                let run = contiguousRun(offsets, from: oo, shift: b)
+                if run > 1 {
+                    ShortRows.copy(dst, src + (off + b), run * ow)
+                    zeroPaddingColumns(dst, rows: run, l, h)
+                    dst += run * ow
+                    oo += run
+                    continue
                 }
                 // Rows are short (the output width): see ShortRows.
                 if off < 0 {
@@ -157,6 +148,30 @@ final class Im2ColPlan {
                 dst += ow
                 oo += 1
             }
+        }
+    }
+
+    /// How many output rows from `oo` on read consecutive image rows for a kernel offset whose last-dimension
+    /// shift is `shift`, with the stretch read staying inside the image plane (0 when the rows are not
+    /// contiguous at all). Such a run is one copy (or addition) of `run * rowLength` floats.
+    @inline(__always)
+    private func contiguousRun(_ offsets: UnsafeMutablePointer<Int>, from oo: Int, shift: Int) -> Int {
+        let off = offsets[oo], ow = oLast
+        guard contiguousRows && off >= 0 && off + shift >= 0 else { return 0 }
+        var end = oo + 1
+        while end < oOuter && offsets[end] == offsets[end - 1] + ow { end += 1 }
+        while end > oo && off + shift + (end - oo) * ow > imageCount { end -= 1 }
+        return end - oo
+    }
+
+    /// Zeroes columns `[0, l)` and `[h, rowLength)` of `rows` rows: the positions that fall into the padding.
+    @inline(__always)
+    private func zeroPaddingColumns(_ p: UnsafeMutablePointer<Float>, rows: Int, _ l: Int, _ h: Int) {
+        let ow = oLast
+        guard l > 0 || h < ow else { return }
+        for r in 0..<rows {
+            ShortRows.zeroFew(p + r * ow, l)
+            ShortRows.zeroFew(p + r * ow + h, ow - h)
         }
     }
 
@@ -201,22 +216,13 @@ final class Im2ColPlan {
                 let off = offsets[oo]
                 // As in `row`: a run of rows from consecutive image rows is one addition, once the entries
                 // that fall into the padding are zeroed (they would land on the neighbouring rows' pixels).
-                if contiguousRows && off >= 0 && off + b >= 0 {
-                    var end = oo + 1
-                    while end < oOuter && offsets[end] == offsets[end - 1] + ow { end += 1 }
-                    while end > oo && off + b + (end - oo) * ow > imageCount { end -= 1 }
-                    if end - oo > 1 {
-                        if l > 0 || h < ow {
-                            for r in 0..<(end - oo) {
-                                ShortRows.zeroFew(src + r * ow, l)
-                                ShortRows.zeroFew(src + r * ow + h, ow - h)
-                            }
-                        }
-                        ShortRows.add(dstImage + (off + b), src, (end - oo) * ow)
-                        src += (end - oo) * ow
-                        oo = end
-                        continue
-                    }
+                let run = contiguousRun(offsets, from: oo, shift: b)
+                if run > 1 {
+                    zeroPaddingColumns(src, rows: run, l, h)
+                    ShortRows.add(dstImage + (off + b), src, run * ow)
+                    src += run * ow
+                    oo += run
+                    continue
                 }
                 oo += 1
                 if off >= 0 {

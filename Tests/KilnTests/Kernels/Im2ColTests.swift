@@ -40,6 +40,16 @@ struct Im2ColTests {
         return out
     }
 
+    /// Output positions per spatial dimension.
+    static func colSize(_ c: Case) -> [Int] {
+        var col: [Int] = []
+        for j in 0..<c.image.count {
+            let span: Int = c.dilation[j] * (c.kernel[j] - 1) + 1
+            col.append((c.image[j] + 2 * c.pad[j] - span) / c.stride[j] + 1)
+        }
+        return col
+    }
+
     static func naive(_ c: Case, col: [Int], image: [Float]) -> [Float] {
         sources(c, col: col).map { $0 >= 0 ? image[$0] : 0 }
     }
@@ -57,11 +67,7 @@ struct Im2ColTests {
         Case(image: [3, 11], kernel: [1, 3], pad: [0, 1], stride: [1, 1], dilation: [1, 1]),
     ])
     func matchesTheDefinition(_ c: Case) {
-        var col: [Int] = []
-        for j in 0..<c.image.count {
-            let span: Int = c.dilation[j] * (c.kernel[j] - 1) + 1
-            col.append((c.image[j] + 2 * c.pad[j] - span) / c.stride[j] + 1)
-        }
+        let col = Self.colSize(c)
         let plan = Im2ColPlan(channels: c.channels, image: c.image, col: col, kernel: c.kernel, pad: c.pad,
                               stride: c.stride, dilation: c.dilation)
         let imageCount = c.image.reduce(1, *)
@@ -89,11 +95,7 @@ struct Im2ColTests {
         Case(image: [10], kernel: [3], pad: [1], stride: [1], dilation: [1]),
     ])
     func col2imIsTheAdjoint(_ c: Case) {
-        var col: [Int] = []
-        for j in 0..<c.image.count {
-            let span: Int = c.dilation[j] * (c.kernel[j] - 1) + 1
-            col.append((c.image[j] + 2 * c.pad[j] - span) / c.stride[j] + 1)
-        }
+        let col = Self.colSize(c)
         let plan = Im2ColPlan(channels: c.channels, image: c.image, col: col, kernel: c.kernel, pad: c.pad,
                               stride: c.stride, dilation: c.dilation)
         let imageCount = c.image.reduce(1, *)
