@@ -32,5 +32,9 @@ let package = Package(
         benchmarkTarget("Kernels"),
         benchmarkTarget("Compile"),
         benchmarkTarget("Models"),
+        .executableTarget(name: "ConvEfficiency", dependencies: [
+            "BenchSupport",
+            .product(name: "Kiln", package: "Kiln"),
+        ], swiftSettings: [.swiftLanguageMode(.v5)]),
     ]
 )

@@ -187,7 +187,9 @@ final class ConvolutionEngine {
             }
             return
         }
-        for n in 0..<batch {
+        // Without a bias or an accumulation, col2im by phases sets every pixel itself: no zero pass first.
+        let overwrite = bias == nil && !accumulate && plan.col2imByPhases
+        for n in 0..<batch where !overwrite {
             let dxn = image + n * channels * imageCount
             if let bias { fillChannels(dxn, bias, accumulate: accumulate) }
             else if !accumulate { dxn.update(repeating: 0, count: channels * imageCount) }
@@ -202,7 +204,7 @@ final class ConvolutionEngine {
                 Gemm.sgemm(transA: true, m: kk, n: ld, k: self.mg, a: weight + g * self.mg * kk, b: dys, ldb: ld, beta: 0,
                            c: cols, ldc: ld)
                 plan.col2im(samples: nb, cols, ld: ld, image + n0 * self.channels * self.imageCount + g * self.cg * self.imageCount,
-                            imageStride: self.channels * self.imageCount, parallel: single)
+                            imageStride: self.channels * self.imageCount, parallel: single, overwrite: overwrite)
             }
         }
     }

@@ -25,6 +25,8 @@ final class Im2ColPlan {
     /// Stride 1 and as many output columns as image columns along the last dimension: the rows of one kernel
     /// offset, for consecutive output rows inside the image, are one contiguous stretch of the image.
     private let contiguousRows: Bool
+    /// col2im by phases for strided 2-D convolutions (nil otherwise, or where it does not apply).
+    private let strided: StridedCol2Im?
 
     /// All arrays have the spatial rank (>= 1); sizes are validated by the caller (outputs >= 1).
     init(channels: Int, image: [Int], col: [Int], kernel: [Int], pad: [Int], stride: [Int], dilation: [Int]) {
@@ -74,7 +76,12 @@ final class Im2ColPlan {
             lo[k] = l
             hi[k] = max(l, min(lastPlusOne, oLast))
         }
+        strided = StridedCol2Im(image: image, col: col, kernel: kernel, pad: pad, stride: stride, dilation: dilation,
+                                lo: lo, hi: hi)
     }
+
+    /// Whether col2im runs by phases (`StridedCol2Im`).
+    var col2imByPhases: Bool { strided != nil }
 
     deinit {
         rowOffset.deallocate()
@@ -181,11 +188,12 @@ final class Im2ColPlan {
         col2im(samples: 1, col, ld: colCount, image, imageStride: 0)
     }
 
-    /// The adjoint of the batched `im2col`: adds each sample's columns into its image. Threads split the
-    /// channels (each owns its channels' pixels in every sample), or the samples when channels are few.
-    /// `col` is scratch: entries that fall into the padding may be overwritten with zeros.
+    /// The adjoint of the batched `im2col`: adds each sample's columns into its image (with `overwrite`, sets
+    /// the image to them). Threads split the channels (each owns its channels' pixels in every sample), or the
+    /// samples when channels are few. `col` is scratch: entries that fall into the padding may be overwritten
+    /// with zeros.
     func col2im(samples: Int, _ col: UnsafeMutablePointer<Float>, ld: Int, _ image: UnsafeMutablePointer<Float>, imageStride: Int,
-                parallel: Bool = true) {
+                parallel: Bool = true, overwrite: Bool = false) {
         let groups = channels >= 2 * Threads.count ? 1 : samples
         let per = (samples + groups - 1) / groups
         let items = parallel ? channels * groups : 1
@@ -194,6 +202,16 @@ final class Im2ColPlan {
                 ? (i % self.channels, i % self.channels + 1, (i / self.channels) * per, min(samples, (i / self.channels + 1) * per))
                 : (0, self.channels, 0, samples)
             for c in cs..<ce {
+                if let strided = self.strided {
+                    for n in n0..<n1 {
+                        strided.add(planes: col + c * self.kernelCount * ld + n * self.colCount, ld: ld,
+                                    into: image + n * imageStride + c * self.imageCount, overwrite: overwrite)
+                    }
+                    continue
+                }
+                if overwrite {
+                    for n in n0..<n1 { (image + n * imageStride + c * self.imageCount).update(repeating: 0, count: self.imageCount) }
+                }
                 for k in 0..<self.kernelCount {
                     self.addRow(c, k, samples: n0..<n1, col + (c * self.kernelCount + k) * ld, image, imageStride: imageStride)
                 }

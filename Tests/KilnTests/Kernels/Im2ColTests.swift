@@ -93,6 +93,17 @@ struct Im2ColTests {
         Case(image: [5, 6], kernel: [3, 3], pad: [0, 0], stride: [1, 1], dilation: [1, 1]),
         Case(image: [4, 5, 6], kernel: [3, 3, 3], pad: [1, 1, 1], stride: [1, 1, 1], dilation: [1, 1, 1]),
         Case(image: [10], kernel: [3], pad: [1], stride: [1], dilation: [1]),
+        // Strided 2-D: col2im by phases (StridedCol2Im), including odd sizes, a phase no offset feeds,
+        // unequal strides, stride 3, dilation, padding wider than the stride and 16-wide rows (vector steps).
+        Case(image: [32, 32], kernel: [3, 3], pad: [1, 1], stride: [2, 2], dilation: [1, 1]),
+        Case(image: [16, 16], kernel: [1, 1], pad: [0, 0], stride: [2, 2], dilation: [1, 1]),
+        Case(image: [9, 7], kernel: [3, 3], pad: [1, 1], stride: [2, 2], dilation: [1, 1]),
+        Case(image: [9, 11], kernel: [3, 3], pad: [0, 0], stride: [2, 2], dilation: [1, 1]),
+        Case(image: [10, 9], kernel: [3, 2], pad: [1, 0], stride: [2, 1], dilation: [1, 1]),
+        Case(image: [11, 13], kernel: [5, 5], pad: [2, 2], stride: [3, 3], dilation: [1, 1]),
+        Case(image: [12, 12], kernel: [3, 3], pad: [2, 2], stride: [2, 2], dilation: [2, 2]),
+        Case(image: [7, 35], kernel: [4, 4], pad: [3, 3], stride: [2, 2], dilation: [1, 1]),
+        Case(image: [6, 6], kernel: [2, 2], pad: [0, 0], stride: [3, 3], dilation: [1, 1]),
     ])
     func col2imIsTheAdjoint(_ c: Case) {
         let col = Self.colSize(c)
@@ -102,16 +113,33 @@ struct Im2ColTests {
         var rng = SplitMix64(seed: 22)
         let start = (0..<(c.samples * c.channels * imageCount)).map { _ in Float.random(in: -1...1, using: &rng) }
         let src = Self.sources(c, col: col)
-        var cols = src.map { _ in Float.random(in: -1...1, using: &rng) }
-        var expected = start.map { Double($0) }
-        for (i, p) in src.enumerated() where p >= 0 { expected[p] += Double(cols[i]) }
-        var got = start
-        cols.withUnsafeMutableBufferPointer { cb in
-            got.withUnsafeMutableBufferPointer { ib in
-                plan.col2im(samples: c.samples, cb.baseAddress!, ld: c.samples * col.reduce(1, *), ib.baseAddress!,
-                            imageStride: c.channels * imageCount, parallel: false)
+        let original = src.map { _ in Float.random(in: -1...1, using: &rng) }
+        // Added into the image, or (overwrite) setting it: pixels no entry reaches become 0.
+        for overwrite in [false, true] {
+            var expected = overwrite ? start.map { _ in 0.0 } : start.map { Double($0) }
+            for (i, p) in src.enumerated() where p >= 0 { expected[p] += Double(original[i]) }
+            var got = start
+            var cols = original
+            cols.withUnsafeMutableBufferPointer { cb in
+                got.withUnsafeMutableBufferPointer { ib in
+                    plan.col2im(samples: c.samples, cb.baseAddress!, ld: c.samples * col.reduce(1, *), ib.baseAddress!,
+                                imageStride: c.channels * imageCount, parallel: false, overwrite: overwrite)
+                }
             }
+            #expect(zip(got, expected).allSatisfy { abs(Double($0) - $1) <= 1e-5 }, "overwrite \(overwrite)")
         }
-        #expect(zip(got, expected).allSatisfy { abs(Double($0) - $1) <= 1e-5 })
+    }
+
+    /// ResNet-20's downsampling layers (3x3 pad 1 and 1x1, stride 2) take the phase path, so the adjoint test
+    /// above covers the code they run.
+    @Test func stridedLayersUsePhases() {
+        for (kernel, pad, col) in [(3, 1, 16), (1, 0, 16)] {
+            let plan = Im2ColPlan(channels: 16, image: [32, 32], col: [col, col], kernel: [kernel, kernel], pad: [pad, pad],
+                                  stride: [2, 2], dilation: [1, 1])
+            #expect(plan.col2imByPhases)
+        }
+        let plain = Im2ColPlan(channels: 16, image: [32, 32], col: [32, 32], kernel: [3, 3], pad: [1, 1], stride: [1, 1],
+                               dilation: [1, 1])
+        #expect(!plain.col2imByPhases)
     }
 }
