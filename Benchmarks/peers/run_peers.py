@@ -27,7 +27,9 @@ and computes the loss in float32 with the same loss scale (the usual mixed-preci
 run for them.
 
 Usage: run_peers.py [--kiln PATH] [--venvs DIR] [--threads 1,2] [--cases all|NAME,...] [--peers kiln,nnabla,jax]
-                    [--iterations N] [--warmup N] [--json OUT]
+                    [--iterations N] [--warmup N] [--json OUT] [--speedup-pairs N]
+After the table: Kiln's time as a fraction of each peer's, its arena against XLA's temp arena, and Kiln's
+2-thread speed-up on the training cases from alternating 1-thread/2-thread pairs (default 3 pairs).
 Case names: lenet-train-64 resnet20-train-32 resnet20-train-128 lenet-infer-256 resnet20-infer-256
             resnet20-train-32-half resnet20-train-128-half.
 """
@@ -126,6 +128,54 @@ def fmt_mib(r, key):
     return "%.1f" % (float(r[key]) / 2 ** 20) if r and key in r else "-"
 
 
+def ms(r):
+    return float(r["ms_per_iteration"]) if r and "ms_per_iteration" in r else None
+
+
+def print_ratios(results, peers):
+    """Kiln's time as a fraction of each peer's (the issue's criteria read these), and Kiln's arena against
+    XLA's temp arena."""
+    if "kiln" not in peers:
+        return
+    print()
+    print("| case | thr | Kiln/nnabla time | Kiln/JAX time | Kiln arena/XLA temp |")
+    print("|---|---|---|---|---|")
+    for row in results:
+        k = row.get("kiln")
+        cells = []
+        for peer in ("nnabla", "jax"):
+            a, b = ms(k), ms(row.get(peer))
+            cells.append("%.2f" % (a / b) if a and b else "-")
+        j = row.get("jax")
+        arena = "%.2f" % (float(k["arena_bytes"]) / float(j["temp_bytes"])) \
+            if k and j and "arena_bytes" in k and "temp_bytes" in j and float(j["temp_bytes"]) > 0 else "-"
+        print("| %s | %d | %s | %s | %s |" % (row["case"], row["threads"], cells[0], cells[1], arena))
+
+
+def measure_speedups(args, cases, peers, threads):
+    """Kiln's 2-thread speed-up on each training case, from 1-thread and 2-thread runs alternated in pairs: load
+    on a shared machine drifts between the table's runs, and a pair run back to back shares most of it."""
+    if "kiln" not in peers or args.speedup_pairs <= 0 or not {1, 2} <= set(threads):
+        return {}
+    speedups = {}
+    print()
+    print("Kiln 2-thread speed-up, %d alternating pairs of `kiln bench` runs (1 thread, then 2):" % args.speedup_pairs)
+    for case in cases:
+        if case[2] != "training":
+            continue
+        ratios = []
+        for _ in range(args.speedup_pairs):
+            one, two = run_one("kiln", args, case, 1), run_one("kiln", args, case, 2)
+            if ms(one) and ms(two):
+                ratios.append(ms(one) / ms(two))
+        if ratios:
+            median = sorted(ratios)[len(ratios) // 2] if len(ratios) % 2 else \
+                sum(sorted(ratios)[len(ratios) // 2 - 1:len(ratios) // 2 + 1]) / 2
+            speedups[case[0]] = {"pairs": ratios, "median": median}
+            print("  %s: median %.2f (pairs: %s)" % (case[0], median, ", ".join("%.2f" % r for r in ratios)))
+    return speedups
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kiln", default=os.path.join(ROOT, ".build", "release", "kiln"))
@@ -137,6 +187,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--timeout", type=int, default=3600)
     ap.add_argument("--json", help="also write every raw result here")
+    ap.add_argument("--speedup-pairs", type=int, default=3,
+                    help="alternating Kiln 1-thread/2-thread runs of the training cases for the speed-up (0: none)")
     args = ap.parse_args()
 
     cases = CASES if args.cases == "all" else [c for c in CASES if c[0] in args.cases.split(",")]
@@ -194,9 +246,11 @@ def main():
             r = row.get(peer)
             if r and "error" in r:
                 print("error: %s t%d %s: %s" % (row["case"], row["threads"], peer, r["error"]))
+    print_ratios(results, peers)
+    speedups = measure_speedups(args, cases, peers, threads)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+            json.dump({"results": results, "speedups": speedups}, f, indent=1)
 
 
 if __name__ == "__main__":
