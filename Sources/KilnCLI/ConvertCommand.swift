@@ -106,6 +106,22 @@ struct ConvertCommand: ParsableCommand {
         for (flag, given, kinds) in uses where given && kinds.isDisjoint(with: converters) {
             throw ValidationError("\(flag) applies to \(kinds.map(\.rawValue).sorted().joined(separator: " and ")) only, not to \(converters.map(\.rawValue).joined(separator: ", "))")
         }
+        // A signed quantizer spends one bit on the sign: one bit leaves none for the value (FixedPointQuantize
+        // would reject it only once the conversion runs).
+        if converters.contains(.fixedPointWeight) {
+            let d = FixedPointWeightConverter()
+            for (what, flags, signed, bits) in [("weights", "--n-w/--n", signW ?? sign ?? d.signW, nW ?? n ?? d.nW),
+                                                ("biases", "--n-b/--n", signB ?? sign ?? d.signB, nB ?? n ?? d.nB)]
+            where signed && bits < 2 {
+                throw ValidationError("fixed-point-weight: signed \(what) need at least 2 bits (\(flags)), got \(bits)")
+            }
+        }
+        if converters.contains(.fixedPointActivation) {
+            let d = FixedPointActivationConverter()
+            if (sign ?? d.sign) && (n ?? d.n) < 2 {
+                throw ValidationError("fixed-point-activation: signed activations need at least 2 bits (--n), got \(n ?? d.n)")
+            }
+        }
     }
 
     var settings: ConverterSettings {

@@ -113,6 +113,12 @@ struct ConvertCommandTests {
         #expect(wrongFlag.status != 0 && wrongFlag.stderr.contains("--delta-w"), "\(wrongFlag.stderr)")
         let badType = try Self.kiln(["convert", source, "--converter", "identity", "--black-list", "Relu", "-o", out])
         #expect(badType.status != 0 && badType.stderr.contains("Relu"), "\(badType.stderr)")
+        // One bit with a sign leaves none for the value: refused while checking options, before any work.
+        let oneBit = try Self.kiln(["convert", source, "--converter", "fixed-point-weight", "--n", "1", "-o", out])
+        #expect(oneBit.status == 64 && oneBit.stderr.contains("at least 2 bits"), "\(oneBit.stderr)")
+        let oneBitUnsigned = try Self.kiln(["convert", source, "--converter", "fixed-point-activation", "--n", "1", "-o", out])
+        #expect(oneBitUnsigned.status == 0, "\(oneBitUnsigned.stderr)")
+        try? FileManager.default.removeItem(atPath: out)
         let missing = try Self.kiln(["convert", dir + "/none.json", "--converter", "identity", "-o", out])
         #expect(missing.status == 1 && missing.stderr.hasPrefix("kiln: error:"), "\(missing.stderr)")
         let garbage = dir + "/garbage.json"
