@@ -274,56 +274,14 @@ extension AxisNormalized {
         if b.inputs[0].count == 0 { return {} }
         if inner == 1 {
             return {
-                Threads.items(outer, workPerItem: size) { o in
-                    let px = x + o * size, py = y + o * size
-                    let m = Reduce.max(px, size)
-                    var s: Float = 0
-                    if isLog {
-                        for j in 0..<size { s += exp(px[j] - m) }
-                        let c = log(s)
-                        for j in 0..<size { py[j] = (px[j] - m) - c }
-                    } else {
-                        for j in 0..<size { let e = exp(px[j] - m); py[j] = e; s += e }
-                        for j in 0..<size { py[j] /= s }
-                    }
-                }
+                Threads.items(outer, workPerItem: size, SoftmaxRows(x: x, y: y, size: size, isLog: isLog))
             }
         }
         guard let ws = b.workspace?.assumingMemoryBound(to: Float.self) else { throw error("missing workspace") }
         let minWork = g.innerMinimumWork
         return {
-            Threads.chunks(inner, minimumWork: minWork) { s, e in
-                let m = ws, sum = ws + inner
-                for o in 0..<outer {
-                    let xb = x + o * size * inner, yb = y + o * size * inner
-                    for i in s..<e { m[i] = xb[i] }
-                    for j in 1..<size {
-                        let xr = xb + j * inner
-                        for i in s..<e where xr[i] > m[i] { m[i] = xr[i] }
-                    }
-                    for i in s..<e { sum[i] = 0 }
-                    for j in 0..<size {
-                        let xr = xb + j * inner, yr = yb + j * inner
-                        if isLog {
-                            for i in s..<e { sum[i] += exp(xr[i] - m[i]) }
-                        } else {
-                            for i in s..<e { let v = exp(xr[i] - m[i]); yr[i] = v; sum[i] += v }
-                        }
-                    }
-                    if isLog {
-                        for i in s..<e { sum[i] = log(sum[i]) }
-                        for j in 0..<size {
-                            let xr = xb + j * inner, yr = yb + j * inner
-                            for i in s..<e { yr[i] = (xr[i] - m[i]) - sum[i] }
-                        }
-                    } else {
-                        for j in 0..<size {
-                            let yr = yb + j * inner
-                            for i in s..<e { yr[i] /= sum[i] }
-                        }
-                    }
-                }
-            }
+            Threads.chunks(inner, minimumWork: minWork,
+                           SoftmaxColumns(x: x, y: y, ws: ws, outer: outer, size: size, inner: inner, isLog: isLog))
         }
     }
 
@@ -337,55 +295,16 @@ extension AxisNormalized {
         if b.inputTypes[0].count == 0 { return {} }
         if inner == 1 {
             return {
-                Threads.items(outer, workPerItem: size) { o in
-                    let py = y + o * size, pd = dy + o * size, px = dx + o * size
-                    var s: Float = 0
-                    if isLog {
-                        for j in 0..<size { s += pd[j] }
-                        if acc {
-                            for j in 0..<size { px[j] += pd[j] - exp(py[j]) * s }
-                        } else {
-                            for j in 0..<size { px[j] = pd[j] - exp(py[j]) * s }
-                        }
-                    } else {
-                        for j in 0..<size { s += pd[j] * py[j] }
-                        if acc {
-                            for j in 0..<size { px[j] += py[j] * (pd[j] - s) }
-                        } else {
-                            for j in 0..<size { px[j] = py[j] * (pd[j] - s) }
-                        }
-                    }
-                }
+                Threads.items(outer, workPerItem: size,
+                              SoftmaxRowsBackward(y: y, dy: dy, dx: dx, size: size, isLog: isLog, acc: acc))
             }
         }
         guard let ws = b.workspace?.assumingMemoryBound(to: Float.self) else { throw error("missing workspace") }
         let minWork = g.innerMinimumWork
         return {
-            Threads.chunks(inner, minimumWork: minWork) { s, e in
-                let sum = ws
-                for o in 0..<outer {
-                    let base = o * size * inner
-                    let yb = y + base, db = dy + base, xb = dx + base
-                    for i in s..<e { sum[i] = 0 }
-                    for j in 0..<size {
-                        let yr = yb + j * inner, dr = db + j * inner
-                        if isLog {
-                            for i in s..<e { sum[i] += dr[i] }
-                        } else {
-                            for i in s..<e { sum[i] += dr[i] * yr[i] }
-                        }
-                    }
-                    for j in 0..<size {
-                        let yr = yb + j * inner, dr = db + j * inner, xr = xb + j * inner
-                        switch (isLog, acc) {
-                        case (true, true): for i in s..<e { xr[i] += dr[i] - exp(yr[i]) * sum[i] }
-                        case (true, false): for i in s..<e { xr[i] = dr[i] - exp(yr[i]) * sum[i] }
-                        case (false, true): for i in s..<e { xr[i] += yr[i] * (dr[i] - sum[i]) }
-                        case (false, false): for i in s..<e { xr[i] = yr[i] * (dr[i] - sum[i]) }
-                        }
-                    }
-                }
-            }
+            Threads.chunks(inner, minimumWork: minWork,
+                           SoftmaxColumnsBackward(y: y, dy: dy, dx: dx, ws: ws, outer: outer, size: size, inner: inner,
+                                                  isLog: isLog, acc: acc))
         }
     }
 }
@@ -458,5 +377,117 @@ public extension F {
     /// nnabla's `F.log_softmax`; `axis` nil is the last axis (recorded resolved in the graph).
     static func logSoftmax(_ x: Variable, axis: Int? = nil) throws -> Variable {
         try apply1(LogSoftmax(axis: axis ?? x.shape.count - 1), [x])
+    }
+}
+
+/// Softmax or LogSoftmax forward over rows of `size` contiguous values.
+struct SoftmaxRows: ParallelItem {
+    let x: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>, size: Int, isLog: Bool
+    @inline(__always) func callAsFunction(_ o: Int) {
+        let px = x + o * size, py = y + o * size
+        let m = Reduce.max(px, size)
+        var s: Float = 0
+        if isLog {
+            for j in 0..<size { s += exp(px[j] - m) }
+            let c = log(s)
+            for j in 0..<size { py[j] = (px[j] - m) - c }
+        } else {
+            for j in 0..<size { let e = exp(px[j] - m); py[j] = e; s += e }
+            for j in 0..<size { py[j] /= s }
+        }
+    }
+}
+
+/// Softmax or LogSoftmax forward along a strided axis, over a range of inner positions.
+struct SoftmaxColumns: ParallelChunk {
+    let x: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>, ws: UnsafeMutablePointer<Float>, outer: Int
+    let size: Int, inner: Int, isLog: Bool
+    @inline(__always) func callAsFunction(_ s: Int, _ e: Int) {
+        let m = ws, sum = ws + inner
+        for o in 0..<outer {
+            let xb = x + o * size * inner, yb = y + o * size * inner
+            for i in s..<e { m[i] = xb[i] }
+            for j in 1..<size {
+                let xr = xb + j * inner
+                for i in s..<e where xr[i] > m[i] { m[i] = xr[i] }
+            }
+            for i in s..<e { sum[i] = 0 }
+            for j in 0..<size {
+                let xr = xb + j * inner, yr = yb + j * inner
+                if isLog {
+                    for i in s..<e { sum[i] += exp(xr[i] - m[i]) }
+                } else {
+                    for i in s..<e { let v = exp(xr[i] - m[i]); yr[i] = v; sum[i] += v }
+                }
+            }
+            if isLog {
+                for i in s..<e { sum[i] = log(sum[i]) }
+                for j in 0..<size {
+                    let xr = xb + j * inner, yr = yb + j * inner
+                    for i in s..<e { yr[i] = (xr[i] - m[i]) - sum[i] }
+                }
+            } else {
+                for j in 0..<size {
+                    let yr = yb + j * inner
+                    for i in s..<e { yr[i] /= sum[i] }
+                }
+            }
+        }
+    }
+}
+
+/// Softmax or LogSoftmax backward over rows of `size` contiguous values.
+struct SoftmaxRowsBackward: ParallelItem {
+    let y: UnsafeMutablePointer<Float>, dy: UnsafeMutablePointer<Float>, dx: UnsafeMutablePointer<Float>, size: Int
+    let isLog: Bool, acc: Bool
+    @inline(__always) func callAsFunction(_ o: Int) {
+        let py = y + o * size, pd = dy + o * size, px = dx + o * size
+        var s: Float = 0
+        if isLog {
+            for j in 0..<size { s += pd[j] }
+            if acc {
+                for j in 0..<size { px[j] += pd[j] - exp(py[j]) * s }
+            } else {
+                for j in 0..<size { px[j] = pd[j] - exp(py[j]) * s }
+            }
+        } else {
+            for j in 0..<size { s += pd[j] * py[j] }
+            if acc {
+                for j in 0..<size { px[j] += py[j] * (pd[j] - s) }
+            } else {
+                for j in 0..<size { px[j] = py[j] * (pd[j] - s) }
+            }
+        }
+    }
+}
+
+/// Softmax or LogSoftmax backward along a strided axis, over a range of inner positions.
+struct SoftmaxColumnsBackward: ParallelChunk {
+    let y: UnsafeMutablePointer<Float>, dy: UnsafeMutablePointer<Float>, dx: UnsafeMutablePointer<Float>
+    let ws: UnsafeMutablePointer<Float>, outer: Int, size: Int, inner: Int, isLog: Bool, acc: Bool
+    @inline(__always) func callAsFunction(_ s: Int, _ e: Int) {
+        let sum = ws
+        for o in 0..<outer {
+            let base = o * size * inner
+            let yb = y + base, db = dy + base, xb = dx + base
+            for i in s..<e { sum[i] = 0 }
+            for j in 0..<size {
+                let yr = yb + j * inner, dr = db + j * inner
+                if isLog {
+                    for i in s..<e { sum[i] += dr[i] }
+                } else {
+                    for i in s..<e { sum[i] += dr[i] * yr[i] }
+                }
+            }
+            for j in 0..<size {
+                let yr = yb + j * inner, dr = db + j * inner, xr = xb + j * inner
+                switch (isLog, acc) {
+                case (true, true): for i in s..<e { xr[i] += dr[i] - exp(yr[i]) * sum[i] }
+                case (true, false): for i in s..<e { xr[i] = dr[i] - exp(yr[i]) * sum[i] }
+                case (false, true): for i in s..<e { xr[i] += yr[i] * (dr[i] - sum[i]) }
+                case (false, false): for i in s..<e { xr[i] = yr[i] * (dr[i] - sum[i]) }
+                }
+            }
+        }
     }
 }

@@ -81,7 +81,7 @@ extension BroadcastBinary {
             return { Elementwise.zip(n, a, b, y, accumulate: false, BinaryForward<Self>()) }
         }
         let l = loop(sa, sb, so)
-        return { Broadcast.binary(l, a, b, y) { Self.op($0, $1) } }
+        return { Broadcast.binary(l, a, b, y, BinaryForward<Self>()) }
     }
 
     public func makeBackward(_ bind: BackwardBinding) throws -> Kernel {
@@ -120,7 +120,7 @@ extension BroadcastBinary {
         return {
             if let ga {
                 if fullA {
-                    Broadcast.gradient(l, dy, a, b, into: ga, accumulate: accA) { Self.gradA($0, $1, $2) }
+                    Broadcast.gradient(l, dy, a, b, into: ga, accumulate: accA, BinaryGradA<Self>())
                 } else {
                     Broadcast.reduce(l, dy: dy, a, b, into: ga, gCount: countA, which: 1, accumulate: accA) {
                         Self.gradA($0, $1, $2)
@@ -129,7 +129,7 @@ extension BroadcastBinary {
             }
             if let gb {
                 if fullB {
-                    Broadcast.gradient(l, dy, a, b, into: gb, accumulate: accB) { Self.gradB($0, $1, $2) }
+                    Broadcast.gradient(l, dy, a, b, into: gb, accumulate: accB, BinaryGradB<Self>())
                 } else {
                     Broadcast.reduce(l, dy: dy, a, b, into: gb, gCount: countB, which: 2, accumulate: accB) {
                         Self.gradB($0, $1, $2)
@@ -221,13 +221,7 @@ extension ScalarArithmetic {
             guard let x = b.inputs[0]?.f else { throw error("backward needs the input value") }
             return { Elementwise.zip(n, dy, x, dx, accumulate: acc, ScalarGrad<Self>(v: v)) }
         }
-        return {
-            if acc {
-                Threads.chunks(n) { s, e in for i in s..<e { dx[i] += Self.grad(dy[i], 0, v) } }
-            } else {
-                Threads.chunks(n) { s, e in for i in s..<e { dx[i] = Self.grad(dy[i], 0, v) } }
-            }
-        }
+        return { Threads.chunks(n, ScalarGradientOfOutput<Self>(dy: dy, dx: dx, v: v, acc: acc)) }
     }
 }
 
@@ -370,4 +364,16 @@ public extension Variable {
     static func / (a: Variable, c: Double) throws -> Variable { try F.mulScalar(a, val: 1 / c) }
     static func / (c: Double, a: Variable) throws -> Variable { try F.rDivScalar(a, val: c) }
     static prefix func - (a: Variable) throws -> Variable { try F.mulScalar(a, val: -1) }
+}
+
+/// The backward of a scalar function whose gradient does not read its input: `dx (+)= F.grad(dy, 0, v)`.
+struct ScalarGradientOfOutput<F: ScalarArithmetic>: ParallelChunk {
+    let dy: UnsafeMutablePointer<Float>, dx: UnsafeMutablePointer<Float>, v: Float, acc: Bool
+    @inline(__always) func callAsFunction(_ s: Int, _ e: Int) {
+        if acc {
+            for i in s..<e { dx[i] += F.grad(dy[i], 0, v) }
+        } else {
+            for i in s..<e { dx[i] = F.grad(dy[i], 0, v) }
+        }
+    }
 }

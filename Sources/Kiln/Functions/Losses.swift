@@ -65,12 +65,8 @@ public struct SoftmaxCrossEntropy: Function {
         let classes = lay.classes, inner = lay.inner
         return {
             try LossKernels.checkLabels(t, lay, function: Self.typeName, labelShape: labelShape)
-            Threads.items(lay.samples, workPerItem: 4 * classes) { j in
-                let l = Int(t[j])
-                if l < 0 { y[j] = 0; return }
-                let xb = x + lay.base(j)
-                y[j] = LossKernels.logSumExp(xb, classes, inner) - xb[l * inner]
-            }
+            Threads.items(lay.samples, workPerItem: 4 * classes,
+                          SoftmaxCrossEntropyRows(x: x, t: t, y: y, lay: lay, classes: classes, inner: inner))
         }
     }
 
@@ -82,22 +78,9 @@ public struct SoftmaxCrossEntropy: Function {
         let classes = lay.classes, inner = lay.inner
         return {
             try LossKernels.checkLabels(t, lay, function: Self.typeName, labelShape: labelShape)
-            Threads.items(lay.samples, workPerItem: 6 * classes) { j in
-                let off = lay.base(j)
-                let xb = x + off, gb = dx + off
-                let l = Int(t[j])
-                if l < 0 {
-                    if !acc { for c in 0..<classes { gb[c * inner] = 0 } }
-                    return
-                }
-                let lse = LossKernels.logSumExp(xb, classes, inner), g = dy[j]
-                if acc {
-                    for c in 0..<classes { gb[c * inner] += g * expf(xb[c * inner] - lse) }
-                } else {
-                    for c in 0..<classes { gb[c * inner] = g * expf(xb[c * inner] - lse) }
-                }
-                gb[l * inner] -= g
-            }
+            Threads.items(lay.samples, workPerItem: 6 * classes,
+                          SoftmaxCrossEntropyRowsBackward(x: x, t: t, dx: dx, dy: dy, lay: lay, classes: classes,
+                                                          inner: inner, acc: acc))
         }
     }
 }
@@ -207,7 +190,7 @@ public struct SigmoidCrossEntropy: Function {
         let x = b.inputs[0].f, y = b.outputs[0].f, n = b.inputs[0].count
         if b.inputs[1].type.dtype == .int32 {
             let t = b.inputs[1].i32
-            return { Threads.chunks(n) { s, e in for i in s..<e { y[i] = Self.loss(x[i], Float(t[i])) } } }
+            return { Threads.chunks(n, SigmoidCrossEntropyIntLabels(x: x, t: t, y: y)) }
         }
         let t = b.inputs[1].f
         return { Elementwise.zip(n, x, t, y, accumulate: false, Loss()) }
@@ -219,12 +202,7 @@ public struct SigmoidCrossEntropy: Function {
         if tt.type.dtype == .int32 {
             let t = tt.i32
             return {
-                Threads.chunks(n) { s, e in
-                    for i in s..<e {
-                        let g = dy[i] * (Self.sigmoid(x[i]) - Float(t[i]))
-                        if acc { dx[i] += g } else { dx[i] = g }
-                    }
-                }
+                Threads.chunks(n, SigmoidCrossEntropyIntLabelsBackward(x: x, t: t, dx: dx, dy: dy, acc: acc))
             }
         }
         let t = tt.f
@@ -317,15 +295,8 @@ public struct TopNError: Function {
         let classes = lay.classes, inner = lay.inner, top = n
         return {
             try LossKernels.checkLabels(t, lay, function: Self.typeName, labelShape: labelShape)
-            Threads.items(lay.samples, workPerItem: 2 * classes) { j in
-                let l = Int(t[j])
-                if l < 0 { y[j] = 0; return }
-                let xb = x + lay.base(j)
-                let threshold = xb[l * inner]
-                var count = 0
-                for c in 0..<classes where xb[c * inner] >= threshold { count += 1 }
-                y[j] = count > top ? 1 : 0
-            }
+            Threads.items(lay.samples, workPerItem: 2 * classes,
+                          TopNErrorRows(x: x, t: t, y: y, lay: lay, classes: classes, inner: inner, top: top))
         }
     }
 }
@@ -361,9 +332,7 @@ public struct BinaryError: Function {
         if b.inputs[1].type.dtype == .int32 {
             let t = b.inputs[1].i32
             return {
-                Threads.chunks(n) { s, e in
-                    for i in s..<e { y[i] = (x[i] >= 0.5) != (Float(t[i]) >= 0.5) ? 1 : 0 }
-                }
+                Threads.chunks(n, BinaryErrorIntLabels(x: x, t: t, y: y))
             }
         }
         let t = b.inputs[1].f
@@ -400,5 +369,82 @@ public extension F {
     /// nnabla's `F.binary_error(x, target)` (forward only).
     static func binaryError(_ x: Variable, _ target: Variable) throws -> Variable {
         try apply1(BinaryError(), [x, target])
+    }
+}
+
+/// SoftmaxCrossEntropy forward, one sample per item.
+struct SoftmaxCrossEntropyRows: ParallelItem {
+    let x: UnsafeMutablePointer<Float>, t: UnsafeMutablePointer<Int32>, y: UnsafeMutablePointer<Float>
+    let lay: LossKernels.ClassLayout, classes: Int, inner: Int
+    @inline(__always) func callAsFunction(_ j: Int) {
+        let l = Int(t[j])
+        if l < 0 { y[j] = 0; return }
+        let xb = x + lay.base(j)
+        y[j] = LossKernels.logSumExp(xb, classes, inner) - xb[l * inner]
+    }
+}
+
+/// SoftmaxCrossEntropy backward, one sample per item.
+struct SoftmaxCrossEntropyRowsBackward: ParallelItem {
+    let x: UnsafeMutablePointer<Float>, t: UnsafeMutablePointer<Int32>, dx: UnsafeMutablePointer<Float>
+    let dy: UnsafeMutablePointer<Float>, lay: LossKernels.ClassLayout, classes: Int, inner: Int, acc: Bool
+    @inline(__always) func callAsFunction(_ j: Int) {
+        let off = lay.base(j)
+        let xb = x + off, gb = dx + off
+        let l = Int(t[j])
+        if l < 0 {
+            if !acc { for c in 0..<classes { gb[c * inner] = 0 } }
+            return
+        }
+        let lse = LossKernels.logSumExp(xb, classes, inner), g = dy[j]
+        if acc {
+            for c in 0..<classes { gb[c * inner] += g * expf(xb[c * inner] - lse) }
+        } else {
+            for c in 0..<classes { gb[c * inner] = g * expf(xb[c * inner] - lse) }
+        }
+        gb[l * inner] -= g
+    }
+}
+
+/// SigmoidCrossEntropy forward with int32 labels.
+struct SigmoidCrossEntropyIntLabels: ParallelChunk {
+    let x: UnsafeMutablePointer<Float>, t: UnsafeMutablePointer<Int32>, y: UnsafeMutablePointer<Float>
+    @inline(__always) func callAsFunction(_ s: Int, _ e: Int) {
+        for i in s..<e { y[i] = SigmoidCrossEntropy.loss(x[i], Float(t[i])) }
+    }
+}
+
+/// SigmoidCrossEntropy backward with int32 labels.
+struct SigmoidCrossEntropyIntLabelsBackward: ParallelChunk {
+    let x: UnsafeMutablePointer<Float>, t: UnsafeMutablePointer<Int32>, dx: UnsafeMutablePointer<Float>
+    let dy: UnsafeMutablePointer<Float>, acc: Bool
+    @inline(__always) func callAsFunction(_ s: Int, _ e: Int) {
+        for i in s..<e {
+            let g = dy[i] * (SigmoidCrossEntropy.sigmoid(x[i]) - Float(t[i]))
+            if acc { dx[i] += g } else { dx[i] = g }
+        }
+    }
+}
+
+/// TopNError, one sample per item.
+struct TopNErrorRows: ParallelItem {
+    let x: UnsafeMutablePointer<Float>, t: UnsafeMutablePointer<Int32>, y: UnsafeMutablePointer<Float>
+    let lay: LossKernels.ClassLayout, classes: Int, inner: Int, top: Int
+    @inline(__always) func callAsFunction(_ j: Int) {
+        let l = Int(t[j])
+        if l < 0 { y[j] = 0; return }
+        let xb = x + lay.base(j)
+        let threshold = xb[l * inner]
+        var count = 0
+        for c in 0..<classes where xb[c * inner] >= threshold { count += 1 }
+        y[j] = count > top ? 1 : 0
+    }
+}
+
+/// BinaryError with int32 labels.
+struct BinaryErrorIntLabels: ParallelChunk {
+    let x: UnsafeMutablePointer<Float>, t: UnsafeMutablePointer<Int32>, y: UnsafeMutablePointer<Float>
+    @inline(__always) func callAsFunction(_ s: Int, _ e: Int) {
+        for i in s..<e { y[i] = (x[i] >= 0.5) != (Float(t[i]) >= 0.5) ? 1 : 0 }
     }
 }

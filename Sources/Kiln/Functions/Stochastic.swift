@@ -92,9 +92,7 @@ public struct Dropout: Function {
         return {
             stream.run &+= 1
             let base = stream.base(stream.run)
-            Threads.chunks(n) { lo, hi in
-                for i in lo..<hi { y[i] = DropoutStream.keep(base, i, threshold: t) ? x[i] * s : 0 }
-            }
+            Threads.chunks(n, DropoutForward(x: x, y: y, base: base, t: t, s: s))
         }
     }
 
@@ -104,13 +102,7 @@ public struct Dropout: Function {
         let stream = stream, t = threshold, s = scale
         return {
             let base = stream.base(stream.run)
-            Threads.chunks(n) { lo, hi in
-                if acc {
-                    for i in lo..<hi where DropoutStream.keep(base, i, threshold: t) { dx[i] += dy[i] * s }
-                } else {
-                    for i in lo..<hi { dx[i] = DropoutStream.keep(base, i, threshold: t) ? dy[i] * s : 0 }
-                }
-            }
+            Threads.chunks(n, DropoutBackward(dy: dy, dx: dx, base: base, t: t, s: s, acc: acc))
         }
     }
 }
@@ -119,5 +111,25 @@ public extension F {
     /// nnabla's `F.dropout(x, p=0.5, seed=-1)`.
     static func dropout(_ x: Variable, p: Double = 0.5, seed: Int = -1) throws -> Variable {
         try apply1(Dropout(p: p, seed: seed), [x])
+    }
+}
+
+/// Dropout forward: kept elements scaled, the others 0.
+struct DropoutForward: ParallelChunk {
+    let x: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>, base: UInt64, t: UInt32, s: Float
+    @inline(__always) func callAsFunction(_ lo: Int, _ hi: Int) {
+        for i in lo..<hi { y[i] = DropoutStream.keep(base, i, threshold: t) ? x[i] * s : 0 }
+    }
+}
+
+/// Dropout backward: the gradient through the kept elements, scaled.
+struct DropoutBackward: ParallelChunk {
+    let dy: UnsafeMutablePointer<Float>, dx: UnsafeMutablePointer<Float>, base: UInt64, t: UInt32, s: Float, acc: Bool
+    @inline(__always) func callAsFunction(_ lo: Int, _ hi: Int) {
+        if acc {
+            for i in lo..<hi where DropoutStream.keep(base, i, threshold: t) { dx[i] += dy[i] * s }
+        } else {
+            for i in lo..<hi { dx[i] = DropoutStream.keep(base, i, threshold: t) ? dy[i] * s : 0 }
+        }
     }
 }

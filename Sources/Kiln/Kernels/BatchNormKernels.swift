@@ -126,19 +126,10 @@ public enum BatchNormKernels {
                                        decay: Float, eps: Double) {
         let m = l.perChannel
         let unbias = Double(m) / Double(m - 1)
-        Threads.items(l.channels, workPerItem: 3 * m) { c in
-            let (mean, variance) = moments(l, c, x)
-            let scale = Float(Double(gamma?[c] ?? 1) / (variance + eps).squareRoot())
-            let b = beta?[c] ?? 0
-            let mf = Float(mean)
-            runs(l, c) { o, n in
-                for i in 0..<n { y[o + i] = (x[o + i] - mf) * scale + b }
-            }
-            runningMean[c] = decay * runningMean[c] + (1 - decay) * mf
-            runningVar[c] = decay * runningVar[c] + (1 - decay) * Float(variance * unbias)
-            batchMean?[c] = mf
-            batchVar?[c] = Float(variance)
-        }
+        Threads.items(l.channels, workPerItem: 3 * m,
+                      TrainingForwardChannels(l: l, x: x, beta: beta, gamma: gamma, runningMean: runningMean,
+                                              runningVar: runningVar, y: y, batchMean: batchMean, batchVar: batchVar,
+                                              decay: decay, eps: eps, unbias: unbias))
     }
 
     /// The factor of test mode, `gamma / sqrt(var + eps)`: one definition for the BN kernel and fused epilogues.
@@ -151,13 +142,9 @@ public enum BatchNormKernels {
     public static func testForward(_ l: Layout, x: UnsafePointer<Float>, beta: UnsafePointer<Float>?,
                                    gamma: UnsafePointer<Float>?, mean: UnsafePointer<Float>,
                                    variance: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, eps: Double) {
-        Threads.items(l.channels, workPerItem: l.perChannel) { c in
-            let scale = testScale(gamma: gamma?[c], variance: variance[c], eps: eps)
-            let b = beta?[c] ?? 0, mf = mean[c]
-            runs(l, c) { o, n in
-                for i in 0..<n { y[o + i] = (x[o + i] - mf) * scale + b }
-            }
-        }
+        Threads.items(l.channels, workPerItem: l.perChannel,
+                      TestForwardChannels(l: l, x: x, beta: beta, gamma: gamma, mean: mean, variance: variance, y: y,
+                                          eps: eps))
     }
 
     /// Training backward. The batch statistics are recomputed from x. `dMean`/`dVar` are the gradients of the
@@ -172,36 +159,9 @@ public enum BatchNormKernels {
                                         eps: Double, sums: UnsafeMutablePointer<Float>) {
         let mInt = l.perChannel
         let m = Double(mInt)
-        Threads.items(l.channels, workPerItem: 4 * mInt) { c in
-            let k = pivot(l, c, x)
-            var sx = 0.0, sxx = 0.0, sdy = 0.0, sdyx = 0.0
-            runs(l, c) { o, n in
-                let (a, b, g, h) = backwardSums(x + o, dy + o, n, pivot: k)
-                sx += a; sxx += b; sdy += g; sdyx += h
-            }
-            let shifted = sx / m
-            let mean = k + shifted
-            let variance = max(sxx / m - shifted * shifted, 0)
-            let invStd = 1 / (variance + eps).squareRoot()
-            let mf = Float(mean)
-            sdyx = (sdyx - shifted * sdy) * invStd // sum(dy * xhat), from sum(dy * (x - k))
-            sums[c] = Float(sdy)
-            sums[l.channels + c] = Float(sdyx)
-            guard let dx else { return }
-            let g = Double(gamma?[c] ?? 1)
-            let a = g * invStd
-            // dx = a*(dy - mean(dy) - xhat*mean(dy*xhat)) + dVar*2(x-mu)/M + dMean/M
-            let coefX = -a * invStd * sdyx / m + 2 * Double(dVar?[c] ?? 0) / m
-            let constant = -a * sdy / m + Double(dMean?[c] ?? 0) / m
-            let af = Float(a), bf = Float(coefX), cf = Float(constant)
-            runs(l, c) { o, n in
-                if accumulateX {
-                    for i in 0..<n { dx[o + i] += af * dy[o + i] + bf * (x[o + i] - mf) + cf }
-                } else {
-                    for i in 0..<n { dx[o + i] = af * dy[o + i] + bf * (x[o + i] - mf) + cf }
-                }
-            }
-        }
+        Threads.items(l.channels, workPerItem: 4 * mInt,
+                      TrainingBackwardChannels(l: l, x: x, gamma: gamma, dy: dy, dMean: dMean, dVar: dVar, dx: dx,
+                                               accumulateX: accumulateX, m: m, eps: eps, sums: sums))
         storeParameterGrads(l.channels, sums, dBeta, accumulateBeta, dGamma, accumulateGamma)
     }
 
@@ -214,29 +174,9 @@ public enum BatchNormKernels {
                                     dGamma: UnsafeMutablePointer<Float>?, accumulateGamma: Bool,
                                     eps: Double, sums: UnsafeMutablePointer<Float>) {
         let wantSums = dBeta != nil || dGamma != nil
-        Threads.items(l.channels, workPerItem: 2 * l.perChannel) { c in
-            let invStd = 1 / (Double(variance[c]) + eps).squareRoot()
-            if wantSums, let x {
-                let mu = Double(mean[c])
-                var sdy = 0.0, sdyx = 0.0
-                runs(l, c) { o, n in
-                    let (a, b) = gradientSums(dy + o, x + o, n, mu)
-                    sdy += a
-                    sdyx += b
-                }
-                sums[c] = Float(sdy)
-                sums[l.channels + c] = Float(sdyx * invStd)
-            }
-            guard let dx else { return }
-            let af = Float(Double(gamma?[c] ?? 1) * invStd)
-            runs(l, c) { o, n in
-                if accumulateX {
-                    for i in 0..<n { dx[o + i] += af * dy[o + i] }
-                } else {
-                    for i in 0..<n { dx[o + i] = af * dy[o + i] }
-                }
-            }
-        }
+        Threads.items(l.channels, workPerItem: 2 * l.perChannel,
+                      TestBackwardChannels(l: l, x: x, gamma: gamma, mean: mean, variance: variance, dy: dy, dx: dx,
+                                           accumulateX: accumulateX, wantSums: wantSums, eps: eps, sums: sums))
         storeParameterGrads(l.channels, sums, dBeta, accumulateBeta, dGamma, accumulateGamma)
     }
 
@@ -249,6 +189,107 @@ public enum BatchNormKernels {
         }
         if let dGamma {
             for i in 0..<c { dGamma[i] = (accG ? dGamma[i] : 0) + sums[c + i] }
+        }
+    }
+}
+
+/// Batch normalisation training forward, one channel per item.
+struct TrainingForwardChannels: ParallelItem {
+    let l: BatchNormKernels.Layout, x: UnsafePointer<Float>, beta: UnsafePointer<Float>?, gamma: UnsafePointer<Float>?
+    let runningMean: UnsafeMutablePointer<Float>, runningVar: UnsafeMutablePointer<Float>
+    let y: UnsafeMutablePointer<Float>, batchMean: UnsafeMutablePointer<Float>?
+    let batchVar: UnsafeMutablePointer<Float>?, decay: Float, eps: Double, unbias: Double
+    @inline(__always) func callAsFunction(_ c: Int) {
+        let (mean, variance) = BatchNormKernels.moments(l, c, x)
+        let scale = Float(Double(gamma?[c] ?? 1) / (variance + eps).squareRoot())
+        let b = beta?[c] ?? 0
+        let mf = Float(mean)
+        BatchNormKernels.runs(l, c) { o, n in
+            for i in 0..<n { y[o + i] = (x[o + i] - mf) * scale + b }
+        }
+        runningMean[c] = decay * runningMean[c] + (1 - decay) * mf
+        runningVar[c] = decay * runningVar[c] + (1 - decay) * Float(variance * unbias)
+        batchMean?[c] = mf
+        batchVar?[c] = Float(variance)
+    }
+}
+
+/// Batch normalisation test forward, one channel per item.
+struct TestForwardChannels: ParallelItem {
+    let l: BatchNormKernels.Layout, x: UnsafePointer<Float>, beta: UnsafePointer<Float>?, gamma: UnsafePointer<Float>?
+    let mean: UnsafePointer<Float>, variance: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, eps: Double
+    @inline(__always) func callAsFunction(_ c: Int) {
+        let scale = BatchNormKernels.testScale(gamma: gamma?[c], variance: variance[c], eps: eps)
+        let b = beta?[c] ?? 0, mf = mean[c]
+        BatchNormKernels.runs(l, c) { o, n in
+            for i in 0..<n { y[o + i] = (x[o + i] - mf) * scale + b }
+        }
+    }
+}
+
+/// Batch normalisation training backward, one channel per item.
+struct TrainingBackwardChannels: ParallelItem {
+    let l: BatchNormKernels.Layout, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>?, dy: UnsafePointer<Float>
+    let dMean: UnsafePointer<Float>?, dVar: UnsafePointer<Float>?, dx: UnsafeMutablePointer<Float>?, accumulateX: Bool
+    let m: Double, eps: Double, sums: UnsafeMutablePointer<Float>
+    @inline(__always) func callAsFunction(_ c: Int) {
+        let k = BatchNormKernels.pivot(l, c, x)
+        var sx = 0.0, sxx = 0.0, sdy = 0.0, sdyx = 0.0
+        BatchNormKernels.runs(l, c) { o, n in
+            let (a, b, g, h) = BatchNormKernels.backwardSums(x + o, dy + o, n, pivot: k)
+            sx += a; sxx += b; sdy += g; sdyx += h
+        }
+        let shifted = sx / m
+        let mean = k + shifted
+        let variance = max(sxx / m - shifted * shifted, 0)
+        let invStd = 1 / (variance + eps).squareRoot()
+        let mf = Float(mean)
+        sdyx = (sdyx - shifted * sdy) * invStd // sum(dy * xhat), from sum(dy * (x - k))
+        sums[c] = Float(sdy)
+        sums[l.channels + c] = Float(sdyx)
+        guard let dx else { return }
+        let g = Double(gamma?[c] ?? 1)
+        let a = g * invStd
+        // dx = a*(dy - mean(dy) - xhat*mean(dy*xhat)) + dVar*2(x-mu)/M + dMean/M
+        let coefX = -a * invStd * sdyx / m + 2 * Double(dVar?[c] ?? 0) / m
+        let constant = -a * sdy / m + Double(dMean?[c] ?? 0) / m
+        let af = Float(a), bf = Float(coefX), cf = Float(constant)
+        BatchNormKernels.runs(l, c) { o, n in
+            if accumulateX {
+                for i in 0..<n { dx[o + i] += af * dy[o + i] + bf * (x[o + i] - mf) + cf }
+            } else {
+                for i in 0..<n { dx[o + i] = af * dy[o + i] + bf * (x[o + i] - mf) + cf }
+            }
+        }
+    }
+}
+
+/// Batch normalisation test backward, one channel per item.
+struct TestBackwardChannels: ParallelItem {
+    let l: BatchNormKernels.Layout, x: UnsafePointer<Float>?, gamma: UnsafePointer<Float>?, mean: UnsafePointer<Float>
+    let variance: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, accumulateX: Bool
+    let wantSums: Bool, eps: Double, sums: UnsafeMutablePointer<Float>
+    @inline(__always) func callAsFunction(_ c: Int) {
+        let invStd = 1 / (Double(variance[c]) + eps).squareRoot()
+        if wantSums, let x {
+            let mu = Double(mean[c])
+            var sdy = 0.0, sdyx = 0.0
+            BatchNormKernels.runs(l, c) { o, n in
+                let (a, b) = BatchNormKernels.gradientSums(dy + o, x + o, n, mu)
+                sdy += a
+                sdyx += b
+            }
+            sums[c] = Float(sdy)
+            sums[l.channels + c] = Float(sdyx * invStd)
+        }
+        guard let dx else { return }
+        let af = Float(Double(gamma?[c] ?? 1) * invStd)
+        BatchNormKernels.runs(l, c) { o, n in
+            if accumulateX {
+                for i in 0..<n { dx[o + i] += af * dy[o + i] }
+            } else {
+                for i in 0..<n { dx[o + i] = af * dy[o + i] }
+            }
         }
     }
 }

@@ -108,10 +108,15 @@ public enum Broadcast {
 
     /// `out[i] = op(a[ia], b[ib])` over a loop whose operands are (out, a, b); `out` is contiguous.
     @inline(__always)
-    public static func binary(_ loop: StridedLoop, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
-                              _ out: UnsafeMutablePointer<Float>, _ op: (Float, Float) -> Float) {
-        let n = loop.inner, ia = loop.i1, ib = loop.i2
-        Threads.chunks(loop.outer, minimumWork: loop.minimumRows) { s, e in
+    static func binary<Op: BinaryFloatOp>(_ loop: StridedLoop, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                                          _ out: UnsafeMutablePointer<Float>, _ op: Op) {
+        Threads.chunks(loop.outer, minimumWork: loop.minimumRows, BinaryRows(loop: loop, a: a, b: b, out: out, op: op))
+    }
+
+    struct BinaryRows<Op: BinaryFloatOp>: ParallelChunk {
+        let loop: StridedLoop, a: UnsafePointer<Float>, b: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, op: Op
+        @inline(__always) func callAsFunction(_ s: Int, _ e: Int) {
+            let n = loop.inner, ia = loop.i1, ib = loop.i2
             loop.rows(s, e) { o0, o1, o2 in
                 let y = out + o0, pa = a + o1, pb = b + o2
                 if ia == 1 && ib == 1 {
@@ -155,11 +160,18 @@ public enum Broadcast {
     /// Gradient of an operand that has the loop's full (output) shape: `g[i] (+)= op(dy[i], a[ia], b[ib])`
     /// over a loop whose operands are (dy, a, b). Rows write disjoint elements, so this runs in parallel.
     @inline(__always)
-    public static func gradient(_ loop: StridedLoop, _ dy: UnsafePointer<Float>, _ a: UnsafePointer<Float>,
-                                _ b: UnsafePointer<Float>, into g: UnsafeMutablePointer<Float>, accumulate: Bool,
-                                _ op: (Float, Float, Float) -> Float) {
-        let n = loop.inner, ia = loop.i1, ib = loop.i2
-        Threads.chunks(loop.outer, minimumWork: loop.minimumRows) { s, e in
+    static func gradient<Op: TernaryFloatOp>(_ loop: StridedLoop, _ dy: UnsafePointer<Float>, _ a: UnsafePointer<Float>,
+                                             _ b: UnsafePointer<Float>, into g: UnsafeMutablePointer<Float>,
+                                             accumulate: Bool, _ op: Op) {
+        Threads.chunks(loop.outer, minimumWork: loop.minimumRows,
+                       GradientRows(loop: loop, dy: dy, a: a, b: b, g: g, accumulate: accumulate, op: op))
+    }
+
+    struct GradientRows<Op: TernaryFloatOp>: ParallelChunk {
+        let loop: StridedLoop, dy: UnsafePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>
+        let g: UnsafeMutablePointer<Float>, accumulate: Bool, op: Op
+        @inline(__always) func callAsFunction(_ s: Int, _ e: Int) {
+            let n = loop.inner, ia = loop.i1, ib = loop.i2
             loop.rows(s, e) { o0, o1, o2 in
                 let pd = dy + o0, pg = g + o0, pa = a + o1, pb = b + o2
                 if accumulate {

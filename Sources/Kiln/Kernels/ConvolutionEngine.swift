@@ -73,14 +73,96 @@ final class ConvolutionEngine {
     /// Calls `body(part, n0, nb)` for every chunk of samples, chunks spread round-robin over the threads.
     /// `p` is read once by the caller (`activeParts`): Threads.count may change meanwhile on another thread,
     /// and the caller's bookkeeping must match the parts that ran.
-    private func forEachChunk(parts p: Int, _ body: (Int, Int, Int) -> Void) {
-        let chunks = (batch + chunk - 1) / chunk
-        Threads.parts(p) { part in
+    private func forEachChunk<B: ConvolutionChunk>(parts p: Int, _ body: B) {
+        Threads.parts(p, ChunkParts(body: body, batch: batch, chunk: chunk, parts: p))
+    }
+
+    /// Part `part` takes chunks `part, part + parts, ...`.
+    private struct ChunkParts<B: ConvolutionChunk>: ParallelPart {
+        let body: B, batch: Int, chunk: Int, parts: Int
+        @inline(__always) func callAsFunction(_ part: Int) {
+            let chunks = (batch + chunk - 1) / chunk
             var c = part
             while c < chunks {
                 let n0 = c * chunk
                 body(part, n0, min(chunk, batch - n0))
-                c += p
+                c += parts
+            }
+        }
+    }
+
+    /// One chunk of samples of `forward`: im2col, one product per group, scatter into the output.
+    private struct ForwardChunk: ConvolutionChunk {
+        let engine: ConvolutionEngine, plan: Im2ColPlan
+        let image: UnsafePointer<Float>, weight: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>
+        let bias: UnsafePointer<Float>?, accumulate: Bool, workspace: UnsafeMutablePointer<Float>
+        let epilogue: ConvEpilogue?, single: Bool
+
+        @inline(__always) func callAsFunction(_ part: Int, _ n0: Int, _ nb: Int) {
+            let e = engine, kk = e.cg * e.kernelCount
+            let ld = nb * e.colCount
+            let cols = workspace + part * e.slice, out = cols + kk * ld
+            for g in 0..<e.group {
+                plan.im2col(samples: nb, image + n0 * e.channels * e.imageCount + g * e.cg * e.imageCount,
+                            imageStride: e.channels * e.imageCount, cols, ld: ld, parallel: single)
+                Gemm.sgemm(m: e.mg, n: ld, k: kk, a: weight + g * e.mg * kk, b: cols, ldb: ld, beta: 0, c: out, ldc: ld)
+                // Scatter [m][sample][pos] into [sample][m][pos], adding the bias on the way.
+                for i in 0..<(nb * e.mg) {
+                    let s = i / e.mg, m = i - s * e.mg
+                    let src = out + m * ld + s * e.colCount
+                    let offset = (n0 + s) * e.outmaps * e.colCount + (g * e.mg + m) * e.colCount
+                    let dst = col + offset
+                    let b = bias.map { $0[g * e.mg + m] } ?? 0
+                    if let epilogue {
+                        epilogue.apply(map: g * e.mg + m, src, dst, plus: b, e.colCount, offset: offset)
+                    } else if accumulate {
+                        ShortRows.add(dst, src, plus: b, e.colCount)
+                    } else {
+                        ShortRows.copy(dst, src, plus: b, e.colCount)
+                    }
+                }
+            }
+        }
+    }
+
+    /// One chunk of samples of `backwardData`: gather dY, one product per group, col2im.
+    private struct BackwardDataChunk: ConvolutionChunk {
+        let engine: ConvolutionEngine, plan: Im2ColPlan
+        let col: UnsafePointer<Float>, weight: UnsafePointer<Float>, image: UnsafeMutablePointer<Float>
+        let workspace: UnsafeMutablePointer<Float>, single: Bool, overwrite: Bool
+
+        @inline(__always) func callAsFunction(_ part: Int, _ n0: Int, _ nb: Int) {
+            let e = engine, kk = e.cg * e.kernelCount
+            let ld = nb * e.colCount
+            let cols = workspace + part * e.slice, dys = cols + kk * ld
+            for g in 0..<e.group {
+                e.gather(col, n0: n0, nb: nb, g: g, into: dys, ld: ld)
+                Gemm.sgemm(transA: true, m: kk, n: ld, k: e.mg, a: weight + g * e.mg * kk, b: dys, ldb: ld, beta: 0,
+                           c: cols, ldc: ld)
+                plan.col2im(samples: nb, cols, ld: ld, image + n0 * e.channels * e.imageCount + g * e.cg * e.imageCount,
+                            imageStride: e.channels * e.imageCount, parallel: single, overwrite: overwrite)
+            }
+        }
+    }
+
+    /// One chunk of samples of `backwardWeight`: im2col and gather dY, then the transposed weight gradient
+    /// product into the part's private accumulator.
+    private struct BackwardWeightChunk: ConvolutionChunk {
+        let engine: ConvolutionEngine, plan: Im2ColPlan
+        let image: UnsafePointer<Float>, col: UnsafePointer<Float>, workspace: UnsafeMutablePointer<Float>, single: Bool
+
+        @inline(__always) func callAsFunction(_ part: Int, _ n0: Int, _ nb: Int) {
+            let e = engine, kk = e.cg * e.kernelCount
+            let ld = nb * e.colCount
+            let cols = workspace + part * e.slice, dys = cols + kk * ld
+            let target = cols + (kk + e.mg) * e.chunk * e.colCount
+            let beta: Float = n0 == part * e.chunk ? 0 : 1
+            for g in 0..<e.group {
+                plan.im2col(samples: nb, image + n0 * e.channels * e.imageCount + g * e.cg * e.imageCount,
+                            imageStride: e.channels * e.imageCount, cols, ld: ld, parallel: single)
+                e.gather(col, n0: n0, nb: nb, g: g, into: dys, ld: ld)
+                Gemm.sgemm(transB: true, m: kk, n: e.mg, k: ld, a: cols, lda: ld, b: dys, ldb: ld,
+                           beta: beta, c: target + g * kk * e.mg, ldc: e.mg)
             }
         }
     }
@@ -100,7 +182,6 @@ final class ConvolutionEngine {
     func forward(image: UnsafePointer<Float>, weight: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>,
                  bias: UnsafePointer<Float>?, accumulate: Bool, workspace: UnsafeMutablePointer<Float>?,
                  epilogue: ConvEpilogue? = nil) {
-        let kk = cg * kernelCount
         guard let plan, let workspace else {
             pointwiseForward(image: image, weight: weight, col: col, bias: bias, accumulate: accumulate)
             if let epilogue {
@@ -115,30 +196,8 @@ final class ConvolutionEngine {
         }
         let p = activeParts
         let single = p == 1
-        forEachChunk(parts: p) { part, n0, nb in
-            let ld = nb * self.colCount
-            let cols = workspace + part * self.slice, out = cols + kk * ld
-            for g in 0..<self.group {
-                plan.im2col(samples: nb, image + n0 * self.channels * self.imageCount + g * self.cg * self.imageCount,
-                            imageStride: self.channels * self.imageCount, cols, ld: ld, parallel: single)
-                Gemm.sgemm(m: self.mg, n: ld, k: kk, a: weight + g * self.mg * kk, b: cols, ldb: ld, beta: 0, c: out, ldc: ld)
-                // Scatter [m][sample][pos] into [sample][m][pos], adding the bias on the way.
-                for i in 0..<(nb * self.mg) {
-                    let s = i / self.mg, m = i - s * self.mg
-                    let src = out + m * ld + s * self.colCount
-                    let offset = (n0 + s) * self.outmaps * self.colCount + (g * self.mg + m) * self.colCount
-                    let dst = col + offset
-                    let b = bias.map { $0[g * self.mg + m] } ?? 0
-                    if let epilogue {
-                        epilogue.apply(map: g * self.mg + m, src, dst, plus: b, self.colCount, offset: offset)
-                    } else if accumulate {
-                        ShortRows.add(dst, src, plus: b, self.colCount)
-                    } else {
-                        ShortRows.copy(dst, src, plus: b, self.colCount)
-                    }
-                }
-            }
-        }
+        forEachChunk(parts: p, ForwardChunk(engine: self, plan: plan, image: image, weight: weight, col: col, bias: bias,
+                                            accumulate: accumulate, workspace: workspace, epilogue: epilogue, single: single))
     }
 
     private func pointwiseForward(image: UnsafePointer<Float>, weight: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>,
@@ -196,17 +255,8 @@ final class ConvolutionEngine {
         }
         let p = activeParts
         let single = p == 1
-        forEachChunk(parts: p) { part, n0, nb in
-            let ld = nb * self.colCount
-            let cols = workspace + part * self.slice, dys = cols + kk * ld
-            for g in 0..<self.group {
-                self.gather(col, n0: n0, nb: nb, g: g, into: dys, ld: ld)
-                Gemm.sgemm(transA: true, m: kk, n: ld, k: self.mg, a: weight + g * self.mg * kk, b: dys, ldb: ld, beta: 0,
-                           c: cols, ldc: ld)
-                plan.col2im(samples: nb, cols, ld: ld, image + n0 * self.channels * self.imageCount + g * self.cg * self.imageCount,
-                            imageStride: self.channels * self.imageCount, parallel: single, overwrite: overwrite)
-            }
-        }
+        forEachChunk(parts: p, BackwardDataChunk(engine: self, plan: plan, col: col, weight: weight, image: image, workspace: workspace,
+                                                 single: single, overwrite: overwrite))
     }
 
     private func fillChannels(_ dxn: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>, accumulate: Bool) {
@@ -241,19 +291,7 @@ final class ConvolutionEngine {
         // sgemm runs dY * cols^T (M = mg) at half the speed of cols * dY^T (M = kk) on the zoo's shapes.
         let p = activeParts
         let single = p == 1
-        forEachChunk(parts: p) { part, n0, nb in
-            let ld = nb * self.colCount
-            let cols = workspace + part * self.slice, dys = cols + kk * ld
-            let target = cols + (kk + self.mg) * self.chunk * self.colCount
-            let beta: Float = n0 == part * self.chunk ? 0 : 1
-            for g in 0..<self.group {
-                plan.im2col(samples: nb, image + n0 * self.channels * self.imageCount + g * self.cg * self.imageCount,
-                            imageStride: self.channels * self.imageCount, cols, ld: ld, parallel: single)
-                self.gather(col, n0: n0, nb: nb, g: g, into: dys, ld: ld)
-                Gemm.sgemm(transB: true, m: kk, n: self.mg, k: ld, a: cols, lda: ld, b: dys, ldb: ld,
-                           beta: beta, c: target + g * kk * self.mg, ldc: self.mg)
-            }
-        }
+        forEachChunk(parts: p, BackwardWeightChunk(engine: self, plan: plan, image: image, col: col, workspace: workspace, single: single))
         let ran = min(p, (batch + chunk - 1) / chunk)
         for g in 0..<group {
             for m in 0..<mg {
@@ -352,4 +390,10 @@ struct ConvGeometry {
     var isPointwise: Bool {
         kernel.allSatisfy { $0 == 1 } && stride.allSatisfy { $0 == 1 } && pad.allSatisfy { $0 == 0 }
     }
+}
+
+/// One chunk of samples of a convolution product: `(part, first sample, samples)`, `part` naming the
+/// workspace slice to use.
+protocol ConvolutionChunk {
+    func callAsFunction(_ part: Int, _ n0: Int, _ nb: Int)
 }

@@ -6,7 +6,7 @@ public enum Elementwise {
     @inline(__always)
     public static func store(_ n: Int, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, accumulate: Bool) {
         if accumulate {
-            Threads.chunks(n) { s, e in for i in s..<e { out[i] += x[i] } }
+            Threads.chunks(n, Accumulate(x: x, out: out))
         } else if UnsafePointer(out) != x {
             out.update(from: x, count: n)
         }
@@ -19,10 +19,10 @@ public enum Elementwise {
     }
 }
 
-/// Element-wise operations as values of their own types rather than closures. A loop that runs on several
-/// threads is compiled as a closure of its own; a closure operation captured by it stays an indirect call per
-/// element (the optimiser does not propagate it), while an operation type is specialised into the loop, which
-/// then inlines and vectorises. Fields hold an operation's arguments (LeakyReLU's alpha, a scalar).
+/// Element-wise operations as values of their own types rather than closures. The threaded loop that applies
+/// one is a value too (`Map`, `Zip`, ... below; see `ParallelPart`), generic over the operation, so the
+/// operation is specialised into the loop, which then inlines and vectorises; a closure operation would stay an
+/// indirect call per element. Fields hold an operation's arguments (LeakyReLU's alpha, a scalar).
 /// Every element-wise kernel uses them.
 public protocol UnaryFloatOp { func callAsFunction(_ x: Float) -> Float }
 public protocol BinaryFloatOp { func callAsFunction(_ a: Float, _ b: Float) -> Float }
@@ -32,16 +32,37 @@ public extension Elementwise {
     /// `y[i] = op(x[i])`. `x` and `y` may be the same buffer.
     @inline(__always)
     static func map<Op: UnaryFloatOp>(_ n: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ op: Op) {
-        Threads.chunks(n) { s, e in
-            for i in s..<e { y[i] = op(x[i]) }
-        }
+        Threads.chunks(n, Map(x: x, y: y, op: op))
     }
 
     /// `out[i] (+)= op(a[i], b[i])`.
     @inline(__always)
     static func zip<Op: BinaryFloatOp>(_ n: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
                                        _ out: UnsafeMutablePointer<Float>, accumulate: Bool, _ op: Op) {
-        Threads.chunks(n) { s, e in
+        Threads.chunks(n, Zip(a: a, b: b, out: out, accumulate: accumulate, op: op))
+    }
+
+    /// `out[i] (+)= op(a[i], b[i], c[i])`.
+    @inline(__always)
+    static func zip3<Op: TernaryFloatOp>(_ n: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                                         _ c: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+                                         accumulate: Bool, _ op: Op) {
+        Threads.chunks(n, Zip3(a: a, b: b, c: c, out: out, accumulate: accumulate, op: op))
+    }
+
+    internal struct Accumulate: ParallelChunk {
+        let x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>
+        @inline(__always) func callAsFunction(_ s: Int, _ e: Int) { for i in s..<e { out[i] += x[i] } }
+    }
+
+    internal struct Map<Op: UnaryFloatOp>: ParallelChunk {
+        let x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, op: Op
+        @inline(__always) func callAsFunction(_ s: Int, _ e: Int) { for i in s..<e { y[i] = op(x[i]) } }
+    }
+
+    internal struct Zip<Op: BinaryFloatOp>: ParallelChunk {
+        let a: UnsafePointer<Float>, b: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, accumulate: Bool, op: Op
+        @inline(__always) func callAsFunction(_ s: Int, _ e: Int) {
             if accumulate {
                 for i in s..<e { out[i] += op(a[i], b[i]) }
             } else {
@@ -50,12 +71,10 @@ public extension Elementwise {
         }
     }
 
-    /// `out[i] (+)= op(a[i], b[i], c[i])`.
-    @inline(__always)
-    static func zip3<Op: TernaryFloatOp>(_ n: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
-                                         _ c: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
-                                         accumulate: Bool, _ op: Op) {
-        Threads.chunks(n) { s, e in
+    internal struct Zip3<Op: TernaryFloatOp>: ParallelChunk {
+        let a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>
+        let accumulate: Bool, op: Op
+        @inline(__always) func callAsFunction(_ s: Int, _ e: Int) {
             if accumulate {
                 for i in s..<e { out[i] += op(a[i], b[i], c[i]) }
             } else {

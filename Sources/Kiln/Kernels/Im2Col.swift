@@ -106,8 +106,16 @@ final class Im2ColPlan {
             for r in 0..<rows { row(r, samples: samples, image, imageStride: imageStride, col + r * ld) }
             return
         }
-        Threads.items(rows, workPerItem: samples * colCount) { r in
-            self.row(r, samples: samples, image, imageStride: imageStride, col + r * ld)
+        Threads.items(rows, workPerItem: samples * colCount,
+                      Rows(plan: self, samples: samples, image: image, imageStride: imageStride, col: col, ld: ld))
+    }
+
+    /// One column row per item.
+    private struct Rows: ParallelItem {
+        let plan: Im2ColPlan, samples: Int, image: UnsafePointer<Float>, imageStride: Int
+        let col: UnsafeMutablePointer<Float>, ld: Int
+        @inline(__always) func callAsFunction(_ r: Int) {
+            plan.row(r, samples: samples, image, imageStride: imageStride, col + r * ld)
         }
     }
 
@@ -197,23 +205,34 @@ final class Im2ColPlan {
         let groups = channels >= 2 * Threads.count ? 1 : samples
         let per = (samples + groups - 1) / groups
         let items = parallel ? channels * groups : 1
-        Threads.items(items, workPerItem: per * kernelCount * colCount) { i in
+        Threads.items(items, workPerItem: per * kernelCount * colCount,
+                      Col2ImItems(plan: self, samples: samples, col: col, ld: ld, image: image, imageStride: imageStride,
+                                  per: per, parallel: parallel, overwrite: overwrite))
+    }
+
+    /// col2im's work: one channel of a band of samples per item (or everything, when not parallel).
+    private struct Col2ImItems: ParallelItem {
+        let plan: Im2ColPlan, samples: Int, col: UnsafeMutablePointer<Float>, ld: Int
+        let image: UnsafeMutablePointer<Float>, imageStride: Int, per: Int, parallel: Bool, overwrite: Bool
+
+        @inline(__always) func callAsFunction(_ i: Int) {
+            let p = plan, channels = p.channels
             let (cs, ce, n0, n1) = parallel
-                ? (i % self.channels, i % self.channels + 1, (i / self.channels) * per, min(samples, (i / self.channels + 1) * per))
-                : (0, self.channels, 0, samples)
+                ? (i % channels, i % channels + 1, (i / channels) * per, min(samples, (i / channels + 1) * per))
+                : (0, channels, 0, samples)
             for c in cs..<ce {
-                if let strided = self.strided {
+                if let strided = p.strided {
                     for n in n0..<n1 {
-                        strided.add(planes: col + c * self.kernelCount * ld + n * self.colCount, ld: ld,
-                                    into: image + n * imageStride + c * self.imageCount, overwrite: overwrite)
+                        strided.add(planes: col + c * p.kernelCount * ld + n * p.colCount, ld: ld,
+                                    into: image + n * imageStride + c * p.imageCount, overwrite: overwrite)
                     }
                     continue
                 }
                 if overwrite {
-                    for n in n0..<n1 { (image + n * imageStride + c * self.imageCount).update(repeating: 0, count: self.imageCount) }
+                    for n in n0..<n1 { (image + n * imageStride + c * p.imageCount).update(repeating: 0, count: p.imageCount) }
                 }
-                for k in 0..<self.kernelCount {
-                    self.addRow(c, k, samples: n0..<n1, col + (c * self.kernelCount + k) * ld, image, imageStride: imageStride)
+                for k in 0..<p.kernelCount {
+                    p.addRow(c, k, samples: n0..<n1, col + (c * p.kernelCount + k) * ld, image, imageStride: imageStride)
                 }
             }
         }

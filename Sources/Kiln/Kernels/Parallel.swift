@@ -26,45 +26,88 @@ public enum Threads {
         return try $override.withValue(max(1, n)) { try body() }
     }
 
-    /// Runs `body(part)` for `part` in `0..<parts` on separate threads (inline when `parts` is 1): on Kiln's
+    /// Runs `loop(part)` for `part` in `0..<parts` on separate threads (inline when `parts` is 1): on Kiln's
     /// worker pool, which allocates nothing, or on libdispatch when the pool is serving another region.
     @inline(__always)
-    public static func parts(_ parts: Int, _ body: (Int) -> Void) {
-        if parts <= 1 { body(0); return }
-        if !WorkerPool.shared.run(parts, body) { DispatchQueue.concurrentPerform(iterations: parts, execute: body) }
+    static func parts<L: ParallelPart>(_ parts: Int, _ loop: L) {
+        if parts <= 1 { loop(0); return }
+        if !WorkerPool.shared.run(parts, loop) { DispatchQueue.concurrentPerform(iterations: parts) { loop($0) } }
     }
 
     public static let minimumWork = 1 << 17
 
-    /// Runs `body(start, end)` over `0..<n` split into contiguous chunks, in parallel when `n` is large.
+    /// Runs `loop(start, end)` over `0..<n` split into contiguous chunks, in parallel when `n` is large.
     @inline(__always)
-    public static func chunks(_ n: Int, minimumWork: Int = Threads.minimumWork, _ body: (Int, Int) -> Void) {
+    static func chunks<L: ParallelChunk>(_ n: Int, minimumWork: Int = Threads.minimumWork, _ loop: L) {
         let t = count
         if t <= 1 || n < minimumWork {
-            body(0, n)
+            loop(0, n)
             return
         }
         let parts = min(t, (n + minimumWork / 2 - 1) / (minimumWork / 2))
-        let size = (n + parts - 1) / parts
-        Threads.parts(parts) { p in
-            let s = p * size
-            let e = min(n, s + size)
-            if s < e { body(s, e) }
-        }
+        Threads.parts(parts, ChunkParts(loop: loop, n: n, size: (n + parts - 1) / parts))
     }
 
-    /// Runs `body(i)` for `i` in `0..<n` items (each of `workPerItem` elements), in parallel when worth it.
+    /// Runs `loop(i)` for every element index `i` in `0..<n`, in contiguous chunks on several threads when `n`
+    /// is large (the loop inlines into each chunk's `for`, so element-wise bodies vectorise).
     @inline(__always)
-    public static func items(_ n: Int, workPerItem: Int, _ body: (Int) -> Void) {
+    static func elements<L: ParallelElement>(_ n: Int, _ loop: L) {
+        chunks(n, ElementChunks(loop: loop))
+    }
+
+    /// Runs `loop(i)` for `i` in `0..<n` items (each of `workPerItem` elements), in parallel when worth it.
+    @inline(__always)
+    static func items<L: ParallelItem>(_ n: Int, workPerItem: Int, _ loop: L) {
         let t = count
         if t <= 1 || n < 2 || n * workPerItem < Threads.minimumWork {
-            for i in 0..<n { body(i) }
+            for i in 0..<n { loop(i) }
             return
         }
         let parts = min(t, n)
-        Threads.parts(parts) { p in
-            var i = p
-            while i < n { body(i); i += parts }
-        }
+        Threads.parts(parts, ItemParts(loop: loop, n: n, parts: parts))
+    }
+}
+
+// Parallel loop bodies are values of their own types, never closures. A region hands its body to other threads,
+// so the body must sit in memory they can reach: a closure can get there only through
+// `withoutActuallyEscaping`, which allocates a context on every call, and plans must not allocate while they
+// run. A value is passed by a pointer to the caller's stack for the region's duration. Fields hold what the
+// loop reads and writes (pointers, sizes, an operation value).
+
+/// The body of `Threads.parts`: called once per part.
+protocol ParallelPart { func callAsFunction(_ part: Int) }
+
+/// The body of `Threads.chunks`: called once per contiguous range `start..<end`.
+protocol ParallelChunk { func callAsFunction(_ start: Int, _ end: Int) }
+
+/// The body of `Threads.items`: called once per item.
+protocol ParallelItem { func callAsFunction(_ item: Int) }
+
+/// The body of `Threads.elements`: called once per element index.
+protocol ParallelElement { func callAsFunction(_ i: Int) }
+
+/// `Threads.chunks` as parts: part `p` covers `p*size ..< min(n, (p+1)*size)`.
+struct ChunkParts<L: ParallelChunk>: ParallelPart {
+    let loop: L, n: Int, size: Int
+    @inline(__always) func callAsFunction(_ part: Int) {
+        let s = part * size, e = min(n, s + size)
+        if s < e { loop(s, e) }
+    }
+}
+
+/// `Threads.items` as parts: part `p` takes items `p, p + parts, ...`.
+struct ItemParts<L: ParallelItem>: ParallelPart {
+    let loop: L, n: Int, parts: Int
+    @inline(__always) func callAsFunction(_ part: Int) {
+        var i = part
+        while i < n { loop(i); i += parts }
+    }
+}
+
+/// `Threads.elements` as chunks.
+struct ElementChunks<L: ParallelElement>: ParallelChunk {
+    let loop: L
+    @inline(__always) func callAsFunction(_ start: Int, _ end: Int) {
+        for i in start..<end { loop(i) }
     }
 }

@@ -82,57 +82,14 @@ public struct PoolWindows {
 public enum PoolingKernels {
     /// `y = sum(window) / divisor`, summing in row-major window order as nnabla does.
     public static func averageForward(_ g: PoolWindows, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
-        Threads.items(g.maps, workPerItem: g.inMap) { m in
-            let xm = x + m * g.inMap, ym = y + m * g.outMap
-            let hw = g.inH * g.inW, inW = g.inW
-            var k = 0
-            for od in 0..<g.outD {
-                let d0 = g.dS[od], d1 = g.dE[od]
-                for oh in 0..<g.outH {
-                    let h0 = g.hS[oh], h1 = g.hE[oh]
-                    for ow in 0..<g.outW {
-                        let w0 = g.wS[ow], w1 = g.wE[ow]
-                        var sum: Float = 0
-                        for d in d0..<d1 {
-                            for h in h0..<h1 {
-                                let row = xm + d * hw + h * inW
-                                for w in w0..<w1 { sum += row[w] }
-                            }
-                        }
-                        ym[k] = sum / g.divisor[k]
-                        k += 1
-                    }
-                }
-            }
-        }
+        Threads.items(g.maps, workPerItem: g.inMap, AveragePoolMaps(g: g, x: x, y: y))
     }
 
     /// `dx[window] += dy / divisor`, outputs in order (dx zeroed first unless accumulating).
     public static func averageBackward(_ g: PoolWindows, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
                                        accumulate: Bool) {
-        Threads.items(g.maps, workPerItem: g.inMap) { m in
-            let dxm = dx + m * g.inMap, dym = dy + m * g.outMap
-            if !accumulate { dxm.update(repeating: 0, count: g.inMap) }
-            let hw = g.inH * g.inW, inW = g.inW
-            var k = 0
-            for od in 0..<g.outD {
-                let d0 = g.dS[od], d1 = g.dE[od]
-                for oh in 0..<g.outH {
-                    let h0 = g.hS[oh], h1 = g.hE[oh]
-                    for ow in 0..<g.outW {
-                        let w0 = g.wS[ow], w1 = g.wE[ow]
-                        let v = dym[k] / g.divisor[k]
-                        for d in d0..<d1 {
-                            for h in h0..<h1 {
-                                let row = dxm + d * hw + h * inW
-                                for w in w0..<w1 { row[w] += v }
-                            }
-                        }
-                        k += 1
-                    }
-                }
-            }
-        }
+        Threads.items(g.maps, workPerItem: g.inMap,
+                      AveragePoolMapsBackward(g: g, dy: dy, dx: dx, accumulate: accumulate))
     }
 
     /// Offset (within one map) of the first maximum of the window of output (od, oh, ow); padded cells never
@@ -158,46 +115,11 @@ public enum PoolingKernels {
     public static func maxForward(_ g: PoolWindows, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
         if g.plain2x2 {
             let planes = g.maps * g.outD, inW = g.inW, inHW = g.inH * g.inW, outH = g.outH, outW = g.outW
-            Threads.items(planes, workPerItem: inHW) { p in
-                let xp = x + p * inHW, yp = y + p * outH * outW
-                for oh in 0..<outH {
-                    let r0 = xp + 2 * oh * inW, r1 = r0 + inW, yr = yp + oh * outW
-                    for ow in 0..<outW {
-                        // The same comparisons in the same order as the general loop (first maximum wins).
-                        var best = r0[2 * ow]
-                        if r0[2 * ow + 1] > best { best = r0[2 * ow + 1] }
-                        if r1[2 * ow] > best { best = r1[2 * ow] }
-                        if r1[2 * ow + 1] > best { best = r1[2 * ow + 1] }
-                        yr[ow] = best
-                    }
-                }
-            }
+            Threads.items(planes, workPerItem: inHW,
+                          MaxPool2x2Planes(x: x, y: y, inW: inW, inHW: inHW, outH: outH, outW: outW))
             return
         }
-        Threads.items(g.maps, workPerItem: g.inMap) { m in
-            let xm = x + m * g.inMap, ym = y + m * g.outMap
-            let hw = g.inH * g.inW, inW = g.inW
-            var k = 0
-            // Value only (the first maximum has the maximum's value); padded cells never take part.
-            for od in 0..<g.outD {
-                let d0 = g.dS[od], d1 = g.dE[od]
-                for oh in 0..<g.outH {
-                    let h0 = g.hS[oh], h1 = g.hE[oh]
-                    for ow in 0..<g.outW {
-                        let w0 = g.wS[ow], w1 = g.wE[ow]
-                        var best = xm[d0 * hw + h0 * inW + w0]
-                        for d in d0..<d1 {
-                            for h in h0..<h1 {
-                                let row = xm + d * hw + h * inW
-                                for w in w0..<w1 where row[w] > best { best = row[w] }
-                            }
-                        }
-                        ym[k] = best
-                        k += 1
-                    }
-                }
-            }
-        }
+        Threads.items(g.maps, workPerItem: g.inMap, MaxPoolMaps(g: g, x: x, y: y))
     }
 
     /// Routes each output gradient to the first maximum of its window, recomputed from `x`.
@@ -207,39 +129,13 @@ public enum PoolingKernels {
             let planes = g.maps * g.outD, inW = g.inW, inHW = g.inH * g.inW, outH = g.outH, outW = g.outW
             // When the windows tile the plane, every input element is written once: no zero fill first.
             let assign = !accumulate && g.inH == 2 * outH && inW == 2 * outW
-            Threads.items(planes, workPerItem: inHW) { p in
-                let xp = x + p * inHW, dxp = dx + p * inHW, dyp = dy + p * outH * outW
-                if !accumulate && !assign { dxp.update(repeating: 0, count: inHW) }
-                for oh in 0..<outH {
-                    let base = 2 * oh * inW
-                    let done = maxBackward2x2Vectors(xp + base, inW: inW, dyp + oh * outW, outW: outW,
-                                                     dxp + base, assign: assign)
-                    for ow in done..<outW {
-                        let i0 = base + 2 * ow, i1 = i0 + 1, i2 = i0 + inW, i3 = i2 + 1
-                        var at = i0, best = xp[i0]
-                        if xp[i1] > best { best = xp[i1]; at = i1 }
-                        if xp[i2] > best { best = xp[i2]; at = i2 }
-                        if xp[i3] > best { at = i3 }
-                        if assign { dxp[i0] = 0; dxp[i1] = 0; dxp[i2] = 0; dxp[i3] = 0 }
-                        dxp[at] += dyp[oh * outW + ow]
-                    }
-                }
-            }
+            Threads.items(planes, workPerItem: inHW,
+                          MaxPool2x2PlanesBackward(x: x, dy: dy, dx: dx, inW: inW, inHW: inHW, outH: outH, outW: outW,
+                                                   accumulate: accumulate, assign: assign))
             return
         }
-        Threads.items(g.maps, workPerItem: g.inMap) { m in
-            let xm = x + m * g.inMap, dxm = dx + m * g.inMap, dym = dy + m * g.outMap
-            if !accumulate { dxm.update(repeating: 0, count: g.inMap) }
-            var k = 0
-            for od in 0..<g.outD {
-                for oh in 0..<g.outH {
-                    for ow in 0..<g.outW {
-                        dxm[argmax(g, xm, od, oh, ow)] += dym[k]
-                        k += 1
-                    }
-                }
-            }
-        }
+        Threads.items(g.maps, workPerItem: g.inMap,
+                      MaxPoolMapsBackward(g: g, x: x, dy: dy, dx: dx, accumulate: accumulate))
     }
 
     /// Eight 2x2 windows at a time of one row pair: the row pair is loaded as 16-float vectors and split into
@@ -285,25 +181,185 @@ public enum PoolingKernels {
     /// Mean of each (n, c) over everything after axis 1, summed in order then divided (as nnabla).
     public static func globalAverageForward(maps: Int, size: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
         let div = Float(size)
-        Threads.items(maps, workPerItem: size) { m in
-            let xm = x + m * size
-            var sum: Float = 0
-            for i in 0..<size { sum += xm[i] }
-            y[m] = sum / div
-        }
+        Threads.items(maps, workPerItem: size, GlobalAveragePoolMaps(x: x, y: y, size: size, div: div))
     }
 
     public static func globalAverageBackward(maps: Int, size: Int, _ dy: UnsafePointer<Float>,
                                              _ dx: UnsafeMutablePointer<Float>, accumulate: Bool) {
         let div = Float(size)
-        Threads.items(maps, workPerItem: size) { m in
-            let v = dy[m] / div
-            let dxm = dx + m * size
-            if accumulate {
-                for i in 0..<size { dxm[i] += v }
-            } else {
-                dxm.update(repeating: v, count: size)
+        Threads.items(maps, workPerItem: size,
+                      GlobalAveragePoolMapsBackward(dy: dy, dx: dx, size: size, div: div, accumulate: accumulate))
+    }
+}
+
+/// Average pooling forward, one map per item.
+struct AveragePoolMaps: ParallelItem {
+    let g: PoolWindows, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>
+    @inline(__always) func callAsFunction(_ m: Int) {
+        let xm = x + m * g.inMap, ym = y + m * g.outMap
+        let hw = g.inH * g.inW, inW = g.inW
+        var k = 0
+        for od in 0..<g.outD {
+            let d0 = g.dS[od], d1 = g.dE[od]
+            for oh in 0..<g.outH {
+                let h0 = g.hS[oh], h1 = g.hE[oh]
+                for ow in 0..<g.outW {
+                    let w0 = g.wS[ow], w1 = g.wE[ow]
+                    var sum: Float = 0
+                    for d in d0..<d1 {
+                        for h in h0..<h1 {
+                            let row = xm + d * hw + h * inW
+                            for w in w0..<w1 { sum += row[w] }
+                        }
+                    }
+                    ym[k] = sum / g.divisor[k]
+                    k += 1
+                }
             }
+        }
+    }
+}
+
+/// Average pooling backward, one map per item.
+struct AveragePoolMapsBackward: ParallelItem {
+    let g: PoolWindows, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, accumulate: Bool
+    @inline(__always) func callAsFunction(_ m: Int) {
+        let dxm = dx + m * g.inMap, dym = dy + m * g.outMap
+        if !accumulate { dxm.update(repeating: 0, count: g.inMap) }
+        let hw = g.inH * g.inW, inW = g.inW
+        var k = 0
+        for od in 0..<g.outD {
+            let d0 = g.dS[od], d1 = g.dE[od]
+            for oh in 0..<g.outH {
+                let h0 = g.hS[oh], h1 = g.hE[oh]
+                for ow in 0..<g.outW {
+                    let w0 = g.wS[ow], w1 = g.wE[ow]
+                    let v = dym[k] / g.divisor[k]
+                    for d in d0..<d1 {
+                        for h in h0..<h1 {
+                            let row = dxm + d * hw + h * inW
+                            for w in w0..<w1 { row[w] += v }
+                        }
+                    }
+                    k += 1
+                }
+            }
+        }
+    }
+}
+
+/// 2x2 stride-2 max pooling forward, one plane per item.
+struct MaxPool2x2Planes: ParallelItem {
+    let x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, inW: Int, inHW: Int, outH: Int, outW: Int
+    @inline(__always) func callAsFunction(_ p: Int) {
+        let xp = x + p * inHW, yp = y + p * outH * outW
+        for oh in 0..<outH {
+            let r0 = xp + 2 * oh * inW, r1 = r0 + inW, yr = yp + oh * outW
+            for ow in 0..<outW {
+                // The same comparisons in the same order as the general loop (first maximum wins).
+                var best = r0[2 * ow]
+                if r0[2 * ow + 1] > best { best = r0[2 * ow + 1] }
+                if r1[2 * ow] > best { best = r1[2 * ow] }
+                if r1[2 * ow + 1] > best { best = r1[2 * ow + 1] }
+                yr[ow] = best
+            }
+        }
+    }
+}
+
+/// Max pooling forward, one map per item.
+struct MaxPoolMaps: ParallelItem {
+    let g: PoolWindows, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>
+    @inline(__always) func callAsFunction(_ m: Int) {
+        let xm = x + m * g.inMap, ym = y + m * g.outMap
+        let hw = g.inH * g.inW, inW = g.inW
+        var k = 0
+        // Value only (the first maximum has the maximum's value); padded cells never take part.
+        for od in 0..<g.outD {
+            let d0 = g.dS[od], d1 = g.dE[od]
+            for oh in 0..<g.outH {
+                let h0 = g.hS[oh], h1 = g.hE[oh]
+                for ow in 0..<g.outW {
+                    let w0 = g.wS[ow], w1 = g.wE[ow]
+                    var best = xm[d0 * hw + h0 * inW + w0]
+                    for d in d0..<d1 {
+                        for h in h0..<h1 {
+                            let row = xm + d * hw + h * inW
+                            for w in w0..<w1 where row[w] > best { best = row[w] }
+                        }
+                    }
+                    ym[k] = best
+                    k += 1
+                }
+            }
+        }
+    }
+}
+
+/// 2x2 stride-2 max pooling backward, one plane per item.
+struct MaxPool2x2PlanesBackward: ParallelItem {
+    let x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, inW: Int, inHW: Int
+    let outH: Int, outW: Int, accumulate: Bool, assign: Bool
+    @inline(__always) func callAsFunction(_ p: Int) {
+        let xp = x + p * inHW, dxp = dx + p * inHW, dyp = dy + p * outH * outW
+        if !accumulate && !assign { dxp.update(repeating: 0, count: inHW) }
+        for oh in 0..<outH {
+            let base = 2 * oh * inW
+            let done = PoolingKernels.maxBackward2x2Vectors(xp + base, inW: inW, dyp + oh * outW, outW: outW,
+                                             dxp + base, assign: assign)
+            for ow in done..<outW {
+                let i0 = base + 2 * ow, i1 = i0 + 1, i2 = i0 + inW, i3 = i2 + 1
+                var at = i0, best = xp[i0]
+                if xp[i1] > best { best = xp[i1]; at = i1 }
+                if xp[i2] > best { best = xp[i2]; at = i2 }
+                if xp[i3] > best { at = i3 }
+                if assign { dxp[i0] = 0; dxp[i1] = 0; dxp[i2] = 0; dxp[i3] = 0 }
+                dxp[at] += dyp[oh * outW + ow]
+            }
+        }
+    }
+}
+
+/// Max pooling backward, one map per item.
+struct MaxPoolMapsBackward: ParallelItem {
+    let g: PoolWindows, x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>
+    let accumulate: Bool
+    @inline(__always) func callAsFunction(_ m: Int) {
+        let xm = x + m * g.inMap, dxm = dx + m * g.inMap, dym = dy + m * g.outMap
+        if !accumulate { dxm.update(repeating: 0, count: g.inMap) }
+        var k = 0
+        for od in 0..<g.outD {
+            for oh in 0..<g.outH {
+                for ow in 0..<g.outW {
+                    dxm[PoolingKernels.argmax(g, xm, od, oh, ow)] += dym[k]
+                    k += 1
+                }
+            }
+        }
+    }
+}
+
+/// Global average pooling forward, one map per item.
+struct GlobalAveragePoolMaps: ParallelItem {
+    let x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, size: Int, div: Float
+    @inline(__always) func callAsFunction(_ m: Int) {
+        let xm = x + m * size
+        var sum: Float = 0
+        for i in 0..<size { sum += xm[i] }
+        y[m] = sum / div
+    }
+}
+
+/// Global average pooling backward, one map per item.
+struct GlobalAveragePoolMapsBackward: ParallelItem {
+    let dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, size: Int, div: Float, accumulate: Bool
+    @inline(__always) func callAsFunction(_ m: Int) {
+        let v = dy[m] / div
+        let dxm = dx + m * size
+        if accumulate {
+            for i in 0..<size { dxm[i] += v }
+        } else {
+            dxm.update(repeating: v, count: size)
         }
     }
 }

@@ -67,19 +67,15 @@ public struct ReducePlan {
         case .blocks:
             let outer = outer, r = reduced, inner = inner
             if inner == 1 {
-                Threads.items(outer, workPerItem: r) { o in
-                    y[o] = Reduce.sum(x + o * r, r) * scale
-                }
+                Threads.items(outer, workPerItem: r, RowSums(x: x, y: y, r: r, scale: scale))
                 return
             }
             if outer == 1 {
-                Threads.chunks(inner, minimumWork: max(2, Threads.minimumWork / r)) { s, e in
-                    Self.columns(x, y, r, inner, s, e, scale)
-                }
+                Threads.chunks(inner, minimumWork: max(2, Threads.minimumWork / r),
+                               ColumnSums(x: x, y: y, r: r, inner: inner, scale: scale))
             } else {
-                Threads.items(outer, workPerItem: r * inner) { o in
-                    Self.columns(x + o * r * inner, y + o * inner, r, inner, 0, inner, scale)
-                }
+                Threads.items(outer, workPerItem: r * inner,
+                              BlockColumnSums(x: x, y: y, r: r, inner: inner, scale: scale))
             }
         case .general:
             y.update(repeating: 0, count: outCount)
@@ -117,35 +113,20 @@ public struct ReducePlan {
         switch kind {
         case .copy:
             if accumulate {
-                Threads.chunks(inCount) { s, e in for i in s..<e { dx[i] += dy[i] * scale } }
+                Threads.chunks(inCount, AddScaledGradient(dy: dy, dx: dx, scale: scale))
             } else {
                 Elementwise.map(inCount, dy, dx, Scaled(factor: scale))
             }
         case .blocks:
             let r = reduced, inner = inner
-            Threads.chunks(outer * r, minimumWork: max(2, Threads.minimumWork / max(inner, 1))) { s, e in
-                for row in s..<e {
-                    let src = dy + (row / r) * inner, dst = dx + row * inner
-                    if accumulate {
-                        for i in 0..<inner { dst[i] += src[i] * scale }
-                    } else {
-                        for i in 0..<inner { dst[i] = src[i] * scale }
-                    }
-                }
-            }
+            Threads.chunks(outer * r, minimumWork: max(2, Threads.minimumWork / max(inner, 1)),
+                           BroadcastRowsBack(dy: dy, dx: dx, r: r, inner: inner, scale: scale, accumulate: accumulate))
         case .general:
             let n = loop.inner, ix = loop.i0, iy = loop.i1
             let loop = loop
-            Threads.chunks(loop.outer, minimumWork: loop.minimumRows) { s, e in
-                loop.rows(s, e) { o0, o1, _ in
-                    let px = dx + o0, py = dy + o1
-                    if accumulate {
-                        for i in 0..<n { px[i * ix] += py[i * iy] * scale }
-                    } else {
-                        for i in 0..<n { px[i * ix] = py[i * iy] * scale }
-                    }
-                }
-            }
+            Threads.chunks(loop.outer, minimumWork: loop.minimumRows,
+                           BroadcastGeneralBack(loop: loop, dy: dy, dx: dx, n: n, ix: ix, iy: iy, scale: scale,
+                                                accumulate: accumulate))
         }
     }
 }
@@ -183,5 +164,68 @@ public enum Reduce {
         var m = p[0]
         for i in 1..<Swift.max(n, 1) { let v = p[i * stride]; if v > m { m = v } }
         return m
+    }
+}
+
+/// `y[o] = scale * sum(row o)` for rows of `r` contiguous values.
+struct RowSums: ParallelItem {
+    let x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, r: Int, scale: Float
+    @inline(__always) func callAsFunction(_ o: Int) {
+        y[o] = Reduce.sum(x + o * r, r) * scale
+    }
+}
+
+/// Column sums of one `r x inner` block over a range of columns.
+struct ColumnSums: ParallelChunk {
+    let x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, r: Int, inner: Int, scale: Float
+    @inline(__always) func callAsFunction(_ s: Int, _ e: Int) {
+        ReducePlan.columns(x, y, r, inner, s, e, scale)
+    }
+}
+
+/// Column sums of each `r x inner` block, one block per item.
+struct BlockColumnSums: ParallelItem {
+    let x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, r: Int, inner: Int, scale: Float
+    @inline(__always) func callAsFunction(_ o: Int) {
+        ReducePlan.columns(x + o * r * inner, y + o * inner, r, inner, 0, inner, scale)
+    }
+}
+
+/// `dx += dy * scale`.
+struct AddScaledGradient: ParallelChunk {
+    let dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, scale: Float
+    @inline(__always) func callAsFunction(_ s: Int, _ e: Int) {
+        for i in s..<e { dx[i] += dy[i] * scale }
+    }
+}
+
+/// `dx (+)= scale * dy` for rows `s..<e` of the reduced blocks, each row from its block's `dy` row.
+struct BroadcastRowsBack: ParallelChunk {
+    let dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, r: Int, inner: Int, scale: Float, accumulate: Bool
+    @inline(__always) func callAsFunction(_ s: Int, _ e: Int) {
+        for row in s..<e {
+            let src = dy + (row / r) * inner, dst = dx + row * inner
+            if accumulate {
+                for i in 0..<inner { dst[i] += src[i] * scale }
+            } else {
+                for i in 0..<inner { dst[i] = src[i] * scale }
+            }
+        }
+    }
+}
+
+/// `dx (+)= scale * dy` over the general layout, rows `s..<e` of the loop.
+struct BroadcastGeneralBack: ParallelChunk {
+    let loop: StridedLoop, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, n: Int, ix: Int, iy: Int
+    let scale: Float, accumulate: Bool
+    @inline(__always) func callAsFunction(_ s: Int, _ e: Int) {
+        loop.rows(s, e) { o0, o1, _ in
+            let px = dx + o0, py = dy + o1
+            if accumulate {
+                for i in 0..<n { px[i * ix] += py[i * iy] * scale }
+            } else {
+                for i in 0..<n { px[i * ix] = py[i * iy] * scale }
+            }
+        }
     }
 }

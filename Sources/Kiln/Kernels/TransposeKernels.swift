@@ -73,12 +73,12 @@ public final class StridedCopy {
 
     /// `dst = src` over the views, bit for bit (any 4-byte element type).
     public func copy(_ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer) {
-        run(src.assumingMemoryBound(to: UInt32.self), dst.assumingMemoryBound(to: UInt32.self)) { $0 = $1 }
+        run(src.assumingMemoryBound(to: UInt32.self), dst.assumingMemoryBound(to: UInt32.self), CopyBits())
     }
 
     /// `dst += src` over the views.
     public func add(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>) {
-        run(src, dst) { $0 += $1 }
+        run(src, dst, AddFloats())
     }
 
     /// `copy` or `add` as `accumulate` says.
@@ -87,7 +87,7 @@ public final class StridedCopy {
     }
 
     @inline(__always)
-    private func offsets(_ item: Int) -> (Int, Int) {
+    fileprivate func offsets(_ item: Int) -> (Int, Int) {
         var rem = item, so = 0, dof = 0
         var d = outerShape.count - 1
         while d >= 0 {
@@ -102,36 +102,64 @@ public final class StridedCopy {
     }
 
     @inline(__always)
-    private func run<T>(_ src: UnsafePointer<T>, _ dst: UnsafeMutablePointer<T>, _ op: (inout T, T) -> Void) {
+    private func run<Op: ElementStore>(_ src: UnsafePointer<Op.Element>, _ dst: UnsafeMutablePointer<Op.Element>, _ op: Op) {
         if count == 0 { return }
         if tiled {
-            let t = Self.tile
-            Threads.items(outerCount * tilesA, workPerItem: t * lengthB) { item in
-                let (so, dof) = offsets(item / tilesA)
-                let a0 = (item % tilesA) * t
-                let a1 = min(a0 + t, lengthA)
-                let s = src + so, d = dst + dof
-                var b0 = 0
-                while b0 < lengthB {
-                    let b1 = min(b0 + t, lengthB)
-                    for a in a0..<a1 {
-                        let sa = s + a * srcA, da = d + a * dstA
-                        for b in b0..<b1 { op(&da[b * dstB], sa[b * srcB]) }
-                    }
-                    b0 = b1
-                }
-            }
+            Threads.items(outerCount * tilesA, workPerItem: Self.tile * lengthB,
+                          Tiles(copy: self, src: src, dst: dst, op: op))
         } else {
-            let len = rowLength, ss = rowSrc, ds = rowDst
-            Threads.items(outerCount, workPerItem: len) { item in
-                let (so, dof) = offsets(item)
-                let s = src + so, d = dst + dof
-                if ss == 1 && ds == 1 {
-                    for j in 0..<len { op(&d[j], s[j]) }
-                } else {
-                    for j in 0..<len { op(&d[j * ds], s[j * ss]) }
+            Threads.items(outerCount, workPerItem: rowLength, Rows(copy: self, src: src, dst: dst, op: op))
+        }
+    }
+
+    /// One item: a 32-wide band of dimension A, walked in 32x32 tiles along dimension B.
+    private struct Tiles<Op: ElementStore>: ParallelItem {
+        let copy: StridedCopy, src: UnsafePointer<Op.Element>, dst: UnsafeMutablePointer<Op.Element>, op: Op
+        @inline(__always) func callAsFunction(_ item: Int) {
+            let c = copy, t = StridedCopy.tile
+            let (so, dof) = c.offsets(item / c.tilesA)
+            let a0 = (item % c.tilesA) * t
+            let a1 = min(a0 + t, c.lengthA)
+            let s = src + so, d = dst + dof
+            var b0 = 0
+            while b0 < c.lengthB {
+                let b1 = min(b0 + t, c.lengthB)
+                for a in a0..<a1 {
+                    let sa = s + a * c.srcA, da = d + a * c.dstA
+                    for b in b0..<b1 { op(&da[b * c.dstB], sa[b * c.srcB]) }
                 }
+                b0 = b1
+            }
+        }
+    }
+
+    /// One item: one row along the inner dimension.
+    private struct Rows<Op: ElementStore>: ParallelItem {
+        let copy: StridedCopy, src: UnsafePointer<Op.Element>, dst: UnsafeMutablePointer<Op.Element>, op: Op
+        @inline(__always) func callAsFunction(_ item: Int) {
+            let len = copy.rowLength, ss = copy.rowSrc, ds = copy.rowDst
+            let (so, dof) = copy.offsets(item)
+            let s = src + so, d = dst + dof
+            if ss == 1 && ds == 1 {
+                for j in 0..<len { op(&d[j], s[j]) }
+            } else {
+                for j in 0..<len { op(&d[j * ds], s[j * ss]) }
             }
         }
     }
 }
+
+/// How `StridedCopy` stores one element: a copy or an addition.
+protocol ElementStore {
+    associatedtype Element
+    func callAsFunction(_ d: inout Element, _ s: Element)
+}
+
+private struct CopyBits: ElementStore {
+    @inline(__always) func callAsFunction(_ d: inout UInt32, _ s: UInt32) { d = s }
+}
+
+private struct AddFloats: ElementStore {
+    @inline(__always) func callAsFunction(_ d: inout Float, _ s: Float) { d += s }
+}
+

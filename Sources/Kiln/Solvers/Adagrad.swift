@@ -11,12 +11,16 @@ public final class Adagrad: Solver {
                                          count: Int, state: SolverState) {
         let lr = learningRate, eps = eps
         let v = state.arrays[0].floats
-        Threads.chunks(count) { s, e in
-            for i in s..<e {
-                let g = grad[i]
-                v[i] += g * g
-                data[i] -= lr * g / (v[i].squareRoot() + eps)
-            }
+        Threads.elements(count, Step(data: data, grad: grad, v: v, lr: lr, eps: eps))
+    }
+
+    struct Step: ParallelElement {
+        let data: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>
+        let lr: Float, eps: Float
+        @inline(__always) func callAsFunction(_ i: Int) {
+            let g = grad[i]
+            v[i] += g * g
+            data[i] -= lr * g / (v[i].squareRoot() + eps)
         }
     }
 }

@@ -42,8 +42,16 @@ enum AdamStep {
     static func run(data: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>,
                     m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, count: Int,
                     alphaT: Float, beta1: Float, beta2: Float, eps: Float, decay: Float) {
-        let b1 = beta1, b2 = beta2, c1 = 1 - beta1, c2 = 1 - beta2
-        Threads.chunks(count) { s, e in
+        Threads.chunks(count, Step(data: data, grad: grad, m: m, v: v, alphaT: alphaT, b1: beta1, b2: beta2,
+                                   c1: 1 - beta1, c2: 1 - beta2, eps: eps, decay: decay))
+    }
+
+    struct Step: ParallelChunk {
+        let data: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>
+        let m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>
+        let alphaT: Float, b1: Float, b2: Float, c1: Float, c2: Float, eps: Float, decay: Float
+
+        @inline(__always) func callAsFunction(_ s: Int, _ e: Int) {
             if decay == 0 {
                 for i in s..<e {
                     let g = grad[i]

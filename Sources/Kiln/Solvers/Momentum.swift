@@ -11,11 +11,15 @@ public final class Momentum: Solver {
                                          count: Int, state: SolverState) {
         let lr = learningRate, mu = momentum
         let m = state.arrays[0].floats
-        Threads.chunks(count) { s, e in
-            for i in s..<e {
-                m[i] = mu * m[i] + lr * grad[i]
-                data[i] -= m[i]
-            }
+        Threads.elements(count, Step(data: data, grad: grad, m: m, lr: lr, mu: mu))
+    }
+
+    struct Step: ParallelElement {
+        let data: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>
+        let lr: Float, mu: Float
+        @inline(__always) func callAsFunction(_ i: Int) {
+            m[i] = mu * m[i] + lr * grad[i]
+            data[i] -= m[i]
         }
     }
 }

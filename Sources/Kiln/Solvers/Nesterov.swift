@@ -12,13 +12,17 @@ public final class Nesterov: Solver {
                                          count: Int, state: SolverState) {
         let lr = learningRate, mu = momentum
         let m = state.arrays[0].floats
-        Threads.chunks(count) { s, e in
-            for i in s..<e {
-                let prev = m[i]
-                let next = mu * prev - lr * grad[i]
-                m[i] = next
-                data[i] += -mu * prev + (1 + mu) * next
-            }
+        Threads.elements(count, Step(data: data, grad: grad, m: m, lr: lr, mu: mu))
+    }
+
+    struct Step: ParallelElement {
+        let data: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>
+        let lr: Float, mu: Float
+        @inline(__always) func callAsFunction(_ i: Int) {
+            let prev = m[i]
+            let next = mu * prev - lr * grad[i]
+            m[i] = next
+            data[i] += -mu * prev + (1 + mu) * next
         }
     }
 }

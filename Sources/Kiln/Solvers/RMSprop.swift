@@ -14,12 +14,16 @@ public final class RMSprop: Solver {
                                          count: Int, state: SolverState) {
         let lr = learningRate, eps = eps, d = decay, d1 = 1 - decay
         let v = state.arrays[0].floats
-        Threads.chunks(count) { s, e in
-            for i in s..<e {
-                let g = grad[i]
-                v[i] = d * v[i] + d1 * g * g
-                data[i] -= lr * g / (v[i].squareRoot() + eps)
-            }
+        Threads.elements(count, Step(data: data, grad: grad, v: v, lr: lr, eps: eps, d: d, d1: d1))
+    }
+
+    struct Step: ParallelElement {
+        let data: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>
+        let lr: Float, eps: Float, d: Float, d1: Float
+        @inline(__always) func callAsFunction(_ i: Int) {
+            let g = grad[i]
+            v[i] = d * v[i] + d1 * g * g
+            data[i] -= lr * g / (v[i].squareRoot() + eps)
         }
     }
 }

@@ -7,8 +7,11 @@ public final class Sgd: Solver {
     public override func updateParameter(data: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>,
                                          count: Int, state: SolverState) {
         let lr = learningRate
-        Threads.chunks(count) { s, e in
-            for i in s..<e { data[i] -= lr * grad[i] }
-        }
+        Threads.elements(count, Step(data: data, grad: grad, lr: lr))
+    }
+
+    struct Step: ParallelElement {
+        let data: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>, lr: Float
+        @inline(__always) func callAsFunction(_ i: Int) { data[i] -= lr * grad[i] }
     }
 }

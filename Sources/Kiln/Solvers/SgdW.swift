@@ -26,13 +26,17 @@ public final class SgdW: Solver {
         let etaT = initialLearningRate == 0 ? 1 : learningRate / initialLearningRate
         let decay = etaT * (nextWd ?? wd)
         let m = state.arrays[0].floats
-        Threads.chunks(count) { s, e in
-            for i in s..<e {
-                let p = data[i]
-                let mi = mu * m[i] + lr * grad[i]
-                m[i] = mi
-                data[i] = p - mi - decay * p
-            }
+        Threads.elements(count, Step(data: data, grad: grad, m: m, lr: lr, mu: mu, decay: decay))
+    }
+
+    struct Step: ParallelElement {
+        let data: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>
+        let lr: Float, mu: Float, decay: Float
+        @inline(__always) func callAsFunction(_ i: Int) {
+            let p = data[i]
+            let mi = mu * m[i] + lr * grad[i]
+            m[i] = mi
+            data[i] = p - mi - decay * p
         }
     }
 }

@@ -134,9 +134,7 @@ open class Solver {
         if decayRate == 0 { return }
         for s in slots where s.active {
             let p = s.variable.data.floats, g = s.variable.grad.floats
-            Threads.chunks(s.variable.size) { a, b in
-                for i in a..<b { g[i] += decayRate * p[i] }
-            }
+            Threads.elements(s.variable.size, AddScaled(g: g, p: p, rate: decayRate))
         }
     }
 
@@ -144,9 +142,7 @@ open class Solver {
     public func scaleGrad(_ scale: Float) {
         for s in slots where s.active {
             let g = s.variable.grad.floats
-            Threads.chunks(s.variable.size) { a, b in
-                for i in a..<b { g[i] *= scale }
-            }
+            Threads.elements(s.variable.size, Scale(g: g, by: scale))
         }
     }
 
@@ -160,10 +156,20 @@ open class Solver {
             let norm = sum.squareRoot()
             guard norm > Double(clipNorm) else { continue }
             let scale = Float(Double(clipNorm) / norm)
-            Threads.chunks(n) { a, b in
-                for i in a..<b { g[i] *= scale }
-            }
+            Threads.elements(n, Scale(g: g, by: scale))
         }
+    }
+
+    /// `g[i] += rate * p[i]`.
+    struct AddScaled: ParallelElement {
+        let g: UnsafeMutablePointer<Float>, p: UnsafeMutablePointer<Float>, rate: Float
+        @inline(__always) func callAsFunction(_ i: Int) { g[i] += rate * p[i] }
+    }
+
+    /// `g[i] *= by`.
+    struct Scale: ParallelElement {
+        let g: UnsafeMutablePointer<Float>, by: Float
+        @inline(__always) func callAsFunction(_ i: Int) { g[i] *= by }
     }
 
     /// nnabla's `check_inf_or_nan_grad()`: true when any written gradient holds an infinity or a NaN.

@@ -19,10 +19,24 @@ struct WorkerPoolTests {
         var values: [Int] { (0..<count).map { slots[$0] } }
     }
 
+    /// Adds one to slot `base + part`.
+    struct Count: ParallelPart {
+        let counts: Counts, base: Int
+        func callAsFunction(_ part: Int) { counts.slots[base + part] += 1 }
+    }
+
+    /// A region inside each part.
+    struct Nested: ParallelPart {
+        let counts: Counts, caller: Int, parts: Int
+        func callAsFunction(_ part: Int) {
+            Threads.parts(parts, Count(counts: counts, base: (caller * parts + part) * parts))
+        }
+    }
+
     @Test(arguments: [2, 3, 4, 7])
     func everyPartRunsOnce(parts: Int) {
         let counts = Counts(parts)
-        for _ in 0..<500 { Threads.parts(parts) { p in counts.slots[p] += 1 } }
+        for _ in 0..<500 { Threads.parts(parts, Count(counts: counts, base: 0)) }
         #expect(counts.values == [Int](repeating: 500, count: parts))
     }
 
@@ -31,10 +45,8 @@ struct WorkerPoolTests {
         let counts = Counts(callers * parts * parts)
         DispatchQueue.concurrentPerform(iterations: callers) { caller in
             for _ in 0..<rounds {
-                Threads.parts(parts) { p in
-                    // A region inside a part: the pool is busy (or serving another caller), so it falls back.
-                    Threads.parts(parts) { q in counts.slots[(caller * parts + p) * parts + q] += 1 }
-                }
+                // A region inside a part: the pool is busy (or serving another caller), so it falls back.
+                Threads.parts(parts, Nested(counts: counts, caller: caller, parts: parts))
             }
         }
         #expect(counts.values == [Int](repeating: rounds, count: callers * parts * parts))
