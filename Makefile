@@ -48,6 +48,13 @@ plans: release
 bench: deps
 	cd Benchmarks && $(SWIFT) package -Xswiftc -target-cpu -Xswiftc haswell benchmark $(BENCH_ARGS)
 
+# Each convolution product of the zoo against one sgemm of the same M, N, K, alternating in one process
+# (1 thread, pinned to core 0).
+.PHONY: bench-conv
+bench-conv: deps
+	cd Benchmarks && $(SWIFT) build -c release -Xswiftc -target-cpu -Xswiftc haswell --product ConvEfficiency
+	taskset -c 0 Benchmarks/.build/release/ConvEfficiency $(CONV_ARGS)
+
 # Kiln vs nnabla vs JAX (venvs made outside git by Benchmarks/peers/setup.sh); PEERS_ARGS goes to run_peers.py.
 .PHONY: bench-peers
 bench-peers: release
