@@ -96,8 +96,8 @@ final class StridedCol2Im {
 
     /// Adds one sample's column planes of one channel (`planes + k*ld` for kernel offset `k`, each
     /// `colHeight x colWidth`) into that channel's image plane, or with `overwrite` sets the plane to them
-    /// (each row is zeroed just before its pixels are added, while it is in cache, instead of a pass over the
-    /// whole image beforehand).
+    /// (stride-2 rows are stored once, interleaved; other rows are zeroed just before their pixels are added,
+    /// while in cache, instead of a pass over the whole image beforehand).
     @inline(__always)
     func add(planes: UnsafeMutablePointer<Float>, ld: Int, into image: UnsafeMutablePointer<Float>, overwrite: Bool) {
         let n = colCount, ow = colWidth
@@ -124,6 +124,16 @@ final class StridedCol2Im {
             let first = reads[i]
             for a in 0..<first.rows {
                 let row = image + (a * strideY + first.y) * width
+                if overwrite && strideX == 2 {
+                    // Every pixel of the row is stored once: its phase's value, or 0 for a phase no offset feeds.
+                    var even: UnsafePointer<Float>?, odd: UnsafePointer<Float>?
+                    for r in i..<j {
+                        let src = UnsafePointer(planes + reads[r].host * ld + reads[r].hostOffset + a * ow)
+                        if reads[r].x == 0 { even = src } else { odd = src }
+                    }
+                    Self.storeInterleaved(row, even, odd, width)
+                    continue
+                }
                 if overwrite { ShortRows.zero(row, width) }
                 if strideX == 2 && j - i == 2 {
                     let odd = reads[i + 1]
@@ -156,6 +166,27 @@ final class StridedCol2Im {
             if fed { continue }
             var y = py
             while y < height { ShortRows.zero(image + y * width, width); y += strideY }
+        }
+    }
+
+    /// `row[2b] = even[b]` and `row[2b + 1] = odd[b]` for the whole row of `width` (0 where a side is nil).
+    @inline(__always)
+    static func storeInterleaved(_ row: UnsafeMutablePointer<Float>, _ even: UnsafePointer<Float>?,
+                                 _ odd: UnsafePointer<Float>?, _ width: Int) {
+        let d = UnsafeMutableRawPointer(row)
+        let e = even.map { UnsafeRawPointer($0) }, o = odd.map { UnsafeRawPointer($0) }
+        var b = 0
+        while 2 * b + 16 <= width {
+            var v = SIMD16<Float>()
+            if let e { v.evenHalf = e.loadUnaligned(fromByteOffset: b * 4, as: SIMD8<Float>.self) }
+            if let o { v.oddHalf = o.loadUnaligned(fromByteOffset: b * 4, as: SIMD8<Float>.self) }
+            d.storeBytes(of: v, toByteOffset: b * 8, as: SIMD16<Float>.self)
+            b += 8
+        }
+        while 2 * b < width {
+            row[2 * b] = even?[b] ?? 0
+            if 2 * b + 1 < width { row[2 * b + 1] = odd?[b] ?? 0 }
+            b += 1
         }
     }
 
