@@ -8,7 +8,8 @@ public enum Elementwise {
         if accumulate {
             Threads.chunks(n, Accumulate(x: x, out: out))
         } else if UnsafePointer(out) != x {
-            out.update(from: x, count: n)
+            // Split like any other loop: one memcpy does not use the second core (Add2's backward copies dy).
+            Threads.chunks(n, Copy(x: x, out: out))
         }
     }
 
@@ -48,6 +49,11 @@ public extension Elementwise {
                                          _ c: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
                                          accumulate: Bool, _ op: Op) {
         Threads.chunks(n, Zip3(a: a, b: b, c: c, out: out, accumulate: accumulate, op: op))
+    }
+
+    internal struct Copy: ParallelChunk {
+        let x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>
+        @inline(__always) func callAsFunction(_ s: Int, _ e: Int) { (out + s).update(from: x + s, count: e - s) }
     }
 
     internal struct Accumulate: ParallelChunk {
