@@ -105,6 +105,10 @@ final class ConvolutionEngine {
             for g in 0..<e.group {
                 plan.im2col(samples: nb, image + n0 * e.channels * e.imageCount + g * e.cg * e.imageCount,
                             imageStride: e.channels * e.imageCount, cols, ld: ld, parallel: single)
+                if !accumulate && (nb == 1 || e.mg * ld * kk <= Gemm.smallProduct) {
+                    direct(g: g, n0: n0, nb: nb, cols: cols, ld: ld, out: out)
+                    continue
+                }
                 Gemm.sgemm(m: e.mg, n: ld, k: kk, a: weight + g * e.mg * kk, b: cols, ldb: ld, beta: 0, c: out, ldc: ld)
                 // Scatter [m][sample][pos] into [sample][m][pos], adding the bias on the way.
                 for i in 0..<(nb * e.mg) {
@@ -123,6 +127,35 @@ final class ConvolutionEngine {
                 }
             }
         }
+
+        /// Without the scatter: one product per sample straight into the output (the samples' output rows are
+        /// not adjacent), then bias and epilogue in place. Worth it when the chunk is one sample (its columns
+        /// are the output's layout already) or when the product runs in Gemm's Swift kernel anyway, which has
+        /// no per-call cost to amortise over a wide chunk. The values are those of the scatter path: the product,
+        /// then `+ b` and the epilogue. With a residual the product goes to the workspace first (the output may
+        /// be the residual's own buffer, which it would overwrite before the epilogue reads it), keeping the
+        /// per-sample product so that fused and separate steps still agree bit for bit.
+        @inline(__always) func direct(g: Int, n0: Int, nb: Int, cols: UnsafeMutablePointer<Float>, ld: Int,
+                                      out: UnsafeMutablePointer<Float>) {
+            let e = engine, kk = e.cg * e.kernelCount, count = e.colCount
+            let staged = epilogue?.residual != nil
+            for s in 0..<nb {
+                let base = (n0 + s) * e.outmaps * count + g * e.mg * count
+                let target = staged ? out : col + base
+                Gemm.sgemm(m: e.mg, n: count, k: kk, a: weight + g * e.mg * kk, b: cols + s * count, ldb: ld, beta: 0,
+                           c: target, ldc: count)
+                guard bias != nil || epilogue != nil else { continue }
+                for m in 0..<e.mg {
+                    let dst = col + base + m * count
+                    let b = bias.map { $0[g * e.mg + m] } ?? 0
+                    if let epilogue {
+                        epilogue.apply(map: g * e.mg + m, target + m * count, dst, plus: b, count, offset: base + m * count)
+                    } else {
+                        ShortRows.add(dst, plus: b, count)
+                    }
+                }
+            }
+        }
     }
 
     /// One chunk of samples of `backwardData`: gather dY, one product per group, col2im.
@@ -136,8 +169,10 @@ final class ConvolutionEngine {
             let ld = nb * e.colCount
             let cols = workspace + part * e.slice, dys = cols + kk * ld
             for g in 0..<e.group {
-                e.gather(col, n0: n0, nb: nb, g: g, into: dys, ld: ld)
-                Gemm.sgemm(transA: true, m: kk, n: ld, k: e.mg, a: weight + g * e.mg * kk, b: dys, ldb: ld, beta: 0,
+                // One sample's dY rows are already [m][pos]: read them in place.
+                let rows = nb == 1 ? col + n0 * e.outmaps * e.colCount + g * e.mg * e.colCount : UnsafePointer(dys)
+                if nb > 1 { e.gather(col, n0: n0, nb: nb, g: g, into: dys, ld: ld) }
+                Gemm.sgemm(transA: true, m: kk, n: ld, k: e.mg, a: weight + g * e.mg * kk, b: rows, ldb: ld, beta: 0,
                            c: cols, ldc: ld)
                 plan.col2im(samples: nb, cols, ld: ld, image + n0 * e.channels * e.imageCount + g * e.cg * e.imageCount,
                             imageStride: e.channels * e.imageCount, parallel: single, overwrite: overwrite)
@@ -160,8 +195,9 @@ final class ConvolutionEngine {
             for g in 0..<e.group {
                 plan.im2col(samples: nb, image + n0 * e.channels * e.imageCount + g * e.cg * e.imageCount,
                             imageStride: e.channels * e.imageCount, cols, ld: ld, parallel: single)
-                e.gather(col, n0: n0, nb: nb, g: g, into: dys, ld: ld)
-                Gemm.sgemm(transB: true, m: kk, n: e.mg, k: ld, a: cols, lda: ld, b: dys, ldb: ld,
+                let rows = nb == 1 ? col + n0 * e.outmaps * e.colCount + g * e.mg * e.colCount : UnsafePointer(dys)
+                if nb > 1 { e.gather(col, n0: n0, nb: nb, g: g, into: dys, ld: ld) }
+                Gemm.sgemm(transB: true, m: kk, n: e.mg, k: ld, a: cols, lda: ld, b: rows, ldb: ld,
                            beta: beta, c: target + g * kk * e.mg, ldc: e.mg)
             }
         }

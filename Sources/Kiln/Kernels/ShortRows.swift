@@ -63,6 +63,20 @@ enum ShortRows {
         while i < n { dst[i] += src[i] + b; i += 1 }
     }
 
+    /// `dst[0..<n] += b`.
+    @inline(__always)
+    static func add(_ dst: UnsafeMutablePointer<Float>, plus b: Float, _ n: Int) {
+        let d = UnsafeMutableRawPointer(dst)
+        let bv = SIMD8<Float>(repeating: b)
+        var i = 0
+        while i + 8 <= n {
+            d.storeBytes(of: d.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self) + bv, toByteOffset: i * 4,
+                         as: SIMD8<Float>.self)
+            i += 8
+        }
+        while i < n { dst[i] += b; i += 1 }
+    }
+
     /// `dst[0..<n] = 0` for the one or two padding columns of a row: plain stores, where a loop would become a
     /// `memset` call costing more than the stores.
     @inline(__always)
