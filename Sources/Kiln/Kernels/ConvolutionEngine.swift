@@ -70,10 +70,26 @@ final class ConvolutionEngine {
     /// Threads to use now: never more than the workspace was sized for.
     var activeParts: Int { min(parts, Threads.count) }
 
-    /// Calls `body(part, n0, nb)` for every chunk of samples, chunks spread round-robin over the threads.
-    /// `p` is read once by the caller (`activeParts`): Threads.count may change meanwhile on another thread,
-    /// and the caller's bookkeeping must match the parts that ran.
+    /// Calls `body(slot, n0, nb)` for every chunk of samples, each chunk claimed by whichever of `p` threads is
+    /// free (`slot`: that thread's workspace slice). For products whose chunks write disjoint outputs: which
+    /// thread runs a chunk changes no value. `p` is read once by the caller (`activeParts`): Threads.count may
+    /// change meanwhile on another thread.
     private func forEachChunk<B: ConvolutionChunk>(parts p: Int, _ body: B) {
+        Threads.claims((batch + chunk - 1) / chunk, threads: p, ClaimedChunk(body: body, batch: batch, chunk: chunk))
+    }
+
+    private struct ClaimedChunk<B: ConvolutionChunk>: ParallelSlotPart {
+        let body: B, batch: Int, chunk: Int
+        @inline(__always) func callAsFunction(_ c: Int, slot: Int) {
+            let n0 = c * chunk
+            body(slot, n0, min(chunk, batch - n0))
+        }
+    }
+
+    /// Calls `body(part, n0, nb)` for every chunk, part `part` taking chunks `part, part + p, ...` in order:
+    /// for the weight gradient, which each part sums into its own accumulator, so that the sums (and their
+    /// rounding) are the same on every run whichever thread runs a part.
+    private func forEachChunkInParts<B: ConvolutionChunk>(parts p: Int, _ body: B) {
         Threads.parts(p, ChunkParts(body: body, batch: batch, chunk: chunk, parts: p))
     }
 
@@ -327,7 +343,7 @@ final class ConvolutionEngine {
         // sgemm runs dY * cols^T (M = mg) at half the speed of cols * dY^T (M = kk) on the zoo's shapes.
         let p = activeParts
         let single = p == 1
-        forEachChunk(parts: p, BackwardWeightChunk(engine: self, plan: plan, image: image, col: col, workspace: workspace, single: single))
+        forEachChunkInParts(parts: p, BackwardWeightChunk(engine: self, plan: plan, image: image, col: col, workspace: workspace, single: single))
         let ran = min(p, (batch + chunk - 1) / chunk)
         for g in 0..<group {
             for m in 0..<mg {

@@ -26,15 +26,37 @@ public enum Threads {
         return try $override.withValue(max(1, n)) { try body() }
     }
 
-    /// Runs `loop(part)` for `part` in `0..<parts` on separate threads (inline when `parts` is 1): on Kiln's
-    /// worker pool, which allocates nothing, or on libdispatch when the pool is serving another region.
+    /// Runs `loop(part)` for every `part` in `0..<parts`, on up to `count` threads (inline when one): on Kiln's
+    /// worker pool, which allocates nothing, or on libdispatch when the pool is serving another region. Parts
+    /// are claimed by whichever thread is free.
     @inline(__always)
     static func parts<L: ParallelPart>(_ parts: Int, _ loop: L) {
-        if parts <= 1 { loop(0); return }
-        if !WorkerPool.shared.run(parts, loop) { DispatchQueue.concurrentPerform(iterations: parts) { loop($0) } }
+        claims(parts, threads: count, PartsIgnoringSlot(loop: loop))
+    }
+
+    /// Runs `loop(part, slot:)` for every `part` in `0..<parts` on up to `threads` threads; `slot` (in
+    /// `0..<threads`) numbers the thread running it, for state a thread uses alone (a workspace slice).
+    @inline(__always)
+    static func claims<L: ParallelSlotPart>(_ parts: Int, threads: Int, _ loop: L) {
+        if parts <= 0 { return }
+        if threads <= 1 || parts == 1 {
+            for p in 0..<parts { loop(p, slot: 0) }
+            return
+        }
+        if !WorkerPool.shared.run(parts, threads: threads, loop) {
+            // libdispatch runs each part on some thread; one slot per part keeps slots exclusive.
+            DispatchQueue.concurrentPerform(iterations: min(parts, threads)) { slot in
+                var p = slot
+                while p < parts { loop(p, slot: slot); p += min(parts, threads) }
+            }
+        }
     }
 
     public static let minimumWork = 1 << 17
+
+    /// Parts per thread for loops that split freely (chunks, items): enough that a thread slowed by another
+    /// tenant hands its share to the others, few enough that claiming (a mutex) costs nothing measurable.
+    static let partsPerThread = 4
 
     /// Runs `loop(start, end)` over `0..<n` split into contiguous chunks, in parallel when `n` is large.
     @inline(__always)
@@ -44,8 +66,8 @@ public enum Threads {
             loop(0, n)
             return
         }
-        let parts = min(t, (n + minimumWork / 2 - 1) / (minimumWork / 2))
-        Threads.parts(parts, ChunkParts(loop: loop, n: n, size: (n + parts - 1) / parts))
+        let parts = min(t * partsPerThread, (n + minimumWork / 2 - 1) / (minimumWork / 2))
+        claims(parts, threads: t, ChunkParts(loop: loop, n: n, size: (n + parts - 1) / parts))
     }
 
     /// Runs `loop(i)` for every element index `i` in `0..<n`, in contiguous chunks on several threads when `n`
@@ -63,8 +85,8 @@ public enum Threads {
             for i in 0..<n { loop(i) }
             return
         }
-        let parts = min(t, n)
-        Threads.parts(parts, ItemParts(loop: loop, n: n, parts: parts))
+        let parts = min(n, t * partsPerThread)
+        claims(parts, threads: t, ItemParts(loop: loop, n: n, parts: parts))
     }
 }
 
@@ -77,6 +99,9 @@ public enum Threads {
 /// The body of `Threads.parts`: called once per part.
 protocol ParallelPart { func callAsFunction(_ part: Int) }
 
+/// The body of `Threads.claims`: called once per part, with the slot of the thread running it.
+protocol ParallelSlotPart { func callAsFunction(_ part: Int, slot: Int) }
+
 /// The body of `Threads.chunks`: called once per contiguous range `start..<end`.
 protocol ParallelChunk { func callAsFunction(_ start: Int, _ end: Int) }
 
@@ -86,19 +111,25 @@ protocol ParallelItem { func callAsFunction(_ item: Int) }
 /// The body of `Threads.elements`: called once per element index.
 protocol ParallelElement { func callAsFunction(_ i: Int) }
 
+/// `Threads.parts` as claims.
+struct PartsIgnoringSlot<L: ParallelPart>: ParallelSlotPart {
+    let loop: L
+    @inline(__always) func callAsFunction(_ part: Int, slot: Int) { loop(part) }
+}
+
 /// `Threads.chunks` as parts: part `p` covers `p*size ..< min(n, (p+1)*size)`.
-struct ChunkParts<L: ParallelChunk>: ParallelPart {
+struct ChunkParts<L: ParallelChunk>: ParallelSlotPart {
     let loop: L, n: Int, size: Int
-    @inline(__always) func callAsFunction(_ part: Int) {
+    @inline(__always) func callAsFunction(_ part: Int, slot: Int) {
         let s = part * size, e = min(n, s + size)
         if s < e { loop(s, e) }
     }
 }
 
 /// `Threads.items` as parts: part `p` takes items `p, p + parts, ...`.
-struct ItemParts<L: ParallelItem>: ParallelPart {
+struct ItemParts<L: ParallelItem>: ParallelSlotPart {
     let loop: L, n: Int, parts: Int
-    @inline(__always) func callAsFunction(_ part: Int) {
+    @inline(__always) func callAsFunction(_ part: Int, slot: Int) {
         var i = part
         while i < n { loop(i); i += parts }
     }

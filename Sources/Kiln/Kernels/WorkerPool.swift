@@ -9,14 +9,18 @@ import Glibc
 /// (the first region that needs them) and then wait on a condition variable; a region hands them a loop and
 /// part indices under a mutex, which allocates nothing.
 ///
-/// Contract: `run(parts, loop)` calls `loop(p)` once for every `p` in `0..<parts`, part 0 on the calling
-/// thread, and returns when all have finished. The loop is a value (`ParallelPart`): workers reach it through a
-/// pointer to the caller's copy and a capture-free function made for its type, so a region allocates nothing. It serves one region at a time: when the pool is busy (another
-/// thread's region, or a region nested inside a part) it returns false without running anything, and the
-/// caller runs the region another way.
+/// Contract: `run(parts, threads:, loop)` calls `loop(p, slot)` once for every `p` in `0..<parts` on at most
+/// `threads` threads (the caller and `threads - 1` workers), and returns when all have finished. Parts are
+/// claimed one at a time by whichever thread is free, so a thread the machine slows down (another tenant on
+/// its core) takes fewer parts instead of holding up the region. `slot` numbers the threads of the region
+/// (`0..<threads`, the caller 0): what a thread may use exclusively, a workspace slice say. The loop is a value
+/// (`ParallelSlotPart`): workers reach it through a pointer to the caller's copy and a capture-free function
+/// made for its type, so a region allocates nothing. The pool serves one region at a time: when it is busy
+/// (another thread's region, or a region nested inside a part) `run` returns false without running anything,
+/// and the caller runs the region another way.
 final class WorkerPool: @unchecked Sendable {
     static let shared = WorkerPool()
-    /// Threads beyond this are never created; regions with more parts leave the rest to the caller's loop.
+    /// Threads beyond this are never created.
     static let maximumWorkers = 63
 
     private var mutex = pthread_mutex_t()
@@ -28,10 +32,13 @@ final class WorkerPool: @unchecked Sendable {
     private var generation = 0
     /// The running region's loop: a pointer to the caller's value, and a function that runs one part of it.
     private var context: UnsafeRawPointer?
-    private var invoke: ((UnsafeRawPointer, Int) -> Void)?
+    private var invoke: ((UnsafeRawPointer, Int, Int) -> Void)?
     private var parts = 0
     private var nextPart = 0
     private var unfinished = 0
+    /// Threads that joined the region so far (their slots), and how many may.
+    private var joined = 0
+    private var joinLimit = 0
 
     private init() {
         pthread_mutex_init(&mutex, nil)
@@ -40,33 +47,30 @@ final class WorkerPool: @unchecked Sendable {
         pthread_cond_init(&finished, nil)
     }
 
-    func run<L: ParallelPart>(_ parts: Int, _ loop: L) -> Bool {
-        guard parts > 1 else {
-            if parts == 1 { loop(0) }
+    func run<L: ParallelSlotPart>(_ parts: Int, threads: Int, _ loop: L) -> Bool {
+        let threads = min(threads, parts, WorkerPool.maximumWorkers + 1)
+        guard threads > 1 else {
+            for p in 0..<parts { loop(p, slot: 0) }
             return true
         }
         guard pthread_mutex_trylock(&region) == 0 else { return false }
         defer { pthread_mutex_unlock(&region) }
-        if workers < min(parts - 1, WorkerPool.maximumWorkers) && !startWorkers(min(parts - 1, WorkerPool.maximumWorkers)) {
-            return false
-        }
+        if workers < threads - 1 && !startWorkers(threads - 1) { return false }
         withUnsafePointer(to: loop) { pointer in
             pthread_mutex_lock(&mutex)
             context = UnsafeRawPointer(pointer)
             // Made here, where L is known, so the loop is specialised and inlined into it (reaching it through
-            // `any ParallelPart.Type` would run the unspecialised generic body, three times slower). It captures
-            // nothing: no allocation.
-            invoke = { context, part in context.assumingMemoryBound(to: L.self).pointee(part) }
+            // `any ParallelSlotPart.Type` would run the unspecialised generic body, three times slower). It
+            // captures nothing: no allocation.
+            invoke = { context, part, slot in context.assumingMemoryBound(to: L.self).pointee(part, slot: slot) }
             self.parts = parts
-            nextPart = 1
-            unfinished = parts - 1
+            nextPart = 0
+            unfinished = parts
+            joined = 1
+            joinLimit = threads
             generation &+= 1
             pthread_cond_broadcast(&wake)
-            pthread_mutex_unlock(&mutex)
-            loop(0)
-            // Take parts no worker has started yet, then wait for the ones in flight.
-            pthread_mutex_lock(&mutex)
-            runClaimedParts()
+            runClaimedParts(slot: 0)
             while unfinished > 0 { pthread_cond_wait(&finished, &mutex) }
             context = nil
             invoke = nil
@@ -77,13 +81,13 @@ final class WorkerPool: @unchecked Sendable {
 
     /// Runs parts while any is unclaimed. Called and returns with `mutex` held. The loop's pointer is only
     /// used before the part counts as finished: the caller's value lives until `run` returns.
-    private func runClaimedParts() {
+    private func runClaimedParts(slot: Int) {
         while nextPart < parts {
             let p = nextPart
             nextPart += 1
             let context = self.context, invoke = self.invoke
             pthread_mutex_unlock(&mutex)
-            if let context, let invoke { invoke(context, p) }
+            if let context, let invoke { invoke(context, p, slot) }
             pthread_mutex_lock(&mutex)
             unfinished -= 1
             if unfinished == 0 { pthread_cond_signal(&finished) }
@@ -96,7 +100,11 @@ final class WorkerPool: @unchecked Sendable {
         while true {
             while generation == seen { pthread_cond_wait(&wake, &mutex) }
             seen = generation
-            runClaimedParts()
+            // Threads beyond the region's limit sit it out (the pool may hold more from an earlier region).
+            guard joined < joinLimit else { continue }
+            let slot = joined
+            joined += 1
+            runClaimedParts(slot: slot)
         }
     }
 
