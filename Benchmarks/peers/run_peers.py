@@ -29,7 +29,8 @@ run for them.
 Usage: run_peers.py [--kiln PATH] [--venvs DIR] [--threads 1,2] [--cases all|NAME,...] [--peers kiln,nnabla,jax]
                     [--iterations N] [--warmup N] [--json OUT] [--speedup-pairs N]
 After the table: Kiln's time as a fraction of each peer's, its arena against XLA's temp arena, and Kiln's
-2-thread speed-up on the training cases from alternating 1-thread/2-thread pairs (default 3 pairs).
+2-thread speed-up on the training cases, timed by `kiln bench --threads 2 --speedup` (1-thread and 2-thread
+iterations alternating in one process; 3 runs per case by default).
 Case names: lenet-train-64 resnet20-train-32 resnet20-train-128 lenet-infer-256 resnet20-infer-256
             resnet20-train-32-half resnet20-train-128-half.
 """
@@ -153,26 +154,38 @@ def print_ratios(results, peers):
 
 
 def measure_speedups(args, cases, peers, threads):
-    """Kiln's 2-thread speed-up on each training case, from 1-thread and 2-thread runs alternated in pairs: load
-    on a shared machine drifts between the table's runs, and a pair run back to back shares most of it."""
+    """Kiln's 2-thread speed-up on each training case, from `kiln bench --threads 2 --speedup`: one process
+    that times iterations on 1 thread and on 2 alternately, so that both see the same load (on a shared machine
+    it drifts between the table's separate runs)."""
     if "kiln" not in peers or args.speedup_pairs <= 0 or not {1, 2} <= set(threads):
         return {}
     speedups = {}
     print()
-    print("Kiln 2-thread speed-up, %d alternating pairs of `kiln bench` runs (1 thread, then 2):" % args.speedup_pairs)
+    print("Kiln 2-thread speed-up, 1-thread and 2-thread iterations alternating in one process "
+          "(`kiln bench --threads 2 --speedup`, %d rounds per run, %d runs):" % (2 * (args.iterations or 5),
+                                                                               args.speedup_pairs))
     for case in cases:
         if case[2] != "training":
             continue
-        ratios = []
+        name, model, mode, batch, default_iterations, precision = case
+        rounds = 2 * (args.iterations or default_iterations)
+        runs = []
         for _ in range(args.speedup_pairs):
-            one, two = run_one("kiln", args, case, 1), run_one("kiln", args, case, 2)
-            if ms(one) and ms(two):
-                ratios.append(ms(one) / ms(two))
-        if ratios:
-            median = sorted(ratios)[len(ratios) // 2] if len(ratios) % 2 else \
-                sum(sorted(ratios)[len(ratios) // 2 - 1:len(ratios) // 2 + 1]) / 2
-            speedups[case[0]] = {"pairs": ratios, "median": median}
-            print("  %s: median %.2f (pairs: %s)" % (case[0], median, ", ".join("%.2f" % r for r in ratios)))
+            cmd = ["taskset", "-c", "0,1", args.kiln, "bench", model, "--mode", mode, "--batch-size", str(batch),
+                   "--iterations", str(rounds), "--warmup", str(args.warmup), "--threads", "2", "--precision",
+                   precision, "--speedup"]
+            print("[%s speed-up] %s" % (name, " ".join(cmd)), file=sys.stderr, flush=True)
+            p = subprocess.run(cmd, env=environment(2), capture_output=True, text=True, timeout=args.timeout)
+            values = dict(re.findall(r"^([a-z_0-9]+): (.*)$", p.stdout, re.M))
+            if p.returncode == 0 and "speedup" in values:
+                runs.append((float(values["alternating_ms_1_thread"]), float(values["alternating_ms_2_threads"]),
+                             float(values["speedup"])))
+        if runs:
+            ratios = sorted(r[2] for r in runs)
+            median = ratios[len(ratios) // 2] if len(ratios) % 2 else sum(ratios[len(ratios) // 2 - 1:len(ratios) // 2 + 1]) / 2
+            speedups[name] = {"runs": runs, "median": median}
+            print("  %s: median %.2f (runs, 1-thread ms / 2-thread ms: %s)" % (
+                name, median, ", ".join("%.1f/%.1f = %.2f" % r for r in runs)))
     return speedups
 
 
@@ -188,7 +201,7 @@ def main():
     ap.add_argument("--timeout", type=int, default=3600)
     ap.add_argument("--json", help="also write every raw result here")
     ap.add_argument("--speedup-pairs", type=int, default=3,
-                    help="alternating Kiln 1-thread/2-thread runs of the training cases for the speed-up (0: none)")
+                    help="`kiln bench --speedup` runs per training case for Kiln's 2-thread speed-up (0: none)")
     args = ap.parse_args()
 
     cases = CASES if args.cases == "all" else [c for c in CASES if c[0] in args.cases.split(",")]

@@ -19,11 +19,14 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Threads for kernels and OpenBLAS.") var threads: Int = 1
     @Option(help: "float, or half: float16 activations and gradients, training with dynamic loss scaling.") var precision: Precision = .float
     @Flag(name: .customLong("no-fusion"), help: "Keep every function its own step (no convolution epilogues in inference plans).") var noFusion = false
+    @Flag(help: "Then time iterations on 1 thread and on --threads threads alternately, in this process, and print the speed-up (load on a shared machine drifts between separate runs).")
+    var speedup = false
 
     func validate() throws {
         guard batchSize > 0, iterations > 0, warmup >= 0, threads > 0 else {
             throw ValidationError("--batch-size, --iterations and --threads must be positive, --warmup not negative")
         }
+        if speedup && threads < 2 { throw ValidationError("--speedup compares 1 thread with --threads, which must be 2 or more") }
     }
 
     func run() throws {
@@ -76,8 +79,28 @@ struct BenchCommand: ParsableCommand {
                 times[i] = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
             }
             times.sort()
-            let median = iterations % 2 == 1 ? times[iterations / 2] : (times[iterations / 2 - 1] + times[iterations / 2]) / 2
+            let median = Self.median(times)
             let mean = times.reduce(0, +) / Double(iterations)
+
+            // The plan's workspaces are sized for `threads`; on one thread only the first slice is used. Each
+            // switch of thread count is followed by one untimed step: the first step after a switch finds the
+            // data in the other core's cache, which would not happen in a run on one thread count.
+            var alternating: (one: Double, many: Double)?
+            if speedup {
+                var one = [Double](), many = [Double]()
+                for _ in 0..<iterations {
+                    for (count, into) in [(1, 0), (threads, 1)] {
+                        Threads.count = count
+                        try step()
+                        let start = DispatchTime.now().uptimeNanoseconds
+                        try step()
+                        let t = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+                        if into == 0 { one.append(t) } else { many.append(t) }
+                    }
+                }
+                Threads.count = threads
+                alternating = (Self.median(one.sorted()), Self.median(many.sorted()))
+            }
 
             var usage = rusage()
             getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
@@ -104,7 +127,17 @@ struct BenchCommand: ParsableCommand {
             print("solver_state_bytes: \(solverStateBytes)")
             print("peak_rss_bytes: \(Int(usage.ru_maxrss) * 1024)")
             print("baseline_rss_bytes: \(baselineRSS)")
+            if let alternating {
+                print("alternating_ms_1_thread: \(ms(alternating.one))")
+                print("alternating_ms_\(threads)_threads: \(ms(alternating.many))")
+                print("speedup: \(String(format: "%.3f", alternating.one / alternating.many))")
+            }
         }
+    }
+
+    static func median(_ sorted: [Double]) -> Double {
+        let n = sorted.count
+        return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2
     }
 
     /// The resident set now (VmRSS of /proc/self/status), 0 where that cannot be read.
