@@ -27,7 +27,7 @@ and computes the loss in float32 with the same loss scale (the usual mixed-preci
 run for them.
 
 Usage: run_peers.py [--kiln PATH] [--venvs DIR] [--threads 1,2] [--cases all|NAME,...] [--peers kiln,nnabla,jax]
-                    [--iterations N] [--warmup N] [--json OUT] [--speedup-pairs N]
+                    [--iterations N] [--warmup N] [--json OUT] [--speedup-pairs N] [--rounds R]
 After the table: Kiln's time as a fraction of each peer's, its arena against XLA's temp arena, and Kiln's
 2-thread speed-up on the training cases, timed by `kiln bench --threads 2 --speedup` (1-thread and 2-thread
 iterations alternating in one process; 3 runs per case by default).
@@ -162,8 +162,7 @@ def measure_speedups(args, cases, peers, threads):
     speedups = {}
     print()
     print("Kiln 2-thread speed-up, 1-thread and 2-thread iterations alternating in one process "
-          "(`kiln bench --threads 2 --speedup`, %d rounds per run, %d runs):" % (2 * (args.iterations or 5),
-                                                                               args.speedup_pairs))
+          "(`kiln bench --threads 2 --speedup`, twice the case's iterations, %d runs):" % args.speedup_pairs)
     for case in cases:
         if case[2] != "training":
             continue
@@ -200,6 +199,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--timeout", type=int, default=3600)
     ap.add_argument("--json", help="also write every raw result here")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="runs of every case and peer, rotating through the peers; cells show the median run")
     ap.add_argument("--speedup-pairs", type=int, default=3,
                     help="`kiln bench --speedup` runs per training case for Kiln's 2-thread speed-up (0: none)")
     args = ap.parse_args()
@@ -219,8 +220,17 @@ def main():
     for case in cases:
         for t in threads:
             row = {"case": case[0], "threads": t}
+            # Rounds rotate through the peers (kiln, nnabla, jax, kiln, ...) so that each peer's median spans the
+            # same stretch of the machine's load; each cell is the run with the median time.
+            runs = {peer: [] for peer in peers}
+            for _ in range(args.rounds):
+                for peer in peers:
+                    runs[peer].append(run_one(peer, args, case, t))
             for peer in peers:
-                row[peer] = run_one(peer, args, case, t)
+                timed = sorted((r for r in runs[peer] if ms(r)), key=ms)
+                row[peer] = timed[(len(timed) - 1) // 2] if timed else runs[peer][0]
+                if row[peer] is not None and timed:
+                    row[peer]["rounds_ms"] = [ms(r) for r in runs[peer] if ms(r)]
             results.append(row)
 
     def get(row, peer):
