@@ -175,7 +175,7 @@ struct BenchSetup {
         }
         let g = try GraphFile.load(path: model)
         roots = g.outputs
-        parameters = g.leaves.enumerated().filter { $0.element.needGrad && $0.element.dtype == .float32 }
+        parameters = g.leaves.enumerated().filter { $0.element.needGrad && !$0.element.isInput && $0.element.dtype == .float32 }
             .map { (name: $0.element.name.isEmpty ? "leaf\($0.offset)" : $0.element.name, variable: $0.element) }
         self.batchSize = g.leaves.first { !$0.needGrad && $0.ndim > 0 }?.shape[0] ?? 1
     }

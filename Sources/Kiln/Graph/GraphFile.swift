@@ -96,6 +96,7 @@ public struct GraphFile {
                 uninitialized.append(v)
             }
             if d.kind == "parameter" { v.isParameter = true }
+            if d.kind == "input" { v.isInput = true }
             variables[name] = v
             leaves.append(v)
         }
@@ -214,7 +215,9 @@ public struct GraphFile {
             guard seenLeaves.insert(ObjectIdentifier(v)).inserted else { return }
             var m: [(String, JSON)] = [
                 ("name", .string(name(v, fallback: "x\(v.sequence)"))), ("shape", .array(v.shape.map { .int($0) })),
-                ("kind", .string(v.needGrad || v.isParameter ? "parameter" : "input")), ("dtype", .string(v.dtype.rawValue)),
+                // A leaf made in Swift with need_grad is a weight unless a graph file declared it an input.
+                ("kind", .string(v.isParameter || (v.needGrad && !v.isInput) ? "parameter" : "input")),
+                ("dtype", .string(v.dtype.rawValue)),
                 ("need_grad", .bool(v.needGrad)),
             ]
             if includeData { m.append(("data", .array(v.d.map { JSON.float($0) }))) }

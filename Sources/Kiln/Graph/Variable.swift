@@ -13,6 +13,9 @@ public final class Variable {
     /// Whether this leaf is a model parameter (made by `PF` or a module), so that plans and pictures call it
     /// one even when it takes no gradient (BN's running statistics, fixed parameters).
     public internal(set) var isParameter = false
+    /// Whether a graph file declared this leaf an input: it is saved as one again even when it takes a
+    /// gradient (an input with need_grad, for `kiln run --backward`), and tools do not train it.
+    public internal(set) var isInput = false
     /// The function that produced this variable, nil for inputs and parameters.
     public private(set) var parent: FunctionNode?
     public let outputIndex: Int

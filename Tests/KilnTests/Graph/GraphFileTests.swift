@@ -26,6 +26,20 @@ struct GraphFileTests {
         #expect(GraphFile.save(again.outputs) == saved)
     }
 
+    /// An input that takes a gradient stays an input through save and load (it used to come back as a
+    /// parameter, which a solver would then train).
+    @Test func inputWithNeedGradStaysAnInput() throws {
+        let text = Self.relu.replacingOccurrences(of: #""kind": "input"}"#, with: #""kind": "input", "need_grad": true}"#)
+        let g = try GraphFile.load(bytes: Array(text.utf8))
+        #expect(g.variables["x"]?.isInput == true && g.variables["x"]?.needGrad == true)
+        let saved = GraphFile.save(g.outputs)
+        let x = try #require(saved["variables"]?.array?.first { $0["name"]?.string == "x" })
+        #expect(x["kind"]?.string == "input")
+        #expect(x["need_grad"]?.bool == true)
+        let again = try GraphFile.load(json: saved)
+        #expect(again.variables["x"]?.isInput == true && again.variables["x"]?.isParameter == false)
+    }
+
     static let broken: [(String, String)] = [
         ("format", #"{"format": "other", "variables": [], "functions": [], "outputs": []}"#),
         ("unknown type", #"{"format": "kiln-graph/1", "variables": [{"name": "x", "shape": [2], "kind": "input"}], "functions": [{"name": "f", "type": "Bogus", "inputs": ["x"], "outputs": ["y"]}], "outputs": ["y"]}"#),
