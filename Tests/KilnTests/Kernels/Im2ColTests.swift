@@ -65,6 +65,10 @@ struct Im2ColTests {
         Case(image: [4, 5, 6], kernel: [3, 3, 3], pad: [1, 1, 1], stride: [1, 1, 1], dilation: [1, 1, 1]),
         Case(image: [10], kernel: [3], pad: [1], stride: [1], dilation: [1]),
         Case(image: [3, 11], kernel: [1, 3], pad: [0, 1], stride: [1, 1], dilation: [1, 1]),
+        // Whole rows of whole vectors (LeNet: 8 and 24 wide), and rows in the padding above and below.
+        Case(image: [12, 12], kernel: [5, 5], pad: [0, 0], stride: [1, 1], dilation: [1, 1]),
+        Case(image: [28, 28], kernel: [5, 5], pad: [0, 0], stride: [1, 1], dilation: [1, 1]),
+        Case(image: [10, 18], kernel: [5, 3], pad: [2, 0], stride: [1, 1], dilation: [1, 1]),
     ])
     func matchesTheDefinition(_ c: Case) {
         let col = Self.colSize(c)
@@ -104,6 +108,9 @@ struct Im2ColTests {
         Case(image: [12, 12], kernel: [3, 3], pad: [2, 2], stride: [2, 2], dilation: [2, 2]),
         Case(image: [7, 35], kernel: [4, 4], pad: [3, 3], stride: [2, 2], dilation: [1, 1]),
         Case(image: [6, 6], kernel: [2, 2], pad: [0, 0], stride: [3, 3], dilation: [1, 1]),
+        Case(image: [12, 12], kernel: [5, 5], pad: [0, 0], stride: [1, 1], dilation: [1, 1]),
+        Case(image: [28, 28], kernel: [5, 5], pad: [0, 0], stride: [1, 1], dilation: [1, 1]),
+        Case(image: [10, 18], kernel: [5, 3], pad: [2, 0], stride: [1, 1], dilation: [1, 1]),
     ])
     func col2imIsTheAdjoint(_ c: Case) {
         let col = Self.colSize(c)
