@@ -90,11 +90,11 @@ final class ConvolutionEngine {
     /// for the weight gradient, which each part sums into its own accumulator, so that the sums (and their
     /// rounding) are the same on every run whichever thread runs a part.
     private func forEachChunkInParts<B: ConvolutionChunk>(parts p: Int, _ body: B) {
-        Threads.parts(p, ChunkParts(body: body, batch: batch, chunk: chunk, parts: p))
+        Threads.parts(p, RoundRobinChunks(body: body, batch: batch, chunk: chunk, parts: p))
     }
 
     /// Part `part` takes chunks `part, part + parts, ...`.
-    private struct ChunkParts<B: ConvolutionChunk>: ParallelPart {
+    private struct RoundRobinChunks<B: ConvolutionChunk>: ParallelPart {
         let body: B, batch: Int, chunk: Int, parts: Int
         @inline(__always) func callAsFunction(_ part: Int) {
             let chunks = (batch + chunk - 1) / chunk
@@ -185,9 +185,7 @@ final class ConvolutionEngine {
             let ld = nb * e.colCount
             let cols = workspace + part * e.slice, dys = cols + kk * ld
             for g in 0..<e.group {
-                // One sample's dY rows are already [m][pos]: read them in place.
-                let rows = nb == 1 ? col + n0 * e.outmaps * e.colCount + g * e.mg * e.colCount : UnsafePointer(dys)
-                if nb > 1 { e.gather(col, n0: n0, nb: nb, g: g, into: dys, ld: ld) }
+                let rows = e.rows(col, n0: n0, nb: nb, g: g, scratch: dys, ld: ld)
                 Gemm.sgemm(transA: true, m: kk, n: ld, k: e.mg, a: weight + g * e.mg * kk, b: rows, ldb: ld, beta: 0,
                            c: cols, ldc: ld)
                 plan.col2im(samples: nb, cols, ld: ld, image + n0 * e.channels * e.imageCount + g * e.cg * e.imageCount,
@@ -211,8 +209,7 @@ final class ConvolutionEngine {
             for g in 0..<e.group {
                 plan.im2col(samples: nb, image + n0 * e.channels * e.imageCount + g * e.cg * e.imageCount,
                             imageStride: e.channels * e.imageCount, cols, ld: ld, parallel: single)
-                let rows = nb == 1 ? col + n0 * e.outmaps * e.colCount + g * e.mg * e.colCount : UnsafePointer(dys)
-                if nb > 1 { e.gather(col, n0: n0, nb: nb, g: g, into: dys, ld: ld) }
+                let rows = e.rows(col, n0: n0, nb: nb, g: g, scratch: dys, ld: ld)
                 Gemm.sgemm(transB: true, m: kk, n: e.mg, k: ld, a: cols, lda: ld, b: rows, ldb: ld,
                            beta: beta, c: target + g * kk * e.mg, ldc: e.mg)
             }
@@ -272,14 +269,18 @@ final class ConvolutionEngine {
         }
     }
 
-    /// Gathers one group's rows of `nb` samples of a sample-major `[batch, outmaps, colCount]` tensor into
-    /// `[mg, nb*colCount]`.
-    private func gather(_ t: UnsafePointer<Float>, n0: Int, nb: Int, g: Int, into dst: UnsafeMutablePointer<Float>, ld: Int) {
+    /// One group's rows of `nb` samples of a sample-major `[batch, outmaps, colCount]` tensor as an
+    /// `[mg, nb*colCount]` matrix with leading dimension `ld`: read in place for one sample (already that
+    /// layout), else gathered into `scratch`.
+    private func rows(_ t: UnsafePointer<Float>, n0: Int, nb: Int, g: Int, scratch dst: UnsafeMutablePointer<Float>,
+                      ld: Int) -> UnsafePointer<Float> {
+        if nb == 1 { return t + n0 * outmaps * colCount + g * mg * colCount }
         for i in 0..<(nb * mg) {
             let s = i / mg, m = i - s * mg
             let src = t + (n0 + s) * outmaps * colCount + (g * mg + m) * colCount, d = dst + m * ld + s * colCount
             ShortRows.copy(d, src, colCount)
         }
+        return UnsafePointer(dst)
     }
 
     /// `image = col2im(W^T * col) + bias` (or `+=` when accumulating).
