@@ -19,6 +19,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Threads for kernels and OpenBLAS.") var threads: Int = 1
     @Option(help: "float, or half: float16 activations and gradients, training with dynamic loss scaling.") var precision: Precision = .float
     @Flag(name: .customLong("no-fusion"), help: "Keep every function its own step (no convolution epilogues in inference plans).") var noFusion = false
+    @Flag(name: .customLong("no-recompute"), help: "Training plans: keep every value backward reads from forward, rather than rebuild BatchNormalization, Add2 and ReLU outputs in backward.") var noRecompute = false
     @Flag(help: "Then time iterations on 1 thread and on --threads threads alternately, in this process, and print the speed-up (load on a shared machine drifts between separate runs).")
     var speedup = false
 
@@ -37,7 +38,7 @@ struct BenchCommand: ParsableCommand {
             let setup = try BenchSetup(model: model, mode: mode, batchSize: batchSize)
             let compileStart = DispatchTime.now().uptimeNanoseconds
             let exe = try Compiler.compile(setup.roots, mode, options: CompileOptions(
-                clearBuffer: true, clearNoNeedGrad: true, fusion: !noFusion, precision: precision))
+                clearBuffer: true, clearNoNeedGrad: true, fusion: !noFusion, precision: precision, recompute: !noRecompute))
             let compileMs = Double(DispatchTime.now().uptimeNanoseconds - compileStart) / 1e6
 
             let step: () throws -> Void

@@ -14,6 +14,7 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "float, or half: activations and their gradients stored as float16.") var precision: Precision = .float
     @Flag(name: .customLong("no-clear-buffer"), help: "Give every buffer its own memory (nnabla's clear_buffer=False).") var noClearBuffer = false
     @Flag(name: .customLong("no-fusion"), help: "Keep every function its own step (no convolution epilogues in inference plans).") var noFusion = false
+    @Flag(name: .customLong("no-recompute"), help: "Training plans: keep every value backward reads from forward, rather than rebuild BatchNormalization, Add2 and ReLU outputs in backward.") var noRecompute = false
     @Option(help: "text or json.") var format: OutputFormat = .text
 
     func validate() throws {
@@ -23,7 +24,7 @@ struct PlanCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let outputs = try ModelLoader.outputs(model, batchSize: batchSize, mode: mode)
-            let plan = try Compiler.plan(outputs, mode, options: CompileOptions(clearBuffer: !noClearBuffer, fusion: !noFusion, precision: precision))
+            let plan = try Compiler.plan(outputs, mode, options: CompileOptions(clearBuffer: !noClearBuffer, fusion: !noFusion, precision: precision, recompute: !noRecompute))
             try plan.verify()
             switch format {
             case .text: print(plan.dump(), terminator: "")

@@ -13,6 +13,7 @@ struct ProfileCommand: ParsableCommand {
     @Option var iterations: Int = 20
     @Option var threads: Int = 1
     @Option(help: "How many of the slowest steps to list.") var top: Int = 25
+    @Flag(name: .customLong("no-recompute"), help: "Training plans: keep every value backward reads from forward, rather than rebuild BatchNormalization, Add2 and ReLU outputs in backward.") var noRecompute = false
 
     func run() throws {
         try reportingErrors {
@@ -22,7 +23,7 @@ struct ProfileCommand: ParsableCommand {
             let m = try zoo.build(batchSize: batchSize, training: mode == .training)
             try m.input.setData((0..<m.input.size).map { Float($0 % 255) })
             try m.label.setData((0..<m.label.size).map { Int32($0 % 10) })
-            let exe = try Compiler.compile(m.root, mode)
+            let exe = try Compiler.compile(m.root, mode, options: CompileOptions(recompute: !noRecompute))
             _ = try exe.profile(iterations: 2)
             let t = try exe.profile(iterations: iterations)
             let total = t.reduce(0, +)

@@ -15,6 +15,7 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("batch-size")) var batchSize: Int = 64
     @Option(name: .customLong("learning-rate"), help: "Adam's alpha.") var learningRate: Float = 1e-3
     @Option(help: "float, or half: float16 activations and gradients with dynamic loss scaling (nnabla's DynamicLossScalingUpdater).") var precision: Precision = .float
+    @Flag(name: .customLong("no-recompute"), help: "Keep every value backward reads from forward, rather than rebuild BatchNormalization, Add2 and ReLU outputs in backward.") var noRecompute = false
     @Option(name: .customLong("loss-scale"), help: "Initial loss scale with --precision half.") var lossScale: Float = 8
     @Option(name: .customLong("monitor-path"), help: "Write nnabla-style monitor series here.") var monitorPath: String?
     @Option(name: .customLong("model-save-path"), help: "Save parameters, solver state and checkpoints here.") var modelSavePath: String?
@@ -76,10 +77,12 @@ struct TrainCommand: ParsableCommand {
             switch precision {
             case .float:
                 let u = Updater(solver: solver, loss: t.loss, dataFeeder: feed)
+                u.recompute = !noRecompute
                 plan = try u.plan().plan
                 updater = u
             case .half:
                 let u = DynamicLossScalingUpdater(solver: solver, loss: t.loss, dataFeeder: feed, scale: lossScale)
+                u.recompute = !noRecompute
                 plan = try u.plan().plan
                 updater = u
                 lossScaling = u

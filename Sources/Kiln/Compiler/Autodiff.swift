@@ -1,3 +1,52 @@
+/// Where gradients flow: which values require one and which nodes get a backward step.
+struct GradientFlow {
+    typealias Key = GraphCollector.ValueKey
+    private var requires = [Key: Bool]()
+    /// Nodes that get a backward step: some input wants a gradient and some output received one.
+    private(set) var runsBackward = Set<ObjectIdentifier>()
+
+    init(_ nodes: [FunctionNode], roots: [Variable]) {
+        for n in nodes {
+            let r = n.function.isDifferentiable && n.inputs.indices.contains { i in
+                requiresGradient(n.inputs[i]) && n.function.propagatesGradient(toInput: i, inputCount: n.inputs.count)
+            }
+            for i in n.outputTypes.indices { requires[.output(node: ObjectIdentifier(n), index: i)] = r }
+        }
+        var defined = Set(roots.filter { requiresGradient($0) }.map { Key($0) })
+        for n in nodes.reversed() {
+            let want = wants(n)
+            let outKeys = n.outputTypes.indices.map { Key.output(node: ObjectIdentifier(n), index: $0) }
+            guard want.contains(true), outKeys.contains(where: { defined.contains($0) }) else { continue }
+            runsBackward.insert(ObjectIdentifier(n))
+            for (i, v) in n.inputs.enumerated() where want[i] { defined.insert(Key(v)) }
+        }
+    }
+
+    func requiresGradient(_ v: Variable) -> Bool {
+        if let r = requires[Key(v)] { return r }
+        return v.parent == nil ? v.needGrad : false
+    }
+
+    /// Per input of `n`: whether its backward step computes that input's gradient.
+    func wants(_ n: FunctionNode) -> [Bool] {
+        n.inputs.enumerated().map { i, v in
+            n.function.isDifferentiable && requiresGradient(v)
+                && n.function.propagatesGradient(toInput: i, inputCount: n.inputs.count)
+        }
+    }
+
+    /// The forward values the backward steps read.
+    func backwardReads(_ nodes: [FunctionNode]) -> Set<Key> {
+        var keys = Set<Key>()
+        for n in nodes where runsBackward.contains(ObjectIdentifier(n)) {
+            let reads = n.function.backwardReads(inputCount: n.inputs.count, outputCount: n.outputTypes.count)
+            for (i, v) in n.inputs.enumerated() where reads.inputs[i] { keys.insert(Key(v)) }
+            for i in n.outputTypes.indices where reads.outputs[i] { keys.insert(.output(node: ObjectIdentifier(n), index: i)) }
+        }
+        return keys
+    }
+}
+
 /// Backward steps for a training plan.
 ///
 /// Contract: walks the forward schedule in reverse. A value gets a gradient when a gradient can reach it
@@ -7,17 +56,8 @@
 /// is zeroed before it is read. A node none of whose outputs received a gradient is skipped.
 extension PlanBuilder {
     mutating func addBackward(_ nodes: [FunctionNode]) throws {
-        var requires = [Key: Bool]()
-        func req(_ v: Variable) -> Bool {
-            if let r = requires[Key(v)] { return r }
-            return v.parent == nil ? v.needGrad : false
-        }
-        for n in nodes {
-            let r = n.function.isDifferentiable && n.inputs.enumerated().contains { i, v in
-                req(v) && n.function.propagatesGradient(toInput: i, inputCount: n.inputs.count)
-            }
-            for i in n.outputTypes.indices { requires[.output(node: ObjectIdentifier(n), index: i)] = r }
-        }
+        let flow = GradientFlow(nodes, roots: roots)
+        let req = flow.requiresGradient
 
         // Seeds: the gradient of each root that requires one.
         var defined = Set<Key>()
@@ -34,15 +74,12 @@ extension PlanBuilder {
             bindings.seeds.append(g)
         }
 
-        for n in nodes.reversed() {
+        for n in nodes.reversed() where flow.runsBackward.contains(ObjectIdentifier(n)) {
             let nid = ObjectIdentifier(n)
             let f = n.function
             let displayName = nodeName(n)
-            let wants = n.inputs.enumerated().map { i, v in
-                f.isDifferentiable && req(v) && f.propagatesGradient(toInput: i, inputCount: n.inputs.count)
-            }
+            let wants = flow.wants(n)
             let outKeys = n.outputTypes.indices.map { Key.output(node: nid, index: $0) }
-            guard wants.contains(true), outKeys.contains(where: { defined.contains($0) }) else { continue }
 
             // Output gradients; zero the ones nobody produced.
             var outGrads: [Int] = []
@@ -61,8 +98,8 @@ extension PlanBuilder {
 
             let reads = f.backwardReads(inputCount: n.inputs.count, outputCount: n.outputTypes.count)
             var slots = PlanBindings.StepSlots(node: n)
-            slots.inputData = n.inputs.enumerated().map { i, v in reads.inputs[i] ? dataBuffer[Key(v)] : nil }
-            slots.outputData = outKeys.enumerated().map { i, k in reads.outputs[i] ? dataBuffer[k] : nil }
+            for (i, v) in n.inputs.enumerated() { slots.inputData.append(reads.inputs[i] ? backwardData(Key(v)) : nil) }
+            for (i, k) in outKeys.enumerated() { slots.outputData.append(reads.outputs[i] ? backwardData(k) : nil) }
             slots.outputGrads = outGrads
             var written: [Int] = []
             var accumulate: [Bool] = []

@@ -24,16 +24,23 @@ public struct CompileOptions: Hashable, Sendable {
     /// compute in float32; see `HalfStorage`.
     public var precision: Precision
 
+    /// In training plans with clear_buffer on, rebuild values that are one cheap pass (BatchNormalization,
+    /// Add2, ReLU) away from values backward keeps anyway, in backward, rather than keep them from forward
+    /// (see `Recompute`). Costs a second run of those passes; results are the same bit for bit. Off: every
+    /// value backward reads is kept from forward, as nnabla does.
+    public var recompute: Bool
+
     /// Half precision: store every activation and gradient as float16, even where rounding a float32 value
     /// costs less memory (see `HalfStorage`). For tests: results must be the same either way.
     var halfStorageEverywhere = false
 
     public init(clearBuffer: Bool = true, clearNoNeedGrad: Bool = true, fusion: Bool = true,
-                precision: Precision = .float) {
+                precision: Precision = .float, recompute: Bool = true) {
         self.clearBuffer = clearBuffer
         self.clearNoNeedGrad = clearNoNeedGrad
         self.fusion = fusion
         self.precision = precision
+        self.recompute = recompute
     }
 }
 

@@ -109,7 +109,7 @@ enum HalfStorage {
     static func addStaging(_ plan: inout Plan) {
         for s in plan.steps.indices {
             let step = plan.steps[s]
-            guard step.kind == .forward || step.kind == .backward else { continue }
+            guard step.kind.runsFunction else { continue }
             let added = Set(zip(step.outputs, step.accumulate).filter { $0.1 }.map { $0.0 })
             var regionOf: [Int: Int] = [:]
             var staged: [StagedValue] = []
@@ -129,7 +129,7 @@ enum HalfStorage {
             }
             guard !staged.isEmpty else { continue }
             let id = plan.buffers.count
-            let name = step.kind == .backward ? "\(step.node):backward-staging" : "\(step.node):staging"
+            let name = step.kind == .forward ? "\(step.node):staging" : "\(step.node):\(step.kind.rawValue)-staging"
             plan.buffers.append(PlanBuffer(id: id, name: name, kind: .workspace,
                                            type: TensorType([bytes / DType.float32.byteSize], .float32),
                                            bytes: bytes, offset: nil))
@@ -140,7 +140,7 @@ enum HalfStorage {
 
     /// Marks the float32-stored half values each function step writes, to be rounded to float16 after it.
     static func addRounding(_ plan: inout Plan) {
-        for s in plan.steps.indices where plan.steps[s].kind == .forward || plan.steps[s].kind == .backward {
+        for s in plan.steps.indices where plan.steps[s].kind.runsFunction {
             var seen = Set<Int>()
             plan.steps[s].rounded = plan.steps[s].outputs.filter { isHalfValue(plan.buffers[$0]) && seen.insert($0).inserted }
         }

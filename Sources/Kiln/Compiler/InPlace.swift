@@ -29,7 +29,7 @@ enum InPlace {
             guard let node = slots.node else { continue }
             var from: Int? = nil, to: Int? = nil
             switch step.kind {
-            case .forward:
+            case .forward, .recompute:
                 guard let k = (slots.fused ?? node.function).forwardInPlaceInput, k < slots.inputData.count,
                       let input = slots.inputData[k], let output = slots.outputData.first ?? nil else { continue }
                 // The input must not also feed another slot of the same step.

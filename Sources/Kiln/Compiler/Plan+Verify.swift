@@ -127,7 +127,7 @@ extension Plan {
                 throw fail("step \(i) rounds \(buffers[id].name), which is not a float32 value it writes")
             }
             // In a half plan every activation and gradient a function writes ends up holding float16 values.
-            guard options.precision == .half, s.kind == .forward || s.kind == .backward else { continue }
+            guard options.precision == .half, s.kind.runsFunction else { continue }
             for id in s.outputs where HalfStorage.isHalfValue(buffers[id]) && !s.rounded.contains(id) {
                 throw fail("step \(i) writes \(buffers[id].name) as float32 without rounding it to float16")
             }

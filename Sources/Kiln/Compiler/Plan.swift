@@ -65,6 +65,12 @@ public enum StepKind: String, Sendable {
     case seed
     /// Zeroes a gradient that no consumer produced but a backward step reads.
     case zero
+    /// Runs a forward function again in the backward phase, so that its output need not be kept from
+    /// forward (`Recompute`).
+    case recompute
+
+    /// Whether the step runs a function's kernel (rather than filling a gradient).
+    public var runsFunction: Bool { self == .forward || self == .backward || self == .recompute }
 }
 
 public struct PlanStep: Hashable, Sendable {

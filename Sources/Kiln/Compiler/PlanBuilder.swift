@@ -11,6 +11,9 @@ struct PlanBuilder {
     var bindings = PlanBindings()
     var dataBuffer: [Key: Int] = [:]
     var gradBuffer: [Key: Int] = [:]
+    /// Values backward rebuilds rather than keeps, and the buffers they were rebuilt into (`Recompute`).
+    var recompute = Recompute.none
+    var recomputedBuffer: [Key: Int] = [:]
     /// Unique display names of nodes ("ReLU", "ReLU_2", ...) in schedule order.
     var nodeNames: [ObjectIdentifier: String] = [:]
     var nameCounts: [String: Int] = [:]

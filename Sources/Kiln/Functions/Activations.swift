@@ -19,6 +19,7 @@ protocol OutputGradientActivation: Function {
 extension OutputGradientActivation {
     public var forwardInPlaceInput: Int? { 0 }
     public var backwardInPlace: Bool { true }
+    public var isCheapToRecompute: Bool { true }
 
     public func outputTypes(_ inputs: [TensorType]) throws -> [TensorType] {
         try Check.count(inputs, 1, Self.typeName)
@@ -72,6 +73,7 @@ public extension F {
 public struct LeakyReLU: Function {
     public var forwardInPlaceInput: Int? { 0 }
     public var backwardInPlace: Bool { true }
+    public var isCheapToRecompute: Bool { true }
     public static let typeName = "LeakyReLU"
     struct Forward: UnaryFloatOp {
         let alpha: Float
@@ -127,6 +129,7 @@ public struct LeakyReLU: Function {
 public struct ELU: Function {
     public var forwardInPlaceInput: Int? { 0 }
     public var backwardInPlace: Bool { true }
+    public var isCheapToRecompute: Bool { true }
     public static let typeName = "ELU"
     struct Forward: UnaryFloatOp {
         let alpha: Float
@@ -193,6 +196,7 @@ public struct Tanh: OutputGradientActivation {
 public struct Identity: Function {
     public var forwardInPlaceInput: Int? { 0 }
     public var backwardInPlace: Bool { true }
+    public var isCheapToRecompute: Bool { true }
     public static let typeName = "Identity"
     public init() {}
     public init(arguments a: inout ArgReader) throws {}

@@ -47,6 +47,7 @@ struct ScalarGrad<F: ScalarArithmetic>: BinaryFloatOp {
 
 extension BroadcastBinary {
     public var forwardInPlaceInput: Int? { 0 }
+    public var isCheapToRecompute: Bool { true }
 
     public init(arguments a: inout ArgReader) throws { self.init(inplace: try a.bool("inplace", default: false)) }
     public var arguments: [(String, ArgValue)] { [("inplace", .bool(inplace))] }
@@ -198,6 +199,7 @@ protocol ScalarArithmetic: Function {
 extension ScalarArithmetic {
     public var forwardInPlaceInput: Int? { 0 }
     public var backwardInPlace: Bool { true }
+    public var isCheapToRecompute: Bool { true }
 
     public func outputTypes(_ inputs: [TensorType]) throws -> [TensorType] {
         try Check.count(inputs, 1, Self.typeName)

@@ -41,6 +41,11 @@ public protocol Function {
     /// the output gradient is not needed afterwards and the input gradient is overwritten, not accumulated.
     var backwardInPlace: Bool { get }
 
+    /// Whether a training plan may run the forward kernel again in backward rather than keep its output
+    /// (`CompileOptions.recompute`): one pass over its values, deterministic, reading no state that forward
+    /// changes. Its result must be bit for bit what forward computed.
+    var isCheapToRecompute: Bool { get }
+
     func makeForward(_ b: ForwardBinding) throws -> Kernel
     func makeBackward(_ b: BackwardBinding) throws -> Kernel
 }
@@ -57,6 +62,7 @@ public extension Function {
     var isDifferentiable: Bool { true }
     var forwardInPlaceInput: Int? { nil }
     var backwardInPlace: Bool { false }
+    var isCheapToRecompute: Bool { false }
 
     func makeBackward(_ b: BackwardBinding) throws -> Kernel {
         throw KilnError.invalidFunction(function: Self.typeName, reason: "has no backward")
@@ -96,6 +102,9 @@ public struct ForwardBinding {
     public let outputs: [Tensor]
     /// Scratch memory of `forwardWorkspace` bytes (nil when that is 0).
     public let workspace: UnsafeMutableRawPointer?
+    /// The kernel runs again in backward to recompute its outputs (`Recompute`): it must leave every input
+    /// as it is (BatchNormalization does not update its running statistics a second time).
+    public var recomputing = false
 }
 
 public struct BackwardBinding {

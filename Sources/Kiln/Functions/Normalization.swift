@@ -108,6 +108,10 @@ public struct BatchNormalization: Function {
         batchStat && (index == meanIndex || index == varianceIndex)
     }
 
+    /// Training mode recomputes the batch statistics from x (the same sums in the same order, so the same
+    /// output) and leaves the running ones alone; `output_stat`'s extra outputs are not recomputed.
+    public var isCheapToRecompute: Bool { !outputStat }
+
     public func backwardWorkspace(_ b: TypeBinding) -> Int {
         guard let x = b.inputs.first, let axis = try? channelAxis(rank: x.rank) else { return 0 }
         return 2 * x.shape[axis] * MemoryLayout<Float>.size
@@ -126,8 +130,10 @@ public struct BatchNormalization: Function {
         }
         let bm = outputStat ? b.outputs[1].f : nil, bv = outputStat ? b.outputs[2].f : nil
         let decay = Float(decayRate)
+        let running: (mean: UnsafeMutablePointer<Float>, variance: UnsafeMutablePointer<Float>)? =
+            b.recomputing ? nil : (mean, variance)
         return {
-            BatchNormKernels.trainingForward(l, x: x, beta: beta, gamma: gamma, runningMean: mean, runningVar: variance,
+            BatchNormKernels.trainingForward(l, x: x, beta: beta, gamma: gamma, running: running,
                                              y: y, batchMean: bm, batchVar: bv, decay: decay, eps: eps)
         }
     }

@@ -118,17 +118,19 @@ public enum BatchNormKernels {
     }
 
     /// Training forward: normalises with the batch statistics and updates the running ones in place
-    /// (`var` with the unbiased batch variance). Optionally writes the batch mean and biased variance.
+    /// (`var` with the unbiased batch variance) unless `running` is nil (a recomputation). Optionally writes
+    /// the batch mean and biased variance.
     public static func trainingForward(_ l: Layout, x: UnsafePointer<Float>, beta: UnsafePointer<Float>?,
-                                       gamma: UnsafePointer<Float>?, runningMean: UnsafeMutablePointer<Float>,
-                                       runningVar: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>,
+                                       gamma: UnsafePointer<Float>?,
+                                       running: (mean: UnsafeMutablePointer<Float>, variance: UnsafeMutablePointer<Float>)?,
+                                       y: UnsafeMutablePointer<Float>,
                                        batchMean: UnsafeMutablePointer<Float>?, batchVar: UnsafeMutablePointer<Float>?,
                                        decay: Float, eps: Double) {
         let m = l.perChannel
         let unbias = Double(m) / Double(m - 1)
         Threads.items(l.channels, workPerItem: 3 * m,
-                      TrainingForwardChannels(l: l, x: x, beta: beta, gamma: gamma, runningMean: runningMean,
-                                              runningVar: runningVar, y: y, batchMean: batchMean, batchVar: batchVar,
+                      TrainingForwardChannels(l: l, x: x, beta: beta, gamma: gamma, runningMean: running?.mean,
+                                              runningVar: running?.variance, y: y, batchMean: batchMean, batchVar: batchVar,
                                               decay: decay, eps: eps, unbias: unbias))
     }
 
@@ -196,7 +198,7 @@ public enum BatchNormKernels {
 /// Batch normalisation training forward, one channel per item.
 struct TrainingForwardChannels: ParallelItem {
     let l: BatchNormKernels.Layout, x: UnsafePointer<Float>, beta: UnsafePointer<Float>?, gamma: UnsafePointer<Float>?
-    let runningMean: UnsafeMutablePointer<Float>, runningVar: UnsafeMutablePointer<Float>
+    let runningMean: UnsafeMutablePointer<Float>?, runningVar: UnsafeMutablePointer<Float>?
     let y: UnsafeMutablePointer<Float>, batchMean: UnsafeMutablePointer<Float>?
     let batchVar: UnsafeMutablePointer<Float>?, decay: Float, eps: Double, unbias: Double
     @inline(__always) func callAsFunction(_ c: Int) {
@@ -207,8 +209,10 @@ struct TrainingForwardChannels: ParallelItem {
         BatchNormKernels.runs(l, c) { o, n in
             for i in 0..<n { y[o + i] = (x[o + i] - mf) * scale + b }
         }
-        runningMean[c] = decay * runningMean[c] + (1 - decay) * mf
-        runningVar[c] = decay * runningVar[c] + (1 - decay) * Float(variance * unbias)
+        if let runningMean, let runningVar {
+            runningMean[c] = decay * runningMean[c] + (1 - decay) * mf
+            runningVar[c] = decay * runningVar[c] + (1 - decay) * Float(variance * unbias)
+        }
         batchMean?[c] = mf
         batchVar?[c] = Float(variance)
     }

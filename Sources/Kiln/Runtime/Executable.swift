@@ -78,10 +78,11 @@ public final class Executable {
                 let t = try tensor(step.outputs[0])
                 let bytes = t.type.byteCount
                 kernel = { t.raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes) }
-            case .forward:
+            case .forward, .recompute:
                 guard let n = slots.node else { throw KilnError.planFailed("step \(s) has no function") }
                 let b = ForwardBinding(inputs: try slots.inputData.map { try bound($0!) },
-                                       outputs: try slots.outputData.map { try bound($0!) }, workspace: ws)
+                                       outputs: try slots.outputData.map { try bound($0!) }, workspace: ws,
+                                       recomputing: step.kind == .recompute)
                 kernel = try (slots.fused ?? n.function).makeForward(b)
             case .backward:
                 guard let n = slots.node else { throw KilnError.planFailed("step \(s) has no function") }

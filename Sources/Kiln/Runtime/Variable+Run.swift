@@ -14,7 +14,8 @@ extension Variable {
         // Only a training plan's forward phase can be followed by backward. `clearNoNeedGrad` is the
         // memory-lean path trainers take (free what backward does not read, reuse memory in backward);
         // otherwise nothing is reused, as nnabla keeps every buffer with clear_buffer=False.
-        let options = clearNoNeedGrad ? CompileOptions(clearBuffer: true, clearNoNeedGrad: true)
+        // No recomputation: as in nnabla, what backward reads stays readable after forward.
+        let options = clearNoNeedGrad ? CompileOptions(clearBuffer: true, clearNoNeedGrad: true, recompute: false)
                                       : CompileOptions(clearBuffer: false, clearNoNeedGrad: false)
         let training = try executable(.training, options)
         if training.plan.steps.count > training.plan.forwardStepCount {

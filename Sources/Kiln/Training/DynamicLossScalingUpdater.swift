@@ -22,6 +22,9 @@ public final class DynamicLossScalingUpdater: Updating {
     /// nnabla's `N`: successful updates in a row before the scale grows.
     public var n: Int
     public var clearBuffer: Bool
+    /// Rebuild cheap values in backward rather than keep them (`CompileOptions.recompute`); set before the
+    /// first update. Kiln's addition: nnabla keeps them.
+    public var recompute = true
     public var accumGrad: Int
     /// nnabla's `weight_decay` (nil: none), applied to the unscaled gradients.
     public var weightDecay: Float?
@@ -57,7 +60,7 @@ public final class DynamicLossScalingUpdater: Updating {
     public func plan() throws -> Executable {
         if let e = executable { return e }
         let e = try Compiler.compile(loss, .training, options: CompileOptions(
-            clearBuffer: clearBuffer, clearNoNeedGrad: clearBuffer, precision: precision))
+            clearBuffer: clearBuffer, clearNoNeedGrad: clearBuffer, precision: precision, recompute: recompute))
         executable = e
         return e
     }

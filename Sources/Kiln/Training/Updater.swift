@@ -37,6 +37,9 @@ public final class Updater: Updating {
     public var updateCallbackOnStart: [IterationCallback]
     public var updateCallbackOnFinish: [IterationCallback]
     public var clearBuffer: Bool
+    /// Rebuild cheap values in backward rather than keep them (`CompileOptions.recompute`); set before the
+    /// first update. Kiln's addition: nnabla keeps them.
+    public var recompute = true
     public var accumGrad: Int
     public var comm: Communicator?
     public var grads: [NDArray]
@@ -76,7 +79,7 @@ public final class Updater: Updating {
         if let e = executable { return e }
         guard let loss else { throw KilnError.planFailed("Updater has no loss") }
         let e = try Compiler.compile(loss, .training, options: CompileOptions(clearBuffer: clearBuffer, clearNoNeedGrad: clearBuffer,
-                                                                   precision: precision))
+                                                                   precision: precision, recompute: recompute))
         executable = e
         return e
     }

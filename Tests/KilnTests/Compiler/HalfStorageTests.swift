@@ -86,10 +86,15 @@ struct HalfStorageTests {
         try Parameters.isolated {
             for mode in PlanMode.allCases {
                 let model = try zoo.build(batchSize: 32, training: mode == .training)
-                let f = try Compiler.plan([model.root], mode)
-                let h = try Compiler.plan([model.root], mode, options: Self.half)
+                // Both keep every value backward reads: recomputation is another choice (below).
+                let f = try Compiler.plan([model.root], mode, options: CompileOptions(recompute: false))
+                let h = try Compiler.plan([model.root], mode, options: CompileOptions(precision: .half, recompute: false))
                 try h.verify()
                 #expect(h.lowerBoundBytes <= f.lowerBoundBytes, "\(zoo) \(mode): \(h.lowerBoundBytes) > \(f.lowerBoundBytes)")
+                // Recomputation never makes a half plan larger (the plan that keeps everything is a candidate).
+                let r = try Compiler.plan([model.root], mode, options: Self.half)
+                try r.verify()
+                #expect(r.arenaBytes <= h.arenaBytes)
             }
         }
     }
@@ -97,8 +102,8 @@ struct HalfStorageTests {
     @Test func resnetTrainingArenaShrinksByAlmostHalf() throws {
         try Parameters.isolated {
             let model = try Zoo.resnet20.build(batchSize: 32, training: true)
-            let f = try Compiler.plan([model.loss], .training)
-            let h = try Compiler.plan([model.loss], .training, options: Self.half)
+            let f = try Compiler.plan([model.loss], .training, options: CompileOptions(recompute: false))
+            let h = try Compiler.plan([model.loss], .training, options: CompileOptions(precision: .half, recompute: false))
             try h.verify()
             // Float16 values are half the bytes; staging adds the float32 copies of one step's values.
             #expect(h.arenaBytes < f.arenaBytes * 6 / 10)

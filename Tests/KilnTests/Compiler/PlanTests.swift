@@ -126,9 +126,14 @@ struct PlanTests {
             let x = try Variable(shape: [2], needGrad: true)
             var h = x
             for _ in 0..<30_000 { h = try F.relu(h) }
-            let plan = try Compiler.plan([h], .training)
+            let plan = try Compiler.plan([h], .training, options: CompileOptions(recompute: false))
             #expect(plan.steps.count == 60_001)
             try plan.verify()
+            // Recomputation keeps one ReLU output in 17 (`Recompute.maximumSteps`) and rebuilds the others
+            // once, except the root: 30,000 = 17 * 1764 + 12.
+            let rebuilt = try Compiler.plan([h], .training)
+            #expect(rebuilt.steps.count == 60_001 + 1764 * 16 + 11)
+            try rebuilt.verify()
         }
     }
 

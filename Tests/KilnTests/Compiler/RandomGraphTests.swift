@@ -63,9 +63,9 @@ struct RandomGraphTests {
         return Built(leaves: leaves, roots: roots)
     }
 
-    static func run(_ g: Built, clearBuffer: Bool, mode: PlanMode) throws -> [[Float]] {
+    static func run(_ g: Built, clearBuffer: Bool, mode: PlanMode, recompute: Bool = true) throws -> [[Float]] {
         for l in g.leaves { l.zeroGrad() }
-        let exe = try Compiler.compile(g.roots, mode, options: CompileOptions(clearBuffer: clearBuffer))
+        let exe = try Compiler.compile(g.roots, mode, options: CompileOptions(clearBuffer: clearBuffer, recompute: recompute))
         try exe.plan.verify()
         try exe.run()
         var out = g.roots.map { $0.d }
@@ -80,6 +80,8 @@ struct RandomGraphTests {
             let planned = try Self.run(g, clearBuffer: true, mode: mode)
             let naive = try Self.run(g, clearBuffer: false, mode: mode)
             #expect(planned == naive, "seed \(seed) \(mode)")
+            let kept = try Self.run(g, clearBuffer: true, mode: mode, recompute: false)
+            #expect(planned == kept, "seed \(seed) \(mode): recomputation changed a result")
         }
     }
 
@@ -91,5 +93,7 @@ struct RandomGraphTests {
         #expect(planned.arenaBytes <= naive.arenaBytes)
         #expect(naive.arenaBytes == naive.naiveBytes)
         #expect(planned.arenaBytes >= planned.lowerBoundBytes)
+        let kept = try Compiler.plan(g.roots, .training, options: CompileOptions(recompute: false))
+        #expect(planned.arenaBytes <= kept.arenaBytes)
     }
 }

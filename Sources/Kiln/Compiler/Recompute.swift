@@ -1,0 +1,117 @@
+/// Which forward values a training plan runs again in backward instead of keeping them (rematerialisation).
+///
+/// Backward reads many forward values: a ResNet block keeps its convolutions' outputs for BatchNormalization's
+/// backward, the ReLU outputs for ReLU's backward and the next convolution's weight gradient, and its output
+/// for the next block. Most of these are one cheap pass (BN, Add2, ReLU) away from values backward keeps
+/// anyway. With `CompileOptions.recompute` on, such a value dies after its last forward reader, and a
+/// `recompute` step rebuilds it in backward just before its first backward reader; only convolution and
+/// other costly outputs stay alive between the phases.
+///
+/// Contract: a value is recomputable when its node has one output, `isCheapToRecompute`, and each of its
+/// inputs is outside the arena (a parameter, an input, a requested output), kept for backward, or
+/// recomputable itself, and rebuilding it takes at most `maximumSteps` steps. Recomputable values backward
+/// reads are dropped; a recomputable value backward does not read (a BN output under a ReLU) is only an
+/// intermediate of a recomputation. Results are bit-identical: the same kernels run on the same values, and
+/// BatchNormalization leaves its running statistics alone when it recomputes.
+struct Recompute {
+    typealias Key = GraphCollector.ValueKey
+
+    /// Whether a recomputed value serves every later backward reader (`shareAll`), or only the values
+    /// backward reads directly are shared and the intermediates of a recomputation die with it (`shareRead`,
+    /// which recomputes a chain of blocks again for each reader but keeps fewer values alive at once).
+    enum Sharing: CaseIterable { case shareAll, shareRead }
+
+    /// Values rebuilt in backward, with the node that makes each.
+    var recomputable: [Key: FunctionNode] = [:]
+    var sharing = Sharing.shareAll
+
+    static let none = Recompute()
+
+    /// The most steps one value's recomputation may take. A chain of cheap functions with nothing kept along it
+    /// (the blocks of a ResNet stage, a stack of activations) keeps every value that would take more, and
+    /// starts again from it: the extra work per value stays bounded, and so does the depth of `recomputed`.
+    static let maximumSteps = 16
+
+    /// The recomputable values of the forward schedule `nodes`, given the values backward reads and whether
+    /// a value's forward buffer is in the arena.
+    static func decide(_ nodes: [FunctionNode], backwardReads: Set<Key>, isTransient: (Key) -> Bool) -> Recompute {
+        var r = Recompute()
+        // The values each recomputable value's rebuilding makes, itself included.
+        var rebuilds: [Key: Set<Key>] = [:]
+        for n in nodes where n.function.isCheapToRecompute && n.outputTypes.count == 1 {
+            let key = Key.output(node: ObjectIdentifier(n), index: 0)
+            guard isTransient(key) else { continue }
+            var made: Set<Key> = [key]
+            let available = n.inputs.allSatisfy { u in
+                let k = Key(u)
+                if let m = rebuilds[k] { made.formUnion(m); return true }
+                return !isTransient(k) || backwardReads.contains(k)
+            }
+            guard available, made.count <= maximumSteps else { continue }
+            r.recomputable[key] = n
+            rebuilds[key] = made
+        }
+        return r
+    }
+}
+
+extension PlanBuilder {
+    /// Prepares `addBackward` for recomputation (`CompileOptions.recompute`) with the given sharing.
+    mutating func planRecompute(_ nodes: [FunctionNode], sharing: Recompute.Sharing) {
+        let flow = GradientFlow(nodes, roots: roots)
+        let buffers = buffers, dataBuffer = dataBuffer
+        recompute = Recompute.decide(nodes, backwardReads: flow.backwardReads(nodes)) { key in
+            dataBuffer[key].map { buffers[$0].kind == .activation } ?? false
+        }
+        recompute.sharing = sharing
+    }
+
+    /// The buffer backward reads for forward value `key`: the forward one, or a recomputed copy.
+    mutating func backwardData(_ key: Key) -> Int? {
+        guard recompute.recomputable[key] != nil else { return dataBuffer[key] }
+        return recomputed(key, read: true)
+    }
+
+    /// Emits the steps that rebuild `key` (and whatever of its inputs is not kept) and returns its buffer.
+    /// `read`: backward reads the value itself, rather than it being an intermediate of another recomputation.
+    mutating func recomputed(_ key: Key, read: Bool) -> Int? {
+        if let b = recomputedBuffer[key] { return b }
+        guard let n = recompute.recomputable[key] else { return dataBuffer[key] }
+        // Inputs that take the longest recomputation first, so that the short ones are not held meanwhile
+        // (Sethi-Ullman order: in a chain of ResNet blocks, the previous block's output before this block's BN).
+        var ins = [Int?](repeating: nil, count: n.inputs.count)
+        let order = n.inputs.indices.sorted { recomputeSteps(Key(n.inputs[$0])) > recomputeSteps(Key(n.inputs[$1])) }
+        for i in order {
+            let k = Key(n.inputs[i])
+            ins[i] = recompute.recomputable[k] != nil ? recomputed(k, read: false) : dataBuffer[k]
+        }
+        guard let ins = ins as? [Int] else { return nil }
+        let displayName = nodeName(n)
+        let out = newBuffer("\(n.outputs[0].map { variableName($0) } ?? displayName):recomputed", .activation,
+                            n.outputTypes[0])
+        let tb = TypeBinding(inputs: n.inputs.map { $0.type }, outputs: n.outputTypes)
+        let wsBytes = n.function.forwardWorkspace(tb)
+        var ws: Int? = nil
+        if wsBytes > 0 {
+            let w = newBuffer("\(displayName):recompute-workspace", .workspace, TensorType([(wsBytes + 3) / 4], .float32))
+            buffers[w].bytes = PlanBuilder.rounded(wsBytes)
+            ws = w
+        }
+        steps.append(PlanStep(kind: .recompute, function: n.typeName, node: displayName, inputs: ins, outputs: [out],
+                              accumulate: [false], workspace: ws))
+        bindings.steps.append(.init(node: n, inputData: ins, outputData: [out]))
+        if read || recompute.sharing == .shareAll { recomputedBuffer[key] = out }
+        return out
+    }
+
+    /// How many steps rebuilding `key` takes now (0 for a value at hand): the distinct values to rebuild.
+    func recomputeSteps(_ key: Key) -> Int {
+        var seen = Set<Key>()
+        var stack = [key]
+        while let k = stack.popLast() {
+            guard recomputedBuffer[k] == nil, let n = recompute.recomputable[k], seen.insert(k).inserted else { continue }
+            stack.append(contentsOf: n.inputs.map { Key($0) })
+        }
+        return seen.count
+    }
+}
