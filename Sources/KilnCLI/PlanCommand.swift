@@ -15,14 +15,17 @@ struct PlanCommand: ParsableCommand {
     @Flag(name: .customLong("no-clear-buffer"), help: "Give every buffer its own memory (nnabla's clear_buffer=False).") var noClearBuffer = false
     @Flag(name: .customLong("no-fusion"), help: "Keep every function its own step (no convolution epilogues in inference plans).") var noFusion = false
     @Flag(name: .customLong("no-recompute"), help: "Training plans: keep every value backward reads from forward, rather than rebuild BatchNormalization, Add2 and ReLU outputs in backward.") var noRecompute = false
+    @Option(help: "Threads the plan is made for (convolution workspaces hold one slice per thread).") var threads: Int = 1
     @Option(help: "text or json.") var format: OutputFormat = .text
 
     func validate() throws {
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+        guard threads > 0 else { throw ValidationError("--threads must be positive") }
     }
 
     func run() throws {
         try reportingErrors {
+            Threads.count = threads
             let outputs = try ModelLoader.outputs(model, batchSize: batchSize, mode: mode)
             let plan = try Compiler.plan(outputs, mode, options: CompileOptions(clearBuffer: !noClearBuffer, fusion: !noFusion, precision: precision, recompute: !noRecompute))
             try plan.verify()
