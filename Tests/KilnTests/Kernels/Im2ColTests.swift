@@ -69,6 +69,13 @@ struct Im2ColTests {
         Case(image: [12, 12], kernel: [5, 5], pad: [0, 0], stride: [1, 1], dilation: [1, 1]),
         Case(image: [28, 28], kernel: [5, 5], pad: [0, 0], stride: [1, 1], dilation: [1, 1]),
         Case(image: [10, 18], kernel: [5, 3], pad: [2, 0], stride: [1, 1], dilation: [1, 1]),
+        // Stride 2 from 16-float rows to 8 outputs, one row load each (ResNet-20's stage-3 downsampling and
+        // projection); offsets two columns away and dilated ones take the general path in the same plan.
+        Case(image: [16, 16], kernel: [3, 3], pad: [1, 1], stride: [2, 2], dilation: [1, 1]),
+        Case(image: [16, 16], kernel: [1, 1], pad: [0, 0], stride: [2, 2], dilation: [1, 1]),
+        Case(image: [5, 16], kernel: [3, 3], pad: [1, 1], stride: [2, 2], dilation: [1, 1]),
+        Case(image: [16, 16], kernel: [5, 5], pad: [2, 2], stride: [2, 2], dilation: [1, 1]),
+        Case(image: [16, 16], kernel: [3, 3], pad: [2, 2], stride: [2, 2], dilation: [2, 2]),
     ])
     func matchesTheDefinition(_ c: Case) {
         let col = Self.colSize(c)
