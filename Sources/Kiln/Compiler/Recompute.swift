@@ -9,7 +9,8 @@
 ///
 /// Contract: a value is recomputable when its node has one output, `isCheapToRecompute`, and each of its
 /// inputs is outside the arena (a parameter, an input, a requested output), kept for backward, or
-/// recomputable itself, and rebuilding it takes at most `maximumSteps` steps. Recomputable values backward
+/// recomputable itself, none of them is changed in place by another node's forward (BN running statistics
+/// read elsewhere), and rebuilding it takes at most `maximumSteps` steps. Recomputable values backward
 /// reads are dropped; a recomputable value backward does not read (a BN output under a ReLU) is only an
 /// intermediate of a recomputation. Results are bit-identical: the same kernels run on the same values, and
 /// BatchNormalization leaves its running statistics alone when it recomputes.
@@ -36,6 +37,14 @@ struct Recompute {
     /// a value's forward buffer is in the arena.
     static func decide(_ nodes: [FunctionNode], backwardReads: Set<Key>, isTransient: (Key) -> Bool) -> Recompute {
         var r = Recompute()
+        // Values forward changes in place (BN running statistics), with the node changing each: read again in
+        // backward they would hold their updated values.
+        var changedBy: [Key: Set<ObjectIdentifier>] = [:]
+        for n in nodes {
+            for (i, v) in n.inputs.enumerated() where n.function.mutatesInput(i) {
+                changedBy[Key(v), default: []].insert(ObjectIdentifier(n))
+            }
+        }
         // The values each recomputable value's rebuilding makes, itself included.
         var rebuilds: [Key: Set<Key>] = [:]
         for n in nodes where n.function.isCheapToRecompute && n.outputTypes.count == 1 {
@@ -44,6 +53,8 @@ struct Recompute {
             var made: Set<Key> = [key]
             let available = n.inputs.allSatisfy { u in
                 let k = Key(u)
+                // A node's own running statistics do not enter its output (it recomputes without them).
+                if let c = changedBy[k], c != [ObjectIdentifier(n)] { return false }
                 if let m = rebuilds[k] { made.formUnion(m); return true }
                 return !isTransient(k) || backwardReads.contains(k)
             }

@@ -105,6 +105,44 @@ struct RecomputeTests {
         #expect(g == x.g)
     }
 
+    /// A cheap function reading BN's running mean before the BN updates it in forward: rebuilt in backward it
+    /// would read the updated mean, so its output is kept. (Backward reads the mean as it is then, updated,
+    /// as nnabla's does: the gradient of relu(h * m)^2 is 2 relu(h * m_before) * m_after.)
+    @Test func valuesChangedInPlaceAreNotReadAgain() throws {
+        var rng = SplitMix64(seed: 4)
+        func variable(_ shape: [Int], needGrad: Bool) throws -> Variable {
+            let v = try Variable(shape: shape, needGrad: needGrad)
+            try v.setData((0..<v.size).map { _ in Float.random(in: -1...1, using: &rng) })
+            return v
+        }
+        let x = try variable([4, 3, 2, 2], needGrad: true), h = try variable([4, 3, 2, 2], needGrad: true)
+        let beta = try variable([1, 3, 1, 1], needGrad: true), gamma = try variable([1, 3, 1, 1], needGrad: true)
+        let mean = try variable([1, 3, 1, 1], needGrad: false), variance = try Variable(shape: [1, 3, 1, 1])
+        try variance.setData([Float](repeating: 1, count: 3))
+        // Made first, so scheduled before the BN: reads the mean as it was before this step.
+        let scaled = try F.relu(F.mul2(h, mean))
+        let normalized = try F.batchNormalization(x, beta, gamma, mean, variance)
+        let loss = try F.sum(F.add2(F.mul2(scaled, scaled), normalized))
+        let before: [Float] = [0.5, -1, 2]
+        func gradient(recompute: Bool) throws -> (dh: [Float], after: [Float]) {
+            try mean.setData(before)
+            h.zeroGrad()
+            let exe = try Compiler.compile(loss, .training, options: Self.options(recompute: recompute))
+            try exe.plan.verify()
+            try exe.run()
+            if recompute { #expect(!exe.plan.steps.contains { $0.kind == .recompute && $0.function == "Mul2" }) }
+            return (h.g, mean.d)
+        }
+        let kept = try gradient(recompute: false)
+        #expect(kept.after != before)
+        #expect(try gradient(recompute: true).dh == kept.dh)
+        let expected = h.d.enumerated().map { i, v -> Float in
+            let c = (i / 4) % 3
+            return 2 * max(v * before[c], 0) * kept.after[c]
+        }
+        #expect(mismatch(kept.dh, expected, rtol: 1e-6, atol: 1e-6) == nil)
+    }
+
     /// Recomputation is only a choice of the training plan: it changes nothing in inference plans, in plans
     /// without clear_buffer, or where nothing cheap is read by backward (LeNet: ReLU outputs come from
     /// convolutions that backward does not keep).
