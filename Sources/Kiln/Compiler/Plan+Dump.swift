@@ -8,7 +8,8 @@ extension Plan {
         for l in lifetimes { freedAt[l.last, default: []].append(l.buffer) }
         var out = "plan \(mode.rawValue)  clear_buffer=\(options.clearBuffer)  clear_no_need_grad=\(options.clearNoNeedGrad)\n"
         if options.precision != .float { out.insert(contentsOf: "  precision=\(options.precision.rawValue)", at: out.index(before: out.endIndex)) }
-        out += "steps \(steps.count) (forward \(forwardStepCount))  buffers \(buffers.count)\n\n"
+        let rebuilt = recomputeStepCount
+        out += "steps \(steps.count) (forward \(forwardStepCount)\(rebuilt > 0 ? ", recompute \(rebuilt)" : ""))  buffers \(buffers.count)\n\n"
         for (i, s) in steps.enumerated() {
             let head = "\(pad(String(i), 4)) \(pad(s.kind.rawValue, 8)) \(pad(s.function, 22)) \(s.node)"
             out += head + "\n"
@@ -104,6 +105,7 @@ extension Plan {
             ("persistent_bytes", .int(persistentBytes)),
             ("placement", .string(placementAlgorithm)),
             ("forward_steps", .int(forwardStepCount)),
+            ("recompute_steps", .int(recomputeStepCount)),
             ("steps", .array(stepsJSON)),
         ])
     }

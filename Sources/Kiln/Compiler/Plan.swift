@@ -23,6 +23,9 @@ public struct Plan: Sendable {
     public var aliases: [Int: Int] = [:]
 
     public static let alignment = 64
+
+    /// Steps that rebuild a forward value in backward (`Recompute`).
+    public var recomputeStepCount: Int { steps.reduce(0) { $0 + ($1.kind == .recompute ? 1 : 0) } }
 }
 
 /// Where a buffer's bytes come from.

@@ -51,6 +51,10 @@ struct RecomputeTests {
             let rebuilt = Set(plan.steps.filter { $0.kind == .recompute }.map { $0.node })
             #expect(cheap.count == 21 + 9 + 19)
             #expect(rebuilt == cheap)
+            // The dump's step line and the JSON count them.
+            let count = plan.steps.filter { $0.kind == .recompute }.count
+            #expect(plan.dump().contains("(forward \(plan.forwardStepCount), recompute \(count))"))
+            #expect(plan.json()["recompute_steps"]?.int == count)
             // Recompute steps run in the backward phase only, and never write a parameter (BN statistics).
             for (i, s) in plan.steps.enumerated() where s.kind == .recompute {
                 #expect(i >= plan.forwardStepCount)
