@@ -12,8 +12,10 @@
 /// recomputable itself, none of them is changed in place by another node's forward (BN running statistics
 /// read elsewhere), and rebuilding it takes at most `maximumSteps` steps. Recomputable values backward
 /// reads are dropped; a recomputable value backward does not read (a BN output under a ReLU) is only an
-/// intermediate of a recomputation. Results are bit-identical: the same kernels run on the same values, and
-/// BatchNormalization leaves its running statistics alone when it recomputes.
+/// intermediate of a recomputation. A ReLU over a BN, or over an Add2 of a BN and another value, whose
+/// intermediates nothing else needs is rebuilt in one `FusedNormalization` step. Results are bit-identical:
+/// the same operations run on the same values, and BatchNormalization leaves its running statistics alone
+/// when it recomputes.
 struct Recompute {
     typealias Key = GraphCollector.ValueKey
 
@@ -25,6 +27,12 @@ struct Recompute {
     /// Values rebuilt in backward, with the node that makes each.
     var recomputable: [Key: FunctionNode] = [:]
     var sharing = Sharing.shareAll
+    /// The values backward reads (the others are only intermediates of a rebuild).
+    var backwardReads = Set<Key>()
+    /// Whether a BN, Add2 and ReLU rebuilt one after another may be one step (`FusedNormalization`): in float32
+    /// plans only, since half precision rounds the value between the Add2 and the ReLU (between BN and ReLU
+    /// rounding commutes with the clamp, so that pair fuses in both).
+    var fuseResidual = true
 
     static let none = Recompute()
 
@@ -37,6 +45,7 @@ struct Recompute {
     /// a value's forward buffer is in the arena.
     static func decide(_ nodes: [FunctionNode], backwardReads: Set<Key>, isTransient: (Key) -> Bool) -> Recompute {
         var r = Recompute()
+        r.backwardReads = backwardReads
         // Values forward changes in place (BN running statistics), with the node changing each: read again in
         // backward they would hold their updated values.
         var changedBy: [Key: Set<ObjectIdentifier>] = [:]
@@ -75,6 +84,7 @@ extension PlanBuilder {
             dataBuffer[key].map { buffers[$0].kind == .activation } ?? false
         }
         recompute.sharing = sharing
+        recompute.fuseResidual = options.precision == .float
     }
 
     /// The buffer backward reads for forward value `key`: the forward one, or a recomputed copy.
@@ -88,6 +98,7 @@ extension PlanBuilder {
     mutating func recomputed(_ key: Key, read: Bool) -> Int? {
         if let b = recomputedBuffer[key] { return b }
         guard let n = recompute.recomputable[key] else { return dataBuffer[key] }
+        if let chain = fusibleChain(n) { return recomputedFused(key, n, chain, read: read) }
         // Inputs that take the longest recomputation first, so that the short ones are not held meanwhile
         // (Sethi-Ullman order: in a chain of ResNet blocks, the previous block's output before this block's BN).
         var ins = [Int?](repeating: nil, count: n.inputs.count)
@@ -111,6 +122,52 @@ extension PlanBuilder {
         steps.append(PlanStep(kind: .recompute, function: n.typeName, node: displayName, inputs: ins, outputs: [out],
                               accumulate: [false], workspace: ws))
         bindings.steps.append(.init(node: n, inputData: ins, outputData: [out]))
+        if read || recompute.sharing == .shareAll { recomputedBuffer[key] = out }
+        return out
+    }
+
+    /// A ReLU over a training-mode BN's output, or over an Add2 of such an output and a same-shaped value,
+    /// whose intermediate values nothing else needs (not read by backward, not already rebuilt): the BN node and
+    /// the Add2's other operand, if any.
+    func fusibleChain(_ relu: FunctionNode) -> (normalization: FunctionNode, residual: Variable?)? {
+        func intermediate(_ v: Variable) -> FunctionNode? {
+            let k = Key(v)
+            guard let p = recompute.recomputable[k], !recompute.backwardReads.contains(k), recomputedBuffer[k] == nil
+            else { return nil }
+            return p
+        }
+        func trainingNormalization(_ n: FunctionNode) -> Bool {
+            (n.function as? BatchNormalization).map { $0.batchStat && !$0.outputStat } ?? false
+        }
+        guard relu.function is ReLU, let p = intermediate(relu.inputs[0]) else { return nil }
+        if trainingNormalization(p) { return (p, nil) }
+        guard recompute.fuseResidual, p.function is Add2, p.inputs.allSatisfy({ $0.type == p.outputTypes[0] }) else {
+            return nil
+        }
+        for j in 0..<2 {
+            if let bn = intermediate(p.inputs[j]), trainingNormalization(bn) { return (bn, p.inputs[1 - j]) }
+        }
+        return nil
+    }
+
+    /// Emits one `FusedNormalization` step rebuilding the ReLU output `key` of `chain`.
+    mutating func recomputedFused(_ key: Key, _ relu: FunctionNode,
+                                  _ chain: (normalization: FunctionNode, residual: Variable?), read: Bool) -> Int? {
+        let bn = chain.normalization
+        guard let f = bn.function as? BatchNormalization else { return nil }
+        let vars = bn.inputs + (chain.residual.map { [$0] } ?? [])
+        var ins = [Int?](repeating: nil, count: vars.count)
+        for i in vars.indices.sorted(by: { recomputeSteps(Key(vars[$0])) > recomputeSteps(Key(vars[$1])) }) {
+            let k = Key(vars[i])
+            ins[i] = recompute.recomputable[k] != nil ? recomputed(k, read: false) : dataBuffer[k]
+        }
+        guard let ins = ins as? [Int] else { return nil }
+        let fused = FusedNormalization(normalization: f, residual: chain.residual != nil)
+        let out = newBuffer("\(relu.outputs[0].map { variableName($0) } ?? nodeName(relu)):recomputed", .activation,
+                            relu.outputTypes[0])
+        steps.append(PlanStep(kind: .recompute, function: fused.stepName, node: nodeName(bn), inputs: ins, outputs: [out],
+                              accumulate: [false], workspace: nil))
+        bindings.steps.append(.init(node: bn, inputData: ins, outputData: [out], fused: fused))
         if read || recompute.sharing == .shareAll { recomputedBuffer[key] = out }
         return out
     }

@@ -47,10 +47,23 @@ struct RecomputeTests {
             let plan = try Compiler.plan([model.loss], .training)
             try plan.verify()
             let forward = plan.steps.prefix(plan.forwardStepCount)
-            let cheap = Set(forward.filter { ["BatchNormalization", "Add2", "ReLU"].contains($0.function) }.map { $0.node })
-            let rebuilt = Set(plan.steps.filter { $0.kind == .recompute }.map { $0.node })
-            #expect(cheap.count == 21 + 9 + 19)
-            #expect(rebuilt == cheap)
+            let normalizations = Set(forward.filter { $0.function == "BatchNormalization" }.map { $0.node })
+            let recomputes = plan.steps.filter { $0.kind == .recompute }
+            // Every BN is rebuilt, alone or at the head of a fused step (named after it); every ReLU output is
+            // rebuilt once, by a ReLU step or a fused one; an Add2 is rebuilt alone only where its ReLU is not.
+            #expect(normalizations.count == 21)
+            #expect(Set(recomputes.filter { $0.function.hasPrefix("BatchNormalization") }.map { $0.node }) == normalizations)
+            #expect(recomputes.filter { $0.function == "ReLU" || $0.function.hasSuffix("+ReLU") }.count == 19)
+            #expect(recomputes.allSatisfy {
+                ["BatchNormalization", "Add2", "ReLU", "BatchNormalization+ReLU", "BatchNormalization+Add2+ReLU"]
+                    .contains($0.function)
+            })
+            // ResNet-20's chains all fuse: the stem's BN+ReLU, each block's BN+ReLU and BN+Add2+ReLU; the
+            // projections' BNs are rebuilt alone (their output feeds the Add2 of a fused step).
+            #expect(recomputes.filter { $0.function == "BatchNormalization+ReLU" }.count == 10)
+            #expect(recomputes.filter { $0.function == "BatchNormalization+Add2+ReLU" }.count == 9)
+            #expect(recomputes.filter { $0.function == "BatchNormalization" }.count == 2)
+            #expect(recomputes.count == 21)
             // The dump's step line and the JSON count them.
             let count = plan.steps.filter { $0.kind == .recompute }.count
             #expect(plan.dump().contains("(forward \(plan.forwardStepCount), recompute \(count))"))
