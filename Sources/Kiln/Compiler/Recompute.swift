@@ -99,15 +99,7 @@ extension PlanBuilder {
         if let b = recomputedBuffer[key] { return b }
         guard let n = recompute.recomputable[key] else { return dataBuffer[key] }
         if let chain = fusibleChain(n) { return recomputedFused(key, n, chain, read: read) }
-        // Inputs that take the longest recomputation first, so that the short ones are not held meanwhile
-        // (Sethi-Ullman order: in a chain of ResNet blocks, the previous block's output before this block's BN).
-        var ins = [Int?](repeating: nil, count: n.inputs.count)
-        let order = n.inputs.indices.sorted { recomputeSteps(Key(n.inputs[$0])) > recomputeSteps(Key(n.inputs[$1])) }
-        for i in order {
-            let k = Key(n.inputs[i])
-            ins[i] = recompute.recomputable[k] != nil ? recomputed(k, read: false) : dataBuffer[k]
-        }
-        guard let ins = ins as? [Int] else { return nil }
+        guard let ins = inputsForRebuild(n.inputs) else { return nil }
         let displayName = nodeName(n)
         let out = newBuffer("\(n.outputs[0].map { variableName($0) } ?? displayName):recomputed", .activation,
                             n.outputTypes[0])
@@ -124,6 +116,18 @@ extension PlanBuilder {
         bindings.steps.append(.init(node: n, inputData: ins, outputData: [out]))
         if read || recompute.sharing == .shareAll { recomputedBuffer[key] = out }
         return out
+    }
+
+    /// The buffers of `vars` for a rebuild: kept ones as they are, the others rebuilt, those taking the longest
+    /// rebuild first so that the short ones are not held meanwhile (Sethi-Ullman order: in a chain of ResNet
+    /// blocks, the previous block's output before this block's BN).
+    mutating func inputsForRebuild(_ vars: [Variable]) -> [Int]? {
+        var ins = [Int?](repeating: nil, count: vars.count)
+        for i in vars.indices.sorted(by: { recomputeSteps(Key(vars[$0])) > recomputeSteps(Key(vars[$1])) }) {
+            let k = Key(vars[i])
+            ins[i] = recompute.recomputable[k] != nil ? recomputed(k, read: false) : dataBuffer[k]
+        }
+        return ins as? [Int]
     }
 
     /// A ReLU over a training-mode BN's output, or over an Add2 of such an output and a same-shaped value,
@@ -155,13 +159,7 @@ extension PlanBuilder {
                                   _ chain: (normalization: FunctionNode, residual: Variable?), read: Bool) -> Int? {
         let bn = chain.normalization
         guard let f = bn.function as? BatchNormalization else { return nil }
-        let vars = bn.inputs + (chain.residual.map { [$0] } ?? [])
-        var ins = [Int?](repeating: nil, count: vars.count)
-        for i in vars.indices.sorted(by: { recomputeSteps(Key(vars[$0])) > recomputeSteps(Key(vars[$1])) }) {
-            let k = Key(vars[i])
-            ins[i] = recompute.recomputable[k] != nil ? recomputed(k, read: false) : dataBuffer[k]
-        }
-        guard let ins = ins as? [Int] else { return nil }
+        guard let ins = inputsForRebuild(bn.inputs + (chain.residual.map { [$0] } ?? [])) else { return nil }
         let fused = FusedNormalization(normalization: f, residual: chain.residual != nil)
         let out = newBuffer("\(relu.outputs[0].map { variableName($0) } ?? nodeName(relu)):recomputed", .activation,
                             relu.outputTypes[0])

@@ -51,11 +51,8 @@ struct RecomputedChannels: ParallelItem {
     let l: BatchNormKernels.Layout, x: UnsafePointer<Float>, beta: UnsafePointer<Float>?, gamma: UnsafePointer<Float>?
     let residual: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, eps: Double
     @inline(__always) func callAsFunction(_ c: Int) {
-        // As TrainingForwardChannels: the same moments, scale and shift.
-        let (mean, variance) = BatchNormKernels.moments(l, c, x)
-        let scale = Float(Double(gamma?[c] ?? 1) / (variance + eps).squareRoot())
+        let (_, mf, scale) = BatchNormKernels.batchNormalizer(l, c, x, gamma: gamma?[c], eps: eps)
         let b = beta?[c] ?? 0
-        let mf = Float(mean)
         BatchNormKernels.runs(l, c) { o, n in
             if let residual {
                 for i in 0..<n { y[o + i] = max((x[o + i] - mf) * scale + b + residual[o + i], 0) }

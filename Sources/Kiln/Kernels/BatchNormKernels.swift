@@ -117,6 +117,16 @@ public enum BatchNormKernels {
         return (k + shifted, max(q / m - shifted * shifted, 0))
     }
 
+    /// Channel `c`'s biased batch variance and the float32 mean and scale (`gamma / sqrt(var + eps)`) that the
+    /// training forward normalises with: one definition for BN's forward and its fused recomputation
+    /// (`FusedNormalization`), which must give the same bits.
+    @inline(__always)
+    static func batchNormalizer(_ l: Layout, _ c: Int, _ x: UnsafePointer<Float>, gamma: Float?, eps: Double)
+        -> (variance: Double, mean: Float, scale: Float) {
+        let (mean, variance) = moments(l, c, x)
+        return (variance, Float(mean), Float(Double(gamma ?? 1) / (variance + eps).squareRoot()))
+    }
+
     /// Training forward: normalises with the batch statistics and updates the running ones in place
     /// (`var` with the unbiased batch variance) unless `running` is nil (a recomputation). Optionally writes
     /// the batch mean and biased variance.
@@ -202,10 +212,8 @@ struct TrainingForwardChannels: ParallelItem {
     let y: UnsafeMutablePointer<Float>, batchMean: UnsafeMutablePointer<Float>?
     let batchVar: UnsafeMutablePointer<Float>?, decay: Float, eps: Double, unbias: Double
     @inline(__always) func callAsFunction(_ c: Int) {
-        let (mean, variance) = BatchNormKernels.moments(l, c, x)
-        let scale = Float(Double(gamma?[c] ?? 1) / (variance + eps).squareRoot())
+        let (variance, mf, scale) = BatchNormKernels.batchNormalizer(l, c, x, gamma: gamma?[c], eps: eps)
         let b = beta?[c] ?? 0
-        let mf = Float(mean)
         BatchNormKernels.runs(l, c) { o, n in
             for i in 0..<n { y[o + i] = (x[o + i] - mf) * scale + b }
         }

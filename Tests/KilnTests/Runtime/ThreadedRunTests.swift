@@ -12,11 +12,7 @@ struct ThreadedRunTests {
     @Test func resNetTrainingStepMatchesOneThread() throws {
         func step(threads: Int) throws -> (loss: Float, grads: [[Float]]) {
             try Parameters.isolated {
-                let model = try Zoo.resnet20.build(batchSize: 8, training: true,
-                                                   network: Zoo.resnet20.network(rng: NumpyRandom(seed: 5)))
-                var rng = SplitMix64(seed: 6)
-                try model.input.setData((0..<model.input.size).map { _ in Float.random(in: 0...255, using: &rng) })
-                try model.label.setData((0..<8).map { Float($0 % 10) })
+                let model = try Zoo.seededResNet20(batchSize: 8)
                 return try Threads.with(threads) {
                     let exe = try Compiler.compile(model.loss, .training)
                     let params = model.network.getParameters(gradOnly: true)
