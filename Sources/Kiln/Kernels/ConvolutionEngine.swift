@@ -24,6 +24,8 @@ final class ConvolutionEngine {
     let colCount: Int
     /// nil for the 1x1 / stride 1 / no padding case, where the columns are the image itself.
     let plan: Im2ColPlan?
+    /// The data gradient's own kernel for 1x1 stride-2 convolutions (see `StridedPointwiseData`), or nil.
+    let stridedPointwise: StridedPointwiseData?
     /// Samples whose columns sit side by side in one matrix product (small images would make each
     /// per-sample product too thin for sgemm to run at full speed).
     let chunk: Int
@@ -49,6 +51,7 @@ final class ConvolutionEngine {
         plan = g.isPointwise ? nil
             : Im2ColPlan(channels: cg, image: g.image, col: g.col, kernel: g.kernel, pad: g.pad,
                          stride: g.stride, dilation: g.dilation)
+        stridedPointwise = StridedPointwiseData(g)
         chunk = ConvolutionEngine.chunk(g)
         parts = ConvolutionEngine.parts(g)
         slice = ConvolutionEngine.sliceFloats(g)
@@ -287,6 +290,10 @@ final class ConvolutionEngine {
     func backwardData(col: UnsafePointer<Float>, weight: UnsafePointer<Float>, image: UnsafeMutablePointer<Float>,
                       bias: UnsafePointer<Float>?, accumulate: Bool, workspace: UnsafeMutablePointer<Float>?) {
         let kk = cg * kernelCount
+        if let stridedPointwise, bias == nil {
+            stridedPointwise.run(dy: col, weight: weight, image: image, accumulate: accumulate)
+            return
+        }
         guard let plan, let workspace else {
             for n in 0..<batch {
                 let dyn = col + n * outmaps * colCount, dxn = image + n * channels * imageCount
