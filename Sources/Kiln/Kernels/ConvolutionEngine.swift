@@ -212,6 +212,15 @@ final class ConvolutionEngine {
             for g in 0..<e.group {
                 plan.im2col(samples: nb, image + n0 * e.channels * e.imageCount + g * e.cg * e.imageCount,
                             imageStride: e.channels * e.imageCount, cols, ld: ld, parallel: single)
+                if nb > 1 && e.colCount % 8 == 0 && kk * e.mg * ld <= Gemm.smallDotProduct {
+                    // The product runs in Swift's dot-product tiles, which can read each sample's dY rows in
+                    // place: the same sums as over gathered rows, without the copy.
+                    Gemm.segmentedNT(m: kk, n: e.mg, segments: nb, length: e.colCount, a: cols, lda: ld,
+                                     aSegment: e.colCount, b: col + n0 * e.outmaps * e.colCount + g * e.mg * e.colCount,
+                                     ldb: e.colCount, bSegment: e.outmaps * e.colCount, beta: beta,
+                                     c: target + g * kk * e.mg, ldc: e.mg)
+                    continue
+                }
                 let rows = e.rows(col, n0: n0, nb: nb, g: g, scratch: dys, ld: ld)
                 Gemm.sgemm(transB: true, m: kk, n: e.mg, k: ld, a: cols, lda: ld, b: rows, ldb: ld,
                            beta: beta, c: target + g * kk * e.mg, ldc: e.mg)

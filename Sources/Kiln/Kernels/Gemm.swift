@@ -177,6 +177,70 @@ public enum Gemm {
         if columns > 3 { finish(0, 3, s03); finish(1, 3, s13) }
     }
 
+    /// `C = A_0 B_0^T + ... + A_(segments-1) B_(segments-1)^T + beta * C` (M x N), where segment `s` of row `i`
+    /// of A is `length` floats at `a + i*lda + s*aSegment` and of row `j` of B at `b + j*ldb + s*bSegment`:
+    /// a dot-product-shaped product whose K is split into pieces that are not adjacent in memory (a chunk
+    /// of samples' dY rows read in place instead of gathered side by side first). `length` must be a multiple
+    /// of 8; the sums are then those of `small` over the gathered rows, bit for bit (each vector lane takes
+    /// the same positions in the same order), except in the last row of an odd M, which `small` sums as a
+    /// lone dot product. Runs in the 2x4 tiles of `small` with the accumulators carried
+    /// from one segment to the next.
+    static func segmentedNT(m: Int, n: Int, segments: Int, length: Int,
+                            a: UnsafePointer<Float>, lda: Int, aSegment: Int,
+                            b: UnsafePointer<Float>, ldb: Int, bSegment: Int,
+                            beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        var i = 0
+        while i < m {
+            var j = 0
+            while j < n {
+                segmentedTile2x4NT(rows: min(2, m - i), columns: min(4, n - j), segments: segments, length: length,
+                                   a: a + i * lda, lda: lda, aSegment: aSegment, b: b + j * ldb, ldb: ldb,
+                                   bSegment: bSegment, beta: beta, c: c + i * ldc + j, ldc: ldc)
+                j += 4
+            }
+            i += 2
+        }
+    }
+
+    /// `tile2x4NT` over segments, for `rows <= 2` (a second row past `rows` repeats the first, unstored).
+    @inline(__always)
+    private static func segmentedTile2x4NT(rows: Int, columns: Int, segments: Int, length: Int,
+                                           a: UnsafePointer<Float>, lda: Int, aSegment: Int,
+                                           b: UnsafePointer<Float>, ldb: Int, bSegment: Int, beta: Float,
+                                           c: UnsafeMutablePointer<Float>, ldc: Int) {
+        typealias V = SIMD8<Float>
+        let secondRow = rows > 1 ? lda : 0
+        var s00 = V(), s01 = V(), s02 = V(), s03 = V(), s10 = V(), s11 = V(), s12 = V(), s13 = V()
+        for s in 0..<segments {
+            let a0 = UnsafeRawPointer(a + s * aSegment), a1 = UnsafeRawPointer(a + s * aSegment + secondRow)
+            let bs = b + s * bSegment
+            let b0 = UnsafeRawPointer(bs), b1 = UnsafeRawPointer(bs + min(1, columns - 1) * ldb)
+            let b2 = UnsafeRawPointer(bs + min(2, columns - 1) * ldb), b3 = UnsafeRawPointer(bs + min(3, columns - 1) * ldb)
+            var off = 0
+            while off < length * 4 {
+                let x0 = a0.loadUnaligned(fromByteOffset: off, as: V.self), x1 = a1.loadUnaligned(fromByteOffset: off, as: V.self)
+                let y0 = b0.loadUnaligned(fromByteOffset: off, as: V.self), y1 = b1.loadUnaligned(fromByteOffset: off, as: V.self)
+                let y2 = b2.loadUnaligned(fromByteOffset: off, as: V.self), y3 = b3.loadUnaligned(fromByteOffset: off, as: V.self)
+                s00.addProduct(x0, y0); s01.addProduct(x0, y1); s02.addProduct(x0, y2); s03.addProduct(x0, y3)
+                s10.addProduct(x1, y0); s11.addProduct(x1, y1); s12.addProduct(x1, y2); s13.addProduct(x1, y3)
+                off += 32
+            }
+        }
+        @inline(__always) func finish(_ r: Int, _ col: Int, _ acc: V) {
+            let dst = c + r * ldc + col
+            dst.pointee = acc.sum() + (beta == 0 ? 0 : beta * dst.pointee)
+        }
+        finish(0, 0, s00)
+        if columns > 1 { finish(0, 1, s01) }
+        if columns > 2 { finish(0, 2, s02) }
+        if columns > 3 { finish(0, 3, s03) }
+        guard rows > 1 else { return }
+        finish(1, 0, s10)
+        if columns > 1 { finish(1, 1, s11) }
+        if columns > 2 { finish(1, 2, s12) }
+        if columns > 3 { finish(1, 3, s13) }
+    }
+
     /// A dot product with eight independent partial sums, so the loop vectorises (a single running sum
     /// cannot be reordered under IEEE rules).
     @inline(__always)

@@ -49,4 +49,42 @@ struct GemmTests {
             }
         }
     }
+
+    /// `segmentedNT` (K in pieces that are not adjacent: a chunk's dY rows read in place) against the naive
+    /// product of the gathered rows, with odd M, N not a multiple of 4 and beta 0 or 1; for even M also bit for
+    /// bit against `Gemm.small` over the gathered rows, which is the sum it replaces.
+    @Test(arguments: [(2, 4, 3, 8), (5, 7, 2, 16), (32, 64, 8, 64), (16, 32, 2, 256)])
+    func segmentedProductMatchesTheGatheredOne(_ dims: (Int, Int, Int, Int)) {
+        let (m, n, segments, length) = dims
+        var rng = SplitMix64(seed: UInt64(m * 100 + n * 10 + segments))
+        let k = segments * length
+        // A: m rows of k, contiguous (the im2col columns). B: segment s of row j at s*bSegment + j*ldb.
+        let a = (0..<(m * k)).map { _ in Float.random(in: -1...1, using: &rng) }
+        let ldb = length + 3, bSegment = n * ldb + 5
+        let b = (0..<(segments * bSegment)).map { _ in Float.random(in: -1...1, using: &rng) }
+        var gathered = [Float](repeating: 0, count: n * k)
+        for j in 0..<n { for s in 0..<segments { for p in 0..<length { gathered[j * k + s * length + p] = b[s * bSegment + j * ldb + p] } } }
+        for beta in [Float(0), 1] {
+            let start = (0..<(m * n)).map { _ in Float.random(in: -1...1, using: &rng) }
+            let expected = Self.naive(false, true, m, n, k, 1, a, k, gathered, k, beta, start, n)
+            var c = start, reference = start
+            a.withUnsafeBufferPointer { ap in
+                b.withUnsafeBufferPointer { bp in
+                    c.withUnsafeMutableBufferPointer { cp in
+                        Gemm.segmentedNT(m: m, n: n, segments: segments, length: length, a: ap.baseAddress!, lda: k,
+                                         aSegment: length, b: bp.baseAddress!, ldb: ldb, bSegment: bSegment, beta: beta,
+                                         c: cp.baseAddress!, ldc: n)
+                    }
+                }
+                gathered.withUnsafeBufferPointer { gp in
+                    reference.withUnsafeMutableBufferPointer { rp in
+                        Gemm.small(transA: false, transB: true, m: m, n: n, k: k, alpha: 1, a: ap.baseAddress!, lda: k,
+                                   b: gp.baseAddress!, ldb: k, beta: beta, c: rp.baseAddress!, ldc: n)
+                    }
+                }
+            }
+            #expect(mismatch(c, expected, rtol: 1e-4, atol: 1e-4) == nil, "\(dims) beta \(beta)")
+            if m % 2 == 0 { #expect(c == reference, "\(dims) beta \(beta): not the bits of the gathered product") }
+        }
+    }
 }
