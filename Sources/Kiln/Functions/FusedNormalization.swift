@@ -54,11 +54,8 @@ struct RecomputedChannels: ParallelItem {
         let (_, mf, scale) = BatchNormKernels.batchNormalizer(l, c, x, gamma: gamma?[c], eps: eps)
         let b = beta?[c] ?? 0
         BatchNormKernels.runs(l, c) { o, n in
-            if let residual {
-                for i in 0..<n { y[o + i] = max((x[o + i] - mf) * scale + b + residual[o + i], 0) }
-            } else {
-                for i in 0..<n { y[o + i] = max((x[o + i] - mf) * scale + b, 0) }
-            }
+            BatchNormKernels.normalize(x + o, y + o, n, mean: mf, scale: scale, shift: b, residual: residual.map { $0 + o },
+                                       relu: true)
         }
     }
 }

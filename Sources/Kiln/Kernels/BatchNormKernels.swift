@@ -32,24 +32,32 @@ public enum BatchNormKernels {
         }
     }
 
-    /// `(sum(x - k), sum((x - k)^2))` of `n` floats in Double, 4 lanes wide with two accumulators each. The
-    /// pivot `k` (a value of the channel) keeps the one-pass variance free of cancellation when the mean is
-    /// large against the spread.
+    /// `(sum(x - k), sum((x - k)^2))` of `n` floats in Double, 4 lanes wide with four accumulators each (fewer
+    /// leave the loop waiting on the latency of its additions rather than on memory). The pivot `k` (a value of
+    /// the channel) keeps the one-pass variance free of cancellation when the mean is large against the spread.
     @inline(__always)
     static func powerSums(_ p: UnsafePointer<Float>, _ n: Int, pivot k: Double) -> (Double, Double) {
         typealias D = SIMD4<Double>
         let raw = UnsafeRawPointer(p)
         let kv = D(repeating: k)
-        var s0 = D(), s1 = D(), q0 = D(), q1 = D()
+        var s0 = D(), s1 = D(), s2 = D(), s3 = D(), q0 = D(), q1 = D(), q2 = D(), q3 = D()
         var i = 0
-        while i + 8 <= n {
+        while i + 16 <= n {
             let v0 = D(raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self)) - kv
             let v1 = D(raw.loadUnaligned(fromByteOffset: i * 4 + 16, as: SIMD4<Float>.self)) - kv
-            s0 += v0; s1 += v1
-            q0.addProduct(v0, v0); q1.addProduct(v1, v1)
-            i += 8
+            let v2 = D(raw.loadUnaligned(fromByteOffset: i * 4 + 32, as: SIMD4<Float>.self)) - kv
+            let v3 = D(raw.loadUnaligned(fromByteOffset: i * 4 + 48, as: SIMD4<Float>.self)) - kv
+            s0 += v0; s1 += v1; s2 += v2; s3 += v3
+            q0.addProduct(v0, v0); q1.addProduct(v1, v1); q2.addProduct(v2, v2); q3.addProduct(v3, v3)
+            i += 16
         }
-        var s = (s0 + s1).sum(), q = (q0 + q1).sum()
+        while i + 4 <= n {
+            let v0 = D(raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self)) - kv
+            s0 += v0
+            q0.addProduct(v0, v0)
+            i += 4
+        }
+        var s = ((s0 + s1) + (s2 + s3)).sum(), q = ((q0 + q1) + (q2 + q3)).sum()
         while i < n { let v = Double(p[i]) - k; s += v; q += v * v; i += 1 }
         return (s, q)
     }
@@ -62,8 +70,20 @@ public enum BatchNormKernels {
         typealias D = SIMD4<Double>
         let rx = UnsafeRawPointer(x), rd = UnsafeRawPointer(dy)
         let kv = D(repeating: k)
-        var sx = D(), sxx = D(), sd = D(), sdx = D()
+        // Two sets of accumulators: one set leaves the loop waiting on the latency of its additions.
+        var sx = D(), sxx = D(), sd = D(), sdx = D(), tx = D(), txx = D(), td = D(), tdx = D()
         var i = 0
+        while i + 8 <= n {
+            let v = D(rx.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self)) - kv
+            let g = D(rd.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self))
+            let w = D(rx.loadUnaligned(fromByteOffset: i * 4 + 16, as: SIMD4<Float>.self)) - kv
+            let h = D(rd.loadUnaligned(fromByteOffset: i * 4 + 16, as: SIMD4<Float>.self))
+            sx += v; sxx.addProduct(v, v)
+            sd += g; sdx.addProduct(g, v)
+            tx += w; txx.addProduct(w, w)
+            td += h; tdx.addProduct(h, w)
+            i += 8
+        }
         while i + 4 <= n {
             let v = D(rx.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self)) - kv
             let g = D(rd.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self))
@@ -71,13 +91,79 @@ public enum BatchNormKernels {
             sd += g; sdx.addProduct(g, v)
             i += 4
         }
-        var a = sx.sum(), b = sxx.sum(), c = sd.sum(), d = sdx.sum()
+        var a = (sx + tx).sum(), b = (sxx + txx).sum(), c = (sd + td).sum(), d = (sdx + tdx).sum()
         while i < n {
             let v = Double(x[i]) - k, g = Double(dy[i])
             a += v; b += v * v; c += g; d += g * v
             i += 1
         }
         return (a, b, c, d)
+    }
+
+    /// `y = (x - mean) * scale + shift`, then `+ residual` and a clamp at 0 when asked, over `n` floats, eight
+    /// lanes at a time: LLVM leaves the plain loop scalar, which held BN's forward to a third of memory speed.
+    /// The operations and their order are the plain loop's (no fused multiply-add; the clamp is `max(v, 0)`'s
+    /// `0 >= v ? 0 : v`), so every element has its bits. BN's forward in both modes and the fused recomputation
+    /// (`FusedNormalization`) all normalise through here, which keeps them bit-identical.
+    @inline(__always)
+    static func normalize(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int, mean: Float,
+                          scale: Float, shift: Float, residual: UnsafePointer<Float>? = nil, relu: Bool = false) {
+        typealias V = SIMD8<Float>
+        let rx = UnsafeRawPointer(x), ry = UnsafeMutableRawPointer(y), rr = residual.map { UnsafeRawPointer($0) }
+        let m = V(repeating: mean), s = V(repeating: scale), b = V(repeating: shift)
+        var i = 0
+        while i + 8 <= n {
+            var v = (rx.loadUnaligned(fromByteOffset: i * 4, as: V.self) - m) * s + b
+            if let rr { v += rr.loadUnaligned(fromByteOffset: i * 4, as: V.self) }
+            if relu { v.replace(with: 0, where: v .<= 0) }
+            ry.storeBytes(of: v, toByteOffset: i * 4, as: V.self)
+            i += 8
+        }
+        while i < n {
+            var v = (x[i] - mean) * scale + shift
+            if let residual { v += residual[i] }
+            y[i] = relu ? max(v, 0) : v
+            i += 1
+        }
+    }
+
+    /// `dx (+)= a*dy + b*(x - mean) + c` over `n` floats, eight lanes at a time (the plain loop's operations
+    /// and order, as in `normalize`): BN's training backward.
+    @inline(__always)
+    static func gradient(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int,
+                         a: Float, b: Float, c: Float, mean: Float, accumulate: Bool) {
+        typealias V = SIMD8<Float>
+        let rd = UnsafeRawPointer(dy), rx = UnsafeRawPointer(x), ro = UnsafeMutableRawPointer(dx)
+        let av = V(repeating: a), bv = V(repeating: b), cv = V(repeating: c), m = V(repeating: mean)
+        var i = 0
+        while i + 8 <= n {
+            let v = av * rd.loadUnaligned(fromByteOffset: i * 4, as: V.self)
+                + bv * (rx.loadUnaligned(fromByteOffset: i * 4, as: V.self) - m) + cv
+            ro.storeBytes(of: accumulate ? ro.loadUnaligned(fromByteOffset: i * 4, as: V.self) + v : v,
+                          toByteOffset: i * 4, as: V.self)
+            i += 8
+        }
+        while i < n {
+            let v = a * dy[i] + b * (x[i] - mean) + c
+            dx[i] = accumulate ? dx[i] + v : v
+            i += 1
+        }
+    }
+
+    /// `dx (+)= a*dy` over `n` floats, eight lanes at a time: BN's test-mode backward.
+    @inline(__always)
+    static func scaled(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int, a: Float, accumulate: Bool) {
+        typealias V = SIMD8<Float>
+        let rd = UnsafeRawPointer(dy), ro = UnsafeMutableRawPointer(dx)
+        let av = V(repeating: a)
+        var i = 0
+        while i + 8 <= n {
+            let v = av * rd.loadUnaligned(fromByteOffset: i * 4, as: V.self)
+            ro.storeBytes(of: accumulate ? ro.loadUnaligned(fromByteOffset: i * 4, as: V.self) + v : v,
+                          toByteOffset: i * 4, as: V.self)
+            i += 8
+        }
+        while i < n { dx[i] = accumulate ? dx[i] + a * dy[i] : a * dy[i]; i += 1 }
     }
 
     /// A value of channel `c` (its first), the pivot of the one-pass sums.
@@ -215,7 +301,7 @@ struct TrainingForwardChannels: ParallelItem {
         let (variance, mf, scale) = BatchNormKernels.batchNormalizer(l, c, x, gamma: gamma?[c], eps: eps)
         let b = beta?[c] ?? 0
         BatchNormKernels.runs(l, c) { o, n in
-            for i in 0..<n { y[o + i] = (x[o + i] - mf) * scale + b }
+            BatchNormKernels.normalize(x + o, y + o, n, mean: mf, scale: scale, shift: b)
         }
         if let runningMean, let runningVar {
             runningMean[c] = decay * runningMean[c] + (1 - decay) * mf
@@ -234,7 +320,7 @@ struct TestForwardChannels: ParallelItem {
         let scale = BatchNormKernels.testScale(gamma: gamma?[c], variance: variance[c], eps: eps)
         let b = beta?[c] ?? 0, mf = mean[c]
         BatchNormKernels.runs(l, c) { o, n in
-            for i in 0..<n { y[o + i] = (x[o + i] - mf) * scale + b }
+            BatchNormKernels.normalize(x + o, y + o, n, mean: mf, scale: scale, shift: b)
         }
     }
 }
@@ -267,11 +353,7 @@ struct TrainingBackwardChannels: ParallelItem {
         let constant = -a * sdy / m + Double(dMean?[c] ?? 0) / m
         let af = Float(a), bf = Float(coefX), cf = Float(constant)
         BatchNormKernels.runs(l, c) { o, n in
-            if accumulateX {
-                for i in 0..<n { dx[o + i] += af * dy[o + i] + bf * (x[o + i] - mf) + cf }
-            } else {
-                for i in 0..<n { dx[o + i] = af * dy[o + i] + bf * (x[o + i] - mf) + cf }
-            }
+            BatchNormKernels.gradient(dy + o, x + o, dx + o, n, a: af, b: bf, c: cf, mean: mf, accumulate: accumulateX)
         }
     }
 }
@@ -297,11 +379,7 @@ struct TestBackwardChannels: ParallelItem {
         guard let dx else { return }
         let af = Float(Double(gamma?[c] ?? 1) * invStd)
         BatchNormKernels.runs(l, c) { o, n in
-            if accumulateX {
-                for i in 0..<n { dx[o + i] += af * dy[o + i] }
-            } else {
-                for i in 0..<n { dx[o + i] = af * dy[o + i] }
-            }
+            BatchNormKernels.scaled(dy + o, dx + o, n, a: af, accumulate: accumulateX)
         }
     }
 }

@@ -64,7 +64,8 @@ struct NormalizationTests {
         return list
     }
 
-    @Test(arguments: [([5, 3], 1), ([2, 3, 4], 1), ([2, 2, 3, 2, 2], 1), ([2, 3, 4, 2], 2), ([4, 3], 0)])
+    // [3, 5, 37]: runs of 37 take the kernels' vector loops (8 and 16 wide) and their tails.
+    @Test(arguments: [([5, 3], 1), ([2, 3, 4], 1), ([2, 2, 3, 2, 2], 1), ([2, 3, 4, 2], 2), ([4, 3], 0), ([3, 5, 37], 1)])
     func forwardMatchesReference(_ shape: [Int], _ axis: Int) throws {
         for training in [true, false] {
             for (bias, scale) in [(true, true), (false, true), (true, false), (false, false)] {
@@ -145,7 +146,7 @@ struct NormalizationTests {
     /// beta/gamma. (The running statistics are updated on copies, so repeated forwards see the same inputs.)
     @Test(arguments: [true, false])
     func gradientsMatchFiniteDifferences(_ training: Bool) throws {
-        for (shape, axis) in [([4, 3], 1), ([2, 2, 3, 2], 1), ([3, 2, 4], 2)] {
+        for (shape, axis) in [([4, 3], 1), ([2, 2, 3, 2], 1), ([3, 2, 4], 2), ([2, 2, 21], 1)] {
             for (bias, scale) in [(true, true), (false, false)] {
                 let ins = Self.inputs(shape, axis: axis, bias: bias, scale: scale, seed: 77)
                 let f = BatchNormalization(axes: [axis], batchStat: training, noScale: !scale, noBias: !bias)
@@ -161,6 +162,22 @@ struct NormalizationTests {
                 }
             }
         }
+    }
+
+    /// dx added into a gradient that holds values (a variable read twice) is that value plus the dx the
+    /// kernel writes when it sets the gradient, in both modes; runs of 37 take the vector loops and their tails.
+    @Test(arguments: [true, false])
+    func accumulatedGradientAddsTheSetOne(_ training: Bool) throws {
+        let shape = [3, 2, 37]
+        let ins = Self.inputs(shape, axis: 1, bias: true, scale: true, seed: 55)
+        let f = BatchNormalization(batchStat: training)
+        let dy = Harness.random(shape, seed: 56)
+        let want = [true, false, false, false, false]
+        let set = try #require(try Harness.backward(f, inputs: ins, outputGrads: [dy], want: want)[0]).toFloats()
+        let start = Harness.random(shape, seed: 57)
+        let added = try #require(try Harness.backward(f, inputs: ins, outputGrads: [dy], want: want,
+                                                      initial: [start, nil, nil, nil, nil])[0]).toFloats()
+        #expect(added == zip(start.toFloats(), set).map { $0 + $1 })
     }
 
     /// With output_stat, the gradients of batch_mean and batch_var flow to x too.
