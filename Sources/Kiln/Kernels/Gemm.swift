@@ -108,22 +108,7 @@ public enum Gemm {
                                  a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                                  beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
         typealias V = SIMD8<Float>
-        let rowStep = transA ? 1 : lda, kStep = transA ? lda : 1
-        let r1 = min(1, rows - 1) * rowStep, r2 = min(2, rows - 1) * rowStep, r3 = min(3, rows - 1) * rowStep
-        var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V(), c30 = V(), c31 = V()
-        var ap = a
-        var bp = UnsafeRawPointer(b)
-        for _ in 0..<k {
-            let b0 = bp.loadUnaligned(as: V.self), b1 = bp.loadUnaligned(fromByteOffset: 32, as: V.self)
-            let a0 = V(repeating: ap[0]), a1 = V(repeating: ap[r1])
-            let a2 = V(repeating: ap[r2]), a3 = V(repeating: ap[r3])
-            c00.addProduct(a0, b0); c01.addProduct(a0, b1)
-            c10.addProduct(a1, b0); c11.addProduct(a1, b1)
-            c20.addProduct(a2, b0); c21.addProduct(a2, b1)
-            c30.addProduct(a3, b0); c31.addProduct(a3, b1)
-            ap += kStep
-            bp += ldb * 4
-        }
+        let t = Tile4x16(rows: rows, k: k, a: a, rowStep: transA ? 1 : lda, kStep: transA ? lda : 1, b: b, ldb: ldb)
         // A local function, not an array of accumulators: this runs inside plans, which must not allocate.
         let craw = UnsafeMutableRawPointer(c)
         @inline(__always) func store(_ r: Int, _ x0: V, _ x1: V) {
@@ -136,10 +121,10 @@ public enum Gemm {
             craw.storeBytes(of: v0, toByteOffset: off, as: V.self)
             craw.storeBytes(of: v1, toByteOffset: off + 32, as: V.self)
         }
-        store(0, c00, c01)
-        if rows > 1 { store(1, c10, c11) }
-        if rows > 2 { store(2, c20, c21) }
-        if rows > 3 { store(3, c30, c31) }
+        store(0, t.c00, t.c01)
+        if rows > 1 { store(1, t.c10, t.c11) }
+        if rows > 2 { store(2, t.c20, t.c21) }
+        if rows > 3 { store(3, t.c30, t.c31) }
     }
 
     /// Two rows of C, up to four columns: `C[r, c] = alpha * dot(A[r, :], B[c, :]) + beta * C[r, c]` with A and
@@ -153,28 +138,19 @@ public enum Gemm {
         let a0 = UnsafeRawPointer(a), a1 = UnsafeRawPointer(a + lda)
         let b0 = UnsafeRawPointer(b), b1 = UnsafeRawPointer(b + min(1, columns - 1) * ldb)
         let b2 = UnsafeRawPointer(b + min(2, columns - 1) * ldb), b3 = UnsafeRawPointer(b + min(3, columns - 1) * ldb)
-        var s00 = V(), s01 = V(), s02 = V(), s03 = V(), s10 = V(), s11 = V(), s12 = V(), s13 = V()
-        var off = 0
-        let vectorEnd = (k - k % 8) * 4
-        while off < vectorEnd {
-            let x0 = a0.loadUnaligned(fromByteOffset: off, as: V.self), x1 = a1.loadUnaligned(fromByteOffset: off, as: V.self)
-            let y0 = b0.loadUnaligned(fromByteOffset: off, as: V.self), y1 = b1.loadUnaligned(fromByteOffset: off, as: V.self)
-            let y2 = b2.loadUnaligned(fromByteOffset: off, as: V.self), y3 = b3.loadUnaligned(fromByteOffset: off, as: V.self)
-            s00.addProduct(x0, y0); s01.addProduct(x0, y1); s02.addProduct(x0, y2); s03.addProduct(x0, y3)
-            s10.addProduct(x1, y0); s11.addProduct(x1, y1); s12.addProduct(x1, y2); s13.addProduct(x1, y3)
-            off += 32
-        }
+        var t = Tile2x4()
+        t.add(a0, a1, b0, b1, b2, b3, bytes: (k - k % 8) * 4)
         @inline(__always) func finish(_ r: Int, _ col: Int, _ acc: V) {
             let ar = r == 0 ? a : a + lda, bc = b + min(col, columns - 1) * ldb
-            var t = acc.sum()
-            for p in (k - k % 8)..<k { t += ar[p] * bc[p] }
+            var sum = acc.sum()
+            for p in (k - k % 8)..<k { sum += ar[p] * bc[p] }
             let dst = c + r * ldc + col
-            dst.pointee = alpha * t + (beta == 0 ? 0 : beta * dst.pointee)
+            dst.pointee = alpha * sum + (beta == 0 ? 0 : beta * dst.pointee)
         }
-        finish(0, 0, s00); finish(1, 0, s10)
-        if columns > 1 { finish(0, 1, s01); finish(1, 1, s11) }
-        if columns > 2 { finish(0, 2, s02); finish(1, 2, s12) }
-        if columns > 3 { finish(0, 3, s03); finish(1, 3, s13) }
+        finish(0, 0, t.s00); finish(1, 0, t.s10)
+        if columns > 1 { finish(0, 1, t.s01); finish(1, 1, t.s11) }
+        if columns > 2 { finish(0, 2, t.s02); finish(1, 2, t.s12) }
+        if columns > 3 { finish(0, 3, t.s03); finish(1, 3, t.s13) }
     }
 
     /// `C = A_0 B_0^T + ... + A_(segments-1) B_(segments-1)^T + beta * C` (M x N), where segment `s` of row `i`
@@ -210,35 +186,27 @@ public enum Gemm {
                                            c: UnsafeMutablePointer<Float>, ldc: Int) {
         typealias V = SIMD8<Float>
         let secondRow = rows > 1 ? lda : 0
-        var s00 = V(), s01 = V(), s02 = V(), s03 = V(), s10 = V(), s11 = V(), s12 = V(), s13 = V()
+        var t = Tile2x4()
         for s in 0..<segments {
             let a0 = UnsafeRawPointer(a + s * aSegment), a1 = UnsafeRawPointer(a + s * aSegment + secondRow)
             let bs = b + s * bSegment
-            let b0 = UnsafeRawPointer(bs), b1 = UnsafeRawPointer(bs + min(1, columns - 1) * ldb)
-            let b2 = UnsafeRawPointer(bs + min(2, columns - 1) * ldb), b3 = UnsafeRawPointer(bs + min(3, columns - 1) * ldb)
-            var off = 0
-            while off < length * 4 {
-                let x0 = a0.loadUnaligned(fromByteOffset: off, as: V.self), x1 = a1.loadUnaligned(fromByteOffset: off, as: V.self)
-                let y0 = b0.loadUnaligned(fromByteOffset: off, as: V.self), y1 = b1.loadUnaligned(fromByteOffset: off, as: V.self)
-                let y2 = b2.loadUnaligned(fromByteOffset: off, as: V.self), y3 = b3.loadUnaligned(fromByteOffset: off, as: V.self)
-                s00.addProduct(x0, y0); s01.addProduct(x0, y1); s02.addProduct(x0, y2); s03.addProduct(x0, y3)
-                s10.addProduct(x1, y0); s11.addProduct(x1, y1); s12.addProduct(x1, y2); s13.addProduct(x1, y3)
-                off += 32
-            }
+            t.add(a0, a1, UnsafeRawPointer(bs), UnsafeRawPointer(bs + min(1, columns - 1) * ldb),
+                  UnsafeRawPointer(bs + min(2, columns - 1) * ldb), UnsafeRawPointer(bs + min(3, columns - 1) * ldb),
+                  bytes: length * 4)
         }
         @inline(__always) func finish(_ r: Int, _ col: Int, _ acc: V) {
             let dst = c + r * ldc + col
             dst.pointee = acc.sum() + (beta == 0 ? 0 : beta * dst.pointee)
         }
-        finish(0, 0, s00)
-        if columns > 1 { finish(0, 1, s01) }
-        if columns > 2 { finish(0, 2, s02) }
-        if columns > 3 { finish(0, 3, s03) }
+        finish(0, 0, t.s00)
+        if columns > 1 { finish(0, 1, t.s01) }
+        if columns > 2 { finish(0, 2, t.s02) }
+        if columns > 3 { finish(0, 3, t.s03) }
         guard rows > 1 else { return }
-        finish(1, 0, s10)
-        if columns > 1 { finish(1, 1, s11) }
-        if columns > 2 { finish(1, 2, s12) }
-        if columns > 3 { finish(1, 3, s13) }
+        finish(1, 0, t.s10)
+        if columns > 1 { finish(1, 1, t.s11) }
+        if columns > 2 { finish(1, 2, t.s12) }
+        if columns > 3 { finish(1, 3, t.s13) }
     }
 
     /// A dot product with eight independent partial sums, so the loop vectorises (a single running sum

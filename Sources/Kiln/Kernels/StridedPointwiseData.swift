@@ -4,14 +4,14 @@
 ///
 /// Why: the general path gathers a chunk's dY rows, multiplies them into a column buffer and col2im's that
 /// buffer into an image `sy*sx` times its size, so the product's output crosses memory three times and the
-/// image a fourth. Here each tile of the product (4 channels x 16 positions, eight 8-wide accumulators while
-/// the output maps are walked) is computed from dY in place and goes from registers straight into the image.
+/// image a fourth. Here each tile of the product (4 channels x 16 positions, a `Tile4x16` walked along the
+/// output maps) is computed from dY in place and goes from registers straight into the image.
 /// With `sx == 2` and whole 8-position rows, a tile row's 8 values and the 8 zeros between them are one
 /// 16-float store; the rows that receive nothing are zeroed just before, while the sample's image is in cache.
 ///
 /// Contract: sets the image to the gradient, or adds the gradient into it with `accumulate`. Each sum runs
-/// over the output maps in order with fused multiply-adds, as in `Gemm.small`'s tiles, so a pixel has the
-/// bits the general path gives when its product runs in those tiles.
+/// over the output maps in order with fused multiply-adds (`Tile4x16`, as in `Gemm.small`), so a pixel has
+/// the bits the general path gives when its product runs in those tiles.
 struct StridedPointwiseData {
     let batch: Int, channels: Int, outmaps: Int, group: Int
     let height: Int, width: Int, outHeight: Int, outWidth: Int, strideY: Int
@@ -89,21 +89,7 @@ struct StridedPointwiseData {
     private func tile(rows: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                       image: UnsafeMutablePointer<Float>, pixels: Int, position: Int, overwrite: Bool) {
         typealias V = SIMD8<Float>
-        let r1 = min(1, rows - 1), r2 = min(2, rows - 1), r3 = min(3, rows - 1)
-        var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V(), c30 = V(), c31 = V()
-        var ap = a
-        var bp = UnsafeRawPointer(b)
-        for _ in 0..<k {
-            let b0 = bp.loadUnaligned(as: V.self), b1 = bp.loadUnaligned(fromByteOffset: 32, as: V.self)
-            let a0 = V(repeating: ap[0]), a1 = V(repeating: ap[r1])
-            let a2 = V(repeating: ap[r2]), a3 = V(repeating: ap[r3])
-            c00.addProduct(a0, b0); c01.addProduct(a0, b1)
-            c10.addProduct(a1, b0); c11.addProduct(a1, b1)
-            c20.addProduct(a2, b0); c21.addProduct(a2, b1)
-            c30.addProduct(a3, b0); c31.addProduct(a3, b1)
-            ap += lda
-            bp += ldb * 4
-        }
+        let t = Tile4x16(rows: rows, k: k, a: a, rowStep: 1, kStep: lda, b: b, ldb: ldb)
         // Where each run of 8 positions starts in a channel's plane.
         let i0 = position / outWidth, j0 = position - i0 * outWidth
         let i1 = (position + 8) / outWidth, j1 = position + 8 - i1 * outWidth
@@ -118,9 +104,9 @@ struct StridedPointwiseData {
             put(x0, r * pixels * 4 + at0)
             put(x1, r * pixels * 4 + at1)
         }
-        store(0, c00, c01)
-        if rows > 1 { store(1, c10, c11) }
-        if rows > 2 { store(2, c20, c21) }
-        if rows > 3 { store(3, c30, c31) }
+        store(0, t.c00, t.c01)
+        if rows > 1 { store(1, t.c10, t.c11) }
+        if rows > 2 { store(2, t.c20, t.c21) }
+        if rows > 3 { store(3, t.c30, t.c31) }
     }
 }

@@ -1,0 +1,52 @@
+/// The register tiles of the Swift matrix kernels, one definition for every kernel that walks them (`Gemm`'s
+/// products, `StridedPointwiseData`): the loops that fill them decide the order of every sum, so kernels that
+/// must give the same bits share them. Plain structs of SIMD values, kept in registers once inlined; no array
+/// (plans must not allocate while they run).
+struct Tile4x16 {
+    typealias V = SIMD8<Float>
+    /// Row r's 16 columns are `r0`-`r1` halves: c00/c01 for row 0, c10/c11 for row 1, and so on.
+    var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V(), c30 = V(), c31 = V()
+
+    /// `sum over p < k of A[r, p] * B[p, 0..<16]` for rows `r < rows` (`rows <= 4`; rows past it repeat the
+    /// last one): element (r, p) of A at `a + r*rowStep + p*kStep`, row p of B at `b + p*ldb`. One fused
+    /// multiply-add per element and step, p in order.
+    @inline(__always)
+    init(rows: Int, k: Int, a: UnsafePointer<Float>, rowStep: Int, kStep: Int, b: UnsafePointer<Float>, ldb: Int) {
+        let r1 = min(1, rows - 1) * rowStep, r2 = min(2, rows - 1) * rowStep, r3 = min(3, rows - 1) * rowStep
+        var ap = a
+        var bp = UnsafeRawPointer(b)
+        for _ in 0..<k {
+            let b0 = bp.loadUnaligned(as: V.self), b1 = bp.loadUnaligned(fromByteOffset: 32, as: V.self)
+            let a0 = V(repeating: ap[0]), a1 = V(repeating: ap[r1])
+            let a2 = V(repeating: ap[r2]), a3 = V(repeating: ap[r3])
+            c00.addProduct(a0, b0); c01.addProduct(a0, b1)
+            c10.addProduct(a1, b0); c11.addProduct(a1, b1)
+            c20.addProduct(a2, b0); c21.addProduct(a2, b1)
+            c30.addProduct(a3, b0); c31.addProduct(a3, b1)
+            ap += kStep
+            bp += ldb * 4
+        }
+    }
+}
+
+/// Two rows of A against four rows of B, each entry an 8-lane partial dot product (`Gemm`'s dot-product
+/// tiles): lane j of entry (r, c) sums the positions congruent to j modulo 8, in order.
+struct Tile2x4 {
+    typealias V = SIMD8<Float>
+    var s00 = V(), s01 = V(), s02 = V(), s03 = V(), s10 = V(), s11 = V(), s12 = V(), s13 = V()
+
+    /// Adds the products of the first `bytes / 4` floats (a multiple of 8) of rows `a0`, `a1` and `b0`-`b3`.
+    @inline(__always)
+    mutating func add(_ a0: UnsafeRawPointer, _ a1: UnsafeRawPointer, _ b0: UnsafeRawPointer, _ b1: UnsafeRawPointer,
+                      _ b2: UnsafeRawPointer, _ b3: UnsafeRawPointer, bytes: Int) {
+        var off = 0
+        while off < bytes {
+            let x0 = a0.loadUnaligned(fromByteOffset: off, as: V.self), x1 = a1.loadUnaligned(fromByteOffset: off, as: V.self)
+            let y0 = b0.loadUnaligned(fromByteOffset: off, as: V.self), y1 = b1.loadUnaligned(fromByteOffset: off, as: V.self)
+            let y2 = b2.loadUnaligned(fromByteOffset: off, as: V.self), y3 = b3.loadUnaligned(fromByteOffset: off, as: V.self)
+            s00.addProduct(x0, y0); s01.addProduct(x0, y1); s02.addProduct(x0, y2); s03.addProduct(x0, y3)
+            s10.addProduct(x1, y0); s11.addProduct(x1, y1); s12.addProduct(x1, y2); s13.addProduct(x1, y3)
+            off += 32
+        }
+    }
+}
