@@ -172,20 +172,26 @@ public enum BatchNormKernels {
         l.perChannel > 0 ? Double(x[c * l.inner]) : 0
     }
 
-    /// `(sum(dy), sum(dy * (x - mean)))` in Double.
+    /// `(sum(dy), sum(dy * (x - mean)))` in Double, 4 lanes wide with two accumulators each.
     @inline(__always)
     static func gradientSums(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int,
                              _ mean: Double) -> (Double, Double) {
-        var s0 = 0.0, s1 = 0.0, t0 = 0.0, t1 = 0.0
+        typealias D = SIMD4<Double>
+        let rd = UnsafeRawPointer(dy), rx = UnsafeRawPointer(x)
+        let mv = D(repeating: mean)
+        var s0 = D(), s1 = D(), t0 = D(), t1 = D()
         var i = 0
-        while i + 2 <= n {
-            let g0 = Double(dy[i]), g1 = Double(dy[i + 1])
+        while i + 8 <= n {
+            let g0 = D(rd.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self))
+            let g1 = D(rd.loadUnaligned(fromByteOffset: i * 4 + 16, as: SIMD4<Float>.self))
             s0 += g0; s1 += g1
-            t0 += g0 * (Double(x[i]) - mean); t1 += g1 * (Double(x[i + 1]) - mean)
-            i += 2
+            t0.addProduct(g0, D(rx.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self)) - mv)
+            t1.addProduct(g1, D(rx.loadUnaligned(fromByteOffset: i * 4 + 16, as: SIMD4<Float>.self)) - mv)
+            i += 8
         }
-        if i < n { let g = Double(dy[i]); s0 += g; t0 += g * (Double(x[i]) - mean) }
-        return (s0 + s1, t0 + t1)
+        var s = (s0 + s1).sum(), t = (t0 + t1).sum()
+        while i < n { let g = Double(dy[i]); s += g; t += g * (Double(x[i]) - mean); i += 1 }
+        return (s, t)
     }
 
     /// Biased batch mean and variance of channel `c` (one pass).
