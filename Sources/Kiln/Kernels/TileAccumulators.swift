@@ -4,7 +4,7 @@
 /// (plans must not allocate while they run).
 struct Tile4x16 {
     typealias V = SIMD8<Float>
-    /// Row r's 16 columns are `r0`-`r1` halves: c00/c01 for row 0, c10/c11 for row 1, and so on.
+    /// Row r's 16 columns, as two 8-wide halves: c00 and c01 for row 0, c10 and c11 for row 1, and so on.
     var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V(), c30 = V(), c31 = V()
 
     /// `sum over p < k of A[r, p] * B[p, 0..<16]` for rows `r < rows` (`rows <= 4`; rows past it repeat the
