@@ -32,7 +32,7 @@ struct BenchCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            Threads.count = threads
+            Context.setDefault { $0.threads = threads }
             // Baseline: the runtime loaded, nothing of the network built yet (peers report the same point).
             let baselineRSS = residentBytes()
             let setup = try BenchSetup(model: model, mode: mode, batchSize: batchSize)
@@ -41,11 +41,13 @@ struct BenchCommand: ParsableCommand {
                 clearBuffer: true, clearNoNeedGrad: true, fusion: !noFusion, precision: precision, recompute: !noRecompute))
             let compileMs = Double(DispatchTime.now().uptimeNanoseconds - compileStart) / 1e6
 
+            // The threads each step runs on: the plan's, or 1 in --speedup's one-thread iterations.
+            var stepThreads = threads
             let step: () throws -> Void
             var solverStateBytes = 0
             switch mode {
             case .inference:
-                step = { try exe.run() }
+                step = { try exe.run(threads: stepThreads) }
             case .training:
                 let solver = Adam(alpha: 1e-3)
                 solver.setParameters(setup.parameters)
@@ -55,8 +57,8 @@ struct BenchCommand: ParsableCommand {
                     let scale: Float = 8
                     step = {
                         solver.zeroGrad()
-                        try exe.run(.forward)
-                        try exe.run(.backward, seed: scale)
+                        try exe.run(.forward, threads: stepThreads)
+                        try exe.run(.backward, seed: scale, threads: stepThreads)
                         if !solver.checkInfOrNanGrad() {
                             solver.scaleGrad(1 / scale)
                             solver.update()
@@ -65,8 +67,8 @@ struct BenchCommand: ParsableCommand {
                 } else {
                     step = {
                         solver.zeroGrad()
-                        try exe.run(.forward)
-                        try exe.run(.backward, seed: 1)
+                        try exe.run(.forward, threads: stepThreads)
+                        try exe.run(.backward, seed: 1, threads: stepThreads)
                         solver.update()
                     }
                 }
@@ -91,7 +93,7 @@ struct BenchCommand: ParsableCommand {
                 var one = [Double](), many = [Double]()
                 for _ in 0..<iterations {
                     for (count, into) in [(1, 0), (threads, 1)] {
-                        Threads.count = count
+                        stepThreads = count
                         try step()
                         let start = DispatchTime.now().uptimeNanoseconds
                         try step()
@@ -99,7 +101,7 @@ struct BenchCommand: ParsableCommand {
                         if into == 0 { one.append(t) } else { many.append(t) }
                     }
                 }
-                Threads.count = threads
+                Context.setDefault { $0.threads = threads }
                 alternating = (Self.median(one.sorted()), Self.median(many.sorted()))
             }
 

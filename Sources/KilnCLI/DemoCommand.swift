@@ -20,7 +20,7 @@ struct DemoCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            Threads.count = threads
+            Context.setDefault { $0.threads = threads }
             let data = try FashionMNIST.load(train: false, directory: dataDir)
             Parameters.clear()
             let model = try Zoo.lenet.build(batchSize: batchSize, training: false)

@@ -25,7 +25,7 @@ struct PlanCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            Threads.count = threads
+            Context.setDefault { $0.threads = threads }
             let outputs = try ModelLoader.outputs(model, batchSize: batchSize, mode: mode)
             let plan = try Compiler.plan(outputs, mode, options: CompileOptions(clearBuffer: !noClearBuffer, fusion: !noFusion, precision: precision, recompute: !noRecompute))
             try plan.verify()

@@ -17,7 +17,7 @@ struct ProfileCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            Threads.count = max(1, threads)
+            Context.setDefault { $0.threads = threads }
             guard let zoo = Zoo(rawValue: model) else { throw KilnError.io("unknown zoo model '\(model)'") }
             Parameters.clear()
             let m = try zoo.build(batchSize: batchSize, training: mode == .training)

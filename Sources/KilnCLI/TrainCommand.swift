@@ -40,7 +40,7 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            Threads.count = threads
+            Context.setDefault { $0.threads = threads }
             GlobalRandom.seed(seed)
             Parameters.clear()
             let zoo = Zoo(rawValue: model) ?? .lenet

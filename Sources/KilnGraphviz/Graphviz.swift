@@ -48,14 +48,34 @@ public enum GraphvizFormats {
 /// context is created on first use and lives for the process (as `dot` itself does).
 enum GV {
     static let lock = NSRecursiveLock()
-    /// Messages libcgraph reported since the last `takeMessages` (gvLayout/gvRender errors, warnings).
-    nonisolated(unsafe) static var messages: [String] = []
 
-    nonisolated(unsafe) private static var contextStorage: OpaquePointer?
+    /// libgvc's process-wide state as Kiln tracks it. Read and written only with `lock` held, which is what
+    /// makes sharing it between threads safe.
+    private final class State: @unchecked Sendable {
+        var messages: [String] = []
+        var context: OpaquePointer?
+        var current: UnsafeMutableRawPointer?
+    }
+    private static let state = State()
+
+    /// Messages libcgraph reported since the last `takeMessages` (gvLayout/gvRender errors, warnings).
+    static var messages: [String] {
+        get { state.messages }
+        set { state.messages = newValue }
+    }
+
+    private static var contextStorage: OpaquePointer? {
+        get { state.context }
+        set { state.context = newValue }
+    }
+
     /// The graph whose layout libgvc's globals describe. gvLayout points process-wide attribute symbols
     /// (N_shape, E_color, ...) at the graph it lays out, so rendering another graph's old layout would read
     /// the wrong attributes: a graph is laid out again when another one was laid out since.
-    nonisolated(unsafe) static var current: UnsafeMutableRawPointer?
+    static var current: UnsafeMutableRawPointer? {
+        get { state.current }
+        set { state.current = newValue }
+    }
 
     /// The shared GVC context. Call with `lock` held.
     static var context: OpaquePointer {

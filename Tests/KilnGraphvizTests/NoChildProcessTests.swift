@@ -63,6 +63,8 @@ extension ViewerTests {
 
     final class Results: @unchecked Sendable {
         var filtered = false, spawnBlocked = false, outputs: [String: [UInt8]] = [:], error: String?
+        /// The graph drawn, handed to the rendering thread (which alone uses it until it signals).
+        var graph: Variable?
     }
 
     @Test func renderingStartsNoProcess() throws {
@@ -70,6 +72,7 @@ extension ViewerTests {
         let (y, _) = try Fixture.residualLike()
         let plan = try Compiler.plan([y], .training)
         let results = Results()
+        results.graph = y
         let done = DispatchSemaphore(value: 0)
         let pngPath = Fixture.tempPath("nochild.png")
         let thread = Thread {
@@ -78,6 +81,7 @@ extension ViewerTests {
             guard results.filtered else { return }
             results.spawnBlocked = !Self.canSpawn()
             do {
+                let y = try #require(results.graph)
                 let g = try SimpleGraph(verbose: true).createGraphvizDigraph(y)
                 for f in ["png", "svg", "pdf", "dot"] { results.outputs[f] = try g.renderData(format: f) }
                 try g.render(to: pngPath)

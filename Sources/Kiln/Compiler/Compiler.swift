@@ -6,22 +6,32 @@
 /// planned for values outside the arena: inputs, parameters and their gradients, requested outputs and
 /// persistent variables keep their own storage so that users and solvers can read and write them.
 public enum Compiler {
-    /// Compiles the graph behind `outputs`.
+    /// Compiles the graph behind `outputs` for `context` (its threads and memory budget).
     public static func compile(_ outputs: [Variable], _ mode: PlanMode = .inference,
-                               options: CompileOptions = CompileOptions()) throws -> Executable {
-        let lowered = try lower(outputs, mode, options)
+                               options: CompileOptions = CompileOptions(), context: Context = .current) throws -> Executable {
+        let lowered = try lower(outputs, mode, options, context)
         return try Executable(plan: lowered.plan, bindings: lowered.bindings)
     }
 
     public static func compile(_ output: Variable, _ mode: PlanMode = .inference,
-                               options: CompileOptions = CompileOptions()) throws -> Executable {
-        try compile([output], mode, options: options)
+                               options: CompileOptions = CompileOptions(), context: Context = .current) throws -> Executable {
+        try compile([output], mode, options: options, context: context)
     }
 
     /// The plan alone (no memory is allocated): what `kiln plan` prints.
     public static func plan(_ outputs: [Variable], _ mode: PlanMode = .inference,
-                            options: CompileOptions = CompileOptions()) throws -> Plan {
-        try lower(outputs, mode, options).plan
+                            options: CompileOptions = CompileOptions(), context: Context = .current) throws -> Plan {
+        try lower(outputs, mode, options, context).plan
+    }
+
+    /// Lowers for `context`: kernels size their workspaces for its threads, and the arena must fit its budget.
+    static func lower(_ roots: [Variable], _ mode: PlanMode, _ options: CompileOptions, _ context: Context) throws -> Lowered {
+        var lowered = try Threads.with(context.threads) { try lower(roots, mode, options) }
+        lowered.plan.threads = context.threads
+        if let budget = context.memoryBudget, lowered.plan.arenaBytes > budget {
+            throw KilnError.planFailed("the plan's arena needs \(lowered.plan.arenaBytes) bytes, above the memory budget of \(budget) bytes")
+        }
+        return lowered
     }
 
     struct Lowered {

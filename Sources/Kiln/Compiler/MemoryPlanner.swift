@@ -3,7 +3,7 @@
 /// Contract: consumes only lifetimes (`[BufferLifetime]`), returns an offset per buffer such that buffers
 /// alive at the same step never overlap and every offset is `Plan.alignment`-aligned. Several algorithms
 /// run and the smallest arena wins; ties go to the earlier algorithm in the list, so results are stable.
-public protocol PlacementAlgorithm {
+public protocol PlacementAlgorithm: Sendable {
     var name: String { get }
     /// Algorithms whose cost grows quadratically with the number of buffers alive at once skip plans with
     /// more buffers than this (nil: always run).

@@ -8,6 +8,7 @@ extension Plan {
         for l in lifetimes { freedAt[l.last, default: []].append(l.buffer) }
         var out = "plan \(mode.rawValue)  clear_buffer=\(options.clearBuffer)  clear_no_need_grad=\(options.clearNoNeedGrad)\n"
         if options.precision != .float { out.insert(contentsOf: "  precision=\(options.precision.rawValue)", at: out.index(before: out.endIndex)) }
+        if threads != 1 { out.insert(contentsOf: "  threads=\(threads)", at: out.index(before: out.endIndex)) }
         let rebuilt = recomputeStepCount
         out += "steps \(steps.count) (forward \(forwardStepCount)\(rebuilt > 0 ? ", recompute \(rebuilt)" : ""))  buffers \(buffers.count)\n\n"
         for (i, s) in steps.enumerated() {
@@ -99,6 +100,7 @@ extension Plan {
             ("mode", .string(mode.rawValue)),
             ("clear_buffer", .bool(options.clearBuffer)),
             ("clear_no_need_grad", .bool(options.clearNoNeedGrad)),
+            ("threads", .int(threads)),
             ("arena_bytes", .int(arenaBytes)),
             ("lower_bound_bytes", .int(lowerBoundBytes)),
             ("naive_bytes", .int(naiveBytes)),

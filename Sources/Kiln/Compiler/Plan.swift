@@ -21,6 +21,9 @@ public struct Plan: Sendable {
     public var placementAlgorithm: String
     /// In-place decisions: buffer -> the buffer whose memory it takes over (the representative of its group).
     public var aliases: [Int: Int] = [:]
+    /// Threads the plan was compiled for (its context's): convolution workspaces hold one slice per thread,
+    /// and an executable runs the plan on this many threads.
+    public var threads = 1
 
     public static let alignment = 64
 

@@ -34,7 +34,7 @@ struct Recompute {
     /// rounding commutes with the clamp, so that pair fuses in both).
     var fuseResidual = true
 
-    static let none = Recompute()
+    static var none: Recompute { Recompute() }
 
     /// The most steps one value's recomputation may take. A chain of cheap functions with nothing kept along it
     /// (the blocks of a ResNet stage, a stack of activations) keeps every value that would take more, and

@@ -4,7 +4,7 @@
 /// graph), how to build a forward kernel over bound buffers, and how to build the backward kernel that turns
 /// output gradients into input gradients. Kernels are built once when a plan is bound; running them must not
 /// allocate.
-public protocol Function {
+public protocol Function: SendableMetatype {
     /// nnabla's function type name, as used in graph files ("Convolution", "ReLU", ...).
     static var typeName: String { get }
 

@@ -15,13 +15,11 @@ final class DropoutStream {
 
     init(key: UInt64) { self.key = key }
 
-    /// Keys for `seed = -1`: a fixed sequence, one per Dropout created in this process (deterministic for a
+    /// Keys for `seed = -1`: a fixed sequence, one per Dropout created in the context (deterministic for a
     /// given program, and different Dropouts get different masks).
-    nonisolated(unsafe) private static var unseeded: UInt64 = 0
-
-    static func make(seed: Int) -> DropoutStream {
+    static func make(seed: Int, context: Context = .current) -> DropoutStream {
         if seed >= 0 { return DropoutStream(key: mix(UInt64(seed) &+ 0x5851_F42D_4C95_7F2D)) }
-        unseeded &+= 1
+        let unseeded = context.dropoutKeys.next()
         return DropoutStream(key: mix(0xD1B5_4A32_D192_ED03 &+ unseeded &* 0x9E37_79B9_7F4A_7C15))
     }
 

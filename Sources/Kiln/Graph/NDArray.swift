@@ -4,7 +4,7 @@ import Foundation
 ///
 /// Parameters, inputs and requested outputs live in NDArrays; every other value of a compiled plan lives in
 /// the plan's arena. The storage address never changes for the life of the array, so plans can bind it once.
-public final class NDArray: @unchecked Sendable {
+public final class NDArray {
     public let type: TensorType
     public let raw: UnsafeMutableRawPointer
     public var shape: [Int] { type.shape }

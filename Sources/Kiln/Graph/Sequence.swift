@@ -1,15 +1,9 @@
-import Foundation
+import Synchronization
 
 /// Creation order of variables and function nodes. Plans sort by it so that compiling the same graph twice
 /// gives the same schedule, whatever the addresses of the objects.
 enum CreationSequence {
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var next = 0
+    private static let last = Atomic<Int>(0)
 
-    static func take() -> Int {
-        lock.lock()
-        defer { lock.unlock() }
-        next += 1
-        return next
-    }
+    static func take() -> Int { last.add(1, ordering: .relaxed).newValue }
 }

@@ -1,29 +1,40 @@
 import Dispatch
 import CBLAS
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// How many threads kernels use. Work is split only above `minimumWork` elements: waking idle threads costs
 /// about 5 us on this kind of machine, which small tensors cannot repay.
+///
+/// The count belongs to whoever runs the kernels, not to the process: an `Executable` runs (and a plan is
+/// compiled) inside `Threads.with(plan's count)`, which sets it for the calling thread only. Kernels called
+/// outside any `with` use one thread. OpenBLAS itself stays on one thread: convolutions split their samples
+/// over Kiln's threads instead (the zoo's products are too thin for OpenBLAS to split well, and two thread
+/// pools spinning on two cores slow each other down).
 public enum Threads {
-    nonisolated(unsafe) private static var _count = 1
+    /// The calling thread's count, 0 meaning unset (1). A POSIX thread-specific value, not a task-local one:
+    /// setting it allocates nothing, so an executable can set it on every run.
+    private static let key: pthread_key_t = {
+        var k = pthread_key_t()
+        pthread_key_create(&k, nil)
+        openblas_set_num_threads(1)
+        return k
+    }()
 
-    /// Threads for Kiln's kernels. Defaults to 1; `kiln` sets it from `--threads`. OpenBLAS itself stays on
-    /// one thread: convolutions split their samples over Kiln's threads instead (the zoo's products are too
-    /// thin for OpenBLAS to split well, and two thread pools spinning on two cores slow each other down).
+    /// Threads for Kiln's kernels on the calling thread.
     public static var count: Int {
-        get { override ?? _count }
-        set {
-            _count = max(1, newValue)
-            openblas_set_num_threads(1)
-        }
+        let raw = Int(bitPattern: pthread_getspecific(key))
+        return raw > 0 ? raw : 1
     }
 
-    @TaskLocal static var override: Int?
-
-    /// Runs `body` with `n` threads for the current task only (tests running in parallel must not change the
-    /// process-wide count under each other).
+    /// Runs `body` with kernels on the calling thread using `n` threads, then restores the previous count.
+    @inline(__always)
     public static func with<T>(_ n: Int, _ body: () throws -> T) rethrows -> T {
-        openblas_set_num_threads(1)
-        return try $override.withValue(max(1, n)) { try body() }
+        let previous = pthread_getspecific(key)
+        pthread_setspecific(key, UnsafeRawPointer(bitPattern: max(1, n)))
+        defer { pthread_setspecific(key, previous) }
+        return try body()
     }
 
     /// Runs `loop(part)` for every `part` in `0..<parts`, on up to `count` threads (inline when one): on Kiln's
@@ -45,7 +56,9 @@ public enum Threads {
         }
         if !WorkerPool.shared.run(parts, threads: threads, loop) {
             // libdispatch runs each part on some thread; one slot per part keeps slots exclusive.
+            let shared = SharedLoop(loop: loop)
             DispatchQueue.concurrentPerform(iterations: min(parts, threads)) { slot in
+                let loop = shared.loop
                 var p = slot
                 while p < parts { loop(p, slot: slot); p += min(parts, threads) }
             }
@@ -97,19 +110,24 @@ public enum Threads {
 // loop reads and writes (pointers, sizes, an operation value).
 
 /// The body of `Threads.parts`: called once per part.
-protocol ParallelPart { func callAsFunction(_ part: Int) }
+protocol ParallelPart: SendableMetatype { func callAsFunction(_ part: Int) }
 
 /// The body of `Threads.claims`: called once per part, with the slot of the thread running it.
-protocol ParallelSlotPart { func callAsFunction(_ part: Int, slot: Int) }
+protocol ParallelSlotPart: SendableMetatype { func callAsFunction(_ part: Int, slot: Int) }
 
 /// The body of `Threads.chunks`: called once per contiguous range `start..<end`.
-protocol ParallelChunk { func callAsFunction(_ start: Int, _ end: Int) }
+protocol ParallelChunk: SendableMetatype { func callAsFunction(_ start: Int, _ end: Int) }
 
 /// The body of `Threads.items`: called once per item.
-protocol ParallelItem { func callAsFunction(_ item: Int) }
+protocol ParallelItem: SendableMetatype { func callAsFunction(_ item: Int) }
 
 /// The body of `Threads.elements`: called once per element index.
-protocol ParallelElement { func callAsFunction(_ i: Int) }
+protocol ParallelElement: SendableMetatype { func callAsFunction(_ i: Int) }
+
+/// A loop value handed to libdispatch's threads. Parallel loops hold pointers, which Swift cannot prove
+/// Sendable; what makes sharing them safe is the loops' own contract: parts write disjoint memory, and the
+/// region returns only after every part has finished.
+struct SharedLoop<L>: @unchecked Sendable { let loop: L }
 
 /// `Threads.parts` as claims.
 struct PartsIgnoringSlot<L: ParallelPart>: ParallelSlotPart {

@@ -1,28 +1,60 @@
 import Foundation
+import Synchronization
 
 /// NumPy's legacy `RandomState`: the MT19937 generator with NumPy's integer seeding, `random_sample`,
 /// `uniform` and the polar Box-Muller `normal`. nnabla draws initial weights from `RandomState(313)`, so with
 /// the same seed and call order Kiln's initial weights are nnabla's, bit for bit in float64 before the cast.
-public final class NumpyRandom {
-    private var mt = [UInt32](repeating: 0, count: 624)
-    private var index = 624
-    private var cachedGauss: Double? = nil
-
-    private var seed: UInt32
+///
+/// One generator may be shared (the context's `random`, nnabla's `nn.random.prng`), so its state sits behind
+/// a lock taken once per call: a whole `uniform` or `normal` draw is one call.
+public final class NumpyRandom: Sendable {
+    private let state: Mutex<MT19937>
 
     public init(seed: UInt32 = 313) {
+        state = Mutex(MT19937(seed: seed))
+    }
+
+    /// Starts over from another seed.
+    public func reseed(_ s: UInt32) { state.withLock { $0 = MT19937(seed: s) } }
+
+    /// Back to the state right after seeding.
+    public func reset() { state.withLock { $0.reset() } }
+
+    public func nextUInt32() -> UInt32 { state.withLock { $0.nextUInt32() } }
+
+    /// A double in [0, 1) with 53 random bits (NumPy's `random_sample`).
+    public func randomSample() -> Double { state.withLock { $0.randomSample() } }
+
+    public func uniform(_ low: Double, _ high: Double, count: Int) -> [Float] {
+        state.withLock { $0.uniform(low, high, count: count) }
+    }
+
+    /// A standard normal sample (NumPy's legacy polar method, which yields values in pairs).
+    public func gauss() -> Double { state.withLock { $0.gauss() } }
+
+    public func normal(_ mean: Double, _ std: Double, count: Int) -> [Float] {
+        state.withLock { $0.normal(mean, std, count: count) }
+    }
+
+    /// Uniform integers in [low, high) (NumPy's `randint` for small ranges uses masked rejection).
+    public func randint(_ low: Int, _ high: Int) -> Int { state.withLock { $0.randint(low, high) } }
+}
+
+/// The generator's state and its steps, as a value: `NumpyRandom` keeps one behind a lock.
+struct MT19937 {
+    var mt = [UInt32](repeating: 0, count: 624)
+    var index = 624
+    var cachedGauss: Double? = nil
+
+    var seed: UInt32
+
+    init(seed: UInt32) {
         self.seed = seed
         reset()
     }
 
-    /// Starts over from another seed.
-    public func reseed(_ s: UInt32) {
-        seed = s
-        reset()
-    }
-
     /// Back to the state right after seeding.
-    public func reset() {
+    mutating func reset() {
         cachedGauss = nil
         mt[0] = seed
         for i in 1..<624 {
@@ -31,7 +63,7 @@ public final class NumpyRandom {
         index = 624
     }
 
-    private func twist() {
+    mutating func twist() {
         for i in 0..<624 {
             let y = (mt[i] & 0x8000_0000) | (mt[(i + 1) % 624] & 0x7FFF_FFFF)
             var v = mt[(i + 397) % 624] ^ (y >> 1)
@@ -41,7 +73,7 @@ public final class NumpyRandom {
         index = 0
     }
 
-    public func nextUInt32() -> UInt32 {
+    mutating func nextUInt32() -> UInt32 {
         if index >= 624 { twist() }
         var y = mt[index]
         index += 1
@@ -53,17 +85,17 @@ public final class NumpyRandom {
     }
 
     /// A double in [0, 1) with 53 random bits (NumPy's `random_sample`).
-    public func randomSample() -> Double {
+    mutating func randomSample() -> Double {
         let a = Double(nextUInt32() >> 5), b = Double(nextUInt32() >> 6)
         return (a * 67_108_864.0 + b) / 9_007_199_254_740_992.0
     }
 
-    public func uniform(_ low: Double, _ high: Double, count: Int) -> [Float] {
+    mutating func uniform(_ low: Double, _ high: Double, count: Int) -> [Float] {
         (0..<count).map { _ in Float(low + (high - low) * randomSample()) }
     }
 
     /// A standard normal sample (NumPy's legacy polar method, which yields values in pairs).
-    public func gauss() -> Double {
+    mutating func gauss() -> Double {
         if let g = cachedGauss { cachedGauss = nil; return g }
         var x1 = 0.0, x2 = 0.0, r2 = 0.0
         repeat {
@@ -76,12 +108,12 @@ public final class NumpyRandom {
         return f * x2
     }
 
-    public func normal(_ mean: Double, _ std: Double, count: Int) -> [Float] {
+    mutating func normal(_ mean: Double, _ std: Double, count: Int) -> [Float] {
         (0..<count).map { _ in Float(mean + std * gauss()) }
     }
 
     /// Uniform integers in [low, high) (NumPy's `randint` for small ranges uses masked rejection).
-    public func randint(_ low: Int, _ high: Int) -> Int {
+    mutating func randint(_ low: Int, _ high: Int) -> Int {
         let range = UInt32(high - low - 1)
         if range == 0 { return low }
         var mask = range
@@ -93,19 +125,11 @@ public final class NumpyRandom {
     }
 }
 
-/// The generator parametric functions draw from when no `rng` is given (nnabla's `nn.random.prng`).
-/// `Parameters.isolated` gives the running task its own generator, as a fresh nnabla process would have.
+/// The generator parametric functions draw from when no `rng` is given (nnabla's `nn.random.prng`): the
+/// current context's. `Parameters.isolated` gives the running task a fresh one, as a new nnabla process has.
 public enum GlobalRandom {
-    nonisolated(unsafe) private static var global = NumpyRandom(seed: 313)
-    @TaskLocal static var override: NumpyRandom?
-
-    public static var prng: NumpyRandom {
-        get { override ?? global }
-        set { if override == nil { global = newValue } }
-    }
+    public static var prng: NumpyRandom { Context.current.random }
 
     /// Reseeds the generator (nnabla's `nn.random.seed`).
-    public static func seed(_ s: UInt32) {
-        if let o = override { o.reseed(s) } else { global = NumpyRandom(seed: s) }
-    }
+    public static func seed(_ s: UInt32) { prng.reseed(s) }
 }

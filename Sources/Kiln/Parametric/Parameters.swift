@@ -1,8 +1,9 @@
 import Foundation
 
 /// A registry of parameters by scoped name ("conv1/conv/W"), in creation order: nnabla's global parameter
-/// dictionary. `Parameters` works on the current store: the process-wide one, or the store installed with
-/// `Parameters.isolated` for the running task (tests and libraries that must not share names).
+/// dictionary. `Parameters` works on the store of `Context.current`: the process's, or the one of a context
+/// installed with `Parameters.isolated` or `Context.with` for the running task (tests and libraries that
+/// must not share names).
 public final class ParameterStore: @unchecked Sendable {
     private let lock = NSLock()
     private var names: [String] = []
@@ -37,9 +38,7 @@ public final class ParameterStore: @unchecked Sendable {
 
     func clear() { withLock { names = []; byName = [:] } }
 
-    @TaskLocal static var override: ParameterStore?
-    static let global = ParameterStore()
-    static var current: ParameterStore { override ?? global }
+    static var current: ParameterStore { Context.current.parameters }
 }
 
 /// nnabla's parameter API: `Parameters.scope("conv1") { ... }` is `nn.parameter_scope("conv1")`,
@@ -55,11 +54,9 @@ public enum Parameters {
     }
 
     /// Runs `body` with a fresh, private registry (and scope) and a fresh generator seeded 313 for the
-    /// current task, as in a new nnabla process.
+    /// current task, as in a new nnabla process (`Context.isolated`, other settings kept).
     public static func isolated<T>(_ body: () throws -> T) rethrows -> T {
-        try ParameterStore.$override.withValue(ParameterStore()) {
-            try GlobalRandom.$override.withValue(NumpyRandom(seed: 313)) { try body() }
-        }
+        try Context.with(Context.current.isolated()) { try body() }
     }
 
     /// The current scope as a prefix ("a/b/"), empty at the top.

@@ -20,6 +20,12 @@ public final class Executable {
     init(plan: Plan, bindings: PlanBindings) throws {
         self.plan = plan
         storage = Arena(bytes: plan.arenaBytes)
+        // Kernels size their thread split when they are built: build them for the plan's threads.
+        try Threads.with(plan.threads) { try bind(bindings) }
+    }
+
+    private func bind(_ bindings: PlanBindings) throws {
+        let plan = self.plan
 
         var pointers = [UnsafeMutableRawPointer?](repeating: nil, count: plan.buffers.count)
         for b in plan.buffers {
@@ -123,8 +129,18 @@ public final class Executable {
     public enum Phase { case all, forward, backward }
 
     /// Runs the plan (or one phase of a training plan). `seed` fills the roots' gradients before backward;
-    /// nil keeps whatever the roots' `.g` holds, as nnabla's `backward(grad=None)`.
-    public func run(_ phase: Phase = .all, seed: Float? = 1) throws {
+    /// nil keeps whatever the roots' `.g` holds, as nnabla's `backward(grad=None)`. The kernels use the
+    /// plan's threads, or `threads` when given: fewer than the plan was compiled for (the workspaces have no
+    /// room for more).
+    public func run(_ phase: Phase = .all, seed: Float? = 1, threads: Int? = nil) throws {
+        let n = threads ?? plan.threads
+        guard n >= 1 && n <= plan.threads else {
+            throw KilnError.planFailed("a plan compiled for \(plan.threads) thread(s) cannot run on \(n)")
+        }
+        try Threads.with(n) { try runSteps(phase, seed: seed) }
+    }
+
+    private func runSteps(_ phase: Phase, seed: Float?) throws {
         seedBox.value = seed
         let range: Range<Int>
         switch phase {
@@ -157,12 +173,14 @@ extension Executable {
     public func profile(iterations: Int, seed: Float? = 1) throws -> [Double] {
         var totals = [Double](repeating: 0, count: plan.steps.count)
         seedBox.value = seed
+        try Threads.with(plan.threads) {
         for _ in 0..<max(iterations, 1) {
             for i in kernels.indices {
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 try kernels[i]()
                 totals[i] += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             }
+        }
         }
         return totals
     }

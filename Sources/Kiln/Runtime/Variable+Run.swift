@@ -38,12 +38,12 @@ extension Variable {
     }
 
     /// The cached executable for this root, recompiled when the graph behind it changed.
-    func executable(_ mode: PlanMode, _ options: CompileOptions) throws -> Executable {
+    func executable(_ mode: PlanMode, _ options: CompileOptions, context: Context = .current) throws -> Executable {
         let nodes = GraphCollector.nodes(from: [self])
         let fp = GraphCollector.fingerprint(nodes, roots: [self])
-        let key = PlanCacheKey(mode: mode, options: options)
+        let key = PlanCacheKey(mode, options, context)
         if let c = planCache[key], c.fingerprint == fp { return c.executable }
-        let e = try Compiler.compile([self], mode, options: options)
+        let e = try Compiler.compile([self], mode, options: options, context: context)
         planCache[key] = CachedPlan(fingerprint: fp, executable: e)
         return e
     }

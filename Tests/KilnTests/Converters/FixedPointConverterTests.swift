@@ -98,7 +98,8 @@ struct FixedPointConverterTests {
     @Test func powerOfTwoStepsOutsideFloat32LeaveTheWeightWithANote() throws {
         var net = ConverterTestNetwork(seed: 8)
         let x = try net.input([2, 4])
-        let w = try net.parameter("fc/W", [4, 3], 1e-44...1e-44)
+        let tiny = Float(bitPattern: 8)                         // 1.1e-44, a float32 subnormal
+        let w = try net.parameter("fc/W", [4, 3], tiny...tiny)
         let y = try F.affine(x, w)
         let r = try FixedPointWeightConverter(deltaW: .powerOfTwo).convert([y])
         #expect(quantizers(r.outputs).isEmpty)

@@ -13,8 +13,9 @@ struct ThreadedRunTests {
         func step(threads: Int) throws -> (loss: Float, grads: [[Float]]) {
             try Parameters.isolated {
                 let model = try Zoo.seededResNet20(batchSize: 8)
-                return try Threads.with(threads) {
+                return try Context.with({ $0.threads = threads }) {
                     let exe = try Compiler.compile(model.loss, .training)
+                    #expect(exe.plan.threads == threads)
                     let params = model.network.getParameters(gradOnly: true)
                     for (_, p) in params { p.zeroGrad() }
                     try exe.run()
