@@ -36,7 +36,7 @@ public enum PlanPicture {
         g.setNodeDefault("fixedsize", "true")
         g.setNodeDefault("label", "")
 
-        let lifetimes = Liveness.lifetimes(plan)
+        let lifetimes = plan.lifetimes
         let steps = max(plan.steps.count, 1)
         let plotWidth = plotWidth(steps: steps)
         let plotHeight = plotHeight(width: plotWidth)

@@ -53,7 +53,25 @@ struct GradientFlow {
 /// (a leaf with `needGrad`, or the output of a differentiable function with such an input). The first
 /// contribution to an intermediate gradient overwrites it and later ones add; parameter gradients always
 /// add, as nnabla's `.g` does (solvers zero them). Roots are seeded; an output gradient no consumer wrote
-/// is zeroed before it is read. A node none of whose outputs received a gradient is skipped.
+/// is zeroed before it is read. A node none of whose outputs received a gradient is skipped. Where a backward
+/// step reads a value `Rematerialization` chose to rebuild, the rebuild steps are emitted just before it
+/// (`backwardData`). It may not change forward steps or their buffers.
+enum Autodiff {
+    /// The training plans to choose from: backward appended to `forward`, keeping every value backward reads,
+    /// then (with recomputation on, which needs clear_buffer) with each way of sharing rebuilt values that
+    /// `Rematerialization.decide` offers, from the fewest steps to the most.
+    static func candidates(_ forward: PlanBuilder, _ order: [FunctionNode]) throws -> [PlanBuilder] {
+        let sharings: [Recompute.Sharing?] = forward.options.recompute && forward.options.clearBuffer
+            ? [nil] + Recompute.Sharing.allCases.map(Optional.some) : [nil]
+        return try sharings.map { sharing in
+            var candidate = forward
+            if let sharing { candidate.recompute = Rematerialization.decide(candidate, order, sharing: sharing) }
+            try candidate.addBackward(order)
+            return candidate
+        }
+    }
+}
+
 extension PlanBuilder {
     mutating func addBackward(_ nodes: [FunctionNode]) throws {
         let flow = GradientFlow(nodes, roots: roots)

@@ -1,10 +1,7 @@
-/// Lowers a graph into a `Plan` and binds it into an `Executable`.
+/// Lowers a graph into a `Plan` (the passes of `Pipeline`) and binds it into an `Executable`.
 ///
-/// Stages, each in its own file: collect the nodes behind the roots (GraphCollector), order them
-/// (Schedule), join convolution epilogues in inference plans (Fusion), append backward steps for training (Autodiff, here in `lower`, recomputing cheap values if asked: Recompute), derive buffer lifetimes
-/// (Liveness), place buffers in one arena (MemoryPlanner), then bind kernels (Executable). Nothing is
-/// planned for values outside the arena: inputs, parameters and their gradients, requested outputs and
-/// persistent variables keep their own storage so that users and solvers can read and write them.
+/// Nothing is planned for values outside the arena: inputs, parameters and their gradients, requested
+/// outputs and persistent variables keep their own storage so that users and solvers can read and write them.
 public enum Compiler {
     /// Compiles the graph behind `outputs` for `context` (its threads and memory budget).
     public static func compile(_ outputs: [Variable], _ mode: PlanMode = .inference,
@@ -34,38 +31,9 @@ public enum Compiler {
         return lowered
     }
 
-    struct Lowered {
-        var plan: Plan
-        var bindings: PlanBindings
-    }
-
+    /// The pipeline (`Pipeline`) for a resolved mode and options.
     static func lower(_ roots: [Variable], _ mode: PlanMode, _ options: CompileOptions) throws -> Lowered {
-        for r in roots { try r.takePendingError() }
-        let nodes = Schedule.order(GraphCollector.nodes(from: roots))
-        var b = PlanBuilder(mode: mode, options: options, roots: roots)
-        for step in Fusion.steps(nodes, mode: mode, options: options, roots: roots) {
-            for n in step.nodes { for v in n.inputs { try v.takePendingError() } }
-            if let fused = step.fused { try b.addFused(step.nodes, fused) } else { try b.addForward(step.nodes[0]) }
-        }
-        let forwardCount = b.steps.count
-        guard mode == .training else { return b.finish(forwardStepCount: forwardCount) }
-        guard options.recompute && options.clearBuffer else {
-            try b.addBackward(nodes)
-            return b.finish(forwardStepCount: forwardCount)
-        }
-        // Keeping every value, then recomputing with each way of sharing, from the fewest steps to the most:
-        // a plan with more steps is taken only for an arena at least 5% smaller.
-        var best: Lowered? = nil
-        for sharing in [nil] + Recompute.Sharing.allCases.map(Optional.some) {
-            var candidate = b
-            if let sharing { candidate.planRecompute(nodes, sharing: sharing) }
-            try candidate.addBackward(nodes)
-            let lowered = candidate.finish(forwardStepCount: forwardCount)
-            if let kept = best, Double(lowered.plan.arenaBytes) > 0.95 * Double(kept.plan.arenaBytes) { continue }
-            best = lowered
-        }
-        guard let best else { throw KilnError.planFailed("no plan was lowered") }
-        return best
+        try Pipeline.lower(roots, mode, options)
     }
 }
 

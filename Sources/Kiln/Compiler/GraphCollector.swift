@@ -16,6 +16,15 @@ enum GraphCollector {
         return out
     }
 
+    /// The nodes behind the roots, after reporting any error a non-throwing setter deferred (`d = [..]` with
+    /// the wrong count) on a root or on a value some node reads: the compiler's first pass.
+    static func checkedNodes(from roots: [Variable]) throws -> [FunctionNode] {
+        for r in roots { try r.takePendingError() }
+        let found = nodes(from: roots)
+        for n in found { for v in n.inputs { try v.takePendingError() } }
+        return found
+    }
+
     /// Identity of a value: a leaf variable, or output `index` of a node.
     enum ValueKey: Hashable {
         case leaf(ObjectIdentifier)

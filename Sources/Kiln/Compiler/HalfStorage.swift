@@ -17,6 +17,15 @@
 /// Parameters, their gradients, solver state, inputs and requested outputs stay float32 and unrounded: the
 /// solver updates float32 master weights, and a loss is read at full precision.
 enum HalfStorage {
+    /// The pipeline's half-precision pass (precision half only): after the in-place decisions, so buffers
+    /// sharing memory keep one storage and share staging. Its steps change (staging, rounding), so the
+    /// lifetimes are derived again.
+    static let pass: Pipeline.MemoryPass = { l in
+        guard l.plan.options.precision == .half else { return }
+        apply(&l.plan, lifetimes: l.plan.lifetimes, everywhere: l.plan.options.halfStorageEverywhere)
+        l.plan.lifetimes = Liveness.lifetimes(l.plan)
+    }
+
     /// Lowers a plan whose in-place decisions are made to half precision: chooses the storage of every
     /// activation and gradient, narrows, stages and rounds. `everywhere` stores every value as float16 (for
     /// tests: the results must not change).

@@ -7,6 +7,11 @@
 /// group of buffers sharing memory forms a chain of lifetimes that touch only at the hand-over step, and is
 /// placed as one buffer. Nothing is shared when clear_buffer is off.
 enum InPlace {
+    /// The pipeline's in-place pass: needs the plan's lifetimes; sets its aliases.
+    static let pass: Pipeline.MemoryPass = { l in
+        l.plan.aliases = decide(l.plan, l.bindings, lifetimes: l.plan.lifetimes)
+    }
+
     static func decide(_ plan: Plan, _ bindings: PlanBindings, lifetimes: [BufferLifetime]) -> [Int: Int] {
         guard plan.options.clearBuffer else { return [:] }
         var last = [Int: Int](), first = [Int: Int]()

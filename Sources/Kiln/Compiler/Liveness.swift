@@ -13,6 +13,9 @@ public struct BufferLifetime: Hashable, Sendable {
 }
 
 public enum Liveness {
+    /// The pipeline's liveness pass: the lowered plan's lifetimes.
+    static let pass: Pipeline.MemoryPass = { l in l.plan.lifetimes = lifetimes(l.plan) }
+
     public static func lifetimes(_ plan: Plan) -> [BufferLifetime] {
         var first = [Int: Int](), last = [Int: Int]()
         for (s, step) in plan.steps.enumerated() {

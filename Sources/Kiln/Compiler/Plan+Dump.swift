@@ -2,7 +2,7 @@
 /// byte for byte), so it prints nothing that depends on addresses or time.
 extension Plan {
     public func dump(memoryMapWidth: Int = 64) -> String {
-        let lifetimes = Liveness.lifetimes(self)
+        let lifetimes = self.lifetimes
         let live = Liveness.liveBytes(lifetimes, steps: steps.count)
         var freedAt = [Int: [Int]]()
         for l in lifetimes { freedAt[l.last, default: []].append(l.buffer) }
@@ -77,7 +77,7 @@ extension Plan {
 
     /// The figures of the DESIGN contract and every step, as JSON.
     public func json() -> JSON {
-        let lifetimes = Liveness.lifetimes(self)
+        let lifetimes = self.lifetimes
         let live = Liveness.liveBytes(lifetimes, steps: steps.count)
         let stepsJSON: [JSON] = steps.enumerated().map { i, s in
             .object([

@@ -1,12 +1,17 @@
 /// Checks a plan's memory layout from first principles.
 ///
-/// Re-derives every lifetime from the steps (not from what the planner recorded) and checks: transient
+/// Re-derives every lifetime from the steps and checks that the recorded ones (`lifetimes`, what the
+/// executable and placement used) agree, then, from the derived ones: transient
 /// buffers alive at the same step never overlap, offsets are aligned, every transient buffer fits in the
 /// arena, the arena is at least the lower bound, and buffers outside the arena have no offset.
 extension Plan {
     public func verify() throws {
         func fail(_ s: String) -> KilnError { .planFailed("verify: \(s)") }
         let lifetimes = Liveness.lifetimes(self)
+        guard lifetimes == self.lifetimes else {
+            let wrong = zip(lifetimes, self.lifetimes).first { $0 != $1 }
+            throw fail("recorded lifetimes differ from the steps'\(wrong.map { " (buffer \(buffers[$0.0.buffer].name): \($0.1.first)...\($0.1.last) recorded, \($0.0.first)...\($0.0.last) derived)" } ?? " (\(self.lifetimes.count) recorded, \(lifetimes.count) derived)")")
+        }
         try verifyAliases(lifetimes)
         for l in lifetimes {
             let b = buffers[l.buffer]

@@ -21,6 +21,9 @@ public struct Plan: Sendable {
     public var placementAlgorithm: String
     /// In-place decisions: buffer -> the buffer whose memory it takes over (the representative of its group).
     public var aliases: [Int: Int] = [:]
+    /// When each transient buffer is alive (`Liveness`), as the memory passes planned it: what placement,
+    /// dumps, pictures and executables read. `verify()` derives them again and checks they agree.
+    public internal(set) var lifetimes: [BufferLifetime] = []
     /// Threads the plan was compiled for (its context's): convolution workspaces hold one slice per thread,
     /// and an executable runs the plan on this many threads.
     public var threads = 1

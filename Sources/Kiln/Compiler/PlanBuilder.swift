@@ -1,4 +1,4 @@
-/// Accumulates buffers and steps while a graph is lowered, then lays out memory.
+/// Buffers and steps of a graph being lowered: what `Lowering` and `Autodiff` append to.
 struct PlanBuilder {
     typealias Key = GraphCollector.ValueKey
 
@@ -8,6 +8,8 @@ struct PlanBuilder {
     let rootKeys: Set<Key>
     var buffers: [PlanBuffer] = []
     var steps: [PlanStep] = []
+    /// Steps `0..<forwardStepCount` are the forward phase (set by `Lowering.forward`).
+    var forwardStepCount = 0
     var bindings = PlanBindings()
     var dataBuffer: [Key: Int] = [:]
     var gradBuffer: [Key: Int] = [:]
@@ -114,27 +116,11 @@ struct PlanBuilder {
         bindings.steps.append(.init(node: chain[0], inputData: ins, outputData: outs, fused: fused))
     }
 
-    mutating func finish(forwardStepCount: Int) -> Compiler.Lowered {
-        var plan = Plan(mode: mode, options: options, buffers: buffers, steps: steps,
+    /// The plan as lowered, before any memory decision: no lifetimes, offsets or figures yet.
+    func finished() -> Lowered {
+        let plan = Plan(mode: mode, options: options, buffers: buffers, steps: steps,
                         forwardStepCount: forwardStepCount, arenaBytes: 0, lowerBoundBytes: 0, naiveBytes: 0,
                         persistentBytes: 0, placementAlgorithm: "none")
-        // Lifetimes depend on the steps and options only, so one derivation serves every figure.
-        var lifetimes = Liveness.lifetimes(plan)
-        plan.aliases = InPlace.decide(plan, bindings, lifetimes: lifetimes)
-        if options.precision == .half {
-            // After the in-place decisions: buffers sharing memory keep one storage and share staging.
-            HalfStorage.apply(&plan, lifetimes: lifetimes, everywhere: options.halfStorageEverywhere)
-            lifetimes = Liveness.lifetimes(plan)
-        }
-        plan.naiveBytes = lifetimes.reduce(0) { $0 + $1.bytes }
-        let storage = Liveness.storage(plan, lifetimes: lifetimes)
-        plan.lowerBoundBytes = Liveness.lowerBound(storage, steps: steps.count)
-        plan.persistentBytes = buffers.filter { !$0.kind.isTransient }.reduce(0) { $0 + $1.type.byteCount }
-        let placed = MemoryPlanner.bestOf(storage)
-        for (id, off) in placed.offsets { plan.buffers[id].offset = off }
-        for (b, r) in plan.aliases { plan.buffers[b].offset = placed.offsets[r] }
-        plan.arenaBytes = placed.arenaBytes
-        plan.placementAlgorithm = placed.algorithm
-        return Compiler.Lowered(plan: plan, bindings: bindings)
+        return Lowered(plan: plan, bindings: bindings)
     }
 }

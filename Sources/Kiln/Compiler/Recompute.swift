@@ -75,17 +75,39 @@ struct Recompute {
     }
 }
 
-extension PlanBuilder {
-    /// Prepares `addBackward` for recomputation (`CompileOptions.recompute`) with the given sharing.
-    mutating func planRecompute(_ nodes: [FunctionNode], sharing: Recompute.Sharing) {
-        let flow = GradientFlow(nodes, roots: roots)
-        let buffers = buffers, dataBuffer = dataBuffer
-        recompute = Recompute.decide(nodes, backwardReads: flow.backwardReads(nodes)) { key in
+/// The rematerialisation pass: decides, for a lowered forward phase, which values backward rebuilds
+/// (`Recompute`, above), and chooses among the candidate plans once their memory is planned.
+///
+/// Contract: `decide` reads the forward plan and the schedule and changes nothing; `Autodiff` then emits
+/// each rebuild just before the first backward step reading the value. `choose` takes the candidates in
+/// `Autodiff.candidates` order (fewest steps first) and keeps a later one only for an arena at least 5%
+/// smaller: a second pass of cheap functions is worth that much memory, not less.
+enum Rematerialization {
+    static func decide(_ forward: PlanBuilder, _ order: [FunctionNode], sharing: Recompute.Sharing) -> Recompute {
+        let flow = GradientFlow(order, roots: forward.roots)
+        let buffers = forward.buffers, dataBuffer = forward.dataBuffer
+        var r = Recompute.decide(order, backwardReads: flow.backwardReads(order)) { key in
             dataBuffer[key].map { buffers[$0].kind == .activation } ?? false
         }
-        recompute.sharing = sharing
-        recompute.fuseResidual = options.precision == .float
+        r.sharing = sharing
+        r.fuseResidual = forward.options.precision == .float
+        return r
     }
+
+    static func choose(_ candidates: [Lowered]) throws -> Lowered {
+        var best: Lowered? = nil
+        for lowered in candidates {
+            if let kept = best, Double(lowered.plan.arenaBytes) > 0.95 * Double(kept.plan.arenaBytes) { continue }
+            best = lowered
+        }
+        guard let best else { throw KilnError.planFailed("no plan was lowered") }
+        return best
+    }
+}
+
+/// Emitting rebuilds while `Autodiff` lowers backward: where a backward step reads a value `Rematerialization`
+/// chose to rebuild, the steps that rebuild it come first.
+extension PlanBuilder {
 
     /// The buffer backward reads for forward value `key`: the forward one, or a recomputed copy.
     mutating func backwardData(_ key: Key) -> Int? {

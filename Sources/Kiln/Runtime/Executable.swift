@@ -116,9 +116,8 @@ public final class Executable {
             }
         }
 
-        let lifetimes = Liveness.lifetimes(plan)
         var last = [Int: Int]()
-        for l in lifetimes { last[l.buffer] = l.last }
+        for l in plan.lifetimes { last[l.buffer] = l.last }
         for (buffer, variable, isGrad) in bindings.arenaVariables {
             guard let p = pointers[buffer], let l = last[buffer] else { continue }
             views.append((ArenaView(owner: storage, pointer: p, dtype: plan.buffers[buffer].type.dtype), variable, isGrad, l))
