@@ -53,3 +53,44 @@ public enum Precision: String, Hashable, Sendable, CaseIterable, Codable {
     /// training.
     case half
 }
+
+/// The calls of nnabla's API that compile a plan, with the flags each takes.
+public enum NnablaCall: Hashable, Sendable {
+    /// `Variable.forward(clear_buffer:, clear_no_need_grad:)`.
+    case forward(clearBuffer: Bool, clearNoNeedGrad: Bool)
+    /// An updater's training step (`Updater`, `DynamicLossScalingUpdater`): `clear_buffer` for both phases.
+    case update(clearBuffer: Bool)
+    /// An evaluator's forward (`Evaluator`): `clear_buffer`.
+    case evaluate(clearBuffer: Bool)
+}
+
+extension CompileOptions {
+    /// nnabla's flags resolved into a mode and options: the one place they are mapped.
+    ///
+    /// - `forward(clear_buffer=True)`: an inference plan that frees each value after its last use.
+    /// - `forward(clear_no_need_grad=True)`: the forward phase of a memory-lean training plan (what backward
+    ///   does not read is freed); nothing is rebuilt, so what backward reads stays readable, as in nnabla.
+    /// - `forward()`: nnabla's defaults, every buffer kept (a training plan, so `backward` can follow).
+    /// - an update: a training plan freeing values with `clear_buffer`, rebuilding cheap ones when
+    ///   `recompute` allows.
+    /// - an evaluation: an inference plan freeing values with `clear_buffer`.
+    ///
+    /// `precision` is the caller's storage precision (an updater's own; otherwise the context's).
+    public static func resolved(_ call: NnablaCall, precision: Precision,
+                                recompute: Bool = true) -> (mode: PlanMode, options: CompileOptions) {
+        switch call {
+        case .forward(clearBuffer: true, _):
+            return (.inference, CompileOptions(clearBuffer: true, clearNoNeedGrad: true, precision: precision))
+        case .forward(clearBuffer: false, clearNoNeedGrad: true):
+            return (.training, CompileOptions(clearBuffer: true, clearNoNeedGrad: true, precision: precision,
+                                              recompute: false))
+        case .forward(clearBuffer: false, clearNoNeedGrad: false):
+            return (.training, CompileOptions(clearBuffer: false, clearNoNeedGrad: false, precision: precision))
+        case .update(let clearBuffer):
+            return (.training, CompileOptions(clearBuffer: clearBuffer, clearNoNeedGrad: clearBuffer,
+                                              precision: precision, recompute: recompute))
+        case .evaluate(let clearBuffer):
+            return (.inference, CompileOptions(clearBuffer: clearBuffer, clearNoNeedGrad: true, precision: precision))
+        }
+    }
+}

@@ -6,23 +6,22 @@ extension Variable {
     /// can follow.
     public func forward(clearBuffer: Bool = false, clearNoNeedGrad: Bool = false) throws {
         try takePendingError()
-        if clearBuffer {
-            try executable(.inference, CompileOptions(clearBuffer: true, clearNoNeedGrad: true)).run(.all)
+        let context = Context.current
+        let (mode, options) = CompileOptions.resolved(.forward(clearBuffer: clearBuffer, clearNoNeedGrad: clearNoNeedGrad),
+                                                      precision: context.precision)
+        guard mode == .training else {
+            try executable(mode, options, context: context).run(.all)
             lastTraining = nil
             return
         }
-        // Only a training plan's forward phase can be followed by backward. `clearNoNeedGrad` is the
-        // memory-lean path trainers take (free what backward does not read, reuse memory in backward);
-        // otherwise nothing is reused, as nnabla keeps every buffer with clear_buffer=False.
-        // No recomputation: as in nnabla, what backward reads stays readable after forward.
-        let options = clearNoNeedGrad ? CompileOptions(clearBuffer: true, clearNoNeedGrad: true, recompute: false)
-                                      : CompileOptions(clearBuffer: false, clearNoNeedGrad: false)
-        let training = try executable(.training, options)
+        // Only a training plan's forward phase can be followed by backward; a graph without gradients runs
+        // the inference plan of the same options.
+        let training = try executable(.training, options, context: context)
         if training.plan.steps.count > training.plan.forwardStepCount {
             try training.run(.forward)
             lastTraining = training
         } else {
-            try executable(.inference, options).run(.all)
+            try executable(.inference, options, context: context).run(.all)
             lastTraining = nil
         }
     }

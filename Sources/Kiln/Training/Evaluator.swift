@@ -41,9 +41,9 @@ public final class Evaluator {
 
     public func evaluate(_ i: Int) throws {
         if executables.isEmpty {
-            executables = try vroot.map {
-                try Compiler.compile($0, .inference, options: CompileOptions(clearBuffer: clearBuffer, clearNoNeedGrad: true))
-            }
+            let (mode, options) = CompileOptions.resolved(.evaluate(clearBuffer: clearBuffer),
+                                                          precision: Context.current.precision)
+            executables = try vroot.map { try Compiler.compile($0, mode, options: options) }
         }
         for c in callbackOnStart { try c(i) }
         var sums = [Double](repeating: 0, count: vroot.count)

@@ -90,4 +90,25 @@ struct ContextTests {
         #expect(a.contains { $0 != 0 })
         #expect(Parameters.current(gradOnly: false).count == before)
     }
+
+    /// nnabla's flags map to plans in one place; the nnabla-shaped API takes its precision from the context.
+    @Test func nnablaFlagsResolveOnceAndForwardFollowsTheContextsPrecision() throws {
+        let lean = CompileOptions.resolved(.forward(clearBuffer: false, clearNoNeedGrad: true), precision: .float)
+        #expect(lean.mode == .training && lean.options.clearBuffer && lean.options.clearNoNeedGrad && !lean.options.recompute)
+        let kept = CompileOptions.resolved(.forward(clearBuffer: false, clearNoNeedGrad: false), precision: .float)
+        #expect(kept.mode == .training && !kept.options.clearBuffer && !kept.options.clearNoNeedGrad)
+        let inference = CompileOptions.resolved(.forward(clearBuffer: true, clearNoNeedGrad: false), precision: .half)
+        #expect(inference.mode == .inference && inference.options.clearBuffer && inference.options.precision == .half)
+        let update = CompileOptions.resolved(.update(clearBuffer: false), precision: .float, recompute: true)
+        #expect(update.mode == .training && !update.options.clearBuffer && !update.options.clearNoNeedGrad)
+        let evaluation = CompileOptions.resolved(.evaluate(clearBuffer: true), precision: .float)
+        #expect(evaluation.mode == .inference && evaluation.options.clearNoNeedGrad)
+
+        try Parameters.isolated {
+            let y = try Self.stem()
+            try Context.with({ $0.precision = .half }) { try y.forward(clearBuffer: true) }
+            let plans = y.planCache.values.map { $0.executable.plan }
+            #expect(plans.count == 1 && plans.first?.options.precision == .half)
+        }
+    }
 }
