@@ -133,18 +133,9 @@ public struct SimpleGraph {
     // MARK: traversal
 
     /// The function nodes reachable from `roots` through `parent`/`inputs`, each once, in creation order
-    /// (a topological order). Iterative, so deep chains do not exhaust the stack.
+    /// (a topological order). The compiler's own collection, so the picture shows exactly what it plans.
     public static func functionNodes(from roots: [Variable]) -> [FunctionNode] {
-        var seen = Set<ObjectIdentifier>()
-        var out: [FunctionNode] = []
-        var stack = roots.compactMap { $0.parent }
-        while let n = stack.popLast() {
-            guard seen.insert(ObjectIdentifier(n)).inserted else { continue }
-            out.append(n)
-            for v in n.inputs { if let p = v.parent, !seen.contains(ObjectIdentifier(p)) { stack.append(p) } }
-        }
-        out.sort { $0.sequence < $1.sequence }
-        return out
+        GraphCollector.nodes(from: roots)
     }
 
     /// A node id per value: leaves by their own sequence, outputs by producer and index (an output variable

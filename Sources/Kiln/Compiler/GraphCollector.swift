@@ -2,8 +2,8 @@
 ///
 /// Contract: returns every node reachable from the roots through inputs, each once, ordered by creation
 /// (which is always a topological order: a node's inputs exist before it does).
-enum GraphCollector {
-    static func nodes(from roots: [Variable]) -> [FunctionNode] {
+public enum GraphCollector {
+    public static func nodes(from roots: [Variable]) -> [FunctionNode] {
         var seen = Set<ObjectIdentifier>()
         var out: [FunctionNode] = []
         var stack: [FunctionNode] = roots.compactMap { $0.parent }

@@ -238,10 +238,13 @@ struct AxisGeometry {
     var innerMinimumWork: Int { Swift.max(64, Threads.minimumWork / Swift.max(outer * size, 1)) }
 }
 
-/// Softmax and LogSoftmax share axis handling and kernel structure.
+/// The shared implementation of Softmax and LogSoftmax: the axis argument, the checks, the workspace and
+/// the kernels are the same; the functions differ only in `logarithmic`, which the kernels test
+/// outside their inner loops. The `public` members below are the two functions' `Function` witnesses.
 protocol AxisNormalized: Function {
     var axis: Int? { get }
     static var logarithmic: Bool { get }
+    init(axis: Int?)
 }
 
 extension AxisNormalized {
@@ -257,21 +260,30 @@ extension AxisNormalized {
 
     func geometry(_ shape: [Int]) throws -> AxisGeometry { AxisGeometry(shape, axis: try resolvedAxis(shape.count)) }
 
-    func checkedTypes(_ inputs: [TensorType]) throws -> [TensorType] {
+    public init(arguments a: inout ArgReader) throws { self.init(axis: try a.intOrNil("axis")) }
+    public var arguments: [(String, ArgValue)] { axis.map { [("axis", .int($0))] } ?? [] }
+
+    public func outputTypes(_ inputs: [TensorType]) throws -> [TensorType] {
         try Check.count(inputs, 1, Self.typeName)
         try Check.float(inputs[0], Self.typeName, "x")
         _ = try resolvedAxis(inputs[0].rank)
         return [inputs[0]]
     }
 
-    var axisArguments: [(String, ArgValue)] { axis.map { [("axis", .int($0))] } ?? [] }
+    public func backwardReads(inputCount: Int, outputCount: Int) -> (inputs: [Bool], outputs: [Bool]) {
+        ([false], [true])
+    }
+
+    /// Forward keeps a running maximum and sum per inner position, backward a sum.
+    public func forwardWorkspace(_ b: TypeBinding) -> Int { workspace(b, vectors: 2) }
+    public func backwardWorkspace(_ b: TypeBinding) -> Int { workspace(b, vectors: 1) }
 
     func workspace(_ b: TypeBinding, vectors: Int) -> Int {
         guard let g = try? geometry(b.inputs[0].shape), g.inner > 1 else { return 0 }
         return vectors * g.inner * MemoryLayout<Float>.size
     }
 
-    func makeNormalizedForward(_ b: ForwardBinding) throws -> Kernel {
+    public func makeForward(_ b: ForwardBinding) throws -> Kernel {
         let g = try geometry(b.inputs[0].shape)
         let x = b.inputs[0].f, y = b.outputs[0].f
         let outer = g.outer, size = g.size, inner = g.inner, isLog = Self.logarithmic
@@ -290,7 +302,7 @@ extension AxisNormalized {
     }
 
     /// Softmax: `dx = y * (dy - sum(dy * y))`; LogSoftmax: `dx = dy - exp(y) * sum(dy)`.
-    func makeNormalizedBackward(_ b: BackwardBinding) throws -> Kernel {
+    public func makeBackward(_ b: BackwardBinding) throws -> Kernel {
         guard let dx = b.inputGrads[0]?.f else { return {} }
         guard let y = b.outputs[0]?.f else { throw error("backward needs the output value") }
         let g = try geometry(b.inputTypes[0].shape)
@@ -321,16 +333,6 @@ public struct Softmax: AxisNormalized {
     public var axis: Int?
 
     public init(axis: Int? = nil) { self.axis = axis }
-    public init(arguments a: inout ArgReader) throws { axis = try a.intOrNil("axis") }
-    public var arguments: [(String, ArgValue)] { axisArguments }
-    public func outputTypes(_ inputs: [TensorType]) throws -> [TensorType] { try checkedTypes(inputs) }
-    public func backwardReads(inputCount: Int, outputCount: Int) -> (inputs: [Bool], outputs: [Bool]) {
-        ([false], [true])
-    }
-    public func forwardWorkspace(_ b: TypeBinding) -> Int { workspace(b, vectors: 2) }
-    public func backwardWorkspace(_ b: TypeBinding) -> Int { workspace(b, vectors: 1) }
-    public func makeForward(_ b: ForwardBinding) throws -> Kernel { try makeNormalizedForward(b) }
-    public func makeBackward(_ b: BackwardBinding) throws -> Kernel { try makeNormalizedBackward(b) }
 }
 
 /// `y = (x - max) - log(sum(exp(x - max)))` along `axis` (default: the last axis). Backward reads the output only.
@@ -341,16 +343,6 @@ public struct LogSoftmax: AxisNormalized {
     public var axis: Int?
 
     public init(axis: Int? = nil) { self.axis = axis }
-    public init(arguments a: inout ArgReader) throws { axis = try a.intOrNil("axis") }
-    public var arguments: [(String, ArgValue)] { axisArguments }
-    public func outputTypes(_ inputs: [TensorType]) throws -> [TensorType] { try checkedTypes(inputs) }
-    public func backwardReads(inputCount: Int, outputCount: Int) -> (inputs: [Bool], outputs: [Bool]) {
-        ([false], [true])
-    }
-    public func forwardWorkspace(_ b: TypeBinding) -> Int { workspace(b, vectors: 2) }
-    public func backwardWorkspace(_ b: TypeBinding) -> Int { workspace(b, vectors: 1) }
-    public func makeForward(_ b: ForwardBinding) throws -> Kernel { try makeNormalizedForward(b) }
-    public func makeBackward(_ b: BackwardBinding) throws -> Kernel { try makeNormalizedBackward(b) }
 }
 
 public extension F {

@@ -114,6 +114,9 @@ private struct ConvArgs {
     var pad: [Int]
     var stride: [Int]
     var dilation: [Int]
+    var group: Int
+    /// The function the errors name.
+    var function: String
 
     init(_ inputs: [TensorType], baseAxis: Int, pad: [Int]?, stride: [Int]?, dilation: [Int]?, group: Int,
          channelLast: Bool, _ f: String) throws {
@@ -133,6 +136,8 @@ private struct ConvArgs {
             throw fail("x of shape \(x) with base_axis \(baseAxis) does not match a \(d)-D kernel (weight \(w)): x needs rank base_axis + 1 + \(d)")
         }
         guard group >= 1 else { throw fail("group must be >= 1, got \(group)") }
+        self.group = group
+        function = f
         batch = Shapes.product(x, 0..<base)
         channels = x[base]
         spatial = Array(x[(base + 1)...])
@@ -145,6 +150,25 @@ private struct ConvArgs {
         guard self.dilation.allSatisfy({ $0 >= 1 }) else { throw fail("dilation \(self.dilation) must be >= 1") }
         guard kernel.allSatisfy({ $0 >= 1 }) else { throw fail("kernel dimensions of weight \(w) must be >= 1") }
     }
+
+    /// The engine geometry and the output shape `x.shape[:base] + [outmaps] + out`, after checking the bias
+    /// against `outmaps` (`outmapsSource` says where that number comes from). A convolution's input is the
+    /// engine's image side and its output the column side; a deconvolution (`transposed`) the other way round.
+    func result(_ inputs: [TensorType], outmaps: Int, out: [Int], transposed: Bool,
+                outmapsSource: String) throws -> (ConvGeometry, [Int]) {
+        if inputs.count == 3 {
+            guard inputs[2].shape == [outmaps] else {
+                throw KilnError.invalidFunction(function: function,
+                                                reason: "bias shape \(inputs[2].shape) must be [\(outmaps)] (\(outmapsSource))")
+            }
+        }
+        let g = transposed
+            ? ConvGeometry(batch: batch, channels: outmaps, outmaps: channels, group: group, image: out, col: spatial,
+                           kernel: kernel, pad: pad, stride: stride, dilation: dilation)
+            : ConvGeometry(batch: batch, channels: channels, outmaps: outmaps, group: group, image: spatial, col: out,
+                           kernel: kernel, pad: pad, stride: stride, dilation: dilation)
+        return (g, Array(inputs[0].shape[0..<base]) + [outmaps] + out)
+    }
 }
 
 // MARK: - Convolution
@@ -153,7 +177,7 @@ private struct ConvArgs {
 /// W `(outmaps, C/group, *kernel)`, optional bias `(outmaps,)`. Output size per dimension
 /// `floor((L + 2p - (d*(k-1)+1)) / s) + 1`. Empty or absent pad/stride/dilation mean nnabla's defaults
 /// (0, 1, 1 per spatial dimension).
-public struct Convolution: Function {
+public struct Convolution: ConvolutionFunction {
     public static let typeName = "Convolution"
     public var baseAxis: Int
     public var pad: [Int]?
@@ -188,9 +212,14 @@ public struct Convolution: Function {
          ("dilation", .ints(dilation ?? [])), ("group", .int(group)), ("channel_last", .bool(channelLast))]
     }
 
+    /// These arguments checked against the inputs, errors naming `function` (Deconvolution's too).
+    fileprivate func resolved(_ inputs: [TensorType], _ function: String) throws -> ConvArgs {
+        try ConvArgs(inputs, baseAxis: baseAxis, pad: pad, stride: stride, dilation: dilation, group: group,
+                     channelLast: channelLast, function)
+    }
+
     func geometry(_ inputs: [TensorType]) throws -> (ConvGeometry, [Int]) {
-        let a = try ConvArgs(inputs, baseAxis: baseAxis, pad: pad, stride: stride, dilation: dilation,
-                             group: group, channelLast: channelLast, Self.typeName)
+        let a = try resolved(inputs, Self.typeName)
         let x = inputs[0].shape, w = inputs[1].shape
         let outmaps = w[0]
         guard a.channels % group == 0 else {
@@ -211,60 +240,27 @@ public struct Convolution: Function {
             }
             out.append((padded - span) / a.stride[i] + 1)
         }
-        if inputs.count == 3 {
-            guard inputs[2].shape == [outmaps] else {
-                throw error("bias shape \(inputs[2].shape) must be [\(outmaps)] (weight.shape[0])")
+        return try a.result(inputs, outmaps: outmaps, out: out, transposed: false, outmapsSource: "weight.shape[0]")
+    }
+
+    func forwardKernel(_ f: ConvolutionForwardBuffers) -> Kernel {
+        { f.engine.forward(image: f.x, weight: f.w, col: f.y, bias: f.bias, accumulate: false, workspace: f.workspace) }
+    }
+
+    func backwardKernel(_ g: ConvolutionBackwardBuffers) -> Kernel {
+        {
+            if let dx = g.dx, let w = g.w {
+                g.engine.backwardData(col: g.dy, weight: w, image: dx, bias: nil, accumulate: g.accumulate[0],
+                                      workspace: g.workspace)
             }
-        }
-        let g = ConvGeometry(batch: a.batch, channels: a.channels, outmaps: outmaps, group: group,
-                             image: a.spatial, col: out, kernel: a.kernel, pad: a.pad, stride: a.stride,
-                             dilation: a.dilation)
-        return (g, Array(x[0..<a.base]) + [outmaps] + out)
-    }
-
-    public func outputTypes(_ inputs: [TensorType]) throws -> [TensorType] {
-        [TensorType(try geometry(inputs).1, .float32)]
-    }
-
-    public func backwardReads(inputCount: Int, outputCount: Int) -> (inputs: [Bool], outputs: [Bool]) {
-        ([true, true, false].prefix(inputCount).map { $0 }, [Bool](repeating: false, count: outputCount))
-    }
-
-    public func forwardWorkspace(_ b: TypeBinding) -> Int {
-        (try? geometry(b.inputs)).map { ConvolutionEngine.workspaceBytes($0.0) } ?? 0
-    }
-
-    public func backwardWorkspace(_ b: TypeBinding) -> Int { forwardWorkspace(b) }
-
-    public func makeForward(_ b: ForwardBinding) throws -> Kernel {
-        let engine = ConvolutionEngine(try geometry(b.inputs.map { $0.type }).0)
-        let x = b.inputs[0].f, w = b.inputs[1].f, y = b.outputs[0].f
-        let bias = b.inputs.count == 3 ? b.inputs[2].f : nil
-        let ws = b.workspace?.assumingMemoryBound(to: Float.self)
-        if engine.plan != nil && ws == nil { throw error("missing workspace") }
-        return { engine.forward(image: x, weight: w, col: y, bias: bias, accumulate: false, workspace: ws) }
-    }
-
-    public func makeBackward(_ b: BackwardBinding) throws -> Kernel {
-        let engine = ConvolutionEngine(try geometry(b.inputTypes).0)
-        let dy = b.outputGrads[0].f
-        let dx = b.inputGrads[0]?.f, dw = b.inputGrads[1]?.f
-        let db = b.inputGrads.count == 3 ? b.inputGrads[2]?.f : nil
-        let acc = b.accumulate
-        let x = b.inputs[0]?.f, w = b.inputs[1]?.f
-        let ws = b.workspace?.assumingMemoryBound(to: Float.self)
-        if dx != nil && w == nil || dw != nil && x == nil { throw error("backward needs the input and weight values") }
-        if engine.plan != nil && (dx != nil || dw != nil) && ws == nil { throw error("missing workspace") }
-        return {
-            if let dx, let w {
-                engine.backwardData(col: dy, weight: w, image: dx, bias: nil, accumulate: acc[0], workspace: ws)
+            if let dw = g.dw, let x = g.x {
+                g.engine.backwardWeight(image: x, col: g.dy, weightGrad: dw, accumulate: g.accumulate[1],
+                                        workspace: g.workspace)
             }
-            if let dw, let x {
-                engine.backwardWeight(image: x, col: dy, weightGrad: dw, accumulate: acc[1], workspace: ws)
-            }
-            if let db {
-                ConvolutionEngine.channelSums(dy, batch: engine.batch, channels: engine.outmaps,
-                                              count: engine.colCount, into: db, accumulate: acc[2])
+            // The bias gradient sums dy, the engine's column side.
+            if let db = g.db {
+                ConvolutionEngine.channelSums(g.dy, batch: g.engine.batch, channels: g.engine.outmaps,
+                                              count: g.engine.colCount, into: db, accumulate: g.accumulate[2])
             }
         }
     }
@@ -274,50 +270,60 @@ public struct Convolution: Function {
 
 /// N-D grouped transposed convolution, channels first: x `(*batch, C, *spatial)`, W `(C, outmaps/group,
 /// *kernel)`, optional bias `(outmaps,)`. Output size `s*(L-1) - 2p + d*(k-1) + 1 + output_padding` with
-/// `output_padding < stride`. It is the gradient of a convolution with the same weight w.r.t. its input.
-public struct Deconvolution: Function {
+/// `output_padding < stride`. It is the gradient of a convolution with the same weight w.r.t. its input:
+/// it holds that convolution's arguments as `convolution`, and adds `outputPadding`.
+public struct Deconvolution: ConvolutionFunction {
     public static let typeName = "Deconvolution"
-    public var baseAxis: Int
-    public var pad: [Int]?
-    public var stride: [Int]?
-    public var dilation: [Int]?
-    public var group: Int
-    public var channelLast: Bool
+    /// The convolution this is the transpose of: the arguments the two share.
+    var convolution: Convolution
     public var outputPadding: [Int]?
+
+    public var baseAxis: Int {
+        get { convolution.baseAxis }
+        set { convolution.baseAxis = newValue }
+    }
+    public var pad: [Int]? {
+        get { convolution.pad }
+        set { convolution.pad = newValue }
+    }
+    public var stride: [Int]? {
+        get { convolution.stride }
+        set { convolution.stride = newValue }
+    }
+    public var dilation: [Int]? {
+        get { convolution.dilation }
+        set { convolution.dilation = newValue }
+    }
+    public var group: Int {
+        get { convolution.group }
+        set { convolution.group = newValue }
+    }
+    public var channelLast: Bool {
+        get { convolution.channelLast }
+        set { convolution.channelLast = newValue }
+    }
 
     public init(baseAxis: Int = 1, pad: [Int]? = nil, stride: [Int]? = nil, dilation: [Int]? = nil,
                 group: Int = 1, channelLast: Bool = false, outputPadding: [Int]? = nil) {
-        self.baseAxis = baseAxis
-        self.pad = pad
-        self.stride = stride
-        self.dilation = dilation
-        self.group = group
-        self.channelLast = channelLast
+        convolution = Convolution(baseAxis: baseAxis, pad: pad, stride: stride, dilation: dilation, group: group,
+                                  channelLast: channelLast)
         self.outputPadding = outputPadding
     }
 
     public init(arguments a: inout ArgReader) throws {
-        baseAxis = try a.int("base_axis", default: 1)
-        pad = try a.intsOrNil("pad")
-        stride = try a.intsOrNil("stride")
-        dilation = try a.intsOrNil("dilation")
-        group = try a.int("group", default: 1)
-        channelLast = try a.bool("channel_last", default: false)
+        convolution = try Convolution(arguments: &a)
         outputPadding = try a.intsOrNil("output_padding")
     }
 
     /// Per-dimension arguments not given are reported as `[]` (meaning nnabla's defaults); `F.deconvolution`
     /// always fills them in from the weight's rank.
     public var arguments: [(String, ArgValue)] {
-        [("base_axis", .int(baseAxis)), ("pad", .ints(pad ?? [])), ("stride", .ints(stride ?? [])),
-         ("dilation", .ints(dilation ?? [])), ("group", .int(group)), ("channel_last", .bool(channelLast)),
-         ("output_padding", .ints(outputPadding ?? []))]
+        convolution.arguments + [("output_padding", .ints(outputPadding ?? []))]
     }
 
     /// The geometry in convolution terms: the image side is this function's output, the column side its input.
     func geometry(_ inputs: [TensorType]) throws -> (ConvGeometry, [Int]) {
-        let a = try ConvArgs(inputs, baseAxis: baseAxis, pad: pad, stride: stride, dilation: dilation,
-                             group: group, channelLast: channelLast, Self.typeName)
+        let a = try convolution.resolved(inputs, Self.typeName)
         let x = inputs[0].shape, w = inputs[1].shape
         let op = try resolve(outputPadding, rank: a.spatial.count, default: 0, name: "output_padding", Self.typeName)
         guard a.channels % group == 0 else {
@@ -338,70 +344,35 @@ public struct Deconvolution: Function {
             }
             out.append(size)
         }
-        if inputs.count == 3 {
-            guard inputs[2].shape == [outmaps] else {
-                throw error("bias shape \(inputs[2].shape) must be [\(outmaps)] (weight.shape[1] * group)")
-            }
-        }
-        let g = ConvGeometry(batch: a.batch, channels: outmaps, outmaps: a.channels, group: group,
-                             image: out, col: a.spatial, kernel: a.kernel, pad: a.pad, stride: a.stride,
-                             dilation: a.dilation)
-        return (g, Array(x[0..<a.base]) + [outmaps] + out)
+        return try a.result(inputs, outmaps: outmaps, out: out, transposed: true, outmapsSource: "weight.shape[1] * group")
     }
 
-    public func outputTypes(_ inputs: [TensorType]) throws -> [TensorType] {
-        [TensorType(try geometry(inputs).1, .float32)]
+    func forwardKernel(_ f: ConvolutionForwardBuffers) -> Kernel {
+        { f.engine.backwardData(col: f.x, weight: f.w, image: f.y, bias: f.bias, accumulate: false, workspace: f.workspace) }
     }
 
-    public func backwardReads(inputCount: Int, outputCount: Int) -> (inputs: [Bool], outputs: [Bool]) {
-        ([true, true, false].prefix(inputCount).map { $0 }, [Bool](repeating: false, count: outputCount))
-    }
-
-    public func forwardWorkspace(_ b: TypeBinding) -> Int {
-        (try? geometry(b.inputs)).map { ConvolutionEngine.workspaceBytes($0.0) } ?? 0
-    }
-
-    public func backwardWorkspace(_ b: TypeBinding) -> Int { forwardWorkspace(b) }
-
-    public func makeForward(_ b: ForwardBinding) throws -> Kernel {
-        let engine = ConvolutionEngine(try geometry(b.inputs.map { $0.type }).0)
-        let x = b.inputs[0].f, w = b.inputs[1].f, y = b.outputs[0].f
-        let bias = b.inputs.count == 3 ? b.inputs[2].f : nil
-        let ws = b.workspace?.assumingMemoryBound(to: Float.self)
-        if engine.plan != nil && ws == nil { throw error("missing workspace") }
-        return { engine.backwardData(col: x, weight: w, image: y, bias: bias, accumulate: false, workspace: ws) }
-    }
-
-    public func makeBackward(_ b: BackwardBinding) throws -> Kernel {
-        let engine = ConvolutionEngine(try geometry(b.inputTypes).0)
-        let dy = b.outputGrads[0].f
-        let dx = b.inputGrads[0]?.f, dw = b.inputGrads[1]?.f
-        let db = b.inputGrads.count == 3 ? b.inputGrads[2]?.f : nil
-        let acc = b.accumulate
-        let x = b.inputs[0]?.f, w = b.inputs[1]?.f
-        let ws = b.workspace?.assumingMemoryBound(to: Float.self)
-        if dx != nil && w == nil || dw != nil && x == nil { throw error("backward needs the input and weight values") }
-        if engine.plan != nil && (dx != nil || dw != nil) && ws == nil { throw error("missing workspace") }
+    func backwardKernel(_ g: ConvolutionBackwardBuffers) -> Kernel {
+        let engine = g.engine, dy = g.dy, acc = g.accumulate, ws = g.workspace
         // dx and dW both read im2col(dy): share it unless x and W are one variable (then dx must be complete
         // before dW is added into the same buffer).
-        if let dx, let dw, let x, let w, UnsafeMutableRawPointer(dx) != UnsafeMutableRawPointer(dw) {
+        if let dx = g.dx, let dw = g.dw, let x = g.x, let w = g.w, UnsafeMutableRawPointer(dx) != UnsafeMutableRawPointer(dw) {
             return {
                 engine.forwardAndWeightGrad(image: dy, weight: w, col: dx, accumulate: acc[0], colValues: x,
                                             weightGrad: dw, accumulateWeight: acc[1], workspace: ws)
-                if let db {
+                if let db = g.db {
                     ConvolutionEngine.channelSums(dy, batch: engine.batch, channels: engine.channels,
                                                   count: engine.imageCount, into: db, accumulate: acc[2])
                 }
             }
         }
         return {
-            if let dx, let w {
+            if let dx = g.dx, let w = g.w {
                 engine.forward(image: dy, weight: w, col: dx, bias: nil, accumulate: acc[0], workspace: ws)
             }
-            if let dw, let x {
+            if let dw = g.dw, let x = g.x {
                 engine.backwardWeight(image: dy, col: x, weightGrad: dw, accumulate: acc[1], workspace: ws)
             }
-            if let db {
+            if let db = g.db {
                 ConvolutionEngine.channelSums(dy, batch: engine.batch, channels: engine.channels,
                                               count: engine.imageCount, into: db, accumulate: acc[2])
             }

@@ -66,11 +66,8 @@ enum ParameterInitializer {
         switch (n.typeName, slot) {
         case ("Affine", 1):
             return .glorotUniform(inmaps: shape.first ?? 1, outmaps: shape.dropFirst().reduce(1, *))
-        case ("Convolution", 1):
-            let group = n.function.arguments.first { $0.0 == "group" }.flatMap { if case .int(let g) = $0.1 { return g }; return nil } ?? 1
-            return .glorotUniform(inmaps: (shape.count > 1 ? shape[1] : 1) * group, outmaps: shape.first ?? 1,
-                                  kernel: Array(shape.dropFirst(2)))
-        case ("Deconvolution", 1):
+        case ("Convolution", 1), ("Deconvolution", 1):
+            // One rule for both layouts: the Glorot range is symmetric in its two fans.
             let group = n.function.arguments.first { $0.0 == "group" }.flatMap { if case .int(let g) = $0.1 { return g }; return nil } ?? 1
             return .glorotUniform(inmaps: (shape.count > 1 ? shape[1] : 1) * group, outmaps: shape.first ?? 1,
                                   kernel: Array(shape.dropFirst(2)))

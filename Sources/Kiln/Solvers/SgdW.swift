@@ -5,7 +5,6 @@ public final class SgdW: Solver {
     public var momentum: Float
     /// The decay rate given to the constructor.
     public var wd: Float
-    private var nextWd: Float?
 
     public init(lr: Float = 1e-3, momentum: Float = 0.9, wd: Float = 1e-4) {
         self.momentum = momentum
@@ -13,18 +12,12 @@ public final class SgdW: Solver {
         super.init(name: "SgdW", learningRate: lr, stateNames: ["m"])
     }
 
-    public override func weightDecay(_ decayRate: Float) { nextWd = decayRate }
-
-    public override func update() {
-        super.update()
-        nextWd = nil
-    }
+    public override func weightDecay(_ decayRate: Float) { nextWeightDecay = decayRate }
 
     public override func updateParameter(data: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>,
                                          count: Int, state: SolverState) {
         let lr = learningRate, mu = momentum
-        let etaT = initialLearningRate == 0 ? 1 : learningRate / initialLearningRate
-        let decay = etaT * (nextWd ?? wd)
+        let decay = decoupledDecay(wd: wd)
         let m = state.arrays[0].floats
         Threads.elements(count, Step(data: data, grad: grad, m: m, lr: lr, mu: mu, decay: decay))
     }

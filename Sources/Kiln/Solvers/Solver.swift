@@ -63,6 +63,10 @@ open class Solver {
 
     var slots: [Slot] = []
 
+    /// The rate `weightDecay` gave for the next update only, in the solvers that decouple their weight decay
+    /// (AdamW, SgdW: `decoupledDecay(wd:)`); `update()` clears it.
+    var nextWeightDecay: Float?
+
     public init(name: String, learningRate: Float, stateNames: [String]) {
         self.name = name
         self.learningRate = learningRate
@@ -122,6 +126,7 @@ open class Solver {
             if s.state.t < Int(Int32.max) { s.state.t += 1 }
             updateParameter(data: v.data.floats, grad: v.grad.floats, count: v.size, state: s.state)
         }
+        nextWeightDecay = nil
     }
 
     /// The update rule for one parameter. `state.t` already counts this update.

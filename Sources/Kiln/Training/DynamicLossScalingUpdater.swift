@@ -12,58 +12,36 @@
 /// The plan is compiled with `precision` (default `.half`: float16 activations and gradients in the arena,
 /// float32 parameters, gradients of parameters and solver state; see `HalfStorage`). nnabla's recursion for
 /// the retries is a loop here.
-public final class DynamicLossScalingUpdater: Updating {
-    public var solver: Solver?
+public final class DynamicLossScalingUpdater: GradientUpdater, Updating {
     public var loss: Variable
-    public var dataFeeder: () throws -> Void
     /// The loss scale: the seed of the loss gradient. Changes as training runs.
     public var scale: Float
     public var scalingFactor: Float
     /// nnabla's `N`: successful updates in a row before the scale grows.
     public var n: Int
-    public var clearBuffer: Bool
-    /// Rebuild cheap values in backward rather than keep them (`CompileOptions.recompute`); set before the
-    /// first update. Kiln's addition: nnabla keeps them.
-    public var recompute = true
-    public var accumGrad: Int
     /// nnabla's `weight_decay` (nil: none), applied to the unscaled gradients.
     public var weightDecay: Float?
-    public var comm: Communicator?
-    public var grads: [NDArray]
-    public var precision: Precision
     /// Successful updates since the scale last changed.
     public private(set) var counter = 0
     /// Retries in a row; nnabla gives up (skips the update) after `maxRetries`.
     public private(set) var retries = 0
     public static let maxRetries = 100
-    public private(set) var executable: Executable?
 
     public init(solver: Solver?, loss: Variable, dataFeeder: @escaping () throws -> Void = {}, scale: Float = 8,
                 scalingFactor: Float = 2, n: Int = 2000, clearBuffer: Bool = true, accumGrad: Int = 1,
                 weightDecay: Float? = nil, comm: Communicator? = nil, grads: [NDArray] = [],
                 precision: Precision = .half) {
-        self.solver = solver
         self.loss = loss
-        self.dataFeeder = dataFeeder
         self.scale = scale
         self.scalingFactor = scalingFactor
         self.n = n
-        self.clearBuffer = clearBuffer
-        self.accumGrad = accumGrad
         self.weightDecay = weightDecay
-        self.comm = comm
-        self.grads = grads
-        self.precision = precision
+        super.init(solver: solver, dataFeeder: dataFeeder, clearBuffer: clearBuffer, accumGrad: accumGrad, comm: comm,
+                   grads: grads, precision: precision)
     }
 
     /// Compiles (once) the training plan of the loss.
-    public func plan() throws -> Executable {
-        if let e = executable { return e }
-        let e = try Compiler.compile(loss, .training, options: CompileOptions(
-            clearBuffer: clearBuffer, clearNoNeedGrad: clearBuffer, precision: precision, recompute: recompute))
-        executable = e
-        return e
-    }
+    public func plan() throws -> Executable { try plan(of: loss) }
 
     /// What one `update()` did.
     public struct Outcome: Equatable, Sendable {
@@ -77,8 +55,7 @@ public final class DynamicLossScalingUpdater: Updating {
 
     @discardableResult
     public func update() throws -> Outcome {
-        guard let solver else { throw KilnError.planFailed("DynamicLossScalingUpdater has no solver") }
-        guard accumGrad > 0 else { throw KilnError.planFailed("accumGrad must be positive, got \(accumGrad)") }
+        let solver = try checkedSolver()
         guard scale > 0, scale.isFinite, scalingFactor > 0, scalingFactor.isFinite else {
             throw KilnError.planFailed("loss scale \(scale) and scaling factor \(scalingFactor) must be positive and finite")
         }
@@ -86,16 +63,7 @@ public final class DynamicLossScalingUpdater: Updating {
         var attempts = 0
         while true {
             attempts += 1
-            solver.zeroGrad()
-            for _ in 0..<accumGrad {
-                try dataFeeder()
-                try exe.run(.forward)
-                try exe.run(.backward, seed: scale)
-            }
-            if let comm {
-                let arrays = grads.isEmpty ? solver.parameters.map { $0.variable.grad } : grads
-                try comm.allReduce(arrays, division: false, inplace: false)
-            }
+            try computeGradients(exe, solver: solver, seed: scale) { _, _ in }
             if solver.checkInfOrNanGrad() {
                 scale /= scalingFactor
                 counter = 0

@@ -7,17 +7,7 @@ public extension Module {
     /// `F.deconvolution` rejects unless inmaps == outmaps and group == 1; Kiln follows PF.) W ~ U(-d, d) with
     /// `d = sqrt(6 / (prod(kernel) * (inMaps + outMaps)))` is drawn first, then b (zeros), from `rng` or the
     /// global generator: the same numbers as `PF.deconvolution` from the same state.
-    final class Deconvolution: Module {
-        public var W: Variable
-        public var b: Variable?
-        public let inMaps: Int
-        public let outMaps: Int
-        public let kernel: [Int]
-        public var pad: [Int]?
-        public var stride: [Int]?
-        public var dilation: [Int]?
-        public var group: Int
-        public var baseAxis: Int
+    final class Deconvolution: ConvolutionLayer {
         /// Extra size added at the end of each spatial output dimension (nnabla's `output_padding`).
         public var outputPadding: [Int]?
 
@@ -25,34 +15,21 @@ public extension Module {
                     dilation: [Int]? = nil, group: Int = 1, wInit: Initializer? = nil, bInit: Initializer? = nil,
                     baseAxis: Int = 1, fixParameters: Bool = false, rng: NumpyRandom? = nil, withBias: Bool = true,
                     outputPadding: [Int]? = nil) throws {
-            try ConvolutionArguments.validate("Deconvolution", inMaps: inMaps, outMaps: outMaps, kernel: kernel, pad: pad,
-                                              stride: stride, dilation: dilation, group: group, baseAxis: baseAxis)
-            if let outputPadding {
+            self.outputPadding = outputPadding
+            try super.init("Deconvolution", inMaps: inMaps, outMaps: outMaps, kernel: kernel, pad: pad, stride: stride,
+                           dilation: dilation, group: group, wInit: wInit, bInit: bInit, baseAxis: baseAxis,
+                           fixParameters: fixParameters, rng: rng, withBias: withBias, transposed: true) {
+                guard let outputPadding else { return }
                 let s = stride ?? [Int](repeating: 1, count: kernel.count)
                 try Module.require(outputPadding.count == kernel.count, "Deconvolution",
                                    "output_padding \(outputPadding) must have one entry per kernel dimension (kernel \(kernel))")
                 try Module.require(zip(outputPadding, s).allSatisfy { $0 >= 0 && $0 < $1 }, "Deconvolution",
                                    "output_padding \(outputPadding) must be >= 0 and smaller than stride \(s)")
             }
-            W = try Module.parameter("W", shape: [inMaps, outMaps / group] + kernel,
-                                     initializer: wInit ?? .glorotUniform(inmaps: outMaps, outmaps: inMaps, kernel: kernel),
-                                     needGrad: !fixParameters, rng: rng)
-            b = withBias ? try Module.parameter("b", shape: [outMaps], initializer: bInit ?? .constant(0),
-                                                needGrad: !fixParameters, rng: rng) : nil
-            self.inMaps = inMaps
-            self.outMaps = outMaps
-            self.kernel = kernel
-            self.pad = pad
-            self.stride = stride
-            self.dilation = dilation
-            self.group = group
-            self.baseAxis = baseAxis
-            self.outputPadding = outputPadding
-            try super.init()
         }
 
         public override func call(_ x: Variable) throws -> Variable {
-            try ConvolutionArguments.checkInput("Deconvolution", x, inMaps: inMaps, spatial: kernel.count, baseAxis: baseAxis)
+            try checkInput("Deconvolution", x)
             return try F.deconvolution(x, W, b, baseAxis: baseAxis, pad: pad, stride: stride, dilation: dilation,
                                        group: group, outputPadding: outputPadding)
         }
