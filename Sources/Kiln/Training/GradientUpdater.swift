@@ -34,8 +34,9 @@ public class GradientUpdater {
     /// `clear_buffer` when `clearBuffer`).
     func plan(of loss: Variable) throws -> Executable {
         if let e = executable { return e }
-        let e = try Compiler.compile(loss, .training, options: CompileOptions(
-            clearBuffer: clearBuffer, clearNoNeedGrad: clearBuffer, precision: precision, recompute: recompute))
+        let (mode, options) = CompileOptions.resolved(.update(clearBuffer: clearBuffer), precision: precision,
+                                                      recompute: recompute)
+        let e = try Compiler.compile(loss, mode, options: options)
         executable = e
         return e
     }
