@@ -26,7 +26,7 @@ public enum KilnBench {
 
     /// Call first in each target's `benchmarks` closure.
     public static func configure() {
-        Threads.count = threads
+        Context.setDefault { $0.threads = threads }
     }
 
     public static let metrics: [BenchmarkMetric] = [.wallClock, .throughput, .mallocCountTotal, peakRSS]

@@ -78,7 +78,7 @@ func main() throws {
             exit(2)
         }
     }
-    Threads.count = 1
+    // Kernels called outside an executable run on one thread (Threads.count is 1 unless Threads.with says more).
     print("conv product vs one sgemm of the whole layer's M, N, K; \(rounds) alternating rounds, 1 thread")
     print("layer                  pass              conv ms  sgemm ms  conv GFLOP/s  sgemm GFLOP/s  ratio")
     var ratios: [Double] = []
