@@ -26,7 +26,7 @@ parameters and solver state, loss scale 8); JAX casts parameters and images to f
 and computes the loss in float32 with the same loss scale (the usual mixed-precision recipe); nnabla is not
 run for them.
 
-Usage: run_peers.py [--kiln PATH] [--venvs DIR] [--threads 1,2] [--cases all|NAME,...] [--peers kiln,nnabla,jax]
+Usage: run_peers.py [--kiln PATH] [--baseline PATH] [--venvs DIR] [--threads 1,2] [--cases all|NAME,...] [--peers kiln,nnabla,jax]
                     [--iterations N] [--warmup N] [--json OUT] [--speedup-pairs N] [--rounds R]
 After the table: Kiln's time as a fraction of each peer's, its arena against XLA's temp arena, and Kiln's
 2-thread speed-up on the training cases, timed by `kiln bench --threads 2 --speedup` (1-thread and 2-thread
@@ -55,8 +55,10 @@ CASES = [
     ("resnet20-train-128-half", "resnet20", "training", 128, 5, "half"),
 ]
 # Peers that run mixed-precision cases.
-HALF_PEERS = {"kiln", "jax"}
+HALF_PEERS = {"kiln", "jax", "baseline"}
 PEERS = ["kiln", "nnabla", "jax"]
+# With --baseline PATH, a second kiln binary (an earlier build) runs as the peer "baseline" in the same rotation,
+# so a change is compared with the last build in one run, against the same peers and the same load.
 
 
 def environment(threads):
@@ -72,8 +74,8 @@ def environment(threads):
 
 
 def command(peer, args, model, mode, batch, iterations, warmup, threads, precision):
-    if peer == "kiln":
-        return [args.kiln, "bench", model, "--mode", mode, "--batch-size", str(batch),
+    if peer in ("kiln", "baseline"):
+        return [args.kiln if peer == "kiln" else args.baseline, "bench", model, "--mode", mode, "--batch-size", str(batch),
                 "--iterations", str(iterations), "--warmup", str(warmup), "--threads", str(threads),
                 "--precision", precision]
     python = os.path.join(args.venvs, peer, "bin", "python")
@@ -138,19 +140,30 @@ def print_ratios(results, peers):
     XLA's temp arena."""
     if "kiln" not in peers:
         return
+    baseline = "baseline" in peers
     print()
-    print("| case | thr | Kiln/nnabla time | Kiln/JAX time | Kiln arena/XLA temp |")
-    print("|---|---|---|---|---|")
+    if baseline:
+        print("| case | thr | Kiln/nnabla time | Kiln/JAX time | Kiln arena/XLA temp "
+              "| baseline/nnabla time | baseline/JAX time | Kiln/baseline time |")
+        print("|---|---|---|---|---|---|---|---|")
+    else:
+        print("| case | thr | Kiln/nnabla time | Kiln/JAX time | Kiln arena/XLA temp |")
+        print("|---|---|---|---|---|")
+
+    def ratio(a, b):
+        return "%.2f" % (a / b) if a and b else "-"
+
     for row in results:
         k = row.get("kiln")
-        cells = []
-        for peer in ("nnabla", "jax"):
-            a, b = ms(k), ms(row.get(peer))
-            cells.append("%.2f" % (a / b) if a and b else "-")
+        cells = [ratio(ms(k), ms(row.get(peer))) for peer in ("nnabla", "jax")]
         j = row.get("jax")
         arena = "%.2f" % (float(k["arena_bytes"]) / float(j["temp_bytes"])) \
             if k and j and "arena_bytes" in k and "temp_bytes" in j and float(j["temp_bytes"]) > 0 else "-"
-        print("| %s | %d | %s | %s | %s |" % (row["case"], row["threads"], cells[0], cells[1], arena))
+        cells.append(arena)
+        if baseline:
+            b = row.get("baseline")
+            cells += [ratio(ms(b), ms(row.get("nnabla"))), ratio(ms(b), ms(row.get("jax"))), ratio(ms(k), ms(b))]
+        print("| %s | %d | %s |" % (row["case"], row["threads"], " | ".join(cells)))
 
 
 def measure_speedups(args, cases, peers, threads):
@@ -195,6 +208,7 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--cases", default="all")
     ap.add_argument("--peers", default=",".join(PEERS))
+    ap.add_argument("--baseline", help="a second kiln binary (an earlier build) to run as the peer 'baseline'")
     ap.add_argument("--iterations", type=int, default=0, help="timed iterations for every case (default: per case)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--timeout", type=int, default=3600)
@@ -215,6 +229,10 @@ def main():
     threads = [int(t) for t in args.threads.split(",")]
     if "kiln" in peers and not os.access(args.kiln, os.X_OK):
         sys.exit("run_peers.py: no kiln binary at %s (make release)" % args.kiln)
+    if args.baseline:
+        if not os.access(args.baseline, os.X_OK):
+            sys.exit("run_peers.py: no kiln binary at %s (--baseline)" % args.baseline)
+        peers.append("baseline")
 
     results = []
     for case in cases:
