@@ -1,3 +1,7 @@
+import KilnCore
+import KilnGraph
+import KilnConverters
+
 /// What `kiln convert` does, as a library call: load a graph file, convert its graph, write the new graph
 /// (parameters with their data, so `kiln run` runs it) atomically, and return the converter's notes.
 public enum GraphFileConversion {

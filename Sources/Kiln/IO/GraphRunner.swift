@@ -1,3 +1,7 @@
+import KilnCore
+import KilnGraph
+import KilnCompiler
+
 /// What `kiln run` does, as a library call: load a graph file, feed inputs, run forward (and backward),
 /// and collect the outputs and gradients by name.
 public enum GraphRunner {

@@ -1,4 +1,6 @@
 import Foundation
+import KilnCore
+import KilnGraph
 
 /// Named tensors as JSON (`{"x": {"shape": [...], "data": [...]}}`), the input and output format of
 /// `kiln run`.

@@ -1,3 +1,5 @@
+import KilnGraph
+
 /// nnabla-examples' LeNet for 28x28 grey images: conv5x5 16, maxpool 2, relu, conv5x5 16, maxpool 2, relu,
 /// affine 50, relu, affine 10, on images scaled by 1/255.
 public final class LeNet: Module {

@@ -1,3 +1,6 @@
+import KilnGraph
+import KilnCompiler
+
 /// ResNet-20 for CIFAR-10 (He et al. 2016): a 3x3 stem of 16 maps, three stages of three basic blocks
 /// (16, 32, 64 maps; the first block of stages 2 and 3 strides by 2 with a 1x1 projection shortcut),
 /// global average pooling and an affine layer to 10 classes. Every convolution is followed by BN.

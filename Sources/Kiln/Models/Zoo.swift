@@ -1,3 +1,6 @@
+import KilnCore
+import KilnGraph
+
 /// The model zoo used by the CLI, tests and benchmarks: LeNet and an MLP for 28x28 images (Fashion-MNIST),
 /// and ResNet-20 for 32x32 RGB images (CIFAR-style, with batch normalization).
 public enum Zoo: String, CaseIterable, Sendable {

@@ -1,5 +1,6 @@
 import Testing
 @testable import Kiln
+@testable import KilnCompiler
 
 /// Half-precision plans: float16 storage of activations and gradients, float32 kernels through staging.
 /// Expected values come from the float32 plan of the same graph (within float16 rounding) or from Swift's own

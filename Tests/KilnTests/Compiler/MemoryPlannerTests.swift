@@ -1,5 +1,6 @@
 import Testing
 @testable import Kiln
+@testable import KilnCompiler
 
 /// Placement algorithms checked by re-deriving overlaps, never by comparing offsets with constants.
 struct MemoryPlannerTests {

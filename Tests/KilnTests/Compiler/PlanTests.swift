@@ -1,5 +1,6 @@
 import Testing
 @testable import Kiln
+@testable import KilnRuntime
 
 /// Plans built from small graphs: layouts verify, reuse happens, values and gradients are right.
 struct PlanTests {

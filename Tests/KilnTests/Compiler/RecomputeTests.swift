@@ -1,5 +1,6 @@
 import Testing
 @testable import Kiln
+@testable import KilnCompiler
 
 /// Training plans rebuild cheap values in backward rather than keep them from forward (`Recompute`): the
 /// same numbers, a smaller arena.

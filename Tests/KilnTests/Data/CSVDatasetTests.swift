@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Kiln
+@testable import KilnTraining
 
 /// Writes `files` (relative path -> text) into a fresh directory and returns it.
 private func csvDir(_ files: [String: String]) throws -> String {

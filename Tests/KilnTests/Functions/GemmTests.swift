@@ -1,5 +1,6 @@
 import Testing
 @testable import Kiln
+@testable import KilnKernels
 
 /// Both paths of `Gemm.sgemm` (the small Swift kernel and OpenBLAS) against a naive triple loop, for every
 /// transpose combination, padded leading dimensions, alpha and beta; sizes cover the small kernel's 4x16 blocks

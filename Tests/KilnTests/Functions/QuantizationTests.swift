@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Kiln
+@testable import KilnGraph
 
 /// FixedPointQuantize and Pow2Quantize: hand-derived values (rounding, saturation, boundaries, the float32
 /// details of nnabla's code) and a plain-loop reference over random data. Their gradients are straight-through

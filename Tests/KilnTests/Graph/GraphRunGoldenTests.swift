@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Kiln
+@testable import KilnGraph
 
 /// The nnabla golden cases written as kiln-graph/1 files and run the way `kiln run` runs them.
 struct GraphRunGoldenTests {

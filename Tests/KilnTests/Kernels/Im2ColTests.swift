@@ -1,5 +1,6 @@
 import Testing
 @testable import Kiln
+@testable import KilnKernels
 
 /// `Im2ColPlan.im2col` and `col2im` against the definition, computed naively per column row and output
 /// position (col2im is im2col's adjoint: every column entry inside the image is added to its pixel).

@@ -1,5 +1,6 @@
 import Testing
 @testable import Kiln
+@testable import KilnKernels
 
 /// `StridedPointwiseData` (the data gradient of 1x1 convolutions with a column stride of 2) against the plain
 /// transposed-convolution reference, set and accumulated, on one thread and on two.

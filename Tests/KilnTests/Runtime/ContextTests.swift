@@ -1,5 +1,6 @@
 import Testing
 @testable import Kiln
+@testable import KilnRuntime
 
 /// The context is the one value outside the graph that decides a plan: what a plan took from it is recorded
 /// in the plan and in the cache key, so a plan made for one context is never run as if made for another.

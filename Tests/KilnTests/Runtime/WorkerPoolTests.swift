@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import Testing
 @testable import Kiln
+@testable import KilnKernels
 
 /// The worker pool behind Threads.parts: every part runs exactly once, regions started from several threads
 /// at once and regions nested inside a part still complete (the busy pool hands them to libdispatch).

@@ -1,5 +1,6 @@
 import Foundation
 @testable import Kiln
+@testable import KilnGraph
 
 /// The nnabla 1.39 reference cases of `Fixtures/golden` (copied from shared/golden; see NNABLA-CONVENTIONS.md
 /// there for how they were made).

@@ -1,5 +1,6 @@
 import Testing
 @testable import Kiln
+@testable import KilnTraining
 
 /// nnabla 1.39's DynamicLossScalingUpdater trace (Fixtures/golden/dynamic_loss_scaling.json) and cases
 /// derived by hand from the algorithm.

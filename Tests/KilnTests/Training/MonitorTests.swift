@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Kiln
+@testable import KilnTraining
 
 /// Expected lines follow nnabla's monitor.py: a value is buffered; when `index - flush_at >= interval`
 /// (flush_at starting at -1) the buffer's mean is written as "{index} {mean:g}" and flush_at = index.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Kiln
+@testable import KilnTraining
 
 /// Parses "index value" lines.
 private func series(_ path: String) throws -> [(Int, Double)] {

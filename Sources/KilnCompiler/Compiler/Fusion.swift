@@ -1,0 +1,77 @@
+import KilnGraph
+
+/// Joins a convolution with the per-map element-wise functions after it into one step (an epilogue).
+///
+/// Contract: only in inference plans with clear_buffer on (training needs the intermediate values for
+/// backward; without clear_buffer every value must stay readable). A Convolution (channels first) followed
+/// by at least one of, in this order: a BatchNormalization in test mode over the convolution's
+/// map axis whose other inputs are leaves; an Add2 whose other operand has the output's shape and exists
+/// before the convolution runs; a ReLU. Each link must be the only reader of the value before it, and no
+/// intermediate value may be a root or persistent. The chain becomes one `FusedConvolution` step at the
+/// convolution's place in the schedule. Results are bit-identical to the separate steps.
+enum Fusion {
+    typealias Key = GraphCollector.ValueKey
+
+    /// One step of the fused schedule: a node alone, or a chain with the function that runs it.
+    struct Step {
+        var nodes: [FunctionNode]
+        var fused: FusedConvolution?
+    }
+
+    static func steps(_ order: [FunctionNode], mode: PlanMode, options: CompileOptions, roots: [Variable]) -> [Step] {
+        guard mode == .inference, options.clearBuffer, options.fusion else {
+            return order.map { Step(nodes: [$0], fused: nil) }
+        }
+        // Readers of every value (a function reading a value twice counts twice).
+        var readers: [Key: [FunctionNode]] = [:]
+        for n in order { for v in n.inputs { readers[Key(v), default: []].append(n) } }
+        let rootKeys = Set(roots.map { Key($0) })
+        func onlyReader(of n: FunctionNode) -> FunctionNode? {
+            let key = Key.output(node: ObjectIdentifier(n), index: 0)
+            guard n.outputTypes.count == 1, !rootKeys.contains(key), n.outputs[0]?.persistent != true,
+                  let r = readers[key], r.count == 1 else { return nil }
+            return r[0]
+        }
+
+        let position = Dictionary(uniqueKeysWithValues: order.enumerated().map { (ObjectIdentifier($1), $0) })
+        // Where an absorbed node's value now appears: at its chain's convolution.
+        var absorbed: [ObjectIdentifier: Int] = [:]
+        var chains: [ObjectIdentifier: Step] = [:]
+        for (at, n) in order.enumerated() {
+            guard let conv = n.function as? Convolution, !conv.channelLast,
+                  let geometry = try? conv.geometry(n.inputs.map { $0.type }).0 else { continue }
+            var chain = [n]
+            var bn: BatchNormalization?
+            var residual = false
+            var relu = false
+            if let next = onlyReader(of: n), let f = next.function as? BatchNormalization, !f.batchStat,
+               next.inputs[0].parent === n, next.inputs.dropFirst().allSatisfy({ $0.parent == nil }),
+               (try? f.channelAxis(rank: next.inputs[0].type.rank)) == conv.baseAxis {
+                bn = f
+                chain.append(next)
+            }
+            // An Add2 with a same-shaped value that exists before the convolution runs (a leaf, or made by a
+            // node scheduled earlier): the residual connection of a ResNet block.
+            if let last = chain.last, let next = onlyReader(of: last), next.function is Add2,
+               let other = next.inputs.first(where: { $0.parent !== last }),
+               other.type == next.outputTypes[0], next.inputs.allSatisfy({ $0.type == next.outputTypes[0] }),
+               other.parent.map({ (absorbed[ObjectIdentifier($0)] ?? position[ObjectIdentifier($0)] ?? Int.max) < at }) ?? true {
+                residual = true
+                chain.append(next)
+            }
+            if let last = chain.last, let next = onlyReader(of: last), next.function is ReLU {
+                relu = true
+                chain.append(next)
+            }
+            guard chain.count > 1 else { continue }
+            let fused = FusedConvolution(convolution: conv, convolutionInputs: n.inputs.count, batchNormalization: bn,
+                                         residual: residual, relu: relu, pointwise: geometry.isPointwise)
+            chains[ObjectIdentifier(n)] = Step(nodes: chain, fused: fused)
+            for m in chain.dropFirst() { absorbed[ObjectIdentifier(m)] = at }
+        }
+        return order.compactMap { n in
+            if absorbed[ObjectIdentifier(n)] != nil { return nil }
+            return chains[ObjectIdentifier(n)] ?? Step(nodes: [n], fused: nil)
+        }
+    }
+}

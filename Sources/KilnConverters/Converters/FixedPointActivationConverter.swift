@@ -1,0 +1,55 @@
+import KilnGraph
+
+/// nnabla's `FixedPointActivationConverter`: every activation function (default ReLU) is replaced by
+/// `FixedPointQuantize(x, sign, n, delta)` of its input; every other function, BatchNormalization included,
+/// is copied. With nnabla's defaults (unsigned, 8 bits, delta 2e-4) the quantizer clips to
+/// `[0, 255 * delta]`, so it also does the ReLU's work. The quantizer keeps the activation's function name
+/// under the converter's prefix and its output keeps the activation output's name.
+///
+/// `quantize: false` leaves every activation as it is, as `quantizeW` / `quantizeB` do for weights. (A
+/// `FixedPointQuantize` with quantize=false passes x through, so standing it in for a ReLU would silently
+/// drop the nonlinearity; nnabla's old converter never passed `quantize` on at all.)
+public struct FixedPointActivationConverter: GraphConverter {
+    public var blackList: Set<String>
+    /// Function types replaced by the quantizer (nnabla's default: ReLU). Only their first input is kept.
+    public var activationFunctions: [String]
+    // nnabla's args_fpq: n, sign, delta, quantize.
+    public var sign: Bool
+    public var n: Int
+    public var delta: Double
+    public var quantize: Bool
+    /// The prefix of new names (nnabla's `name`).
+    public var name: String
+
+    public static let defaultActivationFunctions = ["ReLU"]
+
+    public init(blackList: Set<String> = [], activationFunctions: [String]? = nil, sign: Bool = false, n: Int = 8,
+                delta: Double = 2e-4, quantize: Bool = true, name: String = "fixed-point-activation-graph") {
+        self.blackList = blackList
+        self.activationFunctions = activationFunctions ?? Self.defaultActivationFunctions
+        self.sign = sign
+        self.n = n
+        self.delta = delta
+        self.quantize = quantize
+        self.name = name
+    }
+
+    public func convert(_ outputs: [Variable]) throws -> ConversionResult {
+        var g = GraphRewrite(roots: outputs, prefix: name)
+        let q = FixedPointQuantize(sign: sign, n: n, delta: delta, quantize: quantize, steFineGrained: true)
+        for node in g.nodes {
+            guard quantize, activationFunctions.contains(node.typeName), !blackList.contains(node.typeName) else {
+                try g.copy(node)
+                continue
+            }
+            guard node.outputTypes.count == 1, let x = node.inputs.first, node.outputTypes[0] == x.type else {
+                g.note("\(GraphRewrite.describe(node)) left as it is: a quantizer can only stand for a function with one output shaped like its input")
+                try g.copy(node)
+                continue
+            }
+            let y = try g.emit(q, [try g.value(x)], name: "\(name)/\(node.name)")[0]
+            g.stand(y, for: node, output: 0)
+        }
+        return try g.finish()
+    }
+}

@@ -1,0 +1,114 @@
+import KilnCore
+import KilnKernels
+
+/// A convolution with the batch normalisation (fixed statistics), residual addition and ReLU that follow
+/// it, as one step.
+///
+/// Not one of nnabla's functions: only the `Fusion` pass makes it, for inference plans, so it is absent from
+/// `F`, the registry and graph files. Inputs are the convolution's (x, W, optional b), then the
+/// BatchNormalization's parameters without its x (beta, gamma as present, mean, variance), then the other
+/// operand of the Add2. Output values are bit-identical to running the functions one after another; the
+/// intermediate tensors are never written, which saves several passes over memory per layer.
+package struct FusedConvolution: Function {
+    package static let typeName = "FusedConvolution"
+    let convolution: Convolution
+    /// Number of the convolution's inputs (2 without bias, 3 with).
+    let convolutionInputs: Int
+    let batchNormalization: BatchNormalization?
+    /// Whether an Add2 with a tensor shaped like the output follows (the residual is the last input).
+    let residual: Bool
+    let relu: Bool
+    /// A 1x1, stride 1, unpadded convolution writes its product straight into the output, so the output must
+    /// not share the residual's memory.
+    let pointwise: Bool
+
+    package init(arguments a: inout ArgReader) throws {
+        throw KilnError.invalidFunction(function: Self.typeName, reason: "is made by the compiler, not by graph files")
+    }
+
+    package init(convolution: Convolution, convolutionInputs: Int, batchNormalization: BatchNormalization?, residual: Bool,
+         relu: Bool, pointwise: Bool) {
+        self.convolution = convolution
+        self.convolutionInputs = convolutionInputs
+        self.batchNormalization = batchNormalization
+        self.residual = residual
+        self.relu = relu
+        self.pointwise = pointwise
+    }
+
+    /// What the step is called in plans: the fused functions joined by "+".
+    package var stepName: String {
+        (["Convolution"] + (batchNormalization == nil ? [] : ["BatchNormalization"]) + (residual ? ["Add2"] : [])
+            + (relu ? ["ReLU"] : [])).joined(separator: "+")
+    }
+
+    package var arguments: [(String, ArgValue)] {
+        convolution.arguments + (batchNormalization?.arguments ?? []) + [("residual", .bool(residual)), ("relu", .bool(relu))]
+    }
+
+    /// Position of the residual among the inputs.
+    var residualIndex: Int? {
+        residual ? convolutionInputs + (batchNormalization.map { $0.inputCount - 1 } ?? 0) : nil
+    }
+
+    /// The output may take over the residual's memory: each output element is written right after the
+    /// residual element at the same place is read (except on the pointwise path, see `pointwise`).
+    package var forwardInPlaceInput: Int? { pointwise ? nil : residualIndex }
+
+    package func outputTypes(_ inputs: [TensorType]) throws -> [TensorType] {
+        try convolution.outputTypes(Array(inputs.prefix(convolutionInputs)))
+    }
+
+    package var isDifferentiable: Bool { false }
+
+    package func forwardWorkspace(_ b: TypeBinding) -> Int {
+        convolution.forwardWorkspace(TypeBinding(inputs: Array(b.inputs.prefix(convolutionInputs)), outputs: b.outputs))
+    }
+
+    package func makeForward(_ b: ForwardBinding) throws -> Kernel {
+        let engine = ConvolutionEngine(try convolution.geometry(b.inputs.prefix(convolutionInputs).map { $0.type }).0)
+        let x = b.inputs[0].f, w = b.inputs[1].f, y = b.outputs[0].f
+        let bias = convolutionInputs == 3 ? b.inputs[2].f : nil
+        let ws = b.workspace?.assumingMemoryBound(to: Float.self)
+        if engine.plan != nil && ws == nil { throw error("missing workspace") }
+        let maps = engine.outmaps
+        // Per-map mean, scale and shift, recomputed every run (the statistics are parameters a user may change).
+        let table = FloatScratch(count: 3 * maps)
+        var readParameters: () -> Void = {}
+        if let bn = batchNormalization {
+            let p = b.inputs[convolutionInputs..<(convolutionInputs + bn.inputCount - 1)].map { $0.f }
+            let beta = bn.betaIndex.map { p[$0 - 1] }, gamma = bn.gammaIndex.map { p[$0 - 1] }
+            let mean = p[bn.meanIndex - 1], variance = p[bn.varianceIndex - 1], eps = bn.eps
+            readParameters = {
+                for m in 0..<maps {
+                    table.p[m] = mean[m]
+                    table.p[maps + m] = BatchNormKernels.testScale(gamma: gamma?[m], variance: variance[m], eps: eps)
+                    table.p[2 * maps + m] = beta?[m] ?? 0
+                }
+            }
+        } else {
+            // ReLU alone: (v - 0) * 1 + 0 is exactly v.
+            for m in 0..<maps { table.p[m] = 0; table.p[maps + m] = 1; table.p[2 * maps + m] = 0 }
+        }
+        let residualValues = residualIndex.map { UnsafePointer(b.inputs[$0].f) }
+        let epilogue = ConvEpilogue(mean: table.p, scale: table.p + maps, shift: table.p + 2 * maps,
+                                    residual: residualValues, relu: relu)
+        return {
+            readParameters()
+            engine.forward(image: x, weight: w, col: y, bias: bias, accumulate: false, workspace: ws, epilogue: epilogue)
+            withExtendedLifetime(table) {}
+        }
+    }
+}
+
+/// Floats owned by a kernel, allocated when the kernel is built (never while it runs).
+final class FloatScratch {
+    let p: UnsafeMutablePointer<Float>
+
+    init(count: Int) {
+        p = .allocate(capacity: max(count, 1))
+        p.initialize(repeating: 0, count: max(count, 1))
+    }
+
+    deinit { p.deallocate() }
+}

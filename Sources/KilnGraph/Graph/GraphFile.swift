@@ -1,0 +1,268 @@
+import Foundation
+import KilnCore
+
+/// The `kiln-graph/1` JSON format (see docs/ARCHITECTURE.md and the DESIGN contract): variables, functions
+/// with nnabla's type and argument names, and the requested outputs.
+///
+/// Loading checks everything before anything can run: the format tag, unique names, shapes (against the
+/// inferred ones), data lengths, function types and arguments, dangling or duplicate producers and cycles.
+public struct GraphFile {
+    public static let format = "kiln-graph/1"
+
+    /// The loaded graph: every named variable, and the outputs in file order.
+    public var variables: [String: Variable]
+    public var outputs: [Variable]
+    /// Leaf variables in file order (inputs and parameters).
+    public var leaves: [Variable]
+    public var functions: [FunctionNode]
+
+    public static func load(path: String) throws -> GraphFile {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw KilnError.io("cannot read graph file \(path)")
+        }
+        do { return try load(bytes: [UInt8](data)) } catch KilnError.invalidGraphFile(let message) {
+            throw KilnError.invalidGraphFile("\(path): \(message)")
+        } catch let e as KilnError {
+            throw KilnError.invalidGraphFile("\(path): \(e)")
+        }
+    }
+
+    public static func load(bytes: [UInt8]) throws -> GraphFile {
+        try load(json: JSON.parse(bytes))
+    }
+
+    public static func load(json root: JSON) throws -> GraphFile {
+        func fail(_ s: String) -> KilnError { .invalidGraphFile(s) }
+        guard root.objectMembers != nil else { throw fail("the document must be a JSON object") }
+        guard root["format"]?.string == format else {
+            throw fail("\"format\" must be \"\(format)\", got \(root["format"].map { $0.serialized() } ?? "nothing")")
+        }
+        let known: Set<String> = ["format", "variables", "functions", "outputs"]
+        for (k, _) in root.objectMembers ?? [] where !known.contains(k) { throw fail("unknown top-level member \"\(k)\"") }
+        guard let vars = root["variables"]?.array else { throw fail("\"variables\" must be an array") }
+        guard let funcs = root["functions"]?.array else { throw fail("\"functions\" must be an array") }
+        guard let outs = root["outputs"]?.array else { throw fail("\"outputs\" must be an array of names") }
+
+        struct Declared { var shape: [Int]; var dtype: DType; var kind: String; var needGrad: Bool; var data: [JSON]? }
+        var declared: [String: Declared] = [:]
+        var order: [String] = []
+        for (i, v) in vars.enumerated() {
+            guard let name = v["name"]?.string, !name.isEmpty else { throw fail("variables[\(i)] has no \"name\"") }
+            guard declared[name] == nil else { throw fail("variable '\(name)' is declared twice") }
+            for (k, _) in v.objectMembers ?? [] where !["name", "shape", "kind", "dtype", "need_grad", "data"].contains(k) {
+                throw fail("variable '\(name)': unknown member \"\(k)\"")
+            }
+            guard let shapeJSON = v["shape"]?.array else { throw fail("variable '\(name)' has no \"shape\" array") }
+            var shape: [Int] = []
+            for d in shapeJSON {
+                guard let n = d.int, n >= 0 else { throw fail("variable '\(name)': shape entries must be non-negative integers") }
+                shape.append(n)
+            }
+            do { _ = try Shapes.count(shape, context: "variable '\(name)'") } catch let e as KilnError { throw fail("\(e)") }
+            let dtypeName = v["dtype"]?.string ?? "float32"
+            guard let dtype = DType(rawValue: dtypeName) else { throw fail("variable '\(name)': unknown dtype '\(dtypeName)'") }
+            let kind = v["kind"]?.string ?? "buffer"
+            guard ["input", "parameter", "buffer"].contains(kind) else {
+                throw fail("variable '\(name)': kind must be input, parameter or buffer, got '\(kind)'")
+            }
+            if let ng = v["need_grad"], ng.bool == nil { throw fail("variable '\(name)': need_grad must be true or false") }
+            let needGrad = v["need_grad"]?.bool ?? (kind == "parameter")
+            var data: [JSON]? = nil
+            if let d = v["data"] {
+                guard kind != "buffer" else { throw fail("variable '\(name)': a buffer cannot carry data") }
+                guard let a = d.array else { throw fail("variable '\(name)': data must be an array of numbers") }
+                data = a
+            }
+            declared[name] = Declared(shape: shape, dtype: dtype, kind: kind, needGrad: needGrad, data: data)
+            order.append(name)
+        }
+
+        var variables: [String: Variable] = [:]
+        var leaves: [Variable] = []
+        var uninitialized: [Variable] = []
+        for name in order {
+            guard let d = declared[name], d.kind != "buffer" else { continue }
+            let v = try Variable(shape: d.shape, dtype: d.dtype, needGrad: d.needGrad, name: name)
+            if let data = d.data {
+                guard data.count == v.size else {
+                    throw fail("variable '\(name)': data has \(data.count) values, shape \(d.shape) needs \(v.size)")
+                }
+                var values = [Float](repeating: 0, count: data.count)
+                for (i, x) in data.enumerated() {
+                    guard let f = x.double else { throw fail("variable '\(name)': data[\(i)] is not a number") }
+                    values[i] = Float(f)
+                }
+                try v.setData(values)
+            } else if d.kind == "parameter" {
+                uninitialized.append(v)
+            }
+            if d.kind == "parameter" { v.isParameter = true }
+            if d.kind == "input" { v.isInput = true }
+            variables[name] = v
+            leaves.append(v)
+        }
+
+        // Functions must come after their inputs' producers; we resolve them in a topological order.
+        struct PendingFunction { var index: Int; var name: String; var type: String; var inputs: [String]; var outputs: [String]; var args: [String: ArgValue] }
+        var pending: [PendingFunction] = []
+        var producedBy: [String: Int] = [:]
+        for (i, f) in funcs.enumerated() {
+            let fname = f["name"]?.string ?? "functions[\(i)]"
+            guard let type = f["type"]?.string else { throw fail("function '\(fname)' has no \"type\"") }
+            for (k, _) in f.objectMembers ?? [] where !["name", "type", "inputs", "outputs", "args"].contains(k) {
+                throw fail("function '\(fname)': unknown member \"\(k)\"")
+            }
+            guard let ins = f["inputs"]?.array?.map({ $0.string }), !ins.contains(nil) else {
+                throw fail("function '\(fname)' (\(type)): \"inputs\" must be an array of names")
+            }
+            guard let os = f["outputs"]?.array?.map({ $0.string }), !os.contains(nil), !os.isEmpty else {
+                throw fail("function '\(fname)' (\(type)): \"outputs\" must be a non-empty array of names")
+            }
+            var args: [String: ArgValue] = [:]
+            if let a = f["args"] {
+                guard let members = a.objectMembers else { throw fail("function '\(fname)' (\(type)): \"args\" must be an object") }
+                for (k, v) in members { args[k] = try argValue(v, function: fname, type: type, arg: k) }
+            }
+            for o in os.compactMap({ $0 }) {
+                if let other = producedBy[o] { throw fail("variable '\(o)' is produced by both '\(pending[other].name)' and '\(fname)'") }
+                if let d = declared[o], d.kind != "buffer" { throw fail("function '\(fname)' writes '\(o)', which is declared as \(d.kind)") }
+                producedBy[o] = pending.count
+            }
+            pending.append(PendingFunction(index: i, name: fname, type: type, inputs: ins.compactMap { $0 },
+                                           outputs: os.compactMap { $0 }, args: args))
+        }
+        for p in pending {
+            for n in p.inputs where variables[n] == nil && producedBy[n] == nil {
+                throw fail("function '\(p.name)' (\(p.type)): input '\(n)' is neither declared as input/parameter nor produced by a function")
+            }
+        }
+        var done = [Bool](repeating: false, count: pending.count)
+        var nodes: [FunctionNode] = []
+        var progress = true
+        while progress {
+            progress = false
+            for (i, p) in pending.enumerated() where !done[i] {
+                guard p.inputs.allSatisfy({ variables[$0] != nil }) else { continue }
+                let fn: any Function
+                do { fn = try FunctionRegistry.make(type: p.type, arguments: p.args) } catch let e as KilnError {
+                    throw fail("function '\(p.name)': \(e)")
+                }
+                let outVars: [Variable]
+                do { outVars = try apply(fn, p.inputs.compactMap { variables[$0] }, name: p.name) } catch let e as KilnError {
+                    throw fail("function '\(p.name)': \(e)")
+                }
+                guard outVars.count == p.outputs.count else {
+                    throw fail("function '\(p.name)' (\(p.type)) produces \(outVars.count) output(s), the file names \(p.outputs.count)")
+                }
+                for (o, v) in zip(p.outputs, outVars) {
+                    if let d = declared[o] {
+                        guard d.shape == v.shape else {
+                            throw fail("function '\(p.name)' (\(p.type)): output '\(o)' is declared \(d.shape) but is \(v.shape)")
+                        }
+                    }
+                    v.name = o
+                    variables[o] = v
+                }
+                if let node = outVars.first?.parent { nodes.append(node) }
+                done[i] = true
+                progress = true
+            }
+        }
+        if let i = done.firstIndex(of: false) { throw fail("function '\(pending[i].name)' is part of a cycle") }
+
+        var outputs: [Variable] = []
+        for o in outs {
+            guard let n = o.string else { throw fail("\"outputs\" must hold names") }
+            guard let v = variables[n] else { throw fail("output '\(n)' is not a variable of the graph") }
+            outputs.append(v)
+        }
+        guard !outputs.isEmpty else { throw fail("\"outputs\" is empty") }
+        ParameterInitializer.initializeDefaults(uninitialized, consumers: nodes)
+        return GraphFile(variables: variables, outputs: outputs, leaves: leaves, functions: nodes)
+    }
+
+    static func argValue(_ v: JSON, function: String, type: String, arg: String) throws -> ArgValue {
+        switch v {
+        case .bool(let b): return .bool(b)
+        case .int(let i): return .int(i)
+        case .double(let d): return .double(d)
+        case .string(let s): return .string(s)
+        case .array(let a):
+            if a.allSatisfy({ if case .int = $0 { return true }; return false }) { return .ints(a.compactMap { $0.int }) }
+            if a.allSatisfy({ $0.double != nil }) { return .doubles(a.compactMap { $0.double }) }
+        default: break
+        }
+        throw KilnError.invalidGraphFile("function '\(function)' (\(type)): argument '\(arg)' has an unsupported value \(v.serialized())")
+    }
+
+    /// Serialises the graph behind `outputs` (parameter and input values included).
+    public static func save(_ outputs: [Variable], includeData: Bool = true) -> JSON {
+        let nodes = GraphCollector.nodes(from: outputs)
+        var names: [ObjectIdentifier: String] = [:]
+        var used = Set<String>()
+        func name(_ v: Variable, fallback: String) -> String {
+            if let n = names[ObjectIdentifier(v)] { return n }
+            var base = v.name.isEmpty ? fallback : v.name
+            if used.contains(base) { var k = 1; while used.contains("\(base)_\(k)") { k += 1 }; base = "\(base)_\(k)" }
+            used.insert(base)
+            names[ObjectIdentifier(v)] = base
+            return base
+        }
+        var variablesJSON: [JSON] = []
+        var seenLeaves = Set<ObjectIdentifier>()
+        var functionsJSON: [JSON] = []
+        var functionNames = Set<String>()
+        func leafJSON(_ v: Variable) {
+            guard seenLeaves.insert(ObjectIdentifier(v)).inserted else { return }
+            var m: [(String, JSON)] = [
+                ("name", .string(name(v, fallback: "x\(v.sequence)"))), ("shape", .array(v.shape.map { .int($0) })),
+                // A leaf made in Swift with need_grad is a weight unless a graph file declared it an input.
+                ("kind", .string(v.isParameter || (v.needGrad && !v.isInput) ? "parameter" : "input")),
+                ("dtype", .string(v.dtype.rawValue)),
+                ("need_grad", .bool(v.needGrad)),
+            ]
+            if includeData { m.append(("data", .array(v.d.map { JSON.float($0) }))) }
+            variablesJSON.append(.object(m))
+        }
+        for r in outputs where r.parent == nil { leafJSON(r) }
+        for (k, n) in nodes.enumerated() {
+            for v in n.inputs where v.parent == nil { leafJSON(v) }
+            let ins = n.inputs.map { name($0, fallback: "v\($0.sequence)") }
+            let outVars = n.outputs
+            var outNames: [String] = []
+            for i in n.outputTypes.indices {
+                let nm: String
+                if let v = outVars[i] { nm = name(v, fallback: "\(n.name)_\(k)_\(i)") } else {
+                    nm = "\(n.name)_\(k)_\(i)"
+                    used.insert(nm)
+                }
+                outNames.append(nm)
+                variablesJSON.append(.object([("name", .string(nm)), ("shape", .array(n.outputTypes[i].shape.map { .int($0) })),
+                                              ("kind", .string("buffer")), ("dtype", .string(n.outputTypes[i].dtype.rawValue))]))
+            }
+            var fname = n.name
+            if functionNames.contains(fname) { var j = 1; while functionNames.contains("\(n.name)_\(j)") { j += 1 }; fname = "\(n.name)_\(j)" }
+            functionNames.insert(fname)
+            functionsJSON.append(.object([
+                ("name", .string(fname)), ("type", .string(n.typeName)),
+                ("inputs", .array(ins.map { .string($0) })), ("outputs", .array(outNames.map { .string($0) })),
+                ("args", .object(n.function.arguments.map { ($0.0, json($0.1)) })),
+            ]))
+        }
+        return .object([
+            ("format", .string(format)), ("variables", .array(variablesJSON)), ("functions", .array(functionsJSON)),
+            ("outputs", .array(outputs.map { .string(name($0, fallback: "y")) })),
+        ])
+    }
+
+    static func json(_ a: ArgValue) -> JSON {
+        switch a {
+        case .int(let i): return .int(i)
+        case .double(let d): return .double(d)
+        case .bool(let b): return .bool(b)
+        case .string(let s): return .string(s)
+        case .ints(let v): return .array(v.map { .int($0) })
+        case .doubles(let v): return .array(v.map { .double($0) })
+        }
+    }
+}

@@ -1,0 +1,392 @@
+import Foundation
+import KilnCore
+
+/// Batch-normalisation loops over a tensor viewed as `(outer, C, inner)` with statistics per channel.
+///
+/// Statistics are accumulated in Double in one pass, about a pivot (a value of the channel): `E[(x-k)^2] -
+/// E[x-k]^2` does not cancel when the mean is large against the spread, as the plain `E[x^2] - E[x]^2` does.
+/// Every pass over a tensor is a trip to memory for the zoo's sizes, so the training backward reads x and dy
+/// once for all four sums it needs. Channels are independent and split over the threads.
+public enum BatchNormKernels {
+    public struct Layout {
+        public let outer: Int
+        public let channels: Int
+        public let inner: Int
+        /// Elements per channel (M).
+        public var perChannel: Int { outer * inner }
+
+        public init(shape: [Int], axis: Int) {
+            outer = Shapes.product(shape, 0..<axis)
+            channels = shape[axis]
+            inner = Shapes.product(shape, (axis + 1)..<shape.count)
+        }
+    }
+
+    /// Calls `body(offset, count)` for each contiguous run of channel `c`.
+    @inline(__always)
+    package static func runs(_ l: Layout, _ c: Int, _ body: (Int, Int) -> Void) {
+        let step = l.channels * l.inner
+        var base = c * l.inner
+        for _ in 0..<l.outer {
+            body(base, l.inner)
+            base += step
+        }
+    }
+
+    /// `(sum(x - k), sum((x - k)^2))` of `n` floats in Double, 4 lanes wide with four accumulators each (fewer
+    /// leave the loop waiting on the latency of its additions rather than on memory). The pivot `k` (a value of
+    /// the channel) keeps the one-pass variance free of cancellation when the mean is large against the spread.
+    @inline(__always)
+    static func powerSums(_ p: UnsafePointer<Float>, _ n: Int, pivot k: Double) -> (Double, Double) {
+        typealias D = SIMD4<Double>
+        let raw = UnsafeRawPointer(p)
+        let kv = D(repeating: k)
+        var s0 = D(), s1 = D(), s2 = D(), s3 = D(), q0 = D(), q1 = D(), q2 = D(), q3 = D()
+        var i = 0
+        while i + 16 <= n {
+            let v0 = D(raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self)) - kv
+            let v1 = D(raw.loadUnaligned(fromByteOffset: i * 4 + 16, as: SIMD4<Float>.self)) - kv
+            let v2 = D(raw.loadUnaligned(fromByteOffset: i * 4 + 32, as: SIMD4<Float>.self)) - kv
+            let v3 = D(raw.loadUnaligned(fromByteOffset: i * 4 + 48, as: SIMD4<Float>.self)) - kv
+            s0 += v0; s1 += v1; s2 += v2; s3 += v3
+            q0.addProduct(v0, v0); q1.addProduct(v1, v1); q2.addProduct(v2, v2); q3.addProduct(v3, v3)
+            i += 16
+        }
+        while i + 4 <= n {
+            let v0 = D(raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self)) - kv
+            s0 += v0
+            q0.addProduct(v0, v0)
+            i += 4
+        }
+        var s = ((s0 + s1) + (s2 + s3)).sum(), q = ((q0 + q1) + (q2 + q3)).sum()
+        while i < n { let v = Double(p[i]) - k; s += v; q += v * v; i += 1 }
+        return (s, q)
+    }
+
+    /// `(sum(x - k), sum((x - k)^2), sum(dy), sum(dy * (x - k)))` in Double: everything the training backward
+    /// needs, in one pass over x and dy (`k` as in `powerSums`).
+    @inline(__always)
+    static func backwardSums(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ n: Int,
+                             pivot k: Double) -> (Double, Double, Double, Double) {
+        typealias D = SIMD4<Double>
+        let rx = UnsafeRawPointer(x), rd = UnsafeRawPointer(dy)
+        let kv = D(repeating: k)
+        // Two sets of accumulators: one set leaves the loop waiting on the latency of its additions.
+        var sx = D(), sxx = D(), sd = D(), sdx = D(), tx = D(), txx = D(), td = D(), tdx = D()
+        var i = 0
+        while i + 8 <= n {
+            let v = D(rx.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self)) - kv
+            let g = D(rd.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self))
+            let w = D(rx.loadUnaligned(fromByteOffset: i * 4 + 16, as: SIMD4<Float>.self)) - kv
+            let h = D(rd.loadUnaligned(fromByteOffset: i * 4 + 16, as: SIMD4<Float>.self))
+            sx += v; sxx.addProduct(v, v)
+            sd += g; sdx.addProduct(g, v)
+            tx += w; txx.addProduct(w, w)
+            td += h; tdx.addProduct(h, w)
+            i += 8
+        }
+        while i + 4 <= n {
+            let v = D(rx.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self)) - kv
+            let g = D(rd.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self))
+            sx += v; sxx.addProduct(v, v)
+            sd += g; sdx.addProduct(g, v)
+            i += 4
+        }
+        var a = (sx + tx).sum(), b = (sxx + txx).sum(), c = (sd + td).sum(), d = (sdx + tdx).sum()
+        while i < n {
+            let v = Double(x[i]) - k, g = Double(dy[i])
+            a += v; b += v * v; c += g; d += g * v
+            i += 1
+        }
+        return (a, b, c, d)
+    }
+
+    /// `y = (x - mean) * scale + shift`, then `+ residual` and a clamp at 0 when asked, over `n` floats, eight
+    /// lanes at a time: LLVM leaves the plain loop scalar, which held BN's forward to a third of memory speed.
+    /// The operations and their order are the plain loop's (no fused multiply-add; the clamp is `max(v, 0)`'s
+    /// `0 >= v ? 0 : v`), so every element has its bits. BN's forward in both modes and the fused recomputation
+    /// (`FusedNormalization`) all normalise through here, which keeps them bit-identical.
+    @inline(__always)
+    package static func normalize(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int, mean: Float,
+                          scale: Float, shift: Float, residual: UnsafePointer<Float>? = nil, relu: Bool = false) {
+        typealias V = SIMD8<Float>
+        let rx = UnsafeRawPointer(x), ry = UnsafeMutableRawPointer(y), rr = residual.map { UnsafeRawPointer($0) }
+        let m = V(repeating: mean), s = V(repeating: scale), b = V(repeating: shift)
+        var i = 0
+        while i + 8 <= n {
+            var v = (rx.loadUnaligned(fromByteOffset: i * 4, as: V.self) - m) * s + b
+            if let rr { v += rr.loadUnaligned(fromByteOffset: i * 4, as: V.self) }
+            if relu { v.replace(with: 0, where: v .<= 0) }
+            ry.storeBytes(of: v, toByteOffset: i * 4, as: V.self)
+            i += 8
+        }
+        while i < n {
+            var v = (x[i] - mean) * scale + shift
+            if let residual { v += residual[i] }
+            y[i] = relu ? max(v, 0) : v
+            i += 1
+        }
+    }
+
+    /// `dx (+)= a*dy + b*(x - mean) + c` over `n` floats, eight lanes at a time (the plain loop's operations
+    /// and order, as in `normalize`): BN's training backward.
+    @inline(__always)
+    static func gradient(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int,
+                         a: Float, b: Float, c: Float, mean: Float, accumulate: Bool) {
+        typealias V = SIMD8<Float>
+        let rd = UnsafeRawPointer(dy), rx = UnsafeRawPointer(x), ro = UnsafeMutableRawPointer(dx)
+        let av = V(repeating: a), bv = V(repeating: b), cv = V(repeating: c), m = V(repeating: mean)
+        var i = 0
+        while i + 8 <= n {
+            let v = av * rd.loadUnaligned(fromByteOffset: i * 4, as: V.self)
+                + bv * (rx.loadUnaligned(fromByteOffset: i * 4, as: V.self) - m) + cv
+            ro.storeBytes(of: accumulate ? ro.loadUnaligned(fromByteOffset: i * 4, as: V.self) + v : v,
+                          toByteOffset: i * 4, as: V.self)
+            i += 8
+        }
+        while i < n {
+            let v = a * dy[i] + b * (x[i] - mean) + c
+            dx[i] = accumulate ? dx[i] + v : v
+            i += 1
+        }
+    }
+
+    /// `dx (+)= a*dy` over `n` floats, eight lanes at a time: BN's test-mode backward.
+    @inline(__always)
+    static func scaled(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int, a: Float, accumulate: Bool) {
+        typealias V = SIMD8<Float>
+        let rd = UnsafeRawPointer(dy), ro = UnsafeMutableRawPointer(dx)
+        let av = V(repeating: a)
+        var i = 0
+        while i + 8 <= n {
+            let v = av * rd.loadUnaligned(fromByteOffset: i * 4, as: V.self)
+            ro.storeBytes(of: accumulate ? ro.loadUnaligned(fromByteOffset: i * 4, as: V.self) + v : v,
+                          toByteOffset: i * 4, as: V.self)
+            i += 8
+        }
+        while i < n { dx[i] = accumulate ? dx[i] + a * dy[i] : a * dy[i]; i += 1 }
+    }
+
+    /// A value of channel `c` (its first), the pivot of the one-pass sums.
+    @inline(__always)
+    static func pivot(_ l: Layout, _ c: Int, _ x: UnsafePointer<Float>) -> Double {
+        l.perChannel > 0 ? Double(x[c * l.inner]) : 0
+    }
+
+    /// `(sum(dy), sum(dy * (x - mean)))` in Double, 4 lanes wide with two accumulators each.
+    @inline(__always)
+    static func gradientSums(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int,
+                             _ mean: Double) -> (Double, Double) {
+        typealias D = SIMD4<Double>
+        let rd = UnsafeRawPointer(dy), rx = UnsafeRawPointer(x)
+        let mv = D(repeating: mean)
+        var s0 = D(), s1 = D(), t0 = D(), t1 = D()
+        var i = 0
+        while i + 8 <= n {
+            let g0 = D(rd.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self))
+            let g1 = D(rd.loadUnaligned(fromByteOffset: i * 4 + 16, as: SIMD4<Float>.self))
+            s0 += g0; s1 += g1
+            t0.addProduct(g0, D(rx.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self)) - mv)
+            t1.addProduct(g1, D(rx.loadUnaligned(fromByteOffset: i * 4 + 16, as: SIMD4<Float>.self)) - mv)
+            i += 8
+        }
+        var s = (s0 + s1).sum(), t = (t0 + t1).sum()
+        while i < n { let g = Double(dy[i]); s += g; t += g * (Double(x[i]) - mean); i += 1 }
+        return (s, t)
+    }
+
+    /// Biased batch mean and variance of channel `c` (one pass).
+    @inline(__always)
+    static func moments(_ l: Layout, _ c: Int, _ x: UnsafePointer<Float>) -> (mean: Double, variance: Double) {
+        let k = pivot(l, c, x)
+        var s = 0.0, q = 0.0
+        runs(l, c) { o, n in
+            let (a, b) = powerSums(x + o, n, pivot: k)
+            s += a
+            q += b
+        }
+        let m = Double(l.perChannel)
+        let shifted = s / m
+        return (k + shifted, max(q / m - shifted * shifted, 0))
+    }
+
+    /// Channel `c`'s biased batch variance and the float32 mean and scale (`gamma / sqrt(var + eps)`) that the
+    /// training forward normalises with: one definition for BN's forward and its fused recomputation
+    /// (`FusedNormalization`), which must give the same bits.
+    @inline(__always)
+    package static func batchNormalizer(_ l: Layout, _ c: Int, _ x: UnsafePointer<Float>, gamma: Float?, eps: Double)
+        -> (variance: Double, mean: Float, scale: Float) {
+        let (mean, variance) = moments(l, c, x)
+        return (variance, Float(mean), Float(Double(gamma ?? 1) / (variance + eps).squareRoot()))
+    }
+
+    /// Training forward: normalises with the batch statistics and updates the running ones in place
+    /// (`var` with the unbiased batch variance) unless `running` is nil (a recomputation). Optionally writes
+    /// the batch mean and biased variance.
+    public static func trainingForward(_ l: Layout, x: UnsafePointer<Float>, beta: UnsafePointer<Float>?,
+                                       gamma: UnsafePointer<Float>?,
+                                       running: (mean: UnsafeMutablePointer<Float>, variance: UnsafeMutablePointer<Float>)?,
+                                       y: UnsafeMutablePointer<Float>,
+                                       batchMean: UnsafeMutablePointer<Float>?, batchVar: UnsafeMutablePointer<Float>?,
+                                       decay: Float, eps: Double) {
+        let m = l.perChannel
+        let unbias = Double(m) / Double(m - 1)
+        Threads.items(l.channels, workPerItem: 3 * m,
+                      TrainingForwardChannels(l: l, x: x, beta: beta, gamma: gamma, runningMean: running?.mean,
+                                              runningVar: running?.variance, y: y, batchMean: batchMean, batchVar: batchVar,
+                                              decay: decay, eps: eps, unbias: unbias))
+    }
+
+    /// The factor of test mode, `gamma / sqrt(var + eps)`: one definition for the BN kernel and fused epilogues.
+    @inline(__always)
+    package static func testScale(gamma: Float?, variance: Float, eps: Double) -> Float {
+        Float(Double(gamma ?? 1) / (Double(variance) + eps).squareRoot())
+    }
+
+    /// Test forward with the given statistics.
+    public static func testForward(_ l: Layout, x: UnsafePointer<Float>, beta: UnsafePointer<Float>?,
+                                   gamma: UnsafePointer<Float>?, mean: UnsafePointer<Float>,
+                                   variance: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, eps: Double) {
+        Threads.items(l.channels, workPerItem: l.perChannel,
+                      TestForwardChannels(l: l, x: x, beta: beta, gamma: gamma, mean: mean, variance: variance, y: y,
+                                          eps: eps))
+    }
+
+    /// Training backward. The batch statistics are recomputed from x. `dMean`/`dVar` are the gradients of the
+    /// `output_stat` outputs (batch mean and biased variance), which flow to x as well.
+    /// `sums` is scratch of `2 * C` floats: per channel `sum(dy)` and `sum(dy * xhat)`, written to dbeta/dgamma
+    /// after every dx is complete (x and a parameter may share a gradient buffer).
+    public static func trainingBackward(_ l: Layout, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>?,
+                                        dy: UnsafePointer<Float>, dMean: UnsafePointer<Float>?, dVar: UnsafePointer<Float>?,
+                                        dx: UnsafeMutablePointer<Float>?, accumulateX: Bool,
+                                        dBeta: UnsafeMutablePointer<Float>?, accumulateBeta: Bool,
+                                        dGamma: UnsafeMutablePointer<Float>?, accumulateGamma: Bool,
+                                        eps: Double, sums: UnsafeMutablePointer<Float>) {
+        let mInt = l.perChannel
+        let m = Double(mInt)
+        Threads.items(l.channels, workPerItem: 4 * mInt,
+                      TrainingBackwardChannels(l: l, x: x, gamma: gamma, dy: dy, dMean: dMean, dVar: dVar, dx: dx,
+                                               accumulateX: accumulateX, m: m, eps: eps, sums: sums))
+        storeParameterGrads(l.channels, sums, dBeta, accumulateBeta, dGamma, accumulateGamma)
+    }
+
+    /// Test backward: `dx = dy * gamma / sqrt(var + eps)`; statistics get no gradient.
+    public static func testBackward(_ l: Layout, x: UnsafePointer<Float>?, gamma: UnsafePointer<Float>?,
+                                    mean: UnsafePointer<Float>, variance: UnsafePointer<Float>,
+                                    dy: UnsafePointer<Float>,
+                                    dx: UnsafeMutablePointer<Float>?, accumulateX: Bool,
+                                    dBeta: UnsafeMutablePointer<Float>?, accumulateBeta: Bool,
+                                    dGamma: UnsafeMutablePointer<Float>?, accumulateGamma: Bool,
+                                    eps: Double, sums: UnsafeMutablePointer<Float>) {
+        let wantSums = dBeta != nil || dGamma != nil
+        Threads.items(l.channels, workPerItem: 2 * l.perChannel,
+                      TestBackwardChannels(l: l, x: x, gamma: gamma, mean: mean, variance: variance, dy: dy, dx: dx,
+                                           accumulateX: accumulateX, wantSums: wantSums, eps: eps, sums: sums))
+        storeParameterGrads(l.channels, sums, dBeta, accumulateBeta, dGamma, accumulateGamma)
+    }
+
+    @inline(__always)
+    static func storeParameterGrads(_ c: Int, _ sums: UnsafeMutablePointer<Float>,
+                                    _ dBeta: UnsafeMutablePointer<Float>?, _ accB: Bool,
+                                    _ dGamma: UnsafeMutablePointer<Float>?, _ accG: Bool) {
+        if let dBeta {
+            for i in 0..<c { dBeta[i] = (accB ? dBeta[i] : 0) + sums[i] }
+        }
+        if let dGamma {
+            for i in 0..<c { dGamma[i] = (accG ? dGamma[i] : 0) + sums[c + i] }
+        }
+    }
+}
+
+/// Batch normalisation training forward, one channel per item.
+struct TrainingForwardChannels: ParallelItem {
+    let l: BatchNormKernels.Layout, x: UnsafePointer<Float>, beta: UnsafePointer<Float>?, gamma: UnsafePointer<Float>?
+    let runningMean: UnsafeMutablePointer<Float>?, runningVar: UnsafeMutablePointer<Float>?
+    let y: UnsafeMutablePointer<Float>, batchMean: UnsafeMutablePointer<Float>?
+    let batchVar: UnsafeMutablePointer<Float>?, decay: Float, eps: Double, unbias: Double
+    @inline(__always) func callAsFunction(_ c: Int) {
+        let (variance, mf, scale) = BatchNormKernels.batchNormalizer(l, c, x, gamma: gamma?[c], eps: eps)
+        let b = beta?[c] ?? 0
+        BatchNormKernels.runs(l, c) { o, n in
+            BatchNormKernels.normalize(x + o, y + o, n, mean: mf, scale: scale, shift: b)
+        }
+        if let runningMean, let runningVar {
+            runningMean[c] = decay * runningMean[c] + (1 - decay) * mf
+            runningVar[c] = decay * runningVar[c] + (1 - decay) * Float(variance * unbias)
+        }
+        batchMean?[c] = mf
+        batchVar?[c] = Float(variance)
+    }
+}
+
+/// Batch normalisation test forward, one channel per item.
+struct TestForwardChannels: ParallelItem {
+    let l: BatchNormKernels.Layout, x: UnsafePointer<Float>, beta: UnsafePointer<Float>?, gamma: UnsafePointer<Float>?
+    let mean: UnsafePointer<Float>, variance: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, eps: Double
+    @inline(__always) func callAsFunction(_ c: Int) {
+        let scale = BatchNormKernels.testScale(gamma: gamma?[c], variance: variance[c], eps: eps)
+        let b = beta?[c] ?? 0, mf = mean[c]
+        BatchNormKernels.runs(l, c) { o, n in
+            BatchNormKernels.normalize(x + o, y + o, n, mean: mf, scale: scale, shift: b)
+        }
+    }
+}
+
+/// Batch normalisation training backward, one channel per item.
+struct TrainingBackwardChannels: ParallelItem {
+    let l: BatchNormKernels.Layout, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>?, dy: UnsafePointer<Float>
+    let dMean: UnsafePointer<Float>?, dVar: UnsafePointer<Float>?, dx: UnsafeMutablePointer<Float>?, accumulateX: Bool
+    let m: Double, eps: Double, sums: UnsafeMutablePointer<Float>
+    @inline(__always) func callAsFunction(_ c: Int) {
+        let k = BatchNormKernels.pivot(l, c, x)
+        var sx = 0.0, sxx = 0.0, sdy = 0.0, sdyx = 0.0
+        BatchNormKernels.runs(l, c) { o, n in
+            let (a, b, g, h) = BatchNormKernels.backwardSums(x + o, dy + o, n, pivot: k)
+            sx += a; sxx += b; sdy += g; sdyx += h
+        }
+        let shifted = sx / m
+        let mean = k + shifted
+        let variance = max(sxx / m - shifted * shifted, 0)
+        let invStd = 1 / (variance + eps).squareRoot()
+        let mf = Float(mean)
+        sdyx = (sdyx - shifted * sdy) * invStd // sum(dy * xhat), from sum(dy * (x - k))
+        sums[c] = Float(sdy)
+        sums[l.channels + c] = Float(sdyx)
+        guard let dx else { return }
+        let g = Double(gamma?[c] ?? 1)
+        let a = g * invStd
+        // dx = a*(dy - mean(dy) - xhat*mean(dy*xhat)) + dVar*2(x-mu)/M + dMean/M
+        let coefX = -a * invStd * sdyx / m + 2 * Double(dVar?[c] ?? 0) / m
+        let constant = -a * sdy / m + Double(dMean?[c] ?? 0) / m
+        let af = Float(a), bf = Float(coefX), cf = Float(constant)
+        BatchNormKernels.runs(l, c) { o, n in
+            BatchNormKernels.gradient(dy + o, x + o, dx + o, n, a: af, b: bf, c: cf, mean: mf, accumulate: accumulateX)
+        }
+    }
+}
+
+/// Batch normalisation test backward, one channel per item.
+struct TestBackwardChannels: ParallelItem {
+    let l: BatchNormKernels.Layout, x: UnsafePointer<Float>?, gamma: UnsafePointer<Float>?, mean: UnsafePointer<Float>
+    let variance: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, accumulateX: Bool
+    let wantSums: Bool, eps: Double, sums: UnsafeMutablePointer<Float>
+    @inline(__always) func callAsFunction(_ c: Int) {
+        let invStd = 1 / (Double(variance[c]) + eps).squareRoot()
+        if wantSums, let x {
+            let mu = Double(mean[c])
+            var sdy = 0.0, sdyx = 0.0
+            BatchNormKernels.runs(l, c) { o, n in
+                let (a, b) = BatchNormKernels.gradientSums(dy + o, x + o, n, mu)
+                sdy += a
+                sdyx += b
+            }
+            sums[c] = Float(sdy)
+            sums[l.channels + c] = Float(sdyx * invStd)
+        }
+        guard let dx else { return }
+        let af = Float(Double(gamma?[c] ?? 1) * invStd)
+        BatchNormKernels.runs(l, c) { o, n in
+            BatchNormKernels.scaled(dy + o, dx + o, n, a: af, accumulate: accumulateX)
+        }
+    }
+}

@@ -1,0 +1,92 @@
+import KilnGraph
+import KilnCompiler
+
+/// nnabla's `NaiveClassificationTrainer`: softmax cross-entropy loss and top-1 error on the training and
+/// validation graphs, with the monitors nnabla sets up ("Training loss", "Training error" every 10
+/// iterations, "Valid loss", "Valid error" every evaluation, "Training time" every 10 iterations).
+public final class NaiveClassificationTrainer {
+    public let trainer: Trainer
+    /// The trainer's one updater (for adding callbacks).
+    public let updater: Updater
+    public let tloss: Variable, terror: Variable, vloss: Variable, verror: Variable
+    public let monitorLoss: MonitorSeries, monitorError: MonitorSeries
+    public let monitorValidLoss: MonitorSeries, monitorValidError: MonitorSeries
+    public let monitorTime: MonitorTimeElapsed
+
+    public init(solver: Solver, tinput: Variable, tlabel: Variable, tpred: Variable, tdata: DataIterator,
+                vinput: Variable, vlabel: Variable, vpred: Variable, vdata: DataIterator,
+                monitorPath: String? = nil, modelSavePath: String? = nil, maxEpoch: Int = 1,
+                iterPerEpoch: Int? = nil, valIter: Int? = nil) throws {
+        let monitor = try monitorPath.map { try Monitor($0) }
+        monitorLoss = try MonitorSeries("Training loss", monitor: monitor, interval: 10)
+        monitorError = try MonitorSeries("Training error", monitor: monitor, interval: 10)
+        monitorValidLoss = try MonitorSeries("Valid loss", monitor: monitor, interval: 1)
+        monitorValidError = try MonitorSeries("Valid error", monitor: monitor, interval: 1)
+        monitorTime = try MonitorTimeElapsed("Training time", monitor: monitor, interval: 10)
+
+        tpred.persistent = true
+        tloss = try F.mean(F.softmaxCrossEntropy(tpred, tlabel))
+        terror = try F.mean(F.topNError(tpred.unlinked(), tlabel))
+        vpred.persistent = true
+        vloss = try F.mean(F.softmaxCrossEntropy(vpred, vlabel))
+        verror = try F.mean(F.topNError(vpred.unlinked(), vlabel))
+
+        let (tl, te, ml, me, mt) = (tloss, terror, monitorLoss, monitorError, monitorTime)
+        let terrorPlan = try Compiler.compile(te, .inference)
+        updater = Updater(
+            solver: solver, loss: tl,
+            dataFeeder: { let b = try tdata.next(); try tinput.setData(b[0]); try tlabel.setData(b[1]) },
+            forwardCallbackOnFinish: [{ _ in try terrorPlan.run() }],
+            updateCallbackOnFinish: [{ i in ml.add(i, tl.d[0]); me.add(i, te.d[0]); mt.add(i) }])
+        let (mvl, mve) = (monitorValidLoss, monitorValidError)
+        let evaluator = try Evaluator(
+            vroot: [vloss, verror],
+            dataFeeder: { let b = try vdata.next(); try vinput.setData(b[0]); try vlabel.setData(b[1]) },
+            valIter: valIter ?? vdata.size / vdata.batchSize,
+            callbackOnFinish: [{ i, v in mvl.add(i, v) }, { i, v in mve.add(i, v) }])
+        trainer = Trainer(updater: [self.updater], evaluator: [evaluator], modelSavePath: modelSavePath,
+                          maxEpoch: maxEpoch, iterPerEpoch: iterPerEpoch ?? tdata.size / tdata.batchSize)
+    }
+
+    public func train() throws { try trainer.train() }
+}
+
+/// nnabla's `NaiveRegressionTrainer`: mean squared error on the training and validation graphs, monitors
+/// "Training loss" and "Training time" every 10 iterations and "Valid loss" every evaluation. (nnabla's
+/// version referenced an undefined forward callback; there is none here.)
+public final class NaiveRegressionTrainer {
+    public let trainer: Trainer
+    /// The trainer's one updater (for adding callbacks).
+    public let updater: Updater
+    public let tloss: Variable, vloss: Variable
+    public let monitorLoss: MonitorSeries, monitorValidLoss: MonitorSeries
+    public let monitorTime: MonitorTimeElapsed
+
+    public init(solver: Solver, tinput: Variable, tlabel: Variable, tpred: Variable, tdata: DataIterator,
+                vinput: Variable, vlabel: Variable, vpred: Variable, vdata: DataIterator,
+                monitorPath: String? = nil, modelSavePath: String? = nil, maxEpoch: Int = 1,
+                iterPerEpoch: Int? = nil, valIter: Int? = nil) throws {
+        let monitor = try monitorPath.map { try Monitor($0) }
+        monitorLoss = try MonitorSeries("Training loss", monitor: monitor, interval: 10)
+        monitorValidLoss = try MonitorSeries("Valid loss", monitor: monitor, interval: 1)
+        monitorTime = try MonitorTimeElapsed("Training time", monitor: monitor, interval: 10)
+        tpred.persistent = true
+        tloss = try F.mean(F.squaredError(tpred, tlabel))
+        vpred.persistent = true
+        vloss = try F.mean(F.squaredError(vpred, vlabel))
+        let (tl, ml, mt, mvl) = (tloss, monitorLoss, monitorTime, monitorValidLoss)
+        updater = Updater(
+            solver: solver, loss: tl,
+            dataFeeder: { let b = try tdata.next(); try tinput.setData(b[0]); try tlabel.setData(b[1]) },
+            updateCallbackOnFinish: [{ i in ml.add(i, tl.d[0]); mt.add(i) }])
+        let evaluator = try Evaluator(
+            vroot: [vloss],
+            dataFeeder: { let b = try vdata.next(); try vinput.setData(b[0]); try vlabel.setData(b[1]) },
+            valIter: valIter ?? vdata.size / vdata.batchSize,
+            callbackOnFinish: [{ i, v in mvl.add(i, v) }])
+        trainer = Trainer(updater: [self.updater], evaluator: [evaluator], modelSavePath: modelSavePath,
+                          maxEpoch: maxEpoch, iterPerEpoch: iterPerEpoch ?? tdata.size / tdata.batchSize)
+    }
+
+    public func train() throws { try trainer.train() }
+}

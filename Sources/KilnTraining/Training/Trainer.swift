@@ -1,0 +1,161 @@
+import Foundation
+import KilnCore
+import KilnGraph
+
+/// nnabla's `experimental.trainers.Trainer`: `maxEpoch` epochs of `iterPerEpoch` updates (every updater in
+/// turn), saving the parameters and evaluating after each epoch.
+///
+/// Beyond nnabla: with a `modelSavePath` each epoch also writes a checkpoint (parameters, every updater's
+/// solver state, and the iteration reached) so that `train(resume: true)` continues where the last save left
+/// off. Differences from nnabla's code, which evaluated and saved the last epoch twice and failed when
+/// `iter_per_epoch` was missing: the end of training does not repeat the last epoch's save and evaluation,
+/// and a missing `iterPerEpoch` is an error.
+public final class Trainer {
+    public var updater: [any Updating]
+    public var evaluator: [Evaluator]
+    public var modelSavePath: String?
+    public var maxEpoch: Int
+    public var iterPerEpoch: Int?
+    public var callbackOnStart: [() throws -> Void]
+    public var callbackOnFinish: [() throws -> Void]
+    public var updateCallbackOnStart: [IterationCallback]
+    public var updateCallbackOnFinish: [IterationCallback]
+    /// Called after a resume with the first iteration that will run, so callers can move data iterators.
+    public var onResume: [(Int) throws -> Void] = []
+    /// Also checkpoint every this many iterations inside an epoch (nil: only at epoch ends), so that a killed
+    /// run loses little. Only the newest such mid-epoch checkpoint is kept.
+    public var checkpointInterval: Int? = nil
+    /// The parameters saved with each epoch and checkpoint: nil means the global registry
+    /// (`Parameters.current(gradOnly: false)`, what nnabla's trainer saves); module users pass
+    /// `network.getParameters(gradOnly: false)`.
+    public var parameters: [(name: String, variable: Variable)]? = nil
+
+    public init(updater: [any Updating] = [], evaluator: [Evaluator] = [], modelSavePath: String? = nil, maxEpoch: Int = 1,
+                iterPerEpoch: Int? = nil, callbackOnStart: [() throws -> Void] = [],
+                callbackOnFinish: [() throws -> Void] = [], updateCallbackOnStart: [IterationCallback] = [],
+                updateCallbackOnFinish: [IterationCallback] = []) {
+        self.updater = updater
+        self.evaluator = evaluator
+        self.modelSavePath = modelSavePath
+        self.maxEpoch = maxEpoch
+        self.iterPerEpoch = iterPerEpoch
+        self.callbackOnStart = callbackOnStart
+        self.callbackOnFinish = callbackOnFinish
+        self.updateCallbackOnStart = updateCallbackOnStart
+        self.updateCallbackOnFinish = updateCallbackOnFinish
+    }
+
+    public convenience init(_ updater: any Updating, _ evaluator: Evaluator? = nil, modelSavePath: String? = nil,
+                            maxEpoch: Int = 1, iterPerEpoch: Int? = nil) {
+        self.init(updater: [updater], evaluator: evaluator.map { [$0] } ?? [], modelSavePath: modelSavePath,
+                  maxEpoch: maxEpoch, iterPerEpoch: iterPerEpoch)
+    }
+
+    public func train(resume: Bool = false) throws {
+        guard let perEpoch = iterPerEpoch, perEpoch > 0 else {
+            throw KilnError.invalidData("Trainer needs a positive iterPerEpoch")
+        }
+        guard maxEpoch >= 0 else { throw KilnError.invalidData("maxEpoch must not be negative") }
+        var start = 0
+        if resume {
+            guard let dir = modelSavePath else { throw KilnError.io("resuming needs a modelSavePath") }
+            if let c = try Checkpoint.latest(in: dir) {
+                try c.restore(solvers: updater.compactMap { $0.solver }, parameters: parameters)
+                start = c.iteration + 1
+                for r in onResume { try r(start) }
+            }
+        }
+        for c in callbackOnStart { try c() }
+        if let dir = modelSavePath {
+            try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        }
+        let total = maxEpoch * perEpoch
+        var i = start
+        while i < total {
+            for c in updateCallbackOnStart { try c(i) }
+            for u in updater { try u.update(i) }
+            for c in updateCallbackOnFinish { try c(i) }
+            if (i + 1) % perEpoch == 0 {
+                if let dir = modelSavePath {
+                    try Checkpoint.save(in: dir, iteration: i, solvers: updater.compactMap { $0.solver }, keep: true,
+                                        parameters: parameters)
+                }
+                for e in evaluator { try e.evaluate(i) }
+            } else if let dir = modelSavePath, let k = checkpointInterval, k > 0, (i + 1) % k == 0 {
+                try Checkpoint.save(in: dir, iteration: i, solvers: updater.compactMap { $0.solver }, keep: false,
+                                    parameters: parameters)
+            }
+            i += 1
+        }
+        for c in callbackOnFinish { try c() }
+    }
+}
+
+/// What a trainer leaves in its model save path after each epoch: `params_<iteration>.safetensors` (as
+/// nnabla's `params_<iteration>.h5`), `solver<k>_<iteration>.safetensors` per updater, and
+/// `checkpoint.json` naming them, written last and atomically, so that a crash at any point leaves the
+/// previous checkpoint intact.
+public struct Checkpoint {
+    public var iteration: Int
+    public var parameters: String
+    public var solvers: [String]
+
+    static func name(_ i: Int) -> String {
+        let s = String(i)
+        return String(repeating: "0", count: max(0, 6 - s.count)) + s
+    }
+
+    /// Writes the files, then points `checkpoint.json` at them. `keep: false` marks a mid-epoch checkpoint,
+    /// whose files are removed once a newer checkpoint replaces it.
+    public static func save(in dir: String, iteration: Int, solvers: [Solver], keep: Bool,
+                            parameters: [(name: String, variable: Variable)]? = nil) throws {
+        let previous = try? latest(in: dir)
+        let prefix = keep ? "" : "partial_"
+        let p = "\(prefix)params_\(name(iteration)).safetensors"
+        if let parameters {
+            try ParameterFile.save(parameters.map { ($0.name, $0.variable) }, to: dir + "/" + p)
+        } else {
+            try Parameters.save(path: dir + "/" + p)
+        }
+        var solverFiles: [String] = []
+        for (k, s) in solvers.enumerated() {
+            let f = "\(prefix)solver\(k)_\(name(iteration)).safetensors"
+            try s.saveStates(path: dir + "/" + f)
+            solverFiles.append(f)
+        }
+        let json = JSON.object([("iteration", .int(iteration)), ("parameters", .string(p)),
+                                ("solvers", .array(solverFiles.map { .string($0) }))])
+        try AtomicFile.write(json.serialized() + "\n", to: dir + "/checkpoint.json")
+        if let previous, previous.iteration != iteration {
+            for f in [previous.parameters] + previous.solvers
+            where URL(fileURLWithPath: f).lastPathComponent.hasPrefix("partial_") {
+                try? FileManager.default.removeItem(atPath: f)
+            }
+        }
+    }
+
+    public static func latest(in dir: String) throws -> Checkpoint? {
+        let path = dir + "/checkpoint.json"
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        let j: JSON
+        do { j = try JSON.parse([UInt8](data)) } catch { throw KilnError.io("\(path) is not valid JSON: \(error)") }
+        guard let it = j["iteration"]?.int, let p = j["parameters"]?.string,
+              let s = j["solvers"]?.array?.compactMap({ $0.string }) else {
+            throw KilnError.io("\(path) lacks iteration, parameters or solvers")
+        }
+        for f in [p] + s where f.contains("/") { throw KilnError.io("\(path) names a file outside its directory: \(f)") }
+        return Checkpoint(iteration: it, parameters: dir + "/" + p, solvers: s.map { dir + "/" + $0 })
+    }
+
+    public func restore(solvers: [Solver], parameters params: [(name: String, variable: Variable)]? = nil) throws {
+        if let params {
+            try ParameterFile.load(into: params.map { ($0.name, $0.variable) }, from: parameters, requireAll: true)
+        } else {
+            try Parameters.load(path: parameters)
+        }
+        guard self.solvers.count == solvers.count else {
+            throw KilnError.io("checkpoint has \(self.solvers.count) solver state file(s), the trainer has \(solvers.count) solver(s)")
+        }
+        for (f, s) in zip(self.solvers, solvers) { try s.loadStates(path: f) }
+    }
+}
