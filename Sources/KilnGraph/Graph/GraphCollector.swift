@@ -18,7 +18,7 @@ package enum GraphCollector {
 
     /// The nodes behind the roots, after reporting any error a non-throwing setter deferred (`d = [..]` with
     /// the wrong count) on a root or on a value some node reads: the compiler's first pass.
-    static func checkedNodes(from roots: [Variable]) throws -> [FunctionNode] {
+    package static func checkedNodes(from roots: [Variable]) throws -> [FunctionNode] {
         for r in roots { try r.takePendingError() }
         let found = nodes(from: roots)
         for n in found { for v in n.inputs { try v.takePendingError() } }
