@@ -1,14 +1,6 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// The layers are separate modules, and their hot paths are generic: a kernel called from the layer above
-// (`Elementwise.map` from a function, `Threads.elements` from a solver) runs fast only when specialized for the
-// caller's operation, so that the per-element call inlines and the loop vectorises, as it did when Kiln was one
-// module. Cross-module optimization serializes the public generic kernels' bodies (and what they use) for that.
-// It does not reach `package` generics (`Threads.chunks/items/elements`, `Broadcast.binary/gradient`): those are
-// called unspecialized from the layers above, once per call, with the per-element work behind a witness call.
-let layer: [SwiftSetting] = [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
-
 let package = Package(
     name: "Kiln",
     products: [
@@ -33,26 +25,26 @@ let package = Package(
         // not compile. Declarations one layer lends another are `package`, not `public`: they are not part of
         // the API users see.
         // The value types every layer shares: errors, element types, shapes.
-        .target(name: "KilnCore", swiftSettings: layer),
+        .target(name: "KilnCore"),
         // Kernels over raw buffers: elementwise, GEMM, convolution, pooling, reductions, the worker pool.
-        .target(name: "KilnKernels", dependencies: ["KilnCore", "CBLAS"], swiftSettings: layer),
+        .target(name: "KilnKernels", dependencies: ["KilnCore", "CBLAS"]),
         // The define-by-run graph: variables, functions, parameters, modules and their file formats.
-        .target(name: "KilnGraph", dependencies: ["KilnCore", "KilnKernels"], swiftSettings: layer),
+        .target(name: "KilnGraph", dependencies: ["KilnCore", "KilnKernels"]),
         // Lowering a graph into a plan: schedule, fusion, autodiff, recompute, liveness, memory planning.
-        .target(name: "KilnCompiler", dependencies: ["KilnCore", "KilnKernels", "KilnGraph"], swiftSettings: layer),
+        .target(name: "KilnCompiler", dependencies: ["KilnCore", "KilnKernels", "KilnGraph"]),
         // Running a plan: executables, arenas, Variable.forward/backward and their plan cache.
-        .target(name: "KilnRuntime", dependencies: ["KilnCore", "KilnKernels", "KilnGraph", "KilnCompiler"], swiftSettings: layer),
+        .target(name: "KilnRuntime", dependencies: ["KilnCore", "KilnKernels", "KilnGraph", "KilnCompiler"]),
         // Solvers, trainers, monitors and datasets.
         .target(name: "KilnTraining", dependencies: [
             "KilnCore", "KilnKernels", "KilnGraph", "KilnCompiler", "KilnRuntime", "CZlib",
-        ], swiftSettings: layer),
+        ]),
         // Graph converters (BatchNormalization folding, fixed point): graph rewrites, which need nothing above
         // the graph.
-        .target(name: "KilnConverters", dependencies: ["KilnCore", "KilnGraph"], swiftSettings: layer),
+        .target(name: "KilnConverters", dependencies: ["KilnCore", "KilnGraph"]),
         // Everything, re-exported (Exports.swift), plus the model zoo and graph-file tools.
         .target(name: "Kiln", dependencies: [
             "KilnCore", "KilnKernels", "KilnGraph", "KilnCompiler", "KilnRuntime", "KilnTraining", "KilnConverters",
-        ], swiftSettings: layer),
+        ]),
         .target(name: "KilnGraphviz", dependencies: ["Kiln", "CGraphviz"]),
         .executableTarget(name: "KilnCLI", dependencies: [
             "Kiln", "KilnGraphviz",

@@ -59,7 +59,7 @@ public struct StridedLoop {
     }
 
     /// Calls `body(o0, o1, o2)` with each operand's offset at the start of rows `start..<end`.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func rows(_ start: Int, _ end: Int, _ body: (Int, Int, Int) -> Void) {
         let nd = dims.count
         dims.withUnsafeBufferPointer { dp in
@@ -85,7 +85,7 @@ public struct StridedLoop {
     }
 
     /// Threads' minimum row count for a parallel split, so that each part gets enough elements.
-    public var minimumRows: Int { max(2, Threads.minimumWork / max(inner, 1)) }
+    @inlinable public var minimumRows: Int { max(2, Threads.minimumWork / max(inner, 1)) }
 }
 
 /// Broadcasting element-wise kernels built on `StridedLoop`.
@@ -109,15 +109,20 @@ public enum Broadcast {
     }
 
     /// `out[i] = op(a[ia], b[ib])` over a loop whose operands are (out, a, b); `out` is contiguous.
-    @inline(__always)
+    @inlinable @inline(__always)
     package static func binary<Op: BinaryFloatOp>(_ loop: StridedLoop, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
                                           _ out: UnsafeMutablePointer<Float>, _ op: Op) {
         Threads.chunks(loop.outer, minimumWork: loop.minimumRows, BinaryRows(loop: loop, a: a, b: b, out: out, op: op))
     }
 
-    struct BinaryRows<Op: BinaryFloatOp>: ParallelChunk {
-        let loop: StridedLoop, a: UnsafePointer<Float>, b: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, op: Op
-        @inline(__always) func callAsFunction(_ s: Int, _ e: Int) {
+    @usableFromInline internal struct BinaryRows<Op: BinaryFloatOp>: ParallelChunk {
+        @usableFromInline let loop: StridedLoop, a: UnsafePointer<Float>, b: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, op: Op
+
+        @inlinable init(loop: StridedLoop, a: UnsafePointer<Float>, b: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, op: Op) {
+            self.loop = loop; self.a = a; self.b = b; self.out = out; self.op = op
+        }
+
+        @inlinable @inline(__always) package func callAsFunction(_ s: Int, _ e: Int) {
             let n = loop.inner, ia = loop.i1, ib = loop.i2
             loop.rows(s, e) { o0, o1, o2 in
                 let y = out + o0, pa = a + o1, pb = b + o2
@@ -161,7 +166,7 @@ public enum Broadcast {
 
     /// Gradient of an operand that has the loop's full (output) shape: `g[i] (+)= op(dy[i], a[ia], b[ib])`
     /// over a loop whose operands are (dy, a, b). Rows write disjoint elements, so this runs in parallel.
-    @inline(__always)
+    @inlinable @inline(__always)
     package static func gradient<Op: TernaryFloatOp>(_ loop: StridedLoop, _ dy: UnsafePointer<Float>, _ a: UnsafePointer<Float>,
                                              _ b: UnsafePointer<Float>, into g: UnsafeMutablePointer<Float>,
                                              accumulate: Bool, _ op: Op) {
@@ -169,10 +174,15 @@ public enum Broadcast {
                        GradientRows(loop: loop, dy: dy, a: a, b: b, g: g, accumulate: accumulate, op: op))
     }
 
-    struct GradientRows<Op: TernaryFloatOp>: ParallelChunk {
-        let loop: StridedLoop, dy: UnsafePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>
-        let g: UnsafeMutablePointer<Float>, accumulate: Bool, op: Op
-        @inline(__always) func callAsFunction(_ s: Int, _ e: Int) {
+    @usableFromInline internal struct GradientRows<Op: TernaryFloatOp>: ParallelChunk {
+        @usableFromInline let loop: StridedLoop, dy: UnsafePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>
+        @usableFromInline let g: UnsafeMutablePointer<Float>, accumulate: Bool, op: Op
+
+        @inlinable init(loop: StridedLoop, dy: UnsafePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>, g: UnsafeMutablePointer<Float>, accumulate: Bool, op: Op) {
+            self.loop = loop; self.dy = dy; self.a = a; self.b = b; self.g = g; self.accumulate = accumulate; self.op = op
+        }
+
+        @inlinable @inline(__always) package func callAsFunction(_ s: Int, _ e: Int) {
             let n = loop.inner, ia = loop.i1, ib = loop.i2
             loop.rows(s, e) { o0, o1, o2 in
                 let pd = dy + o0, pg = g + o0, pa = a + o1, pb = b + o2

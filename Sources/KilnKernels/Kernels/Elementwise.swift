@@ -3,7 +3,7 @@
 /// (`UnaryFloatOp` below), never closures, so that the threaded loops inline them.
 public enum Elementwise {
     /// `out = x` or `out += x`.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func store(_ n: Int, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, accumulate: Bool) {
         if accumulate {
             Threads.chunks(n, Accumulate(x: x, out: out))
@@ -31,44 +31,64 @@ public protocol TernaryFloatOp { func callAsFunction(_ a: Float, _ b: Float, _ c
 
 public extension Elementwise {
     /// `y[i] = op(x[i])`. `x` and `y` may be the same buffer.
-    @inline(__always)
+    @inlinable @inline(__always)
     static func map<Op: UnaryFloatOp>(_ n: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ op: Op) {
         Threads.chunks(n, Map(x: x, y: y, op: op))
     }
 
     /// `out[i] (+)= op(a[i], b[i])`.
-    @inline(__always)
+    @inlinable @inline(__always)
     static func zip<Op: BinaryFloatOp>(_ n: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
                                        _ out: UnsafeMutablePointer<Float>, accumulate: Bool, _ op: Op) {
         Threads.chunks(n, Zip(a: a, b: b, out: out, accumulate: accumulate, op: op))
     }
 
     /// `out[i] (+)= op(a[i], b[i], c[i])`.
-    @inline(__always)
+    @inlinable @inline(__always)
     static func zip3<Op: TernaryFloatOp>(_ n: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
                                          _ c: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
                                          accumulate: Bool, _ op: Op) {
         Threads.chunks(n, Zip3(a: a, b: b, c: c, out: out, accumulate: accumulate, op: op))
     }
 
-    internal struct Copy: ParallelChunk {
-        let x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>
-        @inline(__always) func callAsFunction(_ s: Int, _ e: Int) { (out + s).update(from: x + s, count: e - s) }
+    @usableFromInline internal struct Copy: ParallelChunk {
+        @usableFromInline let x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>
+
+        @inlinable init(x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
+            self.x = x; self.out = out
+        }
+
+        @inlinable @inline(__always) package func callAsFunction(_ s: Int, _ e: Int) { (out + s).update(from: x + s, count: e - s) }
     }
 
-    internal struct Accumulate: ParallelChunk {
-        let x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>
-        @inline(__always) func callAsFunction(_ s: Int, _ e: Int) { for i in s..<e { out[i] += x[i] } }
+    @usableFromInline internal struct Accumulate: ParallelChunk {
+        @usableFromInline let x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>
+
+        @inlinable init(x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
+            self.x = x; self.out = out
+        }
+
+        @inlinable @inline(__always) package func callAsFunction(_ s: Int, _ e: Int) { for i in s..<e { out[i] += x[i] } }
     }
 
-    internal struct Map<Op: UnaryFloatOp>: ParallelChunk {
-        let x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, op: Op
-        @inline(__always) func callAsFunction(_ s: Int, _ e: Int) { for i in s..<e { y[i] = op(x[i]) } }
+    @usableFromInline internal struct Map<Op: UnaryFloatOp>: ParallelChunk {
+        @usableFromInline let x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, op: Op
+
+        @inlinable init(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, op: Op) {
+            self.x = x; self.y = y; self.op = op
+        }
+
+        @inlinable @inline(__always) package func callAsFunction(_ s: Int, _ e: Int) { for i in s..<e { y[i] = op(x[i]) } }
     }
 
-    internal struct Zip<Op: BinaryFloatOp>: ParallelChunk {
-        let a: UnsafePointer<Float>, b: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, accumulate: Bool, op: Op
-        @inline(__always) func callAsFunction(_ s: Int, _ e: Int) {
+    @usableFromInline internal struct Zip<Op: BinaryFloatOp>: ParallelChunk {
+        @usableFromInline let a: UnsafePointer<Float>, b: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, accumulate: Bool, op: Op
+
+        @inlinable init(a: UnsafePointer<Float>, b: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, accumulate: Bool, op: Op) {
+            self.a = a; self.b = b; self.out = out; self.accumulate = accumulate; self.op = op
+        }
+
+        @inlinable @inline(__always) package func callAsFunction(_ s: Int, _ e: Int) {
             if accumulate {
                 for i in s..<e { out[i] += op(a[i], b[i]) }
             } else {
@@ -77,10 +97,15 @@ public extension Elementwise {
         }
     }
 
-    internal struct Zip3<Op: TernaryFloatOp>: ParallelChunk {
-        let a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>
-        let accumulate: Bool, op: Op
-        @inline(__always) func callAsFunction(_ s: Int, _ e: Int) {
+    @usableFromInline internal struct Zip3<Op: TernaryFloatOp>: ParallelChunk {
+        @usableFromInline let a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>
+        @usableFromInline let accumulate: Bool, op: Op
+
+        @inlinable init(a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, accumulate: Bool, op: Op) {
+            self.a = a; self.b = b; self.c = c; self.out = out; self.accumulate = accumulate; self.op = op
+        }
+
+        @inlinable @inline(__always) package func callAsFunction(_ s: Int, _ e: Int) {
             if accumulate {
                 for i in s..<e { out[i] += op(a[i], b[i], c[i]) }
             } else {

@@ -40,15 +40,15 @@ public enum Threads {
     /// Runs `loop(part)` for every `part` in `0..<parts`, on up to `count` threads (inline when one): on Kiln's
     /// worker pool, which allocates nothing, or on libdispatch when the pool is serving another region. Parts
     /// are claimed by whichever thread is free.
-    @inline(__always)
-    static func parts<L: ParallelPart>(_ parts: Int, _ loop: L) {
+    @inlinable @inline(__always)
+    package static func parts<L: ParallelPart>(_ parts: Int, _ loop: L) {
         claims(parts, threads: count, PartsIgnoringSlot(loop: loop))
     }
 
     /// Runs `loop(part, slot:)` for every `part` in `0..<parts` on up to `threads` threads; `slot` (in
     /// `0..<threads`) numbers the thread running it, for state a thread uses alone (a workspace slice).
-    @inline(__always)
-    static func claims<L: ParallelSlotPart>(_ parts: Int, threads: Int, _ loop: L) {
+    @inlinable @inline(__always)
+    package static func claims<L: ParallelSlotPart>(_ parts: Int, threads: Int, _ loop: L) {
         if parts <= 0 { return }
         if threads <= 1 || parts == 1 {
             for p in 0..<parts { loop(p, slot: 0) }
@@ -69,10 +69,10 @@ public enum Threads {
 
     /// Parts per thread for loops that split freely (chunks, items): enough that a thread slowed by another
     /// tenant hands its share to the others, few enough that claiming (a mutex) costs nothing measurable.
-    static let partsPerThread = 4
+    @usableFromInline static let partsPerThread = 4
 
     /// Runs `loop(start, end)` over `0..<n` split into contiguous chunks, in parallel when `n` is large.
-    @inline(__always)
+    @inlinable @inline(__always)
     package static func chunks<L: ParallelChunk>(_ n: Int, minimumWork: Int = Threads.minimumWork, _ loop: L) {
         let t = count
         if t <= 1 || n < minimumWork {
@@ -85,13 +85,13 @@ public enum Threads {
 
     /// Runs `loop(i)` for every element index `i` in `0..<n`, in contiguous chunks on several threads when `n`
     /// is large (the loop inlines into each chunk's `for`, so element-wise bodies vectorise).
-    @inline(__always)
+    @inlinable @inline(__always)
     package static func elements<L: ParallelElement>(_ n: Int, _ loop: L) {
         chunks(n, ElementChunks(loop: loop))
     }
 
     /// Runs `loop(i)` for `i` in `0..<n` items (each of `workPerItem` elements), in parallel when worth it.
-    @inline(__always)
+    @inlinable @inline(__always)
     package static func items<L: ParallelItem>(_ n: Int, workPerItem: Int, _ loop: L) {
         let t = count
         if t <= 1 || n < 2 || n * workPerItem < Threads.minimumWork {
@@ -110,53 +110,60 @@ public enum Threads {
 // loop reads and writes (pointers, sizes, an operation value).
 
 /// The body of `Threads.parts`: called once per part.
-protocol ParallelPart: SendableMetatype { func callAsFunction(_ part: Int) }
+@usableFromInline package protocol ParallelPart: SendableMetatype { func callAsFunction(_ part: Int) }
 
 /// The body of `Threads.claims`: called once per part, with the slot of the thread running it.
-protocol ParallelSlotPart: SendableMetatype { func callAsFunction(_ part: Int, slot: Int) }
+@usableFromInline package protocol ParallelSlotPart: SendableMetatype { func callAsFunction(_ part: Int, slot: Int) }
 
 /// The body of `Threads.chunks`: called once per contiguous range `start..<end`.
-package protocol ParallelChunk: SendableMetatype { func callAsFunction(_ start: Int, _ end: Int) }
+@usableFromInline package protocol ParallelChunk: SendableMetatype { func callAsFunction(_ start: Int, _ end: Int) }
 
 /// The body of `Threads.items`: called once per item.
-package protocol ParallelItem: SendableMetatype { func callAsFunction(_ item: Int) }
+@usableFromInline package protocol ParallelItem: SendableMetatype { func callAsFunction(_ item: Int) }
 
 /// The body of `Threads.elements`: called once per element index.
-package protocol ParallelElement: SendableMetatype { func callAsFunction(_ i: Int) }
+@usableFromInline package protocol ParallelElement: SendableMetatype { func callAsFunction(_ i: Int) }
 
 /// A loop value handed to libdispatch's threads. Parallel loops hold pointers, which Swift cannot prove
 /// Sendable; what makes sharing them safe is the loops' own contract: parts write disjoint memory, and the
 /// region returns only after every part has finished.
-struct SharedLoop<L>: @unchecked Sendable { let loop: L }
+@usableFromInline struct SharedLoop<L>: @unchecked Sendable {
+    @usableFromInline let loop: L
+    @inlinable init(loop: L) { self.loop = loop }
+}
 
 /// `Threads.parts` as claims.
-struct PartsIgnoringSlot<L: ParallelPart>: ParallelSlotPart {
-    let loop: L
-    @inline(__always) func callAsFunction(_ part: Int, slot: Int) { loop(part) }
+@usableFromInline struct PartsIgnoringSlot<L: ParallelPart>: ParallelSlotPart {
+    @usableFromInline let loop: L
+    @inlinable init(loop: L) { self.loop = loop }
+    @inlinable @inline(__always) package func callAsFunction(_ part: Int, slot: Int) { loop(part) }
 }
 
 /// `Threads.chunks` as parts: part `p` covers `p*size ..< min(n, (p+1)*size)`.
-struct ChunkParts<L: ParallelChunk>: ParallelSlotPart {
-    let loop: L, n: Int, size: Int
-    @inline(__always) func callAsFunction(_ part: Int, slot: Int) {
+@usableFromInline struct ChunkParts<L: ParallelChunk>: ParallelSlotPart {
+    @usableFromInline let loop: L, n: Int, size: Int
+    @inlinable init(loop: L, n: Int, size: Int) { self.loop = loop; self.n = n; self.size = size }
+    @inlinable @inline(__always) package func callAsFunction(_ part: Int, slot: Int) {
         let s = part * size, e = min(n, s + size)
         if s < e { loop(s, e) }
     }
 }
 
 /// `Threads.items` as parts: part `p` takes items `p, p + parts, ...`.
-struct ItemParts<L: ParallelItem>: ParallelSlotPart {
-    let loop: L, n: Int, parts: Int
-    @inline(__always) func callAsFunction(_ part: Int, slot: Int) {
+@usableFromInline struct ItemParts<L: ParallelItem>: ParallelSlotPart {
+    @usableFromInline let loop: L, n: Int, parts: Int
+    @inlinable init(loop: L, n: Int, parts: Int) { self.loop = loop; self.n = n; self.parts = parts }
+    @inlinable @inline(__always) package func callAsFunction(_ part: Int, slot: Int) {
         var i = part
         while i < n { loop(i); i += parts }
     }
 }
 
 /// `Threads.elements` as chunks.
-struct ElementChunks<L: ParallelElement>: ParallelChunk {
-    let loop: L
-    @inline(__always) func callAsFunction(_ start: Int, _ end: Int) {
+@usableFromInline struct ElementChunks<L: ParallelElement>: ParallelChunk {
+    @usableFromInline let loop: L
+    @inlinable init(loop: L) { self.loop = loop }
+    @inlinable @inline(__always) package func callAsFunction(_ start: Int, _ end: Int) {
         for i in start..<end { loop(i) }
     }
 }

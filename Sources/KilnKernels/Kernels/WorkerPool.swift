@@ -18,10 +18,11 @@ import Glibc
 /// made for its type, so a region allocates nothing. The pool serves one region at a time: when it is busy
 /// (another thread's region, or a region nested inside a part) `run` returns false without running anything,
 /// and the caller runs the region another way.
+@usableFromInline
 final class WorkerPool: @unchecked Sendable {
-    static let shared = WorkerPool()
+    @usableFromInline static let shared = WorkerPool()
     /// Threads beyond this are never created.
-    static let maximumWorkers = 63
+    @usableFromInline static let maximumWorkers = 63
 
     private var mutex = pthread_mutex_t()
     private var wake = pthread_cond_t()
@@ -47,35 +48,45 @@ final class WorkerPool: @unchecked Sendable {
         pthread_cond_init(&finished, nil)
     }
 
+    /// Generic and inlinable so that it is specialised in the caller's module, where the loop's type is
+    /// known: `invoke` is made there, a capture-free function that runs one part of that very type, and the
+    /// region itself (`run(parts:threads:context:invoke:)`) knows only a pointer and that function.
+    @inlinable
     func run<L: ParallelSlotPart>(_ parts: Int, threads: Int, _ loop: L) -> Bool {
         let threads = min(threads, parts, WorkerPool.maximumWorkers + 1)
         guard threads > 1 else {
             for p in 0..<parts { loop(p, slot: 0) }
             return true
         }
+        // Reaching the loop through `any ParallelSlotPart.Type` would run the unspecialised generic body,
+        // three times slower. The function captures nothing: no allocation.
+        return withUnsafePointer(to: loop) { pointer in
+            run(parts: parts, threads: threads, context: UnsafeRawPointer(pointer),
+                invoke: { context, part, slot in context.assumingMemoryBound(to: L.self).pointee(part, slot: slot) })
+        }
+    }
+
+    @usableFromInline
+    func run(parts: Int, threads: Int, context loop: UnsafeRawPointer,
+             invoke run: @escaping (UnsafeRawPointer, Int, Int) -> Void) -> Bool {
         guard pthread_mutex_trylock(&region) == 0 else { return false }
         defer { pthread_mutex_unlock(&region) }
         if workers < threads - 1 && !startWorkers(threads - 1) { return false }
-        withUnsafePointer(to: loop) { pointer in
-            pthread_mutex_lock(&mutex)
-            context = UnsafeRawPointer(pointer)
-            // Made here, where L is known, so the loop is specialised and inlined into it (reaching it through
-            // `any ParallelSlotPart.Type` would run the unspecialised generic body, three times slower). It
-            // captures nothing: no allocation.
-            invoke = { context, part, slot in context.assumingMemoryBound(to: L.self).pointee(part, slot: slot) }
-            self.parts = parts
-            nextPart = 0
-            unfinished = parts
-            joined = 1
-            joinLimit = threads
-            generation &+= 1
-            pthread_cond_broadcast(&wake)
-            runClaimedParts(slot: 0)
-            while unfinished > 0 { pthread_cond_wait(&finished, &mutex) }
-            context = nil
-            invoke = nil
-            pthread_mutex_unlock(&mutex)
-        }
+        pthread_mutex_lock(&mutex)
+        context = loop
+        invoke = run
+        self.parts = parts
+        nextPart = 0
+        unfinished = parts
+        joined = 1
+        joinLimit = threads
+        generation &+= 1
+        pthread_cond_broadcast(&wake)
+        runClaimedParts(slot: 0)
+        while unfinished > 0 { pthread_cond_wait(&finished, &mutex) }
+        context = nil
+        invoke = nil
+        pthread_mutex_unlock(&mutex)
         return true
     }
 
