@@ -98,7 +98,7 @@ struct FixedPointConverterTests {
     @Test func powerOfTwoStepsOutsideFloat32LeaveTheWeightWithANote() throws {
         var net = ConverterTestNetwork(seed: 8)
         let x = try net.input([2, 4])
-        let tiny = Float(bitPattern: 8)                         // 1.1e-44, a float32 subnormal
+        let tiny = Float(bitPattern: 7)                         // 1e-44 rounded to float32: 7 x 2^-149
         let w = try net.parameter("fc/W", [4, 3], tiny...tiny)
         let y = try F.affine(x, w)
         let r = try FixedPointWeightConverter(deltaW: .powerOfTwo).convert([y])
