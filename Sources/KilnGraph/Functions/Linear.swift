@@ -236,8 +236,10 @@ public struct Convolution: ConvolutionFunction {
         }
         var out = [Int]()
         for i in 0..<a.spatial.count {
-            let span = a.dilation[i] * (a.kernel[i] - 1) + 1
-            let padded = a.spatial[i] + 2 * a.pad[i]
+            let span = try (CheckedInt(a.dilation[i]) * (a.kernel[i] - 1) + 1)
+                .get("\(Self.typeName): kernel span dilation \(a.dilation[i]) x (kernel \(a.kernel[i]) - 1) + 1")
+            let padded = try (a.spatial[i] + 2 * CheckedInt(a.pad[i]))
+                .get("\(Self.typeName): padded input \(a.spatial[i]) + 2 x pad \(a.pad[i])")
             guard padded >= span else {
                 throw error("kernel \(a.kernel) with dilation \(a.dilation) spans \(span) > padded input \(padded) in spatial dimension \(i) of x \(x)")
             }
@@ -341,7 +343,9 @@ public struct Deconvolution: ConvolutionFunction {
             guard op[i] >= 0 && op[i] < a.stride[i] else {
                 throw error("output_padding \(op) must be >= 0 and smaller than stride \(a.stride)")
             }
-            let size = a.stride[i] * (a.spatial[i] - 1) - 2 * a.pad[i] + a.dilation[i] * (a.kernel[i] - 1) + 1 + op[i]
+            let size = try (CheckedInt(a.stride[i]) * (a.spatial[i] - 1) - 2 * CheckedInt(a.pad[i])
+                            + CheckedInt(a.dilation[i]) * (a.kernel[i] - 1) + 1 + op[i])
+                .get("\(Self.typeName): output size stride \(a.stride[i]) x (\(a.spatial[i]) - 1) - 2 x pad \(a.pad[i]) + dilation \(a.dilation[i]) x (kernel \(a.kernel[i]) - 1) + 1 + output_padding \(op[i])")
             guard size >= 1, a.spatial[i] >= 1 else {
                 throw error("output size \(size) in spatial dimension \(i) is not positive (x \(x), weight \(w), pad \(a.pad), stride \(a.stride), dilation \(a.dilation))")
             }

@@ -57,6 +57,8 @@ struct PoolingSpec {
             }
             let a = x.rank - nk + i
             guard x.shape[a] >= 1 else { throw fail("input \(x) has an empty pooled dim") }
+            // Every other sum in the window arithmetic is at most this one (0 <= pad < kernel).
+            _ = try (x.shape[a] + 2 * CheckedInt(pad[i])).get("\(f): padded input \(x.shape[a]) + 2 x pad \(pad[i])")
             guard let o = PoolWindows.outputSize(x.shape[a], kernel: kernel[i], stride: stride[i], pad: pad[i],
                                                  ignoreBorder: ignoreBorder) else {
                 throw fail("kernel \(kernel) with pad \(pad) is larger than the input's pooled dims \(Array(x.shape[(x.rank - nk)...]))")

@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 
 /// Everything outside a graph that decides how it is built, compiled and run: nnabla's context plus the
@@ -25,8 +26,16 @@ public struct Context: Sendable {
     public var precision: Precision = .float
 
     /// The largest arena a plan may plan, in bytes; nil for no limit. A plan above it is refused at compile
-    /// time, before any memory is allocated.
+    /// time, before any memory is allocated, rather than aborting the process when the allocation fails.
+    /// Defaults to three quarters of the machine's physical memory.
     public var memoryBudget: Int?
+
+    /// Three quarters of the machine's physical memory (at least 1 GiB when it cannot be read).
+    public static let physicalMemoryBudget: Int = {
+        let pages = sysconf(Int32(_SC_PHYS_PAGES)), size = sysconf(Int32(_SC_PAGESIZE))
+        let physical = pages > 0 && size > 0 ? pages.multipliedReportingOverflow(by: size) : (partialValue: 1 << 30, overflow: false)
+        return physical.overflow ? Int.max / 4 * 3 : max(physical.partialValue / 4 * 3, 1 << 30)
+    }()
 
     /// The parameter registry and its scope (nnabla's `nn.get_parameters`, `nn.parameter_scope`).
     public var parameters: ParameterStore
@@ -38,7 +47,7 @@ public struct Context: Sendable {
     public var dropoutKeys: KeySequence
 
     /// A fresh context: an empty registry, the generator seeded 313 as in a new nnabla process, one thread.
-    public init(threads: Int = 1, precision: Precision = .float, memoryBudget: Int? = nil) {
+    public init(threads: Int = 1, precision: Precision = .float, memoryBudget: Int? = Context.physicalMemoryBudget) {
         self.parameters = ParameterStore()
         self.random = NumpyRandom(seed: 313)
         self.dropoutKeys = KeySequence()
