@@ -7,7 +7,7 @@ SWIFT ?= swift
 RELEASE_FLAGS := -c release -Xswiftc -target-cpu -Xswiftc haswell
 KILN_RELEASE := .build/release/kiln
 
-.PHONY: all deps build test demo release plans bench clean
+.PHONY: all deps build test demo release plans bench clean sanitize
 
 all: build
 
@@ -35,6 +35,16 @@ release: deps
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --disable-xctest
+
+# The test suite under AddressSanitizer, and its threaded parts (worker pool, parallel kernels, plans on two
+# threads, the context's shared registry and generator, data prefetch) under ThreadSanitizer, each in its own
+# build folder. SANITIZE_FILTER narrows the ThreadSanitizer run.
+SANITIZE_FILTER ?= WorkerPool|ThreadedRun|Context|StridedPointwiseData|convolutionSpanningSeveralChunks|convolutionRunsLargeShapesWithThreads|DataIterator|BenchCLI
+sanitize: deps
+	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
+	$(SWIFT) test --skip-build --disable-xctest --sanitize=address --scratch-path .build-asan
+	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
+	$(SWIFT) test --skip-build --disable-xctest --sanitize=thread --scratch-path .build-tsan --filter "$(SANITIZE_FILTER)"
 
 # The main job: LeNet on Fashion-MNIST for one epoch with the defaults, showing the plan's memory figures.
 demo: release
