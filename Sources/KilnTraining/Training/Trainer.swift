@@ -7,7 +7,9 @@ import KilnGraph
 ///
 /// Beyond nnabla: with a `modelSavePath` each epoch also writes a checkpoint (parameters, every updater's
 /// solver state, and the iteration reached) so that `train(resume: true)` continues where the last save left
-/// off. Differences from nnabla's code, which evaluated and saved the last epoch twice and failed when
+/// off. A run that ends normally, and a resumed run before it continues, removes the mid-epoch `partial_*`
+/// files no checkpoint names and unfinished temporaries from the save path (`Checkpoint.removeLeftovers`).
+/// Differences from nnabla's code, which evaluated and saved the last epoch twice and failed when
 /// `iter_per_epoch` was missing: the end of training does not repeat the last epoch's save and evaluation,
 /// and a missing `iterPerEpoch` is an error.
 public final class Trainer {
@@ -23,7 +25,7 @@ public final class Trainer {
     /// Called after a resume with the first iteration that will run, so callers can move data iterators.
     public var onResume: [(Int) throws -> Void] = []
     /// Also checkpoint every this many iterations inside an epoch (nil: only at epoch ends), so that a killed
-    /// run loses little. Only the newest such mid-epoch checkpoint is kept.
+    /// run loses little. Only the newest such mid-epoch checkpoint is kept, and none once the run ends.
     public var checkpointInterval: Int? = nil
     /// The parameters saved with each epoch and checkpoint: nil means the global registry
     /// (`Parameters.current(gradOnly: false)`, what nnabla's trainer saves); module users pass
@@ -64,6 +66,8 @@ public final class Trainer {
                 start = c.iteration + 1
                 for r in onResume { try r(start) }
             }
+            // What the interrupted run left: mid-epoch files no checkpoint names, and unfinished temporaries.
+            try Checkpoint.removeLeftovers(in: dir)
         }
         for c in callbackOnStart { try c() }
         if let dir = modelSavePath {
@@ -87,6 +91,7 @@ public final class Trainer {
             }
             i += 1
         }
+        if let dir = modelSavePath { try Checkpoint.removeLeftovers(in: dir) }
         for c in callbackOnFinish { try c() }
     }
 }
@@ -131,6 +136,22 @@ public struct Checkpoint {
             where URL(fileURLWithPath: f).lastPathComponent.hasPrefix("partial_") {
                 try? FileManager.default.removeItem(atPath: f)
             }
+        }
+    }
+
+    /// Removes from `dir` the files an interrupted run can leave there: `partial_*` files that the current
+    /// `checkpoint.json` does not name (those it names are kept, so the run can still resume from them) and
+    /// AtomicFile's temporaries (`.<name>.tmp-<hex>`). Only regular files are removed; returns their names.
+    /// The trainer calls it when a run ends normally (the last checkpoint is then an epoch one, so no
+    /// `partial_*` file remains) and when a run resumes, before it continues.
+    @discardableResult
+    public static func removeLeftovers(in dir: String) throws -> [String] {
+        let current = try latest(in: dir)
+        let named = Set((current.map { [$0.parameters] + $0.solvers } ?? []).map {
+            URL(fileURLWithPath: $0).lastPathComponent
+        })
+        return AtomicFile.removeRegularFiles(in: dir) { name in
+            (name.hasPrefix("partial_") && !named.contains(name)) || AtomicFile.isTemporaryName(name)
         }
     }
 

@@ -42,11 +42,18 @@ struct TrainResumeCLITests {
         first.waitUntilExit()
         #expect(reached >= 19, "no checkpoint appeared: \(String(decoding: FileManager.default.contents(atPath: dir + "/first.txt") ?? Data(), as: UTF8.self))")
         print("sigkill test: killed \(killed), checkpoint seen at iteration \(reached)")
-        guard killed else { return }   // the first run finished before it could be killed: nothing to resume
+        // 40 more iterations and an evaluation of 10,000 images cannot finish within one 5 ms poll.
+        try #require(killed, "the first run finished before it could be killed")
         #expect(first.terminationReason == .uncaughtSignal)
         // The run may have written a later checkpoint between the last look and the kill.
         let resumeFrom = try #require(try Checkpoint.latest(in: save)).iteration + 1
         #expect(resumeFrom >= 20 && resumeFrom < 60)
+        // What a kill in the middle of a save leaves: a temporary of an unfinished write and a mid-epoch file
+        // that no checkpoint names yet (the kill may have left real ones too).
+        let leftovers = [".partial_params_000099.safetensors.tmp-0123456789abcdef", ".checkpoint.json.tmp-fedcba9876543210",
+                         "partial_solver0_000099.safetensors"]
+        for f in leftovers { try Data("unfinished".utf8).write(to: URL(fileURLWithPath: save + "/" + f)) }
+        print("sigkill test: after the kill \(try FileManager.default.contentsOfDirectory(atPath: save).sorted())")
 
         let second = try Self.launch(args + ["--resume"], output: dir + "/second.txt")
         second.waitUntilExit()
@@ -59,9 +66,11 @@ struct TrainResumeCLITests {
         #expect(!params.tensors.isEmpty)
         #expect(params.tensors.allSatisfy { $0.1.toFloats().allSatisfy { $0.isFinite } })
         #expect(try SafeTensors.read(path: c.solvers[0]).tensors.count > 0)
-        // No leftover mid-epoch checkpoint once the epoch checkpoint is written.
+        // No leftover mid-epoch checkpoint or temporary once the resumed run has finished.
         let files = try FileManager.default.contentsOfDirectory(atPath: save)
         #expect(!files.contains { $0.hasPrefix("partial_") }, "\(files)")
+        #expect(!files.contains { AtomicFile.isTemporaryName($0) || $0.contains(".tmp-") }, "\(files)")
+        #expect(Set(files) == ["checkpoint.json", "params_000059.safetensors", "solver0_000059.safetensors"], "\(files)")
     }
 
     /// `kiln train --precision half` trains the MLP with dynamic loss scaling: the loss falls and the run

@@ -178,6 +178,45 @@ struct TrainerTests {
         #expect(again == reference)
     }
 
+    /// What a killed run leaves (an orphaned mid-epoch file, temporaries of unfinished writes) is removed when
+    /// the run resumes, before it continues, except the files the checkpoint names; once the run ends no
+    /// `partial_*` file or temporary remains. Other files are left alone.
+    @Test func resumeAndTheEndOfARunRemoveLeftovers() throws {
+        let dir = try trainingTempDir("trainer-leftovers")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(throws: StopTraining.self) { try Self.run(dir: dir, stopAfter: 4) }
+        let named: Set<String> = ["partial_params_000003.safetensors", "partial_solver0_000003.safetensors"]
+        #expect(Self.files(dir).isSuperset(of: named))
+        let leftovers = ["partial_params_000005.safetensors", ".partial_solver0_000005.safetensors.tmp-0123456789abcdef",
+                         ".checkpoint.json.tmp-31337"]
+        for f in leftovers + ["notes.txt"] { try Data("x".utf8).write(to: URL(fileURLWithPath: dir + "/" + f)) }
+        let before = Self.files(dir)
+
+        var atResume: Set<String>?
+        try Self.run(dir: dir, resume: true, inspect: { _ in if atResume == nil { atResume = Self.files(dir) } })
+        #expect(atResume == before.subtracting(leftovers))
+        #expect(atResume?.isSuperset(of: named) == true)
+        let after = Self.files(dir)
+        #expect(!after.contains { $0.hasPrefix("partial_") || AtomicFile.isTemporaryName($0) }, "\(after)")
+        #expect(after == ["checkpoint.json", "notes.txt", "params_000002.safetensors", "solver0_000002.safetensors",
+                          "params_000005.safetensors", "solver0_000005.safetensors",
+                          "params_000008.safetensors", "solver0_000008.safetensors"])
+        #expect(try Checkpoint.latest(in: dir)?.iteration == 8)
+    }
+
+    /// A run that is not resumed, in a directory a killed run left files in, also ends without them.
+    @Test func aFinishedRunLeavesNoPartialFilesOrTemporaries() throws {
+        let dir = try trainingTempDir("trainer-finished")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for f in ["partial_params_000042.safetensors", ".params_000008.safetensors.tmp-00000000deadbeef"] {
+            try Data("x".utf8).write(to: URL(fileURLWithPath: dir + "/" + f))
+        }
+        try Self.run(dir: dir)
+        let after = Self.files(dir)
+        #expect(!after.contains { $0.hasPrefix("partial_") || AtomicFile.isTemporaryName($0) }, "\(after)")
+        #expect(after.count == 7 && after.contains("checkpoint.json"), "\(after)")
+    }
+
     @Test func resumeWithoutCheckpointStartsFromScratch() throws {
         let a = try trainingTempDir("trainer-fresh"), b = try trainingTempDir("trainer-fresh-resume")
         defer { try? FileManager.default.removeItem(atPath: a); try? FileManager.default.removeItem(atPath: b) }
