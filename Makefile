@@ -7,7 +7,7 @@ SWIFT ?= swift
 RELEASE_FLAGS := -c release -Xswiftc -target-cpu -Xswiftc haswell
 KILN_RELEASE := .build/release/kiln
 
-.PHONY: all deps build test demo release plans bench clean sanitize
+.PHONY: all deps build test demo release plans bench clean sanitize fuzz
 
 all: build
 
@@ -45,6 +45,24 @@ sanitize: deps
 	$(SWIFT) test --skip-build --disable-xctest --sanitize=address --scratch-path .build-asan
 	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
 	$(SWIFT) test --skip-build --disable-xctest --sanitize=thread --scratch-path .build-tsan --filter "$(SANITIZE_FILTER)"
+
+# libFuzzer over each loader (Fuzz/ is a nested package; `make test` never builds it; lld links it: gold
+# fails on the sanitizer runtimes). Each target runs for
+# FUZZ_SECONDS from the committed seeds in Fuzz/corpus/TARGET, growing its working corpus in
+# .build-fuzz/TARGET; a crash is written there as crash-* and stops the run. FUZZ_TARGETS picks targets.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= FuzzGraphFile FuzzJSON FuzzSafeTensors FuzzIDX FuzzGzip FuzzCSV
+fuzz: deps
+	cd Fuzz && $(SWIFT) build -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -use-ld=lld
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p .build-fuzz/$$t; \
+	  echo "== $$t for $(FUZZ_SECONDS) s"; \
+	  Fuzz/.build/debug/$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+	    -artifact_prefix=.build-fuzz/$$t/ -print_final_stats=1 .build-fuzz/$$t Fuzz/corpus/$$t \
+	    > .build-fuzz/$$t.log 2>&1; status=$$?; \
+	  grep -E "^#[0-9]+.*(INITED|DONE)|stat::number_of_executed_units|ERROR|SUMMARY" .build-fuzz/$$t.log | tail -5; \
+	  [ $$status -eq 0 ] || { echo "$$t: a finding, see .build-fuzz/$$t.log and .build-fuzz/$$t/"; exit 1; }; \
+	done
 
 # The main job: LeNet on Fashion-MNIST for one epoch with the defaults, showing the plan's memory figures.
 demo: release
