@@ -16,7 +16,10 @@ public enum GraphRunner {
             guard entry.shape == v.shape else {
                 throw KilnError.invalidData("input '\(name)' has shape \(entry.shape), the graph declares \(v.shape)")
             }
-            try v.setData(entry.data)
+            // From the file's numbers when there are any: an int32 input takes only integers within its range.
+            do { try v.setData(converting: entry.written ?? entry.data.map { Double($0) }) } catch KilnError.invalidData(let m) {
+                throw KilnError.invalidData("input \(m)")
+            }
         }
         for name in outputGrads.keys where !graph.outputs.contains(where: { $0.name == name }) {
             throw KilnError.invalidData("grad:\(name) is given but '\(name)' is not an output of the graph")

@@ -7,7 +7,16 @@ import KilnGraph
 public enum TensorFile {
     public struct Entry {
         public var shape: [Int]
-        public var data: [Float]
+        /// The values as float32. Setting them forgets `written`.
+        public var data: [Float] { didSet { written = nil } }
+        /// The numbers as the file wrote them, for entries `read` from a file: `GraphRunner` feeds these, so
+        /// that an int32 input is exact beyond float32's 2^24 and 1.5 is an error rather than 1.5 rounded.
+        public var written: [Double]? = nil
+
+        public init(shape: [Int], data: [Float]) {
+            self.shape = shape
+            self.data = data
+        }
     }
 
     public static func read(path: String) throws -> [(String, Entry)] {
@@ -24,12 +33,14 @@ public enum TensorFile {
             guard data.count == count else {
                 throw KilnError.invalidData("\(path): tensor '\(name)' has \(data.count) values for shape \(shape) (\(count))")
             }
-            var values = [Float](repeating: 0, count: count)
+            var written = [Double](repeating: 0, count: count)
             for (i, x) in data.enumerated() {
                 guard let d = x.double else { throw KilnError.invalidData("\(path): tensor '\(name)' data[\(i)] is not a number") }
-                values[i] = Float(d)
+                written[i] = d
             }
-            return (name, Entry(shape: shape, data: values))
+            var entry = Entry(shape: shape, data: written.map { Float($0) })
+            entry.written = written
+            return (name, entry)
         }
     }
 

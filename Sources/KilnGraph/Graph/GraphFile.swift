@@ -87,12 +87,14 @@ public struct GraphFile {
                 guard data.count == v.size else {
                     throw fail("variable '\(name)': data has \(data.count) values, shape \(d.shape) needs \(v.size)")
                 }
-                var values = [Float](repeating: 0, count: data.count)
+                // Converted from the file's doubles: int32 data stays exact beyond float32's 2^24, and a value
+                // the dtype cannot hold (1.5 or 1e30 for int32) is an error naming the variable and index.
+                var values = [Double](repeating: 0, count: data.count)
                 for (i, x) in data.enumerated() {
                     guard let f = x.double else { throw fail("variable '\(name)': data[\(i)] is not a number") }
-                    values[i] = Float(f)
+                    values[i] = f
                 }
-                try v.setData(values)
+                do { try v.data.setValues(values, name: "variable '\(name)'") } catch KilnError.invalidData(let m) { throw fail(m) }
             } else if d.kind == "parameter" {
                 uninitialized.append(v)
             }

@@ -31,7 +31,7 @@ public enum ParameterFile {
             assignments.append((v, a))
             used.insert(name)
         }
-        for (v, a) in assignments { assign(v, a) }
+        for (v, a) in assignments { try assign(v, a) }
         return file.tensors.map { $0.0 }.filter { !used.contains($0) }
     }
 
@@ -44,9 +44,9 @@ public enum ParameterFile {
         }
     }
 
-    static func assign(_ v: Variable, _ a: NDArray) {
+    static func assign(_ v: Variable, _ a: NDArray) throws {
         v.dataView = nil
-        v.data.copy(from: a)
+        try v.data.copy(from: a)
     }
 }
 
@@ -73,7 +73,7 @@ public extension Parameters {
                 fresh.append((name, try Variable(a, needGrad: true, name: prefix + name)))
             }
         }
-        for (v, a) in assignments { ParameterFile.assign(v, a) }
+        for (v, a) in assignments { try ParameterFile.assign(v, a) }
         for (name, v) in fresh { set(name, v) }
     }
 }
