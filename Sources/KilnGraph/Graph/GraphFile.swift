@@ -15,6 +15,9 @@ public struct GraphFile {
     /// Leaf variables in file order (inputs and parameters).
     public var leaves: [Variable]
     public var functions: [FunctionNode]
+    /// The input variables the file gives no data for, in file order: what a run must feed (an input with
+    /// data in the file runs on that data unless fed).
+    public var inputsWithoutData: [String] = []
 
     public static func load(path: String) throws -> GraphFile {
         guard let data = FileManager.default.contents(atPath: path) else {
@@ -80,6 +83,7 @@ public struct GraphFile {
         var variables: [String: Variable] = [:]
         var leaves: [Variable] = []
         var uninitialized: [Variable] = []
+        var inputsWithoutData: [String] = []
         for name in order {
             guard let d = declared[name], d.kind != "buffer" else { continue }
             let v = try Variable(shape: d.shape, dtype: d.dtype, needGrad: d.needGrad, name: name)
@@ -97,6 +101,8 @@ public struct GraphFile {
                 do { try v.data.setValues(values, name: "variable '\(name)'") } catch KilnError.invalidData(let m) { throw fail(m) }
             } else if d.kind == "parameter" {
                 uninitialized.append(v)
+            } else if d.kind == "input" {
+                inputsWithoutData.append(name)
             }
             if d.kind == "parameter" { v.isParameter = true }
             if d.kind == "input" { v.isInput = true }
@@ -180,7 +186,8 @@ public struct GraphFile {
         }
         guard !outputs.isEmpty else { throw fail("\"outputs\" is empty") }
         ParameterInitializer.initializeDefaults(uninitialized, consumers: nodes)
-        return GraphFile(variables: variables, outputs: outputs, leaves: leaves, functions: nodes)
+        return GraphFile(variables: variables, outputs: outputs, leaves: leaves, functions: nodes,
+                         inputsWithoutData: inputsWithoutData)
     }
 
     static func argValue(_ v: JSON, function: String, type: String, arg: String) throws -> ArgValue {
