@@ -3,7 +3,9 @@ import KilnCore
 import KilnGraph
 
 /// Named tensors as JSON (`{"x": {"shape": [...], "data": [...]}}`), the input and output format of
-/// `kiln run`.
+/// `kiln run`. NaN and the infinities are written as the strings "NaN", "Infinity" and "-Infinity" (JSON
+/// has no numbers for them) and read back; a finite number beyond float32's range is an error naming the
+/// file, the tensor and the index.
 public enum TensorFile {
     public struct Entry {
         public var shape: [Int]
@@ -25,6 +27,10 @@ public enum TensorFile {
         do { json = try JSON.parse([UInt8](bytes)) } catch let e as KilnError { throw KilnError.invalidData("\(path): \(e)") }
         guard let members = json.objectMembers else { throw KilnError.invalidData("\(path): expected an object of tensors") }
         return try members.map { name, t in
+            guard let tm = t.objectMembers else { throw KilnError.invalidData("\(path): tensor '\(name)' must be an object with \"shape\" and \"data\"") }
+            for (k, _) in tm where k != "shape" && k != "data" {
+                throw KilnError.invalidData("\(path): tensor '\(name)': unknown member \"\(k)\" (a tensor has \"shape\" and \"data\")")
+            }
             guard let shape = t["shape"]?.array?.compactMap({ $0.int }), shape.count == t["shape"]?.array?.count else {
                 throw KilnError.invalidData("\(path): tensor '\(name)' needs an integer \"shape\" array")
             }
@@ -33,11 +39,7 @@ public enum TensorFile {
             guard data.count == count else {
                 throw KilnError.invalidData("\(path): tensor '\(name)' has \(data.count) values for shape \(shape) (\(count))")
             }
-            var written = [Double](repeating: 0, count: count)
-            for (i, x) in data.enumerated() {
-                guard let d = x.double else { throw KilnError.invalidData("\(path): tensor '\(name)' data[\(i)] is not a number") }
-                written[i] = d
-            }
+            let written = try JSON.tensorValues(data, place: "\(path): tensor '\(name)'") { KilnError.invalidData($0) }
             var entry = Entry(shape: shape, data: written.map { Float($0) })
             entry.written = written
             return (name, entry)

@@ -62,6 +62,10 @@ public struct GraphFile {
                 shape.append(n)
             }
             do { _ = try Shapes.count(shape, context: "variable '\(name)'") } catch let e as KilnError { throw fail("\(e)") }
+            // Optional members must still have the right type when present ("dtype": 5 is not float32).
+            for member in ["dtype", "kind"] where v[member] != nil && v[member]?.string == nil {
+                throw fail("variable '\(name)': \(member) must be a string, got \(v[member].map { $0.serialized() } ?? "")")
+            }
             let dtypeName = v["dtype"]?.string ?? "float32"
             guard let dtype = DType(rawValue: dtypeName) else { throw fail("variable '\(name)': unknown dtype '\(dtypeName)'") }
             let kind = v["kind"]?.string ?? "buffer"
@@ -73,7 +77,7 @@ public struct GraphFile {
             var data: [JSON]? = nil
             if let d = v["data"] {
                 guard kind != "buffer" else { throw fail("variable '\(name)': a buffer cannot carry data") }
-                guard let a = d.array else { throw fail("variable '\(name)': data must be an array of numbers") }
+                guard let a = d.array else { throw fail("variable '\(name)': data must be an array of numbers (NaN and the infinities as \"NaN\", \"Infinity\", \"-Infinity\")") }
                 data = a
             }
             declared[name] = Declared(shape: shape, dtype: dtype, kind: kind, needGrad: needGrad, data: data)
@@ -93,11 +97,7 @@ public struct GraphFile {
                 }
                 // Converted from the file's doubles: int32 data stays exact beyond float32's 2^24, and a value
                 // the dtype cannot hold (1.5 or 1e30 for int32) is an error naming the variable and index.
-                var values = [Double](repeating: 0, count: data.count)
-                for (i, x) in data.enumerated() {
-                    guard let f = x.double else { throw fail("variable '\(name)': data[\(i)] is not a number") }
-                    values[i] = f
-                }
+                let values = try JSON.tensorValues(data, place: "variable '\(name)'", fail: fail)
                 do { try v.data.setValues(values, name: "variable '\(name)'") } catch KilnError.invalidData(let m) { throw fail(m) }
             } else if d.kind == "parameter" {
                 uninitialized.append(v)
@@ -115,6 +115,7 @@ public struct GraphFile {
         var pending: [PendingFunction] = []
         var producedBy: [String: Int] = [:]
         for (i, f) in funcs.enumerated() {
+            if let n = f["name"], n.string == nil { throw fail("functions[\(i)]: name must be a string, got \(n.serialized())") }
             let fname = f["name"]?.string ?? "functions[\(i)]"
             guard let type = f["type"]?.string else { throw fail("function '\(fname)' has no \"type\"") }
             for (k, _) in f.objectMembers ?? [] where !["name", "type", "inputs", "outputs", "args"].contains(k) {
