@@ -22,6 +22,8 @@ struct BenchCommand: ParsableCommand {
     @Flag(name: .customLong("no-recompute"), help: "Training plans: keep every value backward reads from forward, rather than rebuild BatchNormalization, Add2 and ReLU outputs in backward.") var noRecompute = false
     @Flag(help: "Then time iterations on 1 thread and on --threads threads alternately, in this process, and print the speed-up (load on a shared machine drifts between separate runs).")
     var speedup = false
+    @Flag(name: .customLong("allow-non-finite"), help: "Load parameters holding NaN or infinity (refused by default).")
+    var allowNonFinite = false
 
     func validate() throws {
         guard batchSize > 0, iterations > 0, warmup >= 0, threads > 0 else {
@@ -35,7 +37,7 @@ struct BenchCommand: ParsableCommand {
             Context.setDefault { $0.threads = threads }
             // Baseline: the runtime loaded, nothing of the network built yet (peers report the same point).
             let baselineRSS = residentBytes()
-            let setup = try BenchSetup(model: model, mode: mode, batchSize: batchSize)
+            let setup = try BenchSetup(model: model, mode: mode, batchSize: batchSize, allowNonFinite: allowNonFinite)
             let compileStart = DispatchTime.now().uptimeNanoseconds
             let exe = try Compiler.compile(setup.roots, mode, options: CompileOptions(
                 clearBuffer: true, clearNoNeedGrad: true, fusion: !noFusion, precision: precision, recompute: !noRecompute))
@@ -160,7 +162,7 @@ struct BenchSetup {
     /// Images per iteration (for images/s).
     var batchSize: Int
 
-    init(model: String, mode: PlanMode, batchSize: Int) throws {
+    init(model: String, mode: PlanMode, batchSize: Int, allowNonFinite: Bool = false) throws {
         if let zoo = Zoo(rawValue: model) {
             Parameters.clear()
             let m = try zoo.build(batchSize: batchSize, training: mode == .training)
@@ -176,7 +178,7 @@ struct BenchSetup {
         guard FileManager.default.fileExists(atPath: model) else {
             throw KilnError.io("'\(model)' is neither a zoo model (\(Zoo.names.joined(separator: ", "))) nor a file")
         }
-        let g = try GraphFile.load(path: model)
+        let g = try GraphFile.load(path: model, allowNonFinite: allowNonFinite)
         roots = g.outputs
         parameters = g.leaves.enumerated().filter { $0.element.needGrad && !$0.element.isInput && $0.element.dtype == .float32 }
             .map { (name: $0.element.name.isEmpty ? "leaf\($0.offset)" : $0.element.name, variable: $0.element) }

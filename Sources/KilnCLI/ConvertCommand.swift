@@ -68,6 +68,8 @@ struct ConvertCommand: ParsableCommand {
     var quantizeB: Bool?
     @Flag(help: "fixed-point-weight with pow2 steps: round log2 down (a finer step that clips the largest values) instead of up.")
     var floor = false
+    @Flag(name: .customLong("allow-non-finite"), help: "Load parameters holding NaN or infinity (refused by default).")
+    var allowNonFinite = false
 
     func validate() throws {
         guard !converters.isEmpty else {
@@ -148,7 +150,8 @@ struct ConvertCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let notes = try GraphFileConversion.convert(graph: graph, with: settings.converter(converters), to: output)
+            let notes = try GraphFileConversion.convert(graph: graph, with: settings.converter(converters), to: output,
+                                                            allowNonFinite: allowNonFinite)
             for n in notes { FileHandle.standardError.write(Data("kiln: note: \(n)\n".utf8)) }
             print("wrote \(output)")
         }

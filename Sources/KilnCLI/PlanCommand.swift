@@ -17,6 +17,8 @@ struct PlanCommand: ParsableCommand {
     @Flag(name: .customLong("no-recompute"), help: "Training plans: keep every value backward reads from forward, rather than rebuild BatchNormalization, Add2 and ReLU outputs in backward.") var noRecompute = false
     @Option(help: "Threads the plan is made for (convolution workspaces hold one slice per thread).") var threads: Int = 1
     @Option(help: "text or json.") var format: OutputFormat = .text
+    @Flag(name: .customLong("allow-non-finite"), help: "Load parameters holding NaN or infinity (refused by default).")
+    var allowNonFinite = false
 
     func validate() throws {
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
@@ -26,7 +28,7 @@ struct PlanCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             Context.setDefault { $0.threads = threads }
-            let outputs = try ModelLoader.outputs(model, batchSize: batchSize, mode: mode)
+            let outputs = try ModelLoader.outputs(model, batchSize: batchSize, mode: mode, allowNonFinite: allowNonFinite)
             let plan = try Compiler.plan(outputs, mode, options: CompileOptions(clearBuffer: !noClearBuffer, fusion: !noFusion, precision: precision, recompute: !noRecompute))
             try plan.verify()
             switch format {
@@ -42,7 +44,7 @@ extension Precision: ExpressibleByArgument {}
 
 /// Resolves a MODEL argument: a zoo name or a graph file.
 enum ModelLoader {
-    static func outputs(_ model: String, batchSize: Int, mode: PlanMode) throws -> [Variable] {
+    static func outputs(_ model: String, batchSize: Int, mode: PlanMode, allowNonFinite: Bool) throws -> [Variable] {
         if let zoo = Zoo(rawValue: model) {
             Parameters.clear()
             return [try zoo.build(batchSize: batchSize, training: mode == .training).root]
@@ -50,6 +52,6 @@ enum ModelLoader {
         guard FileManager.default.fileExists(atPath: model) else {
             throw KilnError.io("'\(model)' is neither a zoo model (\(Zoo.names.joined(separator: ", "))) nor a file")
         }
-        return try GraphFile.load(path: model).outputs
+        return try GraphFile.load(path: model, allowNonFinite: allowNonFinite).outputs
     }
 }

@@ -20,6 +20,8 @@ struct ViewCommand: ParsableCommand {
     @Option(help: "inference or training: the plan drawn with --plan (and how zoo models are built).")
     var mode: String = "inference"
     @Option(help: "Batch size for zoo models (graph files keep their own shapes).") var batchSize: Int?
+    @Flag(name: .customLong("allow-non-finite"), help: "Load parameters holding NaN or infinity (refused by default).")
+    var allowNonFinite = false
 
     func validate() throws {
         let ext = (output as NSString).pathExtension.lowercased()
@@ -37,7 +39,7 @@ struct ViewCommand: ParsableCommand {
             do {
                 let format = (output as NSString).pathExtension.lowercased()
                 let planMode = PlanMode(rawValue: mode) ?? .inference
-                let outputs = try ModelLoader.outputs(model, batchSize: batchSize ?? 64, mode: planMode)
+                let outputs = try ModelLoader.outputs(model, batchSize: batchSize ?? 64, mode: planMode, allowNonFinite: allowNonFinite)
                 if plan {
                     let p = try Compiler.plan(outputs, planMode, options: CompileOptions())
                     try PlanPicture.render(p, to: output, format: format)

@@ -19,22 +19,24 @@ public struct GraphFile {
     /// data in the file runs on that data unless fed).
     public var inputsWithoutData: [String] = []
 
-    public static func load(path: String) throws -> GraphFile {
+    /// Loads a graph file. A parameter whose data holds NaN or an infinity is an error unless
+    /// `allowNonFinite` (inputs' data may hold them).
+    public static func load(path: String, allowNonFinite: Bool = false) throws -> GraphFile {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw KilnError.io("cannot read graph file \(path)")
         }
-        do { return try load(bytes: [UInt8](data)) } catch KilnError.invalidGraphFile(let message) {
+        do { return try load(bytes: [UInt8](data), allowNonFinite: allowNonFinite) } catch KilnError.invalidGraphFile(let message) {
             throw KilnError.invalidGraphFile("\(path): \(message)")
         } catch let e as KilnError {
             throw KilnError.invalidGraphFile("\(path): \(e)")
         }
     }
 
-    public static func load(bytes: [UInt8]) throws -> GraphFile {
-        try load(json: JSON.parse(bytes))
+    public static func load(bytes: [UInt8], allowNonFinite: Bool = false) throws -> GraphFile {
+        try load(json: JSON.parse(bytes), allowNonFinite: allowNonFinite)
     }
 
-    public static func load(json root: JSON) throws -> GraphFile {
+    public static func load(json root: JSON, allowNonFinite: Bool = false) throws -> GraphFile {
         func fail(_ s: String) -> KilnError { .invalidGraphFile(s) }
         guard root.objectMembers != nil else { throw fail("the document must be a JSON object") }
         guard root["format"]?.string == format else {
@@ -99,6 +101,7 @@ public struct GraphFile {
                 // the dtype cannot hold (1.5 or 1e30 for int32) is an error naming the variable and index.
                 let values = try JSON.tensorValues(data, place: "variable '\(name)'", fail: fail)
                 do { try v.data.setValues(values, name: "variable '\(name)'") } catch KilnError.invalidData(let m) { throw fail(m) }
+                if d.kind == "parameter" && !allowNonFinite, let m = ParameterFile.nonFiniteMessage(name, v.data) { throw fail(m) }
             } else if d.kind == "parameter" {
                 uninitialized.append(v)
             } else if d.kind == "input" {

@@ -134,6 +134,18 @@ public final class NDArray {
         }
     }
 
+    /// The first NaN or infinite element (float32 and float16; int32 has none), with its index.
+    public func firstNonFinite() -> (index: Int, value: Float)? {
+        switch dtype {
+        case .float32:
+            for i in 0..<count where !floats[i].isFinite { return (i, floats[i]) }
+        case .float16:
+            for i in 0..<count where !halves[i].isFinite { return (i, Float(halves[i])) }
+        case .int32: break
+        }
+        return nil
+    }
+
     public func zero() { raw.initializeMemory(as: UInt8.self, repeating: 0, count: max(type.byteCount, 1)) }
 
     /// Copies the values of another array of the same count, converting the dtype if needed (an error, with

@@ -39,6 +39,8 @@ struct CLISnapshotTests {
         "graph.json": #"{"format": "kiln-graph/1", "variables": [{"name": "x", "shape": [2], "kind": "input"}], "functions": [{"name": "f", "type": "ReLU", "inputs": ["x"], "outputs": ["y"]}], "outputs": ["y"]}"#,
         "no-x.json": #"{"z": {"shape": [2], "data": [1, 2]}}"#,
         "no-inputs.json": "{}",
+        "x-input.json": #"{"x": {"shape": [2], "data": [1, -2]}}"#,
+        "nan-weight.json": #"{"format": "kiln-graph/1", "variables": [{"name": "x", "shape": [2], "kind": "input"}, {"name": "w", "shape": [2], "kind": "parameter", "data": [1, "NaN"]}], "functions": [{"name": "f", "type": "Mul2", "inputs": ["x", "w"], "outputs": ["y"]}], "outputs": ["y"]}"#,
     ]
 
     /// The subcommands listed under SUBCOMMANDS in `kiln --help` (empty without the binary).
@@ -76,6 +78,8 @@ struct CLISnapshotTests {
         ("run-inputs-not-json", ["run", "<tmp>/graph.json", "--inputs", "<tmp>/not-json.json", "--outputs", "<tmp>/out.json"]),
         ("run-input-not-given", ["run", "<tmp>/graph.json", "--inputs", "<tmp>/no-inputs.json", "--outputs", "<tmp>/out.json"]),
         ("run-input-unknown", ["run", "<tmp>/graph.json", "--inputs", "<tmp>/no-x.json", "--outputs", "<tmp>/out.json"]),
+        ("run-non-finite-parameter", ["run", "<tmp>/nan-weight.json", "--inputs", "<tmp>/x-input.json", "--outputs", "<tmp>/out.json"]),
+        ("plan-non-finite-parameter", ["plan", "<tmp>/nan-weight.json"]),
         ("convert-unknown-converter", ["convert", "<tmp>/graph.json", "--converter", "magic", "-o", "<tmp>/out.json"]),
         ("convert-no-converter", ["convert", "<tmp>/graph.json", "-o", "<tmp>/out.json"]),
         ("convert-missing-output", ["convert", "<tmp>/graph.json", "--converter", "identity"]),
