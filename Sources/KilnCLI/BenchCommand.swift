@@ -13,10 +13,10 @@ struct BenchCommand: ParsableCommand {
 
     @Argument(help: "A zoo model (\(Zoo.names.joined(separator: ", "))) or a kiln-graph/1 file.") var model: String
     @Option(help: "inference or training.") var mode: PlanMode = .inference
-    @Option(name: .customLong("batch-size"), help: "Batch size for zoo models.") var batchSize: Int = 64
-    @Option(help: "Timed iterations (after the warm-up).") var iterations: Int = 20
-    @Option(help: "Untimed iterations first.") var warmup: Int = 2
-    @Option(help: "Threads for kernels and OpenBLAS.") var threads: Int = 1
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Batch size for zoo models.") var batchSize: Int = 64
+    @Option(parsing: .unconditional, help: "Timed iterations (after the warm-up).") var iterations: Int = 20
+    @Option(parsing: .unconditional, help: "Untimed iterations first.") var warmup: Int = 2
+    @Option(parsing: .unconditional, help: "Threads for kernels and OpenBLAS.") var threads: Int = 1
     @Option(help: "float, or half: float16 activations and gradients, training with dynamic loss scaling.") var precision: Precision = .float
     @Flag(name: .customLong("no-fusion"), help: "Keep every function its own step (no convolution epilogues in inference plans).") var noFusion = false
     @Flag(name: .customLong("no-recompute"), help: "Training plans: keep every value backward reads from forward, rather than rebuild BatchNormalization, Add2 and ReLU outputs in backward.") var noRecompute = false
@@ -26,9 +26,11 @@ struct BenchCommand: ParsableCommand {
     var allowNonFinite = false
 
     func validate() throws {
-        guard batchSize > 0, iterations > 0, warmup >= 0, threads > 0 else {
-            throw ValidationError("--batch-size, --iterations and --threads must be positive, --warmup not negative")
-        }
+        try Check.model(model, files: true)
+        try Check.positive(batchSize, "--batch-size")
+        try Check.positive(iterations, "--iterations")
+        try Check.notNegative(warmup, "--warmup")
+        try Check.positive(threads, "--threads")
         if speedup && threads < 2 { throw ValidationError("--speedup compares 1 thread with --threads, which must be 2 or more") }
     }
 
@@ -175,9 +177,6 @@ struct BenchSetup {
         }
         // A graph file: its outputs with the data it holds; leaves without data in the file are whatever the
         // loader initialised. Images per iteration is the leading dimension of the first leaf input.
-        guard FileManager.default.fileExists(atPath: model) else {
-            throw KilnError.io("'\(model)' is neither a zoo model (\(Zoo.names.joined(separator: ", "))) nor a file")
-        }
         let g = try GraphFile.load(path: model, allowNonFinite: allowNonFinite)
         roots = g.outputs
         parameters = g.leaves.enumerated().filter { $0.element.needGrad && !$0.element.isInput && $0.element.dtype == .float32 }
