@@ -13,20 +13,24 @@ struct BenchCommand: ParsableCommand {
 
     @Argument(help: "A zoo model (\(Zoo.names.joined(separator: ", "))) or a kiln-graph/1 file.") var model: String
     @Option(help: "inference or training.") var mode: PlanMode = .inference
-    @Option(name: .customLong("batch-size"), help: "Batch size for zoo models.") var batchSize: Int = 64
-    @Option(help: "Timed iterations (after the warm-up).") var iterations: Int = 20
-    @Option(help: "Untimed iterations first.") var warmup: Int = 2
-    @Option(help: "Threads for kernels and OpenBLAS.") var threads: Int = 1
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Batch size for zoo models.") var batchSize: Int = 64
+    @Option(parsing: .unconditional, help: "Timed iterations (after the warm-up).") var iterations: Int = 20
+    @Option(parsing: .unconditional, help: "Untimed iterations first.") var warmup: Int = 2
+    @Option(parsing: .unconditional, help: "Threads for kernels and OpenBLAS.") var threads: Int = 1
     @Option(help: "float, or half: float16 activations and gradients, training with dynamic loss scaling.") var precision: Precision = .float
     @Flag(name: .customLong("no-fusion"), help: "Keep every function its own step (no convolution epilogues in inference plans).") var noFusion = false
     @Flag(name: .customLong("no-recompute"), help: "Training plans: keep every value backward reads from forward, rather than rebuild BatchNormalization, Add2 and ReLU outputs in backward.") var noRecompute = false
     @Flag(help: "Then time iterations on 1 thread and on --threads threads alternately, in this process, and print the speed-up (load on a shared machine drifts between separate runs).")
     var speedup = false
+    @Flag(name: .customLong("allow-non-finite"), help: "Load parameters holding NaN or infinity (refused by default).")
+    var allowNonFinite = false
 
     func validate() throws {
-        guard batchSize > 0, iterations > 0, warmup >= 0, threads > 0 else {
-            throw ValidationError("--batch-size, --iterations and --threads must be positive, --warmup not negative")
-        }
+        try Check.model(model, files: true)
+        try Check.positive(batchSize, "--batch-size")
+        try Check.positive(iterations, "--iterations")
+        try Check.notNegative(warmup, "--warmup")
+        try Check.positive(threads, "--threads")
         if speedup && threads < 2 { throw ValidationError("--speedup compares 1 thread with --threads, which must be 2 or more") }
     }
 
@@ -35,7 +39,7 @@ struct BenchCommand: ParsableCommand {
             Context.setDefault { $0.threads = threads }
             // Baseline: the runtime loaded, nothing of the network built yet (peers report the same point).
             let baselineRSS = residentBytes()
-            let setup = try BenchSetup(model: model, mode: mode, batchSize: batchSize)
+            let setup = try BenchSetup(model: model, mode: mode, batchSize: batchSize, allowNonFinite: allowNonFinite)
             let compileStart = DispatchTime.now().uptimeNanoseconds
             let exe = try Compiler.compile(setup.roots, mode, options: CompileOptions(
                 clearBuffer: true, clearNoNeedGrad: true, fusion: !noFusion, precision: precision, recompute: !noRecompute))
@@ -160,7 +164,7 @@ struct BenchSetup {
     /// Images per iteration (for images/s).
     var batchSize: Int
 
-    init(model: String, mode: PlanMode, batchSize: Int) throws {
+    init(model: String, mode: PlanMode, batchSize: Int, allowNonFinite: Bool = false) throws {
         if let zoo = Zoo(rawValue: model) {
             Parameters.clear()
             let m = try zoo.build(batchSize: batchSize, training: mode == .training)
@@ -173,10 +177,7 @@ struct BenchSetup {
         }
         // A graph file: its outputs with the data it holds; leaves without data in the file are whatever the
         // loader initialised. Images per iteration is the leading dimension of the first leaf input.
-        guard FileManager.default.fileExists(atPath: model) else {
-            throw KilnError.io("'\(model)' is neither a zoo model (\(Zoo.names.joined(separator: ", "))) nor a file")
-        }
-        let g = try GraphFile.load(path: model)
+        let g = try GraphFile.load(path: model, allowNonFinite: allowNonFinite)
         roots = g.outputs
         parameters = g.leaves.enumerated().filter { $0.element.needGrad && !$0.element.isInput && $0.element.dtype == .float32 }
             .map { (name: $0.element.name.isEmpty ? "leaf\($0.offset)" : $0.element.name, variable: $0.element) }

@@ -42,25 +42,25 @@ struct ConvertCommand: ParsableCommand {
     @Option(help: "The name prefix of new parameters and values (default: the converter's name, e.g. bn-folded).")
     var name: String?
 
-    @Option(help: "fixed-point-*: the quantization step (activation default 2e-4; for fixed-point-weight both --delta-w and --delta-b).")
+    @Option(parsing: .unconditional, help: "fixed-point-*: the quantization step (activation default 2e-4; for fixed-point-weight both --delta-w and --delta-b).")
     var delta: Double?
-    @Option(help: "fixed-point-*: the bit width (default 8; for fixed-point-weight both --n-w and --n-b).")
+    @Option(parsing: .unconditional, help: "fixed-point-*: the bit width (default 8; for fixed-point-weight both --n-w and --n-b).")
     var n: Int?
     @Flag(inversion: .prefixedNo, help: "fixed-point-*: signed quantization (default: signed weights, unsigned activations).")
     var sign: Bool?
     @Flag(inversion: .prefixedNo, help: "fixed-point-*: quantize at all (default on).")
     var quantize: Bool?
-    @Option(name: .customLong("delta-w"), help: "fixed-point-weight: the weight step, a number or pow2 (default 2e-4).")
+    @Option(name: .customLong("delta-w"), parsing: .unconditional, help: "fixed-point-weight: the weight step, a number or pow2 (default 2e-4).")
     var deltaW: QuantizationStep?
-    @Option(name: .customLong("n-w"), help: "fixed-point-weight: the weight bit width (default 8).")
+    @Option(name: .customLong("n-w"), parsing: .unconditional, help: "fixed-point-weight: the weight bit width (default 8).")
     var nW: Int?
     @Flag(name: .customLong("sign-w"), inversion: .prefixedNo, help: "fixed-point-weight: signed weights (default on).")
     var signW: Bool?
     @Flag(name: .customLong("quantize-w"), inversion: .prefixedNo, help: "fixed-point-weight: quantize weights (default on).")
     var quantizeW: Bool?
-    @Option(name: .customLong("delta-b"), help: "fixed-point-weight: the bias step, a number or pow2 (default 2e-4).")
+    @Option(name: .customLong("delta-b"), parsing: .unconditional, help: "fixed-point-weight: the bias step, a number or pow2 (default 2e-4).")
     var deltaB: QuantizationStep?
-    @Option(name: .customLong("n-b"), help: "fixed-point-weight: the bias bit width (default 8).")
+    @Option(name: .customLong("n-b"), parsing: .unconditional, help: "fixed-point-weight: the bias bit width (default 8).")
     var nB: Int?
     @Flag(name: .customLong("sign-b"), inversion: .prefixedNo, help: "fixed-point-weight: signed biases (default on).")
     var signB: Bool?
@@ -68,6 +68,8 @@ struct ConvertCommand: ParsableCommand {
     var quantizeB: Bool?
     @Flag(help: "fixed-point-weight with pow2 steps: round log2 down (a finer step that clips the largest values) instead of up.")
     var floor = false
+    @Flag(name: .customLong("allow-non-finite"), help: "Load parameters holding NaN or infinity (refused by default).")
+    var allowNonFinite = false
 
     func validate() throws {
         guard !converters.isEmpty else {
@@ -148,7 +150,8 @@ struct ConvertCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let notes = try GraphFileConversion.convert(graph: graph, with: settings.converter(converters), to: output)
+            let notes = try GraphFileConversion.convert(graph: graph, with: settings.converter(converters), to: output,
+                                                            allowNonFinite: allowNonFinite)
             for n in notes { FileHandle.standardError.write(Data("kiln: note: \(n)\n".utf8)) }
             print("wrote \(output)")
         }

@@ -7,15 +7,16 @@ struct DemoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo", abstract: "Run LeNet forward on Fashion-MNIST test images and show the plan's memory figures.")
 
-    @Option(name: .customLong("batch-size")) var batchSize: Int = 64
-    @Option(help: "Batches to run.") var batches: Int = 20
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Images per batch.") var batchSize: Int = 64
+    @Option(parsing: .unconditional, help: "Batches to run.") var batches: Int = 20
     @Option(name: .customLong("data-dir"), help: "Directory with the Fashion-MNIST IDX files.")
     var dataDir: String = FashionMNIST.defaultDirectory
-    @Option(help: "Threads for kernels and OpenBLAS.") var threads: Int = 1
+    @Option(parsing: .unconditional, help: "Threads for kernels and OpenBLAS.") var threads: Int = 1
 
     func validate() throws {
-        guard batchSize > 0, batches > 0 else { throw ValidationError("--batch-size and --batches must be positive") }
-        guard threads > 0 else { throw ValidationError("--threads must be positive") }
+        try Check.positive(batchSize, "--batch-size")
+        try Check.positive(batches, "--batches")
+        try Check.positive(threads, "--threads")
     }
 
     func run() throws {

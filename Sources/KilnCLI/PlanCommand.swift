@@ -10,23 +10,26 @@ struct PlanCommand: ParsableCommand {
 
     @Argument(help: "A zoo model (\(Zoo.names.joined(separator: ", "))) or a kiln-graph/1 file.") var model: String
     @Option(help: "inference or training.") var mode: PlanMode = .inference
-    @Option(name: .customLong("batch-size"), help: "Batch size for zoo models.") var batchSize: Int = 64
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Batch size for zoo models.") var batchSize: Int = 64
     @Option(help: "float, or half: activations and their gradients stored as float16.") var precision: Precision = .float
     @Flag(name: .customLong("no-clear-buffer"), help: "Give every buffer its own memory (nnabla's clear_buffer=False).") var noClearBuffer = false
     @Flag(name: .customLong("no-fusion"), help: "Keep every function its own step (no convolution epilogues in inference plans).") var noFusion = false
     @Flag(name: .customLong("no-recompute"), help: "Training plans: keep every value backward reads from forward, rather than rebuild BatchNormalization, Add2 and ReLU outputs in backward.") var noRecompute = false
-    @Option(help: "Threads the plan is made for (convolution workspaces hold one slice per thread).") var threads: Int = 1
+    @Option(parsing: .unconditional, help: "Threads the plan is made for (convolution workspaces hold one slice per thread).") var threads: Int = 1
     @Option(help: "text or json.") var format: OutputFormat = .text
+    @Flag(name: .customLong("allow-non-finite"), help: "Load parameters holding NaN or infinity (refused by default).")
+    var allowNonFinite = false
 
     func validate() throws {
-        guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
-        guard threads > 0 else { throw ValidationError("--threads must be positive") }
+        try Check.model(model, files: true)
+        try Check.positive(batchSize, "--batch-size")
+        try Check.positive(threads, "--threads")
     }
 
     func run() throws {
         try reportingErrors {
             Context.setDefault { $0.threads = threads }
-            let outputs = try ModelLoader.outputs(model, batchSize: batchSize, mode: mode)
+            let outputs = try ModelLoader.outputs(model, batchSize: batchSize, mode: mode, allowNonFinite: allowNonFinite)
             let plan = try Compiler.plan(outputs, mode, options: CompileOptions(clearBuffer: !noClearBuffer, fusion: !noFusion, precision: precision, recompute: !noRecompute))
             try plan.verify()
             switch format {
@@ -40,16 +43,13 @@ struct PlanCommand: ParsableCommand {
 extension PlanMode: ExpressibleByArgument {}
 extension Precision: ExpressibleByArgument {}
 
-/// Resolves a MODEL argument: a zoo name or a graph file.
+/// Resolves a MODEL argument: a zoo name or a graph file (`Check.model` has refused unknown names).
 enum ModelLoader {
-    static func outputs(_ model: String, batchSize: Int, mode: PlanMode) throws -> [Variable] {
+    static func outputs(_ model: String, batchSize: Int, mode: PlanMode, allowNonFinite: Bool) throws -> [Variable] {
         if let zoo = Zoo(rawValue: model) {
             Parameters.clear()
             return [try zoo.build(batchSize: batchSize, training: mode == .training).root]
         }
-        guard FileManager.default.fileExists(atPath: model) else {
-            throw KilnError.io("'\(model)' is neither a zoo model (\(Zoo.names.joined(separator: ", "))) nor a file")
-        }
-        return try GraphFile.load(path: model).outputs
+        return try GraphFile.load(path: model, allowNonFinite: allowNonFinite).outputs
     }
 }

@@ -8,17 +8,25 @@ struct ProfileCommand: ParsableCommand {
         commandName: "profile", abstract: "Time every step of a zoo model's plan on random data.")
 
     @Argument(help: "A zoo model (\(Zoo.names.joined(separator: ", "))).") var model: String
-    @Option var mode: PlanMode = .training
-    @Option(name: .customLong("batch-size")) var batchSize: Int = 64
-    @Option var iterations: Int = 20
-    @Option var threads: Int = 1
-    @Option(help: "How many of the slowest steps to list.") var top: Int = 25
+    @Option(help: "inference or training.") var mode: PlanMode = .training
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Batch size.") var batchSize: Int = 64
+    @Option(parsing: .unconditional, help: "Timed iterations (after 2 untimed ones).") var iterations: Int = 20
+    @Option(parsing: .unconditional, help: "Threads for kernels and OpenBLAS.") var threads: Int = 1
+    @Option(parsing: .unconditional, help: "How many of the slowest steps to list.") var top: Int = 25
     @Flag(name: .customLong("no-recompute"), help: "Training plans: keep every value backward reads from forward, rather than rebuild BatchNormalization, Add2 and ReLU outputs in backward.") var noRecompute = false
+
+    func validate() throws {
+        try Check.model(model, files: false)
+        try Check.positive(batchSize, "--batch-size")
+        try Check.positive(iterations, "--iterations")
+        try Check.positive(threads, "--threads")
+        try Check.notNegative(top, "--top")
+    }
 
     func run() throws {
         try reportingErrors {
             Context.setDefault { $0.threads = threads }
-            guard let zoo = Zoo(rawValue: model) else { throw KilnError.io("unknown zoo model '\(model)'") }
+            guard let zoo = Zoo(rawValue: model) else { throw ValidationError("unknown model '\(model)'") }
             Parameters.clear()
             let m = try zoo.build(batchSize: batchSize, training: mode == .training)
             try m.input.setData((0..<m.input.size).map { Float($0 % 255) })
@@ -30,7 +38,7 @@ struct ProfileCommand: ParsableCommand {
             var rows = exe.plan.steps.enumerated().map { ($0.offset, $0.element, t[$0.offset]) }
             rows.sort { $0.2 > $1.2 }
             print(String(format: "%@ %@ batch %d: %.3f ms per run", model, mode.rawValue, batchSize, total / Double(iterations) * 1000))
-            for (i, s, sec) in rows.prefix(max(0, top)) {
+            for (i, s, sec) in rows.prefix(top) {
                 print(String(format: "%4d %-9@ %-22@ %8.3f ms %5.1f%%  ", i, s.kind.rawValue, s.function,
                              sec / Double(iterations) * 1000, sec / total * 100) + s.node)
             }

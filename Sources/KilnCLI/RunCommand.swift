@@ -10,10 +10,12 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Input tensors: {\"x\": {\"shape\": [...], \"data\": [...]}}; grad:NAME seeds backward.") var inputs: String
     @Option(help: "Where to write the outputs (and gradients with --backward).") var outputs: String
     @Flag(help: "Also run backward and write grad:NAME for every variable that needs a gradient.") var backward = false
+    @Flag(name: .customLong("allow-non-finite"), help: "Load parameters holding NaN or infinity (refused by default).")
+    var allowNonFinite = false
 
     func run() throws {
         try reportingErrors {
-            let g = try GraphFile.load(path: graph)
+            let g = try GraphFile.load(path: graph, allowNonFinite: allowNonFinite)
             let ins = try TensorFile.read(path: inputs)
             let results = try GraphRunner.run(graph: g, inputs: ins, backward: backward)
             try AtomicFile.write(TensorFile.json(results).serialized() + "\n", to: outputs)

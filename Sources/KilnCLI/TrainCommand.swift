@@ -9,33 +9,41 @@ struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train", abstract: "Train a zoo model on a dataset (Adam, softmax cross-entropy).")
 
+    static let models: [Zoo] = [.lenet, .mlp]
+
     @Argument(help: "lenet or mlp (28x28 grey images).") var model: String
     @Option(help: "The dataset.") var dataset: DatasetName = .fashionMNIST
-    @Option(help: "Epochs to train.") var epochs: Int = 1
-    @Option(name: .customLong("batch-size")) var batchSize: Int = 64
-    @Option(name: .customLong("learning-rate"), help: "Adam's alpha.") var learningRate: Float = 1e-3
+    @Option(parsing: .unconditional, help: "Epochs to train.") var epochs: Int = 1
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Images per training step.") var batchSize: Int = 64
+    @Option(name: .customLong("learning-rate"), parsing: .unconditional, help: "Adam's alpha.") var learningRate: Float = 1e-3
     @Option(help: "float, or half: float16 activations and gradients with dynamic loss scaling (nnabla's DynamicLossScalingUpdater).") var precision: Precision = .float
     @Flag(name: .customLong("no-recompute"), help: "Keep every value backward reads from forward, rather than rebuild BatchNormalization, Add2 and ReLU outputs in backward.") var noRecompute = false
-    @Option(name: .customLong("loss-scale"), help: "Initial loss scale with --precision half.") var lossScale: Float = 8
+    @Option(name: .customLong("loss-scale"), parsing: .unconditional, help: "Initial loss scale with --precision half.") var lossScale: Float = 8
     @Option(name: .customLong("monitor-path"), help: "Write nnabla-style monitor series here.") var monitorPath: String?
     @Option(name: .customLong("model-save-path"), help: "Save parameters, solver state and checkpoints here.") var modelSavePath: String?
     @Flag(help: "Continue from the checkpoint in --model-save-path.") var resume = false
-    @Option(name: .customLong("checkpoint-interval"), help: "Also checkpoint every N iterations within an epoch.") var checkpointInterval: Int = 200
-    @Option(help: "Seed for initial weights and shuffling.") var seed: UInt32 = 313
-    @Option(help: "Threads for kernels and OpenBLAS.") var threads: Int = 1
+    @Option(name: .customLong("checkpoint-interval"), parsing: .unconditional, help: "Also checkpoint every N iterations within an epoch.") var checkpointInterval: Int = 200
+    @Option(parsing: .unconditional, help: "Seed for initial weights and shuffling.") var seed: UInt32 = 313
+    @Option(parsing: .unconditional, help: "Threads for kernels and OpenBLAS.") var threads: Int = 1
     @Option(name: .customLong("data-dir"), help: "Directory with the IDX files.") var dataDir: String = FashionMNIST.defaultDirectory
-    @Option(name: .customLong("max-iterations"), help: "Stop each epoch after this many iterations (for quick runs).") var maxIterations: Int?
+    @Option(name: .customLong("max-iterations"), parsing: .unconditional, help: "Stop each epoch after this many iterations (for quick runs).") var maxIterations: Int?
 
     func validate() throws {
-        guard Zoo(rawValue: model) == .lenet || Zoo(rawValue: model) == .mlp else {
-            throw ValidationError("model '\(model)' does not take 28x28 grey images; use lenet or mlp")
+        let trainable = Self.models.map(\.rawValue).joined(separator: " or ")
+        guard let zoo = Zoo(rawValue: model) else {
+            throw ValidationError("unknown model '\(model)'; kiln train takes \(trainable) (the zoo models are \(Zoo.names.joined(separator: ", ")))")
         }
-        guard epochs > 0, batchSize > 0, threads > 0, checkpointInterval > 0 else {
-            throw ValidationError("--epochs, --batch-size, --threads and --checkpoint-interval must be positive")
+        guard Self.models.contains(zoo) else {
+            throw ValidationError("model '\(model)' does not take 28x28 grey images; use \(trainable)")
         }
-        guard lossScale > 0, lossScale.isFinite else { throw ValidationError("--loss-scale must be positive") }
+        try Check.positive(epochs, "--epochs")
+        try Check.positive(batchSize, "--batch-size")
+        try Check.positiveFinite(learningRate, "--learning-rate")
+        try Check.positiveFinite(lossScale, "--loss-scale")
+        try Check.positive(checkpointInterval, "--checkpoint-interval")
+        try Check.positive(threads, "--threads")
+        if let m = maxIterations { try Check.positive(m, "--max-iterations") }
         if resume && modelSavePath == nil { throw ValidationError("--resume needs --model-save-path") }
-        if let m = maxIterations, m <= 0 { throw ValidationError("--max-iterations must be positive") }
     }
 
     func run() throws {

@@ -18,28 +18,27 @@ struct ViewCommand: ParsableCommand {
     @Flag(help: "Show shapes, need_grad and function arguments.") var verbose = false
     @Flag(help: "Draw the memory plan (steps across, arena offsets down) instead of the graph.") var plan = false
     @Option(help: "inference or training: the plan drawn with --plan (and how zoo models are built).")
-    var mode: String = "inference"
-    @Option(help: "Batch size for zoo models (graph files keep their own shapes).") var batchSize: Int?
+    var mode: PlanMode = .inference
+    @Option(parsing: .unconditional, help: "Batch size for zoo models (graph files keep their own shapes).") var batchSize: Int?
+    @Flag(name: .customLong("allow-non-finite"), help: "Load parameters holding NaN or infinity (refused by default).")
+    var allowNonFinite = false
 
     func validate() throws {
         let ext = (output as NSString).pathExtension.lowercased()
         guard Self.formats.contains(ext) else {
             throw ValidationError("cannot tell the format of '\(output)': the extension must be one of \(Self.formats.joined(separator: ", "))")
         }
-        guard PlanMode(rawValue: mode) != nil else {
-            throw ValidationError("--mode must be one of \(PlanMode.allCases.map(\.rawValue).joined(separator: ", ")), got '\(mode)'")
-        }
-        if let b = batchSize, b < 1 { throw ValidationError("--batch-size must be at least 1, got \(b)") }
+        try Check.model(model, files: true)
+        if let b = batchSize { try Check.positive(b, "--batch-size") }
     }
 
     func run() throws {
         try reportingErrors {
             do {
                 let format = (output as NSString).pathExtension.lowercased()
-                let planMode = PlanMode(rawValue: mode) ?? .inference
-                let outputs = try ModelLoader.outputs(model, batchSize: batchSize ?? 64, mode: planMode)
+                let outputs = try ModelLoader.outputs(model, batchSize: batchSize ?? 64, mode: mode, allowNonFinite: allowNonFinite)
                 if plan {
-                    let p = try Compiler.plan(outputs, planMode, options: CompileOptions())
+                    let p = try Compiler.plan(outputs, mode, options: CompileOptions())
                     try PlanPicture.render(p, to: output, format: format)
                 } else {
                     try SimpleGraph(format: format, verbose: verbose).createGraphvizDigraph(outputs).render(to: output)

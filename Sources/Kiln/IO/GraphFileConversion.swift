@@ -4,15 +4,17 @@ import KilnConverters
 
 /// What `kiln convert` does, as a library call: load a graph file, convert its graph, write the new graph
 /// (parameters with their data, so `kiln run` runs it) atomically, and return the converter's notes.
+/// Parameters holding NaN or an infinity, read or written, are an error unless `allowNonFinite`.
 public enum GraphFileConversion {
     @discardableResult
-    public static func convert(graph path: String, with converter: any GraphConverter, to output: String) throws -> [String] {
-        let source = try GraphFile.load(path: path)
+    public static func convert(graph path: String, with converter: any GraphConverter, to output: String,
+                               allowNonFinite: Bool = false) throws -> [String] {
+        let source = try GraphFile.load(path: path, allowNonFinite: allowNonFinite)
         let result = try converter.convert(source.outputs)
         let json = GraphFile.save(result.outputs)
-        // The written file must load (a folded weight that overflowed to infinity cannot be written as JSON,
-        // for one): say so here, naming the cause, rather than in the next `kiln run`.
-        do { _ = try GraphFile.load(json: json) } catch let e as KilnError {
+        // The written file must load (a folded weight that overflowed to infinity is refused, for one): say
+        // so here, naming the cause, rather than in the next `kiln run`.
+        do { _ = try GraphFile.load(json: json, allowNonFinite: allowNonFinite) } catch let e as KilnError {
             throw KilnError.invalidGraphFile("\(path): the converted graph cannot be written as a valid graph file: \(e)")
         }
         try AtomicFile.write(json.serialized() + "\n", to: output)

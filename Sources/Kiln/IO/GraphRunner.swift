@@ -5,9 +5,14 @@ import KilnCompiler
 /// What `kiln run` does, as a library call: load a graph file, feed inputs, run forward (and backward),
 /// and collect the outputs and gradients by name.
 public enum GraphRunner {
+    /// Every input variable the graph file gives no data for must be in `inputs` (an error names those
+    /// missing: running on zeros would be a result nobody asked for); an input with data in the file may be
+    /// fed to replace it. A name may appear once.
     public static func run(graph: GraphFile, inputs: [(String, TensorFile.Entry)], backward: Bool) throws -> [(String, TensorFile.Entry)] {
         var outputGrads: [String: TensorFile.Entry] = [:]
+        var fed = Set<String>()
         for (name, entry) in inputs {
+            guard fed.insert(name).inserted else { throw KilnError.invalidData("inputs give '\(name)' twice") }
             if name.hasPrefix("grad:") { outputGrads[String(name.dropFirst(5))] = entry; continue }
             guard let v = graph.variables[name] else {
                 throw KilnError.invalidData("inputs name '\(name)', which is not a variable of the graph")
@@ -16,7 +21,17 @@ public enum GraphRunner {
             guard entry.shape == v.shape else {
                 throw KilnError.invalidData("input '\(name)' has shape \(entry.shape), the graph declares \(v.shape)")
             }
-            try v.setData(entry.data)
+            // From the file's numbers when there are any: an int32 input takes only integers within its range.
+            do { try v.setData(converting: entry.written ?? entry.data.map { Double($0) }) } catch KilnError.invalidData(let m) {
+                throw KilnError.invalidData("input \(m)")
+            }
+        }
+        let missing = graph.inputsWithoutData.filter { !fed.contains($0) }
+        if !missing.isEmpty {
+            let names = missing.map { "'\($0)'" }.joined(separator: ", ")
+            throw KilnError.invalidData(missing.count == 1
+                ? "input \(names) is not given (the graph file has no data for it)"
+                : "inputs \(names) are not given (the graph file has no data for them)")
         }
         for name in outputGrads.keys where !graph.outputs.contains(where: { $0.name == name }) {
             throw KilnError.invalidData("grad:\(name) is given but '\(name)' is not an output of the graph")

@@ -15,23 +15,28 @@ public struct GraphFile {
     /// Leaf variables in file order (inputs and parameters).
     public var leaves: [Variable]
     public var functions: [FunctionNode]
+    /// The input variables the file gives no data for, in file order: what a run must feed (an input with
+    /// data in the file runs on that data unless fed).
+    public var inputsWithoutData: [String] = []
 
-    public static func load(path: String) throws -> GraphFile {
+    /// Loads a graph file. A parameter whose data holds NaN or an infinity is an error unless
+    /// `allowNonFinite` (inputs' data may hold them).
+    public static func load(path: String, allowNonFinite: Bool = false) throws -> GraphFile {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw KilnError.io("cannot read graph file \(path)")
         }
-        do { return try load(bytes: [UInt8](data)) } catch KilnError.invalidGraphFile(let message) {
+        do { return try load(bytes: [UInt8](data), allowNonFinite: allowNonFinite) } catch KilnError.invalidGraphFile(let message) {
             throw KilnError.invalidGraphFile("\(path): \(message)")
         } catch let e as KilnError {
             throw KilnError.invalidGraphFile("\(path): \(e)")
         }
     }
 
-    public static func load(bytes: [UInt8]) throws -> GraphFile {
-        try load(json: JSON.parse(bytes))
+    public static func load(bytes: [UInt8], allowNonFinite: Bool = false) throws -> GraphFile {
+        try load(json: JSON.parse(bytes), allowNonFinite: allowNonFinite)
     }
 
-    public static func load(json root: JSON) throws -> GraphFile {
+    public static func load(json root: JSON, allowNonFinite: Bool = false) throws -> GraphFile {
         func fail(_ s: String) -> KilnError { .invalidGraphFile(s) }
         guard root.objectMembers != nil else { throw fail("the document must be a JSON object") }
         guard root["format"]?.string == format else {
@@ -59,6 +64,10 @@ public struct GraphFile {
                 shape.append(n)
             }
             do { _ = try Shapes.count(shape, context: "variable '\(name)'") } catch let e as KilnError { throw fail("\(e)") }
+            // Optional members must still have the right type when present ("dtype": 5 is not float32).
+            for member in ["dtype", "kind"] where v[member] != nil && v[member]?.string == nil {
+                throw fail("variable '\(name)': \(member) must be a string, got \(v[member].map { $0.serialized() } ?? "")")
+            }
             let dtypeName = v["dtype"]?.string ?? "float32"
             guard let dtype = DType(rawValue: dtypeName) else { throw fail("variable '\(name)': unknown dtype '\(dtypeName)'") }
             let kind = v["kind"]?.string ?? "buffer"
@@ -70,7 +79,7 @@ public struct GraphFile {
             var data: [JSON]? = nil
             if let d = v["data"] {
                 guard kind != "buffer" else { throw fail("variable '\(name)': a buffer cannot carry data") }
-                guard let a = d.array else { throw fail("variable '\(name)': data must be an array of numbers") }
+                guard let a = d.array else { throw fail("variable '\(name)': data must be an array of numbers (NaN and the infinities as \"NaN\", \"Infinity\", \"-Infinity\")") }
                 data = a
             }
             declared[name] = Declared(shape: shape, dtype: dtype, kind: kind, needGrad: needGrad, data: data)
@@ -80,6 +89,7 @@ public struct GraphFile {
         var variables: [String: Variable] = [:]
         var leaves: [Variable] = []
         var uninitialized: [Variable] = []
+        var inputsWithoutData: [String] = []
         for name in order {
             guard let d = declared[name], d.kind != "buffer" else { continue }
             let v = try Variable(shape: d.shape, dtype: d.dtype, needGrad: d.needGrad, name: name)
@@ -87,14 +97,15 @@ public struct GraphFile {
                 guard data.count == v.size else {
                     throw fail("variable '\(name)': data has \(data.count) values, shape \(d.shape) needs \(v.size)")
                 }
-                var values = [Float](repeating: 0, count: data.count)
-                for (i, x) in data.enumerated() {
-                    guard let f = x.double else { throw fail("variable '\(name)': data[\(i)] is not a number") }
-                    values[i] = Float(f)
-                }
-                try v.setData(values)
+                // Converted from the file's doubles: int32 data stays exact beyond float32's 2^24, and a value
+                // the dtype cannot hold (1.5 or 1e30 for int32) is an error naming the variable and index.
+                let values = try JSON.tensorValues(data, place: "variable '\(name)'", fail: fail)
+                do { try v.data.setValues(values, name: "variable '\(name)'") } catch KilnError.invalidData(let m) { throw fail(m) }
+                if d.kind == "parameter" && !allowNonFinite, let m = ParameterFile.nonFiniteMessage(name, v.data) { throw fail(m) }
             } else if d.kind == "parameter" {
                 uninitialized.append(v)
+            } else if d.kind == "input" {
+                inputsWithoutData.append(name)
             }
             if d.kind == "parameter" { v.isParameter = true }
             if d.kind == "input" { v.isInput = true }
@@ -107,6 +118,7 @@ public struct GraphFile {
         var pending: [PendingFunction] = []
         var producedBy: [String: Int] = [:]
         for (i, f) in funcs.enumerated() {
+            if let n = f["name"], n.string == nil { throw fail("functions[\(i)]: name must be a string, got \(n.serialized())") }
             let fname = f["name"]?.string ?? "functions[\(i)]"
             guard let type = f["type"]?.string else { throw fail("function '\(fname)' has no \"type\"") }
             for (k, _) in f.objectMembers ?? [] where !["name", "type", "inputs", "outputs", "args"].contains(k) {
@@ -178,7 +190,8 @@ public struct GraphFile {
         }
         guard !outputs.isEmpty else { throw fail("\"outputs\" is empty") }
         ParameterInitializer.initializeDefaults(uninitialized, consumers: nodes)
-        return GraphFile(variables: variables, outputs: outputs, leaves: leaves, functions: nodes)
+        return GraphFile(variables: variables, outputs: outputs, leaves: leaves, functions: nodes,
+                         inputsWithoutData: inputsWithoutData)
     }
 
     static func argValue(_ v: JSON, function: String, type: String, arg: String) throws -> ArgValue {

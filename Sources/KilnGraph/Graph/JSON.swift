@@ -2,6 +2,10 @@ import KilnCore
 
 /// A JSON value, parsed by a small strict parser that keeps integers apart from floats and limits nesting
 /// depth and size, so hostile graph files fail with an error instead of exhausting the stack.
+///
+/// JSON has no literal for NaN or the infinities. Kiln writes them as the strings "NaN", "Infinity" and
+/// "-Infinity" (in tensor data: graph files, `kiln run`'s tensor files) and reads those strings back as
+/// tensor values (`tensorValue`), so non-finite values survive a round trip instead of becoming null.
 public enum JSON: Equatable, Sendable {
     case null
     case bool(Bool)
@@ -48,6 +52,39 @@ public enum JSON: Equatable, Sendable {
         }
     }
     public var objectMembers: [(String, JSON)]? { if case .object(let m) = self { return m }; return nil }
+
+    /// The strings that stand for the non-finite values JSON numbers cannot write.
+    public static let nanString = "NaN", infinityString = "Infinity", negativeInfinityString = "-Infinity"
+
+    /// A value of tensor data: a number as written (exact, before any rounding to the tensor's dtype), or
+    /// NaN and the infinities from their strings; nil for anything else.
+    public var tensorValue: Double? {
+        switch self {
+        case .int(let i): return Double(i)
+        case .double(let d): return d
+        case .string(JSON.nanString): return .nan
+        case .string(JSON.infinityString): return .infinity
+        case .string(JSON.negativeInfinityString): return -.infinity
+        default: return nil
+        }
+    }
+
+    /// Tensor data (an array of `tensorValue`s) for a float32 or int32 tensor: a finite number beyond
+    /// float32's range (1e39, which would silently become infinity) is an error, as is anything not a value.
+    /// `place` names the tensor in errors ("x.json: tensor 'x'"), followed by the index.
+    public static func tensorValues(_ items: [JSON], place: String, fail: (String) -> KilnError) throws -> [Double] {
+        var values = [Double](repeating: 0, count: items.count)
+        for (i, x) in items.enumerated() {
+            guard let d = x.tensorValue else {
+                throw fail("\(place) data[\(i)] is \(x.serialized()), not a number or \"\(nanString)\", \"\(infinityString)\", \"\(negativeInfinityString)\"")
+            }
+            guard !d.isFinite || Float(d).isFinite else {
+                throw fail("\(place) data[\(i)] is \(d), beyond float32's range (largest magnitude \(Float.greatestFiniteMagnitude))")
+            }
+            values[i] = d
+        }
+        return values
+    }
 
     /// Parses a complete JSON document.
     public static func parse(_ bytes: [UInt8], maxDepth: Int = 64) throws -> JSON {
@@ -253,14 +290,19 @@ extension JSON {
     }
 
     static func format(_ d: Double) -> String {
-        guard d.isFinite else { return "null" }
+        guard d.isFinite else {
+            var s = ""
+            writeString(d.isNaN ? nanString : d > 0 ? infinityString : negativeInfinityString, to: &s)
+            return s
+        }
         if d == d.rounded(), abs(d) < 1e15 { return String(Int(d)) + (d == 0 && d.sign == .minus ? ".0" : "") }
         return String(d)
     }
 
-    /// A float32 as the shortest decimal that reads back to the same float32.
+    /// A float32 as the shortest decimal that reads back to the same float32; NaN and the infinities as the
+    /// strings "NaN", "Infinity" and "-Infinity" (JSON has no numbers for them).
     public static func float(_ f: Float) -> JSON {
-        guard f.isFinite else { return .null }
+        guard f.isFinite else { return .string(f.isNaN ? nanString : f > 0 ? infinityString : negativeInfinityString) }
         if f == f.rounded(), abs(f) < 1e15 { return .int(Int(f)) }
         return .double(Double(String(f)) ?? Double(f))
     }

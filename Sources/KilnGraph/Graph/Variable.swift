@@ -55,7 +55,7 @@ public final class Variable {
     /// A leaf variable holding a copy of `array`.
     public convenience init(_ array: NDArray, needGrad: Bool = false, name: String = "") throws {
         try self.init(shape: array.shape, dtype: array.dtype, needGrad: needGrad, name: name)
-        data.copy(from: array)
+        try data.copy(from: array)
     }
 
     init(validated type: TensorType, parent: FunctionNode?, outputIndex: Int, needGrad: Bool) {
@@ -118,8 +118,14 @@ public final class Variable {
         }
         set {
             dataView = nil
-            do { try data.setFloats(newValue) } catch {
+            guard newValue.count == size else {
                 pendingError = .invalidData("\(displayName).d: expected \(size) values for shape \(shape), got \(newValue.count)")
+                return
+            }
+            do { try data.setFloats(newValue, name: displayName) } catch let e as KilnError {
+                pendingError = e
+            } catch {
+                pendingError = .invalidData("\(displayName).d: \(error)")
             }
         }
     }
@@ -139,7 +145,12 @@ public final class Variable {
     }
 
     /// Throwing setters, for callers that want the error at the call.
-    public func setData(_ values: [Float]) throws { dataView = nil; try data.setFloats(values) }
+    /// int32 data takes only integers within int32's range (the error names the variable, index and value).
+    public func setData(_ values: [Float]) throws { dataView = nil; try data.setFloats(values, name: displayName) }
+    /// Values of a file (a JSON file's doubles): float32 and float16 data round to the nearest value, int32 data
+    /// takes only integers within its range (exact beyond float32's 2^24); a finite value beyond the dtype's
+    /// range is an error naming the variable, the index and the value.
+    public func setData(converting values: [Double]) throws { dataView = nil; try data.setValues(values, name: displayName) }
     public func setData(_ values: [Int32]) throws { dataView = nil; try data.setInt32s(values) }
     public func setGrad(_ values: [Float]) throws { gradView = nil; try grad.setFloats(values); gradWritten = true }
 

@@ -13,10 +13,12 @@ public enum ParameterFile {
     }
 
     /// Loads the values of `params` from `path`. Every parameter found in the file must have the file's shape
-    /// and dtype; with `requireAll` every parameter must be in the file. Nothing is changed unless all checks
-    /// pass. Returns the names of the file's tensors that matched no parameter.
+    /// and dtype, and finite values unless `allowNonFinite` (a NaN or infinite weight would be trained or run
+    /// on without a word); with `requireAll` every parameter must be in the file. Nothing is changed unless
+    /// all checks pass. Returns the names of the file's tensors that matched no parameter.
     @discardableResult
-    public static func load(into params: [(String, Variable)], from path: String, requireAll: Bool) throws -> [String] {
+    public static func load(into params: [(String, Variable)], from path: String, requireAll: Bool,
+                            allowNonFinite: Bool = false) throws -> [String] {
         let file = try SafeTensors.read(path: path)
         var byName: [String: NDArray] = [:]
         for (name, a) in file.tensors { byName[name] = a }
@@ -28,10 +30,11 @@ public enum ParameterFile {
                 continue
             }
             try check(name, v, a, path)
+            if !allowNonFinite { try checkFinite(name, a, path) }
             assignments.append((v, a))
             used.insert(name)
         }
-        for (v, a) in assignments { assign(v, a) }
+        for (v, a) in assignments { try assign(v, a) }
         return file.tensors.map { $0.0 }.filter { !used.contains($0) }
     }
 
@@ -44,9 +47,20 @@ public enum ParameterFile {
         }
     }
 
-    static func assign(_ v: Variable, _ a: NDArray) {
+    /// An error for a parameter holding NaN or an infinity (`allowNonFinite` lets it through).
+    static func checkFinite(_ name: String, _ a: NDArray, _ path: String) throws {
+        if let message = nonFiniteMessage(name, a) { throw KilnError.invalidParameters("\(path): \(message)") }
+    }
+
+    /// What is wrong with parameter `name` if `a` holds a NaN or an infinity, else nil.
+    package static func nonFiniteMessage(_ name: String, _ a: NDArray) -> String? {
+        guard let (i, x) = a.firstNonFinite() else { return nil }
+        return "parameter '\(name)' holds \(x) at index \(i) (non-finite parameters are refused unless allowed: allowNonFinite, --allow-non-finite)"
+    }
+
+    static func assign(_ v: Variable, _ a: NDArray) throws {
         v.dataView = nil
-        v.data.copy(from: a)
+        try v.data.copy(from: a)
     }
 }
 
@@ -59,13 +73,14 @@ public extension Parameters {
     /// nnabla's `load_parameters`: sets the data of registered parameters found in the file (checking shape
     /// and dtype; nothing changes if any check fails) and registers the file's other tensors as new
     /// parameters (need_grad true, as nnabla creates them), in name order. As in nnabla, the names are
-    /// relative to the current scope.
-    static func load(path: String) throws {
+    /// relative to the current scope. A tensor holding NaN or an infinity is an error unless `allowNonFinite`.
+    static func load(path: String, allowNonFinite: Bool = false) throws {
         let file = try SafeTensors.read(path: path)
         let prefix = currentScope
         var fresh: [(String, Variable)] = []
         var assignments: [(Variable, NDArray)] = []
         for (name, a) in file.tensors {
+            if !allowNonFinite { try ParameterFile.checkFinite(name, a, path) }
             if let v = get(prefix + name) {
                 try ParameterFile.check(name, v, a, path)
                 assignments.append((v, a))
@@ -73,7 +88,7 @@ public extension Parameters {
                 fresh.append((name, try Variable(a, needGrad: true, name: prefix + name)))
             }
         }
-        for (v, a) in assignments { ParameterFile.assign(v, a) }
+        for (v, a) in assignments { try ParameterFile.assign(v, a) }
         for (name, v) in fresh { set(name, v) }
     }
 }

@@ -240,7 +240,7 @@ open class Solver {
         for (i, s) in slots.enumerated() {
             s.state.t = ts[i]
             for (n, a) in zip(s.state.names, s.state.arrays) {
-                if let src = byName[s.name + "/" + n] { a.copy(from: src) }
+                if let src = byName[s.name + "/" + n] { try a.copy(from: src) }
             }
         }
     }

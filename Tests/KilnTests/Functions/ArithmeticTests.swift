@@ -125,7 +125,7 @@ struct ArithmeticTests {
         let y = try Harness.forward1(f, [x, x])
         #expect(y.toFloats() == x.toFloats().map { $0 * $0 })
         let g = NDArray(validated: x.type)
-        g.fill(.nan)
+        try g.fill(.nan)
         let t = Harness.tensor(x)
         let b = BackwardBinding(inputTypes: [x.type, x.type], outputTypes: [y.type], inputs: [t, t], outputs: [nil],
                                 outputGrads: [Harness.tensor(dy)], inputGrads: [Harness.tensor(g), Harness.tensor(g)],

@@ -52,7 +52,7 @@ struct ShapeOpTests {
         // int32 labels can be reshaped too
         let labels = try Harness.ints([2, 2], [1, 2, 3, 4])
         let l = try Harness.forward1(Reshape(shape: [4, 1]), [labels])
-        #expect(l.dtype == .int32 && l.toInt32s() == [1, 2, 3, 4])
+        #expect(try l.dtype == .int32 && l.toInt32s() == [1, 2, 3, 4])
     }
 
     @Test func reshapeGradient() throws {

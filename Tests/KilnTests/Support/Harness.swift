@@ -36,11 +36,11 @@ enum Harness {
         try f.makeForward(ForwardBinding(inputs: ins.map(tensor), outputs: outs.map(tensor), workspace: fws))()
         fws?.deallocate()
         let reads = f.backwardReads(inputCount: ins.count, outputCount: outs.count)
-        let grads: [NDArray?] = ins.indices.map { i in
+        let grads: [NDArray?] = try ins.indices.map { i in
             guard want[i] && f.propagatesGradient(toInput: i, inputCount: ins.count) else { return nil }
             if let start = initial?[i] { return copy(start) }
             let g = NDArray(validated: TensorType(ins[i].shape, .float32))
-            g.fill(Float.nan) // overwrite mode must not read what was there
+            try g.fill(Float.nan) // overwrite mode must not read what was there
             return g
         }
         let bws = workspace(f.backwardWorkspace(tb))
@@ -83,7 +83,7 @@ enum Harness {
 
     static func copy(_ a: NDArray) -> NDArray {
         let c = NDArray(validated: a.type)
-        c.copy(from: a)
+        c.raw.copyMemory(from: a.raw, byteCount: a.type.byteCount)
         return c
     }
 

@@ -9,9 +9,10 @@ public extension Module {
 
     /// Copies the values stored in `path` into this module's parameters, matched by name. With `requireAll`
     /// (the default, as nnabla fails on a parameter the file lacks) every parameter of the module must be in
-    /// the file; entries of the file that the module does not have are ignored.
-    func loadParameters(path: String, requireAll: Bool = true) throws {
+    /// the file; entries of the file that the module does not have are ignored. A parameter holding NaN or
+    /// an infinity is an error unless `allowNonFinite`.
+    func loadParameters(path: String, requireAll: Bool = true, allowNonFinite: Bool = false) throws {
         try ParameterFile.load(into: getParameters(gradOnly: false).map { ($0.name, $0.variable) }, from: path,
-                               requireAll: requireAll)
+                               requireAll: requireAll, allowNonFinite: allowNonFinite)
     }
 }
