@@ -38,11 +38,13 @@ test: deps
 
 # The test suite under AddressSanitizer, and its threaded parts (worker pool, parallel kernels, plans on two
 # threads, the context's shared registry and generator, data prefetch) under ThreadSanitizer, each in its own
-# build folder. SANITIZE_FILTER narrows the ThreadSanitizer run.
+# build folder. SANITIZE_FILTER narrows the ThreadSanitizer run. Tests/lsan-suppressions.txt names the leaks
+# of other libraries that LeakSanitizer reports; Kiln's own are never suppressed.
 SANITIZE_FILTER ?= WorkerPool|ThreadedRun|Context|StridedPointwiseData|convolutionSpanningSeveralChunks|convolutionRunsLargeShapesWithThreads|DataIterator|BenchCLI
 sanitize: deps
 	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
-	$(SWIFT) test --skip-build --disable-xctest --sanitize=address --scratch-path .build-asan
+	LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/lsan-suppressions.txt \
+	  $(SWIFT) test --skip-build --disable-xctest --sanitize=address --scratch-path .build-asan
 	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
 	$(SWIFT) test --skip-build --disable-xctest --sanitize=thread --scratch-path .build-tsan --filter "$(SANITIZE_FILTER)"
 

@@ -45,9 +45,11 @@ struct NaiveTrainerTests {
             #expect(t.trainer.iterPerEpoch == 5)
             #expect(t.trainer.evaluator.first?.valIter == 4)
             var losses: [Double] = [], errors: [Double] = []
+            // The callback captures the two variables, not the trainer that owns the updater (a cycle).
+            let (tloss, terror) = (t.tloss, t.terror)
             t.updater.updateCallbackOnFinish.append { _ in
-                losses.append(Double(t.tloss.d[0]))
-                errors.append(Double(t.terror.d[0]))
+                losses.append(Double(tloss.d[0]))
+                errors.append(Double(terror.d[0]))
             }
             try t.train()
 
