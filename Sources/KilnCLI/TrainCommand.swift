@@ -27,6 +27,8 @@ struct TrainCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Threads for kernels and OpenBLAS.") var threads: Int = 1
     @Option(name: .customLong("data-dir"), help: "Directory with the IDX files.") var dataDir: String = FashionMNIST.defaultDirectory
     @Option(name: .customLong("max-iterations"), parsing: .unconditional, help: "Stop each epoch after this many iterations (for quick runs).") var maxIterations: Int?
+    @Flag(name: .customLong("allow-non-finite"), help: "Resume from a checkpoint whose parameters hold NaN or infinity (refused by default).")
+    var allowNonFinite = false
 
     func validate() throws {
         let trainable = Self.models.map(\.rawValue).joined(separator: " or ")
@@ -72,6 +74,7 @@ struct TrainCommand: ParsableCommand {
                 [Array(test.images[(i * 784)..<((i + 1) * 784)]), [Float(test.labels[i])]]
             }
             let perEpoch = min(train.count / batchSize, maxIterations ?? Int.max)
+            _ = try (CheckedInt(epochs) * perEpoch).get("--epochs \(epochs) x \(perEpoch) iterations per epoch")
             let progress = Progress(epochs: epochs, perEpoch: perEpoch, batchSize: batchSize)
             let monitor = try monitorPath.map { try Monitor($0) }
             let monitorLoss = try MonitorSeries("Training loss", monitor: monitor, interval: 10, verbose: false)
@@ -113,8 +116,10 @@ struct TrainCommand: ParsableCommand {
                                   }])
             trainer.checkpointInterval = checkpointInterval
             trainer.parameters = network.getParameters(gradOnly: false)
+            trainer.allowNonFinite = allowNonFinite
             trainer.onResume = [{ start in
-                let consumed = start * batchSize
+                // start < epochs x perEpoch (the trainer checks the checkpoint), so this bounds the replay.
+                let consumed = try (CheckedInt(start) * batchSize).get("--resume: iteration \(start) x batch \(batchSize)")
                 try tdata.seek(epoch: consumed / train.count, position: consumed % train.count)
                 progress.resumed(at: start)
             }]

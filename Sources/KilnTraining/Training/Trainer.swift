@@ -31,6 +31,9 @@ public final class Trainer {
     /// (`Parameters.current(gradOnly: false)`, what nnabla's trainer saves); module users pass
     /// `network.getParameters(gradOnly: false)`.
     public var parameters: [(name: String, variable: Variable)]? = nil
+    /// Resume from a checkpoint whose parameters hold NaN or infinity (refused by default: training on them
+    /// would only spread them).
+    public var allowNonFinite = false
 
     public init(updater: [any Updating] = [], evaluator: [Evaluator] = [], modelSavePath: String? = nil, maxEpoch: Int = 1,
                 iterPerEpoch: Int? = nil, callbackOnStart: [() throws -> Void] = [],
@@ -58,11 +61,18 @@ public final class Trainer {
             throw KilnError.invalidData("Trainer needs a positive iterPerEpoch")
         }
         guard maxEpoch >= 0 else { throw KilnError.invalidData("maxEpoch must not be negative") }
+        let total = try (CheckedInt(maxEpoch) * perEpoch).get("Trainer: maxEpoch \(maxEpoch) x iterPerEpoch \(perEpoch)")
         var start = 0
         if resume {
             guard let dir = modelSavePath else { throw KilnError.io("resuming needs a modelSavePath") }
             if let c = try Checkpoint.latest(in: dir) {
-                try c.restore(solvers: updater.compactMap { $0.solver }, parameters: parameters)
+                // A checkpoint names an iteration of this run: anything else is a stranger's file or another
+                // run's, and resuming from it would replay (or skip) work the run never asked for.
+                guard c.iteration >= 0 && c.iteration < total else {
+                    throw KilnError.io("\(dir)/checkpoint.json: iteration \(c.iteration) is outside this run's 0..<\(total) (maxEpoch \(maxEpoch) x iterPerEpoch \(perEpoch))")
+                }
+                try c.restore(solvers: updater.compactMap { $0.solver }, parameters: parameters,
+                              allowNonFinite: allowNonFinite)
                 start = c.iteration + 1
                 for r in onResume { try r(start) }
             }
@@ -73,7 +83,6 @@ public final class Trainer {
         if let dir = modelSavePath {
             try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         }
-        let total = maxEpoch * perEpoch
         var i = start
         while i < total {
             for c in updateCallbackOnStart { try c(i) }
@@ -168,11 +177,14 @@ public struct Checkpoint {
         return Checkpoint(iteration: it, parameters: dir + "/" + p, solvers: s.map { dir + "/" + $0 })
     }
 
-    public func restore(solvers: [Solver], parameters params: [(name: String, variable: Variable)]? = nil) throws {
+    /// Loads the parameters (refusing NaN or infinite values unless `allowNonFinite`) and every solver's state.
+    public func restore(solvers: [Solver], parameters params: [(name: String, variable: Variable)]? = nil,
+                        allowNonFinite: Bool = false) throws {
         if let params {
-            try ParameterFile.load(into: params.map { ($0.name, $0.variable) }, from: parameters, requireAll: true)
+            try ParameterFile.load(into: params.map { ($0.name, $0.variable) }, from: parameters, requireAll: true,
+                                   allowNonFinite: allowNonFinite)
         } else {
-            try Parameters.load(path: parameters)
+            try Parameters.load(path: parameters, allowNonFinite: allowNonFinite)
         }
         guard self.solvers.count == solvers.count else {
             throw KilnError.io("checkpoint has \(self.solvers.count) solver state file(s), the trainer has \(solvers.count) solver(s)")

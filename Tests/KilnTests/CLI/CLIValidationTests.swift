@@ -45,6 +45,16 @@ struct CLIValidationTests {
         #expect(r.line == message)
     }
 
+    /// Epochs times iterations beyond Int's range is a data error naming both, before any training (it
+    /// trapped in the progress arithmetic). Needs Fashion-MNIST, which `make test` installs.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist"),
+                   "Debian's dataset-fashion-mnist is not installed"))
+    func epochsTimesIterationsOverflowIsAnError() throws {
+        let r = try Self.error(["train", "lenet", "--epochs", "\(Int.max)", "--max-iterations", "2"])
+        #expect(r.status == 1)
+        #expect(r.line == "kiln: error: invalid shape: --epochs \(Int.max) x 2 iterations per epoch overflows the integer range")
+    }
+
     /// A path that does not exist is still a file to the loader (an i/o error, status 1), not an unknown model.
     @Test func aMissingFileIsAnIOError() throws {
         let r = try Self.error(["plan", "missing.json"])

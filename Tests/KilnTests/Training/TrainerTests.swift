@@ -237,4 +237,33 @@ struct TrainerTests {
                              to: dir + "/checkpoint.json")
         #expect(throws: KilnError.self) { try Self.run(dir: dir, resume: true) }
     }
+
+    /// A checkpoint claiming an iteration this run never reaches (1e12, Int.max, negative) is refused at once,
+    /// naming it, instead of replaying a trillion shuffles or overflowing `iteration + 1`; so is a run whose
+    /// epochs x iterations overflow.
+    @Test func checkpointIterationsOutsideTheRunAreRefusedAtOnce() throws {
+        let dir = try trainingTempDir("trainer-far-iteration")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try Self.run(dir: dir)                                   // a real checkpoint at iteration 8
+        let text = try String(contentsOfFile: dir + "/checkpoint.json", encoding: .utf8)
+        #expect(text.contains("\"iteration\": 8"))
+        for claimed in ["1000000000000", "\(Int.max)", "-1", "9"] {
+            try AtomicFile.write(text.replacingOccurrences(of: "\"iteration\": 8", with: "\"iteration\": \(claimed)"),
+                                 to: dir + "/checkpoint.json")
+            let start = ContinuousClock.now
+            do {
+                try Self.run(dir: dir, resume: true)
+                Issue.record("iteration \(claimed) was accepted")
+            } catch {
+                #expect("\(error)".contains("iteration \(claimed) is outside this run's 0..<9"), "\(error)")
+            }
+            #expect(ContinuousClock.now - start < .seconds(5))
+        }
+        try Parameters.isolated {
+            let m = try TinyRegression.model()
+            let u = Updater(solver: Sgd(), loss: m.loss)
+            let huge = Trainer(u, maxEpoch: Int.max / 2, iterPerEpoch: 3)
+            #expect(throws: KilnError.self) { try huge.train() }
+        }
+    }
 }
