@@ -1,3 +1,4 @@
+import KilnCore
 import KilnGraph
 import KilnCompiler
 
@@ -17,6 +18,8 @@ public final class NaiveClassificationTrainer {
                 vinput: Variable, vlabel: Variable, vpred: Variable, vdata: DataIterator,
                 monitorPath: String? = nil, modelSavePath: String? = nil, maxEpoch: Int = 1,
                 iterPerEpoch: Int? = nil, valIter: Int? = nil) throws {
+        try checkInputAndLabel(tdata, "tdata", "NaiveClassificationTrainer")
+        try checkInputAndLabel(vdata, "vdata", "NaiveClassificationTrainer")
         let monitor = try monitorPath.map { try Monitor($0) }
         monitorLoss = try MonitorSeries("Training loss", monitor: monitor, interval: 10)
         monitorError = try MonitorSeries("Training error", monitor: monitor, interval: 10)
@@ -66,6 +69,8 @@ public final class NaiveRegressionTrainer {
                 vinput: Variable, vlabel: Variable, vpred: Variable, vdata: DataIterator,
                 monitorPath: String? = nil, modelSavePath: String? = nil, maxEpoch: Int = 1,
                 iterPerEpoch: Int? = nil, valIter: Int? = nil) throws {
+        try checkInputAndLabel(tdata, "tdata", "NaiveRegressionTrainer")
+        try checkInputAndLabel(vdata, "vdata", "NaiveRegressionTrainer")
         let monitor = try monitorPath.map { try Monitor($0) }
         monitorLoss = try MonitorSeries("Training loss", monitor: monitor, interval: 10)
         monitorValidLoss = try MonitorSeries("Valid loss", monitor: monitor, interval: 1)
@@ -89,4 +94,12 @@ public final class NaiveRegressionTrainer {
     }
 
     public func train() throws { try trainer.train() }
+}
+
+/// The naive trainers feed each batch's first variable to the input and its second to the label: an iterator
+/// yielding fewer would index past its batch, so it is refused when the trainer is made.
+func checkInputAndLabel(_ data: DataIterator, _ which: String, _ trainer: String) throws {
+    guard data.sampleShapes.count >= 2 else {
+        throw KilnError.dataset("\(trainer): \(which) yields \(data.sampleShapes.count) variable(s) per sample; it needs two (input, label)")
+    }
 }

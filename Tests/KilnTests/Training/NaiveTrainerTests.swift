@@ -122,4 +122,30 @@ struct NaiveTrainerTests {
             #expect(FileManager.default.fileExists(atPath: dir + "/Training-time.timer.txt"))
         }
     }
+
+    /// An iterator yielding one variable per sample (no label) is refused when the trainer is made, naming
+    /// it, instead of trapping on the missing label at the first batch.
+    @Test func iteratorsWithoutALabelAreRefused() throws {
+        try Parameters.isolated {
+            let inputOnly = try DataIterator(size: 4, batchSize: 2, sampleShapes: [[2]]) { _ in [[0, 1]] }
+            let paired = try DataIterator(size: 4, batchSize: 2, sampleShapes: [[2], [1]]) { _ in [[0, 1], [0]] }
+            let x = try Variable(shape: [2, 2]), t = try Variable(shape: [2, 1], dtype: .int32)
+            let y = try PF.affine(x, outMaps: 2, name: "fc")
+            do {
+                _ = try NaiveClassificationTrainer(solver: Sgd(), tinput: x, tlabel: t, tpred: y, tdata: inputOnly,
+                                                   vinput: x, vlabel: t, vpred: y, vdata: paired)
+                Issue.record("an iterator without labels was accepted")
+            } catch {
+                #expect("\(error)".contains("NaiveClassificationTrainer: tdata yields 1 variable(s) per sample; it needs two (input, label)"), "\(error)")
+            }
+            let r = try Variable(shape: [2, 1])
+            do {
+                _ = try NaiveRegressionTrainer(solver: Sgd(), tinput: x, tlabel: r, tpred: y, tdata: paired,
+                                               vinput: x, vlabel: r, vpred: y, vdata: inputOnly)
+                Issue.record("an iterator without labels was accepted")
+            } catch {
+                #expect("\(error)".contains("NaiveRegressionTrainer: vdata yields 1 variable(s) per sample"), "\(error)")
+            }
+        }
+    }
 }
