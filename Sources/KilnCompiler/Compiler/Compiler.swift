@@ -15,17 +15,12 @@ public enum Compiler {
 
     /// Lowers for `context`: kernels size their workspaces for its threads, and the arena must fit its budget.
     package static func lower(_ roots: [Variable], _ mode: PlanMode, _ options: CompileOptions, _ context: Context) throws -> Lowered {
-        var lowered = try Threads.with(context.threads) { try lower(roots, mode, options) }
+        var lowered = try Threads.with(context.threads) { try Pipeline.lower(roots, mode, options) }
         lowered.plan.threads = context.threads
         if let budget = context.memoryBudget, lowered.plan.arenaBytes > budget {
             throw KilnError.planFailed("the plan's arena needs \(lowered.plan.arenaBytes) bytes, above the memory budget of \(budget) bytes")
         }
         return lowered
-    }
-
-    /// The pipeline (`Pipeline`) for a resolved mode and options.
-    static func lower(_ roots: [Variable], _ mode: PlanMode, _ options: CompileOptions) throws -> Lowered {
-        try Pipeline.lower(roots, mode, options)
     }
 }
 

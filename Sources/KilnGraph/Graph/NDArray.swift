@@ -115,9 +115,7 @@ public final class NDArray {
     }
 
     public func setInt32s(_ values: [Int32]) throws {
-        guard values.count == count else {
-            throw KilnError.invalidData("expected \(count) values for shape \(shape), got \(values.count)")
-        }
+        try checkCount(values.count)
         switch dtype {
         case .int32: values.withUnsafeBufferPointer { int32s.update(from: $0.baseAddress!, count: count) }
         case .float32: for i in 0..<count { floats[i] = Float(values[i]) }
