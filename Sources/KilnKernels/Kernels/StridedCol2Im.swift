@@ -60,8 +60,12 @@ final class StridedCol2Im {
         let ys = split(0), xs = split(1)
         var adds: [GuestAdd] = []
         var phaseReads: [PhaseRead] = []
-        for py in 0..<stride[0] {
-            for px in 0..<stride[1] {
+        // Only the phases some offset feeds (at most one per offset, in y-then-x order): looping over all
+        // `stride_y * stride_x` phases would cost a huge stride's square before any pixel is written.
+        let fed = Set((0..<(kernel[0] * kw)).map { [ys[$0 / kw].phase, xs[$0 % kw].phase] })
+        for phase in fed.sorted(by: { ($0[0], $0[1]) < ($1[0], $1[1]) }) {
+            do {
+                let (py, px) = (phase[0], phase[1])
                 let taps = (0..<(kernel[0] * kw)).filter { ys[$0 / kw].phase == py && xs[$0 % kw].phase == px }
                 let rows = (height - py + stride[0] - 1) / stride[0], columns = (width - px + stride[1] - 1) / stride[1]
                 guard !taps.isEmpty, rows > 0, columns > 0 else { continue }
