@@ -1,12 +1,19 @@
 import Foundation
 import KilnCore
+import KilnGraph
 
 /// nnabla's `Monitor`: a directory that monitors write their series into.
+///
+/// `resumingAt` is for a training run that continues from a checkpoint: each monitor file made under this
+/// monitor keeps the lines an earlier run wrote with an index below it (checked as ``MonitorLog`` reads
+/// them) and continues after them, instead of starting empty as nnabla's does.
 public final class Monitor {
     public let savePath: String
+    public let resumeIndex: Int?
 
-    public init(_ savePath: String) throws {
+    public init(_ savePath: String, resumingAt resumeIndex: Int? = nil) throws {
         self.savePath = savePath
+        self.resumeIndex = resumeIndex
         do {
             try FileManager.default.createDirectory(atPath: savePath, withIntermediateDirectories: true)
         } catch {
@@ -18,22 +25,55 @@ public final class Monitor {
     func path(_ name: String, _ suffix: String) -> String {
         savePath + "/" + name.replacingOccurrences(of: " ", with: "-") + suffix
     }
+
+    func file(_ name: String, _ suffix: String) throws -> MonitorFile {
+        try MonitorFile(path: path(name, suffix), keepingBefore: resumeIndex)
+    }
 }
 
-/// Appends lines to a monitor file; the file is truncated when the monitor is made, as in nnabla.
+/// A monitor file, appended to line by line.
+///
+/// It is made as a new regular file through `AtomicFile` (holding the kept lines of an earlier run, or
+/// nothing), so a symlink planted at its name in a shared directory is replaced, never followed; it is
+/// then opened for appending with `O_NOFOLLOW`. A failed append is reported once on standard error: the
+/// monitors' `add` does not throw (as in nnabla), and training goes on.
 final class MonitorFile {
     let path: String
-    init(path: String) throws {
+    /// The index of the last line kept from an earlier run.
+    let lastIndex: Int?
+    private let fd: Int32
+    private var failed = false
+
+    init(path: String, keepingBefore resumeIndex: Int?) throws {
         self.path = path
-        guard FileManager.default.createFile(atPath: path, contents: Data()) else {
-            throw KilnError.io("cannot create monitor file \(path)")
+        var kept: [UInt8] = []
+        var last: Int?
+        if let resumeIndex, FileManager.default.fileExists(atPath: path) {
+            let bytes = try FileBytes.read(path: path, limit: MonitorLog.maxBytes, what: "monitor file")
+            (kept, last) = try MonitorLog.lines(bytes, before: resumeIndex, name: path)
+        }
+        lastIndex = last
+        try AtomicFile.write(kept, to: path)
+        fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else {
+            let e = errno
+            throw KilnError.io("cannot open monitor file \(path): \(String(cString: strerror(e)))")
         }
     }
+
+    deinit { close(fd) }
+
     func append(_ line: String) {
-        guard let h = FileHandle(forWritingAtPath: path) else { return }
-        h.seekToEndOfFile()
-        h.write(Data((line + "\n").utf8))
-        h.closeFile()
+        let bytes = Array((line + "\n").utf8)
+        var done = 0
+        while done < bytes.count && !failed {
+            let n = bytes[done...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n > 0 { done += n; continue }
+            let e = n < 0 ? errno : EIO
+            if e == EINTR { continue }
+            failed = true
+            FileHandle.standardError.write(Data("kiln: warning: cannot write monitor file \(path): \(String(cString: strerror(e))); its later lines are lost\n".utf8))
+        }
     }
 }
 
@@ -54,7 +94,8 @@ public final class MonitorSeries {
         self.name = name
         self.interval = interval
         self.verbose = verbose
-        file = try monitor.map { try MonitorFile(path: $0.path(name, ".series.txt")) }
+        file = try monitor.map { try $0.file(name, ".series.txt") }
+        flushAt = file?.lastIndex ?? -1
     }
 
     public func add(_ index: Int, _ value: Double) {
@@ -94,7 +135,8 @@ public final class MonitorTimeElapsed {
         self.name = name
         self.interval = interval
         self.verbose = verbose
-        file = try monitor.map { try MonitorFile(path: $0.path(name, ".timer.txt")) }
+        file = try monitor.map { try $0.file(name, ".timer.txt") }
+        flushAt = file?.lastIndex ?? -1
         start = Date().timeIntervalSince1970
         lap = start
     }
