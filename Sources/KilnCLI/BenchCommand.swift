@@ -24,6 +24,7 @@ struct BenchCommand: ParsableCommand {
     var speedup = false
     @Flag(name: .customLong("allow-non-finite"), help: "Load parameters holding NaN or infinity (refused by default).")
     var allowNonFinite = false
+    @OptionGroup var memory: MemoryBudgetOption
 
     func validate() throws {
         try Check.model(model, files: true)
@@ -36,6 +37,7 @@ struct BenchCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try memory.apply()
             Context.setDefault { $0.threads = threads }
             // Baseline: the runtime loaded, nothing of the network built yet (peers report the same point).
             let baselineRSS = residentBytes()

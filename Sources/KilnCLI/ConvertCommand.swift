@@ -70,6 +70,7 @@ struct ConvertCommand: ParsableCommand {
     var floor = false
     @Flag(name: .customLong("allow-non-finite"), help: "Load parameters holding NaN or infinity (refused by default).")
     var allowNonFinite = false
+    @OptionGroup var memory: MemoryBudgetOption
 
     func validate() throws {
         guard !converters.isEmpty else {
@@ -150,6 +151,7 @@ struct ConvertCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try memory.apply()
             let notes = try GraphFileConversion.convert(graph: graph, with: settings.converter(converters), to: output,
                                                             allowNonFinite: allowNonFinite)
             for n in notes { FileHandle.standardError.write(Data("kiln: note: \(n)\n".utf8)) }

@@ -12,6 +12,7 @@ struct DemoCommand: ParsableCommand {
     @Option(name: .customLong("data-dir"), help: "Directory with the Fashion-MNIST IDX files.")
     var dataDir: String = FashionMNIST.defaultDirectory
     @Option(parsing: .unconditional, help: "Threads for kernels and OpenBLAS.") var threads: Int = 1
+    @OptionGroup var memory: MemoryBudgetOption
 
     func validate() throws {
         try Check.positive(batchSize, "--batch-size")
@@ -21,6 +22,7 @@ struct DemoCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try memory.apply()
             Context.setDefault { $0.threads = threads }
             let data = try FashionMNIST.load(train: false, directory: dataDir)
             Parameters.clear()

@@ -19,6 +19,7 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "text or json.") var format: OutputFormat = .text
     @Flag(name: .customLong("allow-non-finite"), help: "Load parameters holding NaN or infinity (refused by default).")
     var allowNonFinite = false
+    @OptionGroup var memory: MemoryBudgetOption
 
     func validate() throws {
         try Check.model(model, files: true)
@@ -28,6 +29,7 @@ struct PlanCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try memory.apply()
             Context.setDefault { $0.threads = threads }
             let outputs = try ModelLoader.outputs(model, batchSize: batchSize, mode: mode, allowNonFinite: allowNonFinite)
             let plan = try Compiler.plan(outputs, mode, options: CompileOptions(clearBuffer: !noClearBuffer, fusion: !noFusion, precision: precision, recompute: !noRecompute))
@@ -50,6 +52,7 @@ enum ModelLoader {
             Parameters.clear()
             return [try zoo.build(batchSize: batchSize, training: mode == .training).root]
         }
-        return try GraphFile.load(path: model, allowNonFinite: allowNonFinite).outputs
+        // Plans and pictures need the graph's shapes, not its initial weights.
+        return try GraphFile.load(path: model, allowNonFinite: allowNonFinite, initializeParameters: false).outputs
     }
 }

@@ -14,6 +14,7 @@ struct ProfileCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Threads for kernels and OpenBLAS.") var threads: Int = 1
     @Option(parsing: .unconditional, help: "How many of the slowest steps to list.") var top: Int = 25
     @Flag(name: .customLong("no-recompute"), help: "Training plans: keep every value backward reads from forward, rather than rebuild BatchNormalization, Add2 and ReLU outputs in backward.") var noRecompute = false
+    @OptionGroup var memory: MemoryBudgetOption
 
     func validate() throws {
         try Check.model(model, files: false)
@@ -25,6 +26,7 @@ struct ProfileCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try memory.apply()
             Context.setDefault { $0.threads = threads }
             guard let zoo = Zoo(rawValue: model) else { throw ValidationError("unknown model '\(model)'") }
             Parameters.clear()

@@ -12,9 +12,11 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "Also run backward and write grad:NAME for every variable that needs a gradient.") var backward = false
     @Flag(name: .customLong("allow-non-finite"), help: "Load parameters holding NaN or infinity (refused by default).")
     var allowNonFinite = false
+    @OptionGroup var memory: MemoryBudgetOption
 
     func run() throws {
         try reportingErrors {
+            try memory.apply()
             let g = try GraphFile.load(path: graph, allowNonFinite: allowNonFinite)
             let ins = try TensorFile.read(path: inputs)
             let results = try GraphRunner.run(graph: g, inputs: ins, backward: backward)

@@ -29,6 +29,7 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("max-iterations"), parsing: .unconditional, help: "Stop each epoch after this many iterations (for quick runs).") var maxIterations: Int?
     @Flag(name: .customLong("allow-non-finite"), help: "Resume from a checkpoint whose parameters hold NaN or infinity (refused by default).")
     var allowNonFinite = false
+    @OptionGroup var memory: MemoryBudgetOption
 
     func validate() throws {
         let trainable = Self.models.map(\.rawValue).joined(separator: " or ")
@@ -50,6 +51,7 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try memory.apply()
             Context.setDefault { $0.threads = threads }
             GlobalRandom.seed(seed)
             Parameters.clear()
@@ -76,7 +78,12 @@ struct TrainCommand: ParsableCommand {
             let perEpoch = min(train.count / batchSize, maxIterations ?? Int.max)
             _ = try (CheckedInt(epochs) * perEpoch).get("--epochs \(epochs) x \(perEpoch) iterations per epoch")
             let progress = Progress(epochs: epochs, perEpoch: perEpoch, batchSize: batchSize)
-            let monitor = try monitorPath.map { try Monitor($0) }
+            // A resumed run keeps the monitor lines written before its checkpoint and continues after them.
+            // (The trainer refuses a checkpoint outside this run; Int.max must not trap here before it can.)
+            let resumeAt = resume ? try modelSavePath.flatMap { try Checkpoint.latest(in: $0) }.map {
+                $0.iteration == Int.max ? Int.max : $0.iteration + 1
+            } : nil
+            let monitor = try monitorPath.map { try Monitor($0, resumingAt: resumeAt) }
             let monitorLoss = try MonitorSeries("Training loss", monitor: monitor, interval: 10, verbose: false)
             let monitorError = try MonitorSeries("Test error", monitor: monitor, interval: 1, verbose: false)
             let monitorTime = try MonitorTimeElapsed("Training time", monitor: monitor, interval: 100, verbose: false)

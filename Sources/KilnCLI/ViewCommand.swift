@@ -22,6 +22,7 @@ struct ViewCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Batch size for zoo models (graph files keep their own shapes).") var batchSize: Int?
     @Flag(name: .customLong("allow-non-finite"), help: "Load parameters holding NaN or infinity (refused by default).")
     var allowNonFinite = false
+    @OptionGroup var memory: MemoryBudgetOption
 
     func validate() throws {
         let ext = (output as NSString).pathExtension.lowercased()
@@ -34,6 +35,7 @@ struct ViewCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try memory.apply()
             do {
                 let format = (output as NSString).pathExtension.lowercased()
                 let outputs = try ModelLoader.outputs(model, batchSize: batchSize ?? 64, mode: mode, allowNonFinite: allowNonFinite)

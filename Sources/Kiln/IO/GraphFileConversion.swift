@@ -11,7 +11,8 @@ public enum GraphFileConversion {
                                allowNonFinite: Bool = false) throws -> [String] {
         let source = try GraphFile.load(path: path, allowNonFinite: allowNonFinite)
         let result = try converter.convert(source.outputs)
-        let json = GraphFile.save(result.outputs)
+        // Inputs the source gave no data for are written without data too: a run must feed them.
+        let json = GraphFile.save(result.outputs, withoutData: source.inputsWithoutData.compactMap { source.variables[$0] })
         // The written file must load (a folded weight that overflowed to infinity is refused, for one): say
         // so here, naming the cause, rather than in the next `kiln run`.
         do { _ = try GraphFile.load(json: json, allowNonFinite: allowNonFinite) } catch let e as KilnError {

@@ -22,9 +22,11 @@ public enum TensorFile {
     }
 
     public static func read(path: String) throws -> [(String, Entry)] {
-        guard let bytes = FileManager.default.contents(atPath: path) else { throw KilnError.io("cannot read \(path)") }
+        let bytes = try FileBytes.read(path: path, limit: Context.current.memoryBudget, what: "tensor file")
         let json: JSON
-        do { json = try JSON.parse([UInt8](bytes)) } catch let e as KilnError { throw KilnError.invalidData("\(path): \(e)") }
+        do { json = try JSON.parse(bytes) } catch KilnError.invalidGraphFile(let m) {
+            throw KilnError.invalidData("\(path): \(m)")        // the JSON parser reports as for graph files
+        } catch let e as KilnError { throw KilnError.invalidData("\(path): \(e)") }
         guard let members = json.objectMembers else { throw KilnError.invalidData("\(path): expected an object of tensors") }
         return try members.map { name, t in
             guard let tm = t.objectMembers else { throw KilnError.invalidData("\(path): tensor '\(name)' must be an object with \"shape\" and \"data\"") }

@@ -17,8 +17,12 @@ public enum Compiler {
     package static func lower(_ roots: [Variable], _ mode: PlanMode, _ options: CompileOptions, _ context: Context) throws -> Lowered {
         var lowered = try Threads.with(context.threads) { try Pipeline.lower(roots, mode, options) }
         lowered.plan.threads = context.threads
-        if let budget = context.memoryBudget, lowered.plan.arenaBytes > budget {
-            throw KilnError.planFailed("the plan's arena needs \(lowered.plan.arenaBytes) bytes, above the memory budget of \(budget) bytes")
+        // The budget covers everything the plan holds: its arena and its persistent buffers (parameters,
+        // inputs, outputs, gradients, solver state), since a file can declare huge ones of each.
+        let plan = lowered.plan
+        let total = try (CheckedInt(plan.arenaBytes) + plan.persistentBytes).get("the plan's arena and persistent buffers")
+        if let budget = context.memoryBudget, total > budget {
+            throw KilnError.planFailed("the plan needs \(total) bytes (arena \(plan.arenaBytes), persistent buffers \(plan.persistentBytes)), above the memory budget of \(budget) bytes (Context.memoryBudget; `--max-memory` on the command line)")
         }
         return lowered
     }

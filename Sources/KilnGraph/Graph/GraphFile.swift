@@ -20,23 +20,23 @@ public struct GraphFile {
     public var inputsWithoutData: [String] = []
 
     /// Loads a graph file. A parameter whose data holds NaN or an infinity is an error unless
-    /// `allowNonFinite` (inputs' data may hold them).
-    public static func load(path: String, allowNonFinite: Bool = false) throws -> GraphFile {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw KilnError.io("cannot read graph file \(path)")
-        }
-        do { return try load(bytes: [UInt8](data), allowNonFinite: allowNonFinite) } catch KilnError.invalidGraphFile(let message) {
+    /// `allowNonFinite` (inputs' data may hold them). Parameters the file gives no data for are initialised
+    /// as nnabla would, unless `initializeParameters` is false (they then hold zeros): what only looks at
+    /// the graph's structure, such as `kiln plan` and `kiln view`, skips that work.
+    public static func load(path: String, allowNonFinite: Bool = false, initializeParameters: Bool = true) throws -> GraphFile {
+        let data = try FileBytes.read(path: path, limit: Context.current.memoryBudget, what: "graph file")
+        do { return try load(bytes: data, allowNonFinite: allowNonFinite, initializeParameters: initializeParameters) } catch KilnError.invalidGraphFile(let message) {
             throw KilnError.invalidGraphFile("\(path): \(message)")
         } catch let e as KilnError {
             throw KilnError.invalidGraphFile("\(path): \(e)")
         }
     }
 
-    public static func load(bytes: [UInt8], allowNonFinite: Bool = false) throws -> GraphFile {
-        try load(json: JSON.parse(bytes), allowNonFinite: allowNonFinite)
+    public static func load(bytes: [UInt8], allowNonFinite: Bool = false, initializeParameters: Bool = true) throws -> GraphFile {
+        try load(json: JSON.parse(bytes), allowNonFinite: allowNonFinite, initializeParameters: initializeParameters)
     }
 
-    public static func load(json root: JSON, allowNonFinite: Bool = false) throws -> GraphFile {
+    public static func load(json root: JSON, allowNonFinite: Bool = false, initializeParameters: Bool = true) throws -> GraphFile {
         func fail(_ s: String) -> KilnError { .invalidGraphFile(s) }
         guard root.objectMembers != nil else { throw fail("the document must be a JSON object") }
         guard root["format"]?.string == format else {
@@ -86,6 +86,17 @@ public struct GraphFile {
             order.append(name)
         }
 
+        // Inputs and parameters are allocated as they are made, data or not: their total must fit the memory
+        // budget before the first one is (a few bytes of JSON can declare terabytes).
+        var leafBytes = CheckedInt(0)
+        for name in order {
+            guard let d = declared[name], d.kind != "buffer" else { continue }
+            leafBytes = leafBytes + CheckedInt(try Shapes.count(d.shape, context: "variable '\(name)'")) * d.dtype.byteSize
+        }
+        let totalLeafBytes = try leafBytes.get("the total size of the file's inputs and parameters")
+        if let budget = Context.current.memoryBudget, totalLeafBytes > budget {
+            throw fail("the inputs and parameters declared take \(totalLeafBytes) bytes, above the memory budget of \(budget) bytes (Context.memoryBudget; `--max-memory` on the command line)")
+        }
         var variables: [String: Variable] = [:]
         var leaves: [Variable] = []
         var uninitialized: [Variable] = []
@@ -148,36 +159,52 @@ public struct GraphFile {
                 throw fail("function '\(p.name)' (\(p.type)): input '\(n)' is neither declared as input/parameter nor produced by a function")
             }
         }
+        // Kahn's algorithm, linear in the file's size whatever order it lists functions in: a function is
+        // ready once every input it reads from another function has been made; ready functions are made in
+        // file order of becoming ready.
+        var missing = [Int](repeating: 0, count: pending.count)
+        var readers: [String: [Int]] = [:]
+        for (i, p) in pending.enumerated() {
+            for n in p.inputs where variables[n] == nil {
+                missing[i] += 1
+                readers[n, default: []].append(i)
+            }
+        }
+        var ready = pending.indices.filter { missing[$0] == 0 }
+        var next = 0
         var done = [Bool](repeating: false, count: pending.count)
         var nodes: [FunctionNode] = []
-        var progress = true
-        while progress {
-            progress = false
-            for (i, p) in pending.enumerated() where !done[i] {
-                guard p.inputs.allSatisfy({ variables[$0] != nil }) else { continue }
-                let fn: any Function
-                do { fn = try FunctionRegistry.make(type: p.type, arguments: p.args) } catch let e as KilnError {
-                    throw fail("function '\(p.name)': \(e)")
-                }
-                let outVars: [Variable]
-                do { outVars = try apply(fn, p.inputs.compactMap { variables[$0] }, name: p.name) } catch let e as KilnError {
-                    throw fail("function '\(p.name)': \(e)")
-                }
-                guard outVars.count == p.outputs.count else {
-                    throw fail("function '\(p.name)' (\(p.type)) produces \(outVars.count) output(s), the file names \(p.outputs.count)")
-                }
-                for (o, v) in zip(p.outputs, outVars) {
-                    if let d = declared[o] {
-                        guard d.shape == v.shape else {
-                            throw fail("function '\(p.name)' (\(p.type)): output '\(o)' is declared \(d.shape) but is \(v.shape)")
-                        }
+        while next < ready.count {
+            let i = ready[next]
+            next += 1
+            let p = pending[i]
+            let fn: any Function
+            do { fn = try FunctionRegistry.make(type: p.type, arguments: p.args) } catch let e as KilnError {
+                throw fail("function '\(p.name)': \(e)")
+            }
+            let outVars: [Variable]
+            do { outVars = try apply(fn, p.inputs.compactMap { variables[$0] }, name: p.name) } catch let e as KilnError {
+                throw fail("function '\(p.name)': \(e)")
+            }
+            guard outVars.count == p.outputs.count else {
+                throw fail("function '\(p.name)' (\(p.type)) produces \(outVars.count) output(s), the file names \(p.outputs.count)")
+            }
+            for (o, v) in zip(p.outputs, outVars) {
+                if let d = declared[o] {
+                    guard d.shape == v.shape else {
+                        throw fail("function '\(p.name)' (\(p.type)): output '\(o)' is declared \(d.shape) but is \(v.shape)")
                     }
-                    v.name = o
-                    variables[o] = v
                 }
-                if let node = outVars.first?.parent { nodes.append(node) }
-                done[i] = true
-                progress = true
+                v.name = o
+                variables[o] = v
+            }
+            if let node = outVars.first?.parent { nodes.append(node) }
+            done[i] = true
+            for o in p.outputs {
+                for r in readers[o] ?? [] {
+                    missing[r] -= 1
+                    if missing[r] == 0 { ready.append(r) }
+                }
             }
         }
         if let i = done.firstIndex(of: false) { throw fail("function '\(pending[i].name)' is part of a cycle") }
@@ -189,7 +216,7 @@ public struct GraphFile {
             outputs.append(v)
         }
         guard !outputs.isEmpty else { throw fail("\"outputs\" is empty") }
-        ParameterInitializer.initializeDefaults(uninitialized, consumers: nodes)
+        if initializeParameters { ParameterInitializer.initializeDefaults(uninitialized, consumers: nodes) }
         return GraphFile(variables: variables, outputs: outputs, leaves: leaves, functions: nodes,
                          inputsWithoutData: inputsWithoutData)
     }
@@ -208,8 +235,10 @@ public struct GraphFile {
         throw KilnError.invalidGraphFile("function '\(function)' (\(type)): argument '\(arg)' has an unsupported value \(v.serialized())")
     }
 
-    /// Serialises the graph behind `outputs` (parameter and input values included).
-    public static func save(_ outputs: [Variable], includeData: Bool = true) -> JSON {
+    /// Serialises the graph behind `outputs` (parameter and input values included, except for the leaves in
+    /// `withoutData`).
+    public static func save(_ outputs: [Variable], includeData: Bool = true, withoutData: [Variable] = []) -> JSON {
+        let dataless = Set(withoutData.map(ObjectIdentifier.init))
         let nodes = GraphCollector.nodes(from: outputs)
         var names: [ObjectIdentifier: String] = [:]
         var used = Set<String>()
@@ -234,7 +263,7 @@ public struct GraphFile {
                 ("dtype", .string(v.dtype.rawValue)),
                 ("need_grad", .bool(v.needGrad)),
             ]
-            if includeData { m.append(("data", .array(v.d.map { JSON.float($0) }))) }
+            if includeData && !dataless.contains(ObjectIdentifier(v)) { m.append(("data", .array(v.d.map { JSON.float($0) }))) }
             variablesJSON.append(.object(m))
         }
         for r in outputs where r.parent == nil { leafJSON(r) }

@@ -59,9 +59,9 @@ public enum SafeTensors {
 
     /// Reads a safetensors file. Tensors come back sorted by name.
     public static func read(path: String) throws -> (tensors: [(String, NDArray)], metadata: [String: String]) {
-        guard let data = FileManager.default.contents(atPath: path) else { throw KilnError.io("cannot read \(path)") }
+        let data = try FileBytes.read(path: path, limit: Context.current.memoryBudget, what: "safetensors file")
         do {
-            return try decode([UInt8](data))
+            return try decode(data)
         } catch KilnError.invalidData(let reason) {
             throw KilnError.invalidData("\(path): \(reason)")
         }

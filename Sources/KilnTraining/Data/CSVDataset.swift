@@ -1,5 +1,6 @@
 import Foundation
 import KilnCore
+import KilnGraph
 
 /// Reads RFC 4180 CSV text into records. Each record carries the (1-based) line it starts on, so errors can
 /// point into the file. Fields are separated by commas; records by `\n`, `\r\n` or `\r`; a field in double
@@ -139,10 +140,8 @@ public final class CSVDataSource {
     private let counts: [Int]
 
     public init(path: String) throws {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw KilnError.dataset("cannot read CSV dataset \(path)")
-        }
-        guard let text = String(data: data, encoding: .utf8) else {
+        let data = try FileBytes.read(path: path, limit: Context.current.memoryBudget, what: "CSV dataset")
+        guard let text = String(validating: data, as: UTF8.self) else {
             throw KilnError.dataset("\(path) is not UTF-8 text")
         }
         let records = try CSVReader.parse(text, file: path)
@@ -255,10 +254,11 @@ public final class CSVDataSource {
         guard url.pathExtension.lowercased() == "csv" else {
             throw KilnError.dataset("\(place): '\(cell)' is neither a number nor a .csv file (only .csv tensors are supported)")
         }
-        guard let data = FileManager.default.contents(atPath: file) else {
-            throw KilnError.dataset("\(place): the referenced file \(file) cannot be read")
+        let data: [UInt8]
+        do { data = try FileBytes.read(path: file, limit: Context.current.memoryBudget, what: "CSV tensor") } catch let e as KilnError {
+            throw KilnError.dataset("\(place): the referenced file: \(e)")
         }
-        guard let text = String(data: data, encoding: .utf8) else {
+        guard let text = String(validating: data, as: UTF8.self) else {
             throw KilnError.dataset("\(place): the referenced file \(file) is not UTF-8 text")
         }
         let records: [CSVReader.Record]

@@ -1,5 +1,6 @@
 import Foundation
 import KilnCore
+import KilnGraph
 
 /// The IDX format of (Fashion-)MNIST: a magic number giving the element type and rank, big-endian
 /// dimensions, then the data. Gzip-compressed files are decompressed first.
@@ -9,11 +10,14 @@ public struct IDXFile {
     public var bytes: [UInt8]
 
     public static func read(path: String) throws -> IDXFile {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw KilnError.dataset("cannot read \(path)")
+        let budget = Context.current.memoryBudget
+        var raw: [UInt8]
+        do { raw = try FileBytes.read(path: path, limit: budget, what: "IDX file") } catch let e as KilnError {
+            throw KilnError.dataset("\(e)")
         }
-        var raw = [UInt8](data)
-        if raw.count >= 2 && raw[0] == 0x1f && raw[1] == 0x8b { raw = try Gzip.decompress(raw, name: path) }
+        if raw.count >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
+            raw = try Gzip.decompress(raw, limit: budget ?? Int.max, name: path)
+        }
         return try parse(raw, name: path)
     }
 

@@ -166,9 +166,11 @@ public struct Checkpoint {
 
     public static func latest(in dir: String) throws -> Checkpoint? {
         let path = dir + "/checkpoint.json"
-        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        // A checkpoint file holds three names: a megabyte is far more than one needs.
+        let data = try FileBytes.read(path: path, limit: 1 << 20, what: "checkpoint")
         let j: JSON
-        do { j = try JSON.parse([UInt8](data)) } catch { throw KilnError.io("\(path) is not valid JSON: \(error)") }
+        do { j = try JSON.parse(data) } catch { throw KilnError.io("\(path) is not valid JSON: \(error)") }
         guard let it = j["iteration"]?.int, let p = j["parameters"]?.string,
               let s = j["solvers"]?.array?.compactMap({ $0.string }) else {
             throw KilnError.io("\(path) lacks iteration, parameters or solvers")

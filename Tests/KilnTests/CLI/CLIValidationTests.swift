@@ -59,7 +59,7 @@ struct CLIValidationTests {
     @Test func aMissingFileIsAnIOError() throws {
         let r = try Self.error(["plan", "missing.json"])
         #expect(r.status == 1)
-        #expect(r.line == "kiln: error: i/o: cannot read graph file missing.json")
+        #expect(r.line == "kiln: error: i/o: cannot read graph file missing.json: No such file or directory")
     }
 
     /// profile --iterations 1 reports a finite time per run (0 iterations used to print "inf ms").

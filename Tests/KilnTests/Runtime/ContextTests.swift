@@ -67,10 +67,10 @@ struct ContextTests {
             let plan = try Compiler.plan([y], .inference)
             #expect(plan.arenaBytes > 1024)
             let error = #expect(throws: KilnError.self) {
-                try Compiler.compile(y, .inference, context: Context(memoryBudget: plan.arenaBytes - 1))
+                try Compiler.compile(y, .inference, context: Context(memoryBudget: plan.arenaBytes + plan.persistentBytes - 1))
             }
             #expect("\(error.map { "\($0)" } ?? "")".contains("memory budget"))
-            _ = try Compiler.compile(y, .inference, context: Context(memoryBudget: plan.arenaBytes))
+            _ = try Compiler.compile(y, .inference, context: Context(memoryBudget: plan.arenaBytes + plan.persistentBytes))
         }
     }
 

@@ -6,11 +6,15 @@ enum KilnProcess {
     static let binary = Bundle.module.bundleURL.deletingLastPathComponent().appendingPathComponent("kiln").path
     static var exists: Bool { FileManager.default.isExecutableFile(atPath: binary) }
 
-    /// A fresh temporary directory holding `files` (name: text).
+    /// A fresh temporary directory holding `files` (relative path: text).
     static func directory(_ files: [String: String]) throws -> URL {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-process-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        for (name, text) in files { try Data(text.utf8).write(to: dir.appendingPathComponent(name)) }
+        for (name, text) in files {
+            let url = dir.appendingPathComponent(name)
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data(text.utf8).write(to: url)
+        }
         return dir
     }
 
