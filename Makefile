@@ -43,7 +43,7 @@ test: deps
 SANITIZE_FILTER ?= WorkerPool|ThreadedRun|Context|StridedPointwiseData|convolutionSpanningSeveralChunks|convolutionRunsLargeShapesWithThreads|DataIterator|BenchCLI
 sanitize: deps
 	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
-	LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/lsan-suppressions.txt \
+	KILN_TEST_TIME_SCALE=6 LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/lsan-suppressions.txt \
 	  $(SWIFT) test --skip-build --disable-xctest --sanitize=address --scratch-path .build-asan
 	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
 	$(SWIFT) test --skip-build --disable-xctest --sanitize=thread --scratch-path .build-tsan --filter "$(SANITIZE_FILTER)"

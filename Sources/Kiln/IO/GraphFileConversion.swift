@@ -18,7 +18,11 @@ public enum GraphFileConversion {
         do { _ = try GraphFile.load(json: json, allowNonFinite: allowNonFinite) } catch let e as KilnError {
             throw KilnError.invalidGraphFile("\(path): the converted graph cannot be written as a valid graph file: \(e)")
         }
-        try AtomicFile.write(json.serialized() + "\n", to: output)
+        // Written as it is serialised: the text of the weights is never held whole.
+        try AtomicFile.write(to: output) { emit in
+            try json.serialize(emit)
+            try [UInt8(ascii: "\n")].withUnsafeBytes { try emit($0) }
+        }
         return result.notes
     }
 }

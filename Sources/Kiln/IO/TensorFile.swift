@@ -37,9 +37,11 @@ public enum TensorFile {
                 throw KilnError.invalidData("\(path): tensor '\(name)' needs an integer \"shape\" array")
             }
             let count = try Shapes.count(shape, context: "tensor '\(name)'")
-            guard let data = t["data"]?.array else { throw KilnError.invalidData("\(path): tensor '\(name)' needs a \"data\" array") }
-            guard data.count == count else {
-                throw KilnError.invalidData("\(path): tensor '\(name)' has \(data.count) values for shape \(shape) (\(count))")
+            guard let data = t["data"], let dataCount = data.count else {
+                throw KilnError.invalidData("\(path): tensor '\(name)' needs a \"data\" array")
+            }
+            guard dataCount == count else {
+                throw KilnError.invalidData("\(path): tensor '\(name)' has \(dataCount) values for shape \(shape) (\(count))")
             }
             let written = try JSON.tensorValues(data, place: "\(path): tensor '\(name)'") { KilnError.invalidData($0) }
             var entry = Entry(shape: shape, data: written.map { Float($0) })
@@ -50,7 +52,7 @@ public enum TensorFile {
 
     public static func json(_ entries: [(String, Entry)]) -> JSON {
         .object(entries.map { name, e in
-            (name, .object([("shape", .array(e.shape.map { .int($0) })), ("data", .array(e.data.map { JSON.float($0) }))]))
+            (name, .object([("shape", .array(e.shape.map { .int($0) })), ("data", JSON.float32s(e.data))]))
         })
     }
 }

@@ -24,8 +24,14 @@ public struct GraphFile {
     /// as nnabla would, unless `initializeParameters` is false (they then hold zeros): what only looks at
     /// the graph's structure, such as `kiln plan` and `kiln view`, skips that work.
     public static func load(path: String, allowNonFinite: Bool = false, initializeParameters: Bool = true) throws -> GraphFile {
-        let data = try FileBytes.read(path: path, limit: Context.current.memoryBudget, what: "graph file")
-        do { return try load(bytes: data, allowNonFinite: allowNonFinite, initializeParameters: initializeParameters) } catch KilnError.invalidGraphFile(let message) {
+        // The file's bytes live only while they are parsed.
+        let json: JSON
+        do {
+            json = try JSON.parse(try FileBytes.read(path: path, limit: Context.current.memoryBudget, what: "graph file"))
+        } catch KilnError.invalidGraphFile(let message) {
+            throw KilnError.invalidGraphFile("\(path): \(message)")
+        }
+        do { return try load(json: json, allowNonFinite: allowNonFinite, initializeParameters: initializeParameters) } catch KilnError.invalidGraphFile(let message) {
             throw KilnError.invalidGraphFile("\(path): \(message)")
         } catch let e as KilnError {
             throw KilnError.invalidGraphFile("\(path): \(e)")
@@ -48,7 +54,7 @@ public struct GraphFile {
         guard let funcs = root["functions"]?.array else { throw fail("\"functions\" must be an array") }
         guard let outs = root["outputs"]?.array else { throw fail("\"outputs\" must be an array of names") }
 
-        struct Declared { var shape: [Int]; var dtype: DType; var kind: String; var needGrad: Bool; var data: [JSON]? }
+        struct Declared { var shape: [Int]; var dtype: DType; var kind: String; var needGrad: Bool; var data: JSON? }
         var declared: [String: Declared] = [:]
         var order: [String] = []
         for (i, v) in vars.enumerated() {
@@ -76,11 +82,11 @@ public struct GraphFile {
             }
             if let ng = v["need_grad"], ng.bool == nil { throw fail("variable '\(name)': need_grad must be true or false") }
             let needGrad = v["need_grad"]?.bool ?? (kind == "parameter")
-            var data: [JSON]? = nil
+            var data: JSON? = nil
             if let d = v["data"] {
                 guard kind != "buffer" else { throw fail("variable '\(name)': a buffer cannot carry data") }
-                guard let a = d.array else { throw fail("variable '\(name)': data must be an array of numbers (NaN and the infinities as \"NaN\", \"Infinity\", \"-Infinity\")") }
-                data = a
+                guard d.count != nil else { throw fail("variable '\(name)': data must be an array of numbers (NaN and the infinities as \"NaN\", \"Infinity\", \"-Infinity\")") }
+                data = d
             }
             declared[name] = Declared(shape: shape, dtype: dtype, kind: kind, needGrad: needGrad, data: data)
             order.append(name)
@@ -106,7 +112,7 @@ public struct GraphFile {
             let v = try Variable(shape: d.shape, dtype: d.dtype, needGrad: d.needGrad, name: name)
             if let data = d.data {
                 guard data.count == v.size else {
-                    throw fail("variable '\(name)': data has \(data.count) values, shape \(d.shape) needs \(v.size)")
+                    throw fail("variable '\(name)': data has \(data.count ?? 0) values, shape \(d.shape) needs \(v.size)")
                 }
                 // Converted from the file's doubles: int32 data stays exact beyond float32's 2^24, and a value
                 // the dtype cannot hold (1.5 or 1e30 for int32) is an error naming the variable and index.
@@ -230,6 +236,8 @@ public struct GraphFile {
         case .array(let a):
             if a.allSatisfy({ if case .int = $0 { return true }; return false }) { return .ints(a.compactMap { $0.int }) }
             if a.allSatisfy({ $0.double != nil }) { return .doubles(a.compactMap { $0.double }) }
+        case .numbers(let n):
+            return n.kind == .integers ? .ints(n.values.map { Int($0) }) : .doubles(n.values)
         default: break
         }
         throw KilnError.invalidGraphFile("function '\(function)' (\(type)): argument '\(arg)' has an unsupported value \(v.serialized())")
@@ -263,7 +271,7 @@ public struct GraphFile {
                 ("dtype", .string(v.dtype.rawValue)),
                 ("need_grad", .bool(v.needGrad)),
             ]
-            if includeData && !dataless.contains(ObjectIdentifier(v)) { m.append(("data", .array(v.d.map { JSON.float($0) }))) }
+            if includeData && !dataless.contains(ObjectIdentifier(v)) { m.append(("data", JSON.float32s(v.d))) }
             variablesJSON.append(.object(m))
         }
         for r in outputs where r.parent == nil { leafJSON(r) }

@@ -13,7 +13,34 @@ public enum JSON: Equatable, Sendable {
     case double(Double)
     case string(String)
     case array([JSON])
+    /// An array of numbers held as one buffer of doubles (8 bytes an item instead of a `JSON` value each):
+    /// what the parser makes of an array whose items are all numbers (tensor data), and what tensors are
+    /// written as. It is the same JSON as the `.array` of those numbers: `array` returns that, and `==`
+    /// compares the two forms by value.
+    case numbers(Numbers)
     case object([(String, JSON)])
+
+    /// The items of a `.numbers` array, and how they read and write: `integers` (every item was an integer
+    /// literal, exactly representable; they read back as `.int`), `float32` (float32 values, written as the
+    /// shortest decimal that reads back to the same float32) or `float64` (doubles as parsed).
+    public struct Numbers: Equatable, Sendable {
+        public enum Kind: Sendable { case integers, float32, float64 }
+        public var values: [Double]
+        public var kind: Kind
+        public init(_ values: [Double], kind: Kind) {
+            self.values = values
+            self.kind = kind
+        }
+
+        /// The items as JSON values, as the parser would have made them one by one.
+        public var items: [JSON] {
+            switch kind {
+            case .integers: return values.map { .int(Int($0)) }
+            case .float32: return values.map { JSON.float(Float($0)) }
+            case .float64: return values.map { .double($0) }
+            }
+        }
+    }
 
     public static func == (a: JSON, b: JSON) -> Bool {
         switch (a, b) {
@@ -23,6 +50,10 @@ public enum JSON: Equatable, Sendable {
         case let (.double(x), .double(y)): return x == y
         case let (.string(x), .string(y)): return x == y
         case let (.array(x), .array(y)): return x == y
+        case let (.numbers(x), .numbers(y)) where x.kind == y.kind: return x.values == y.values
+        case let (.numbers(x), .numbers(y)): return x.items == y.items
+        case let (.numbers(x), .array(y)): return x.items == y
+        case let (.array(x), .numbers(y)): return x == y.items
         case let (.object(x), .object(y)):
             return x.count == y.count && zip(x, y).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
         default: return false
@@ -34,7 +65,29 @@ public enum JSON: Equatable, Sendable {
         return nil
     }
 
-    public var array: [JSON]? { if case .array(let a) = self { return a }; return nil }
+    public var array: [JSON]? {
+        switch self {
+        case .array(let a): return a
+        case .numbers(let n): return n.items
+        default: return nil
+        }
+    }
+
+    /// How many items an array (of either form) holds; nil for anything else.
+    public var count: Int? {
+        switch self {
+        case .array(let a): return a.count
+        case .numbers(let n): return n.values.count
+        default: return nil
+        }
+    }
+
+    /// Tensor data as `.numbers` when every value is finite (JSON has no numbers for the others), else as an
+    /// array of `float` values.
+    public static func float32s(_ values: [Float]) -> JSON {
+        guard values.allSatisfy({ $0.isFinite }) else { return .array(values.map { JSON.float($0) }) }
+        return .numbers(Numbers(values.map { Double($0) }, kind: .float32))
+    }
     public var string: String? { if case .string(let s) = self { return s }; return nil }
     public var bool: Bool? { if case .bool(let b) = self { return b }; return nil }
     public var int: Int? {
@@ -72,6 +125,18 @@ public enum JSON: Equatable, Sendable {
     /// Tensor data (an array of `tensorValue`s) for a float32 or int32 tensor: a finite number beyond
     /// float32's range (1e39, which would silently become infinity) is an error, as is anything not a value.
     /// `place` names the tensor in errors ("x.json: tensor 'x'"), followed by the index.
+    public static func tensorValues(_ data: JSON, place: String, fail: (String) -> KilnError) throws -> [Double] {
+        switch data {
+        case .numbers(let n):
+            if let i = n.values.firstIndex(where: { $0.isFinite && !Float($0).isFinite }) {
+                throw fail("\(place) data[\(i)] is \(n.values[i]), beyond float32's range (largest magnitude \(Float.greatestFiniteMagnitude))")
+            }
+            return n.values
+        case .array(let items): return try tensorValues(items, place: place, fail: fail)
+        default: throw fail("\(place) data must be an array")
+        }
+    }
+
     public static func tensorValues(_ items: [JSON], place: String, fail: (String) -> KilnError) throws -> [Double] {
         var values = [Double](repeating: 0, count: items.count)
         for (i, x) in items.enumerated() {
@@ -161,18 +226,36 @@ struct JSONParser {
         }
     }
 
+    /// An array; while its items are numbers they are gathered as doubles (`.numbers`), and the first item
+    /// that is not (or an integer a double cannot hold exactly) turns it into an `.array` of JSON values.
     mutating func array(depth: Int) throws -> JSON {
         pos += 1
-        var items: [JSON] = []
+        var numbers: [Double] = []
+        var integers = true
+        var items: [JSON]? = nil
         skipSpace()
-        if pos < bytes.count, bytes[pos] == UInt8(ascii: "]") { pos += 1; return .array(items) }
+        if pos < bytes.count, bytes[pos] == UInt8(ascii: "]") { pos += 1; return .array([]) }
         while true {
             skipSpace()
-            items.append(try value(depth: depth + 1))
+            let item = try value(depth: depth + 1)
+            if items == nil {
+                switch item {
+                case .int(let i) where i >= -(1 << 53) && i <= 1 << 53: numbers.append(Double(i))    // (abs(Int.min) traps)
+                case .double(let d): numbers.append(d); integers = false
+                default:
+                    items = numbers.indices.map { k in integers ? .int(Int(numbers[k])) : .double(numbers[k]) }
+                    numbers = []
+                }
+            }
+            if items != nil { items?.append(item) }
             skipSpace()
             guard pos < bytes.count else { throw fail("unterminated array") }
             if bytes[pos] == UInt8(ascii: ",") { pos += 1; continue }
-            if bytes[pos] == UInt8(ascii: "]") { pos += 1; return .array(items) }
+            if bytes[pos] == UInt8(ascii: "]") {
+                pos += 1
+                if let items { return .array(items) }
+                return .numbers(JSON.Numbers(numbers, kind: integers ? .integers : .float64))
+            }
             throw fail("expected ',' or ']'")
         }
     }
@@ -262,11 +345,26 @@ extension JSON {
     /// Compact serialisation with shortest round-trip floats.
     public func serialized() -> String {
         var out = ""
-        write(to: &out)
+        write(to: &out, flush: nil)
         return out
     }
 
-    func write(to out: inout String) {
+    /// Serialises in pieces of about `chunk` bytes of UTF-8, handing each to `emit` (a file written as it is
+    /// produced): a tensor's data is never held as one string.
+    public func serialize(chunk: Int = 1 << 20, _ emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try withoutActuallyEscaping(emit) { emit in
+            var out = ""
+            out.reserveCapacity(chunk + 1024)
+            func flush(_ text: inout String) throws {
+                try text.withUTF8 { try emit(UnsafeRawBufferPointer($0)) }
+                text.removeAll(keepingCapacity: true)
+            }
+            try write(to: &out) { text in if text.utf8.count >= chunk { try flush(&text) } }
+            try flush(&out)
+        }
+    }
+
+    func write(to out: inout String, flush: ((inout String) throws -> Void)?) rethrows {
         switch self {
         case .null: out += "null"
         case .bool(let b): out += b ? "true" : "false"
@@ -275,7 +373,23 @@ extension JSON {
         case .string(let s): JSON.writeString(s, to: &out)
         case .array(let a):
             out += "["
-            for (i, v) in a.enumerated() { if i > 0 { out += ", " }; v.write(to: &out) }
+            for (i, v) in a.enumerated() {
+                if i > 0 { out += ", " }
+                try v.write(to: &out, flush: flush)
+                try flush?(&out)
+            }
+            out += "]"
+        case .numbers(let n):
+            out += "["
+            for (i, v) in n.values.enumerated() {
+                if i > 0 { out += ", " }
+                switch n.kind {
+                case .integers: out += String(Int(v))
+                case .float32: out += JSON.format(float32: Float(v))
+                case .float64: out += JSON.format(v)
+                }
+                if i & 63 == 63 { try flush?(&out) }
+            }
             out += "]"
         case .object(let m):
             out += "{"
@@ -283,10 +397,17 @@ extension JSON {
                 if i > 0 { out += ", " }
                 JSON.writeString(k, to: &out)
                 out += ": "
-                v.write(to: &out)
+                try v.write(to: &out, flush: flush)
+                try flush?(&out)
             }
             out += "}"
         }
+    }
+
+    static func format(float32 f: Float) -> String {
+        guard f.isFinite else { return format(Double(f)) }
+        if f == f.rounded(), abs(f) < 1e15 { return String(Int(f)) }
+        return format(Double(String(f)) ?? Double(f))
     }
 
     static func format(_ d: Double) -> String {

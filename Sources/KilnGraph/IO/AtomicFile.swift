@@ -29,8 +29,12 @@ public enum AtomicFile {
         try write(bytes, to: path, temporaryName: randomTemporaryName(for:), afterWriting: nil)
     }
 
+    /// Writes the text's UTF-8 in place (a large graph file is not copied into an array first).
     public static func write(_ text: String, to path: String) throws {
-        try write(Array(text.utf8), to: path)
+        var text = text
+        try text.withUTF8 { utf8 in
+            try write(UnsafeRawBufferPointer(utf8), to: path, temporaryName: randomTemporaryName(for:), afterWriting: nil)
+        }
     }
 
     /// The write itself, with its test hooks: `temporaryName` gives the temporary's file name for the
@@ -38,6 +42,22 @@ public enum AtomicFile {
     /// temporary's path once the bytes are in it, before it gets its final mode and is renamed.
     static func write(_ bytes: [UInt8], to path: String, temporaryName: (String) -> String,
                       afterWriting: ((String) throws -> Void)?) throws {
+        try bytes.withUnsafeBytes { try write($0, to: path, temporaryName: temporaryName, afterWriting: afterWriting) }
+    }
+
+    static func write(_ bytes: UnsafeRawBufferPointer, to path: String, temporaryName: (String) -> String,
+                      afterWriting: ((String) throws -> Void)?) throws {
+        try write(to: path, temporaryName: temporaryName, afterWriting: afterWriting) { try $0(bytes) }
+    }
+
+    /// Writes what `produce` hands its `emit` function, piece by piece, so that a large file (a graph file
+    /// with its weights) never has to be held whole in memory; the same guarantees as `write(_:to:)`.
+    public static func write(to path: String, streaming produce: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
+        try write(to: path, temporaryName: randomTemporaryName(for:), afterWriting: nil, produce)
+    }
+
+    static func write(to path: String, temporaryName: (String) -> String, afterWriting: ((String) throws -> Void)?,
+                      _ produce: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
         let (dir, name) = try split(path)
         let (fd, tmp) = try createTemporary(in: dir, for: name, destination: path, temporaryName: temporaryName)
         var isOpen = true
@@ -46,7 +66,7 @@ public enum AtomicFile {
             if isOpen { close(fd) }
             if !renamed { unlink(tmp) }
         }
-        try writeAll(fd, bytes, destination: path, temporary: tmp)
+        try produce { try writeAll(fd, $0, destination: path, temporary: tmp) }
         try afterWriting?(tmp)
         let mode = finalMode & ~processUmask()
         guard fchmod(fd, mode) == 0 else {
@@ -158,21 +178,19 @@ public enum AtomicFile {
         throw KilnError.io("cannot write \(destination): no free temporary file name in \(dir) after \(maxTemporaryAttempts) tries (every name chosen already exists)")
     }
 
-    static func writeAll(_ fd: Int32, _ bytes: [UInt8], destination: String, temporary: String) throws {
-        try bytes.withUnsafeBytes { buf in
-            guard let base = buf.baseAddress else { return }
-            var written = 0
-            while written < buf.count {
-                let n = Foundation.write(fd, base + written, buf.count - written)
-                if n > 0 {
-                    written += n
-                } else if n < 0 {
-                    let e = errno
-                    if e == EINTR { continue }
-                    throw failure(destination, "cannot write \(temporary)", e)
-                } else {
-                    throw failure(destination, "cannot write \(temporary)", EIO)
-                }
+    static func writeAll(_ fd: Int32, _ buf: UnsafeRawBufferPointer, destination: String, temporary: String) throws {
+        guard let base = buf.baseAddress else { return }
+        var written = 0
+        while written < buf.count {
+            let n = Foundation.write(fd, base + written, buf.count - written)
+            if n > 0 {
+                written += n
+            } else if n < 0 {
+                let e = errno
+                if e == EINTR { continue }
+                throw failure(destination, "cannot write \(temporary)", e)
+            } else {
+                throw failure(destination, "cannot write \(temporary)", EIO)
             }
         }
     }

@@ -53,9 +53,9 @@ public enum ParameterFile {
     }
 
     /// What is wrong with parameter `name` if `a` holds a NaN or an infinity, else nil.
-    package static func nonFiniteMessage(_ name: String, _ a: NDArray) -> String? {
+    package static func nonFiniteMessage(_ name: String, _ a: NDArray, kind: String = "parameter") -> String? {
         guard let (i, x) = a.firstNonFinite() else { return nil }
-        return "parameter '\(name)' holds \(x) at index \(i) (non-finite parameters are refused unless allowed: allowNonFinite, --allow-non-finite)"
+        return "\(kind) '\(name)' holds \(x) at index \(i) (non-finite \(kind)s are refused unless allowed: allowNonFinite, --allow-non-finite)"
     }
 
     static func assign(_ v: Variable, _ a: NDArray) throws {

@@ -31,7 +31,20 @@ public final class DataIterator {
         self.load = load
         rng = NumpyRandom(seed: seed)
         order = Array(0..<size)
-        buffers = try sampleShapes.map { [Float](repeating: 0, count: batchSize * (try Shapes.count($0))) }
+        // One batch per variable is held: its size is checked against the memory budget before it is allocated
+        // (a batch size of 2^40 asked for terabytes).
+        var counts: [Int] = []
+        var bytes = CheckedInt(0)
+        for shape in sampleShapes {
+            let count = try (CheckedInt(batchSize) * (try Shapes.count(shape, context: "sample shape"))).get("batch size \(batchSize) x sample shape \(shape)")
+            counts.append(count)
+            bytes = bytes + CheckedInt(count) * MemoryLayout<Float>.size
+        }
+        let total = try bytes.get("the bytes of one batch of \(batchSize)")
+        if let budget = Context.current.memoryBudget, total > budget {
+            throw KilnError.dataset("one batch of \(batchSize) samples takes \(total) bytes, above the memory budget of \(budget) bytes")
+        }
+        buffers = counts.map { [Float](repeating: 0, count: $0) }
         if shuffle { reshuffle() }
     }
 

@@ -205,8 +205,9 @@ open class Solver {
     }
 
     /// Loads states saved by `saveStates` into the registered parameters. The file must hold the state of
-    /// exactly the registered parameters with matching shapes; nothing changes unless it does.
-    public func loadStates(path: String) throws {
+    /// exactly the registered parameters with matching shapes, and finite values unless `allowNonFinite`
+    /// (a NaN moment would spread into every later update); nothing changes unless it does.
+    public func loadStates(path: String, allowNonFinite: Bool = false) throws {
         let file = try SafeTensors.read(path: path)
         var byName: [String: NDArray] = [:]
         for (k, a) in file.tensors { byName[k] = a }
@@ -231,6 +232,9 @@ open class Solver {
                 guard a.dtype == .float32, a.shape == s.variable.shape else {
                     throw KilnError.invalidParameters(
                         "\(path): state '\(k)' is \(a.dtype) \(a.shape), parameter '\(s.name)' needs float32 \(s.variable.shape)")
+                }
+                if !allowNonFinite, let m = ParameterFile.nonFiniteMessage(k, a, kind: "solver state") {
+                    throw KilnError.invalidParameters("\(path): \(m)")
                 }
             }
         }

@@ -179,7 +179,8 @@ public struct Checkpoint {
         return Checkpoint(iteration: it, parameters: dir + "/" + p, solvers: s.map { dir + "/" + $0 })
     }
 
-    /// Loads the parameters (refusing NaN or infinite values unless `allowNonFinite`) and every solver's state.
+    /// Loads the parameters and every solver's state (refusing NaN or infinite values in either unless
+    /// `allowNonFinite`).
     public func restore(solvers: [Solver], parameters params: [(name: String, variable: Variable)]? = nil,
                         allowNonFinite: Bool = false) throws {
         if let params {
@@ -191,6 +192,6 @@ public struct Checkpoint {
         guard self.solvers.count == solvers.count else {
             throw KilnError.io("checkpoint has \(self.solvers.count) solver state file(s), the trainer has \(solvers.count) solver(s)")
         }
-        for (f, s) in zip(self.solvers, solvers) { try s.loadStates(path: f) }
+        for (f, s) in zip(self.solvers, solvers) { try s.loadStates(path: f, allowNonFinite: allowNonFinite) }
     }
 }

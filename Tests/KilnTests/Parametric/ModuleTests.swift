@@ -382,6 +382,7 @@ import Testing
         loop.next = loop
         #expect(loop.getModules().map { $0.name } == [""])
         #expect(loop.getParameters().map { $0.name } == ["w"])
+        loop.next = nil                                      // break the cycle the test made
     }
 
     final class Loop: Module {

@@ -414,4 +414,22 @@ struct SolverTests {
         #expect(throws: KilnError.self) { try mom.loadStates(path: path) }
         #expect(mom.state("w")!.t == 0)
     }
+
+    /// A NaN or infinite moment would spread into every later update: refused, naming the state and index,
+    /// unless allowed; nothing changes when refused.
+    @Test func loadStatesRefusesNonFiniteValues() throws {
+        let w = try param([0, 0, 0])
+        let s = Adam()
+        s.setParameters([("w", w)])
+        let path = try tempPath("states-nan.safetensors")
+        let t = NDArray(validated: TensorType([], .int32))
+        t.int32s[0] = 4
+        let mean = try NDArray(shape: [3], floats: [0.5, .nan, 0.5]), variance = try NDArray(shape: [3], floats: [1, 1, 1])
+        try SafeTensors.write([("w/t", t), ("w/mean", mean), ("w/var", variance)], to: path)
+        let error = #expect(throws: KilnError.self) { try s.loadStates(path: path) }
+        #expect("\(error.map { "\($0)" } ?? "")".contains("solver state 'w/mean' holds nan at index 1"))
+        #expect(s.state("w")!.t == 0)
+        try s.loadStates(path: path, allowNonFinite: true)
+        #expect(s.state("w")!.t == 4)
+    }
 }
