@@ -164,6 +164,14 @@ struct HostileCorpusTests {
         #expect(line.hasPrefix("kiln: error: ") && line.contains(message), "\(line)")
     }
 
+    /// A FIFO as a graph file: refused at once (a plain read would wait for a writer forever).
+    @Test func aFIFOIsNotRead() throws {
+        let dir = try KilnProcess.directory([:])
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try #require(mkfifo(dir.path + "/g.json", 0o600) == 0, "mkfifo failed")
+        try Self.expectError(["plan", dir.path + "/g.json"], in: dir, "it is not a regular file")
+    }
+
     /// An IDX header claiming 1.3 million images over a few bytes, and a gzip bomb (64 MiB of zeros in 64 KiB)
     /// under a 16 MiB budget: both refused before the memory is taken (the first allocated 4.9 GB).
     @Test func datasetFilesAreCheckedBeforeAllocating() throws {
@@ -200,6 +208,14 @@ struct HostileCorpusTests {
             try Self.expectError(["train", "lenet", "--model-save-path", dir.path + "/save", "--resume", "--max-iterations", "2"], in: dir,
                             "iteration \(iteration)")
         }
+        // A parameter file whose header claims 2^60 bytes of JSON.
+        let liar = try KilnProcess.directory([
+            "save/checkpoint.json": #"{"iteration": 0, "parameters": "p.safetensors", "solvers": ["s.safetensors"]}"#,
+        ])
+        defer { try? FileManager.default.removeItem(at: liar) }
+        try Data([0, 0, 0, 0, 0, 0, 0, 16] + Array("{}".utf8)).write(to: liar.appendingPathComponent("save/p.safetensors"))
+        try Self.expectError(["train", "lenet", "--model-save-path", liar.path + "/save", "--resume", "--max-iterations", "2"], in: liar,
+                             "safetensors")
         let dir = try KilnProcess.directory([:])
         defer { try? FileManager.default.removeItem(at: dir) }
         try FileManager.default.createDirectory(at: dir.appendingPathComponent("save"), withIntermediateDirectories: true)
