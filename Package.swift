@@ -12,9 +12,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
-        // OpenBLAS through its CBLAS header (Debian: libopenblas-dev).
-        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
-                       providers: [.apt(["libopenblas-dev"])]),
         // Graphviz's layout and graph libraries (Debian: libgraphviz-dev).
         .systemLibrary(name: "CGraphviz", path: "Sources/CGraphviz", pkgConfig: "libgvc",
                        providers: [.apt(["libgraphviz-dev"])]),
@@ -27,7 +24,8 @@ let package = Package(
         // The value types every layer shares: errors, element types, shapes.
         .target(name: "KilnCore"),
         // Kernels over raw buffers: elementwise, GEMM, convolution, pooling, reductions, the worker pool.
-        .target(name: "KilnKernels", dependencies: ["KilnCore", "CBLAS"]),
+        // OpenBLAS is loaded at run time (`OpenBLAS`), after Kiln has chosen its kernels from the CPU.
+        .target(name: "KilnKernels", dependencies: ["KilnCore"]),
         // The define-by-run graph: variables, functions, parameters, modules and their file formats.
         .target(name: "KilnGraph", dependencies: ["KilnCore", "KilnKernels"]),
         // Lowering a graph into a plan: schedule, fusion, autodiff, recompute, liveness, memory planning.

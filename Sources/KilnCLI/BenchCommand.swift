@@ -119,6 +119,7 @@ struct BenchCommand: ParsableCommand {
             print("mode: \(mode.rawValue)")
             print("batch_size: \(setup.batchSize)")
             print("threads: \(threads)")
+            print("gemm_kernels: \(OpenBLAS.report?.core ?? "swift")")
             print("precision: \(precision.rawValue)")
             print("warmup: \(warmup)")
             print("iterations: \(iterations)")

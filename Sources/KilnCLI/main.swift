@@ -6,6 +6,7 @@ struct KilnCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kiln",
         abstract: "Define-then-run neural networks compiled ahead of time into memory-planned CPU plans.",
+        version: KilnVersion.description,
         subcommands: [TrainCommand.self, PlanCommand.self, RunCommand.self, ConvertCommand.self, DemoCommand.self, ViewCommand.self, BenchCommand.self, ProfileCommand.self])
 }
 

@@ -15,6 +15,7 @@ public enum Compiler {
 
     /// Lowers for `context`: kernels size their workspaces for its threads, and the arena must fit its budget.
     package static func lower(_ roots: [Variable], _ mode: PlanMode, _ options: CompileOptions, _ context: Context) throws -> Lowered {
+        try OpenBLAS.require()
         var lowered = try Threads.with(context.threads) { try Pipeline.lower(roots, mode, options) }
         lowered.plan.threads = context.threads
         // The budget covers everything the plan holds: its arena and its persistent buffers (parameters,

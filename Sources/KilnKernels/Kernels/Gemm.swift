@@ -1,5 +1,3 @@
-import CBLAS
-
 /// Row-major single-precision matrix products: OpenBLAS for real work, a small Swift kernel for tiny
 /// products (OpenBLAS 0.3.21's small-matrix path allocates on every call, which a plan run must not do, and
 /// its call overhead dominates there anyway).
@@ -29,13 +27,16 @@ public enum Gemm {
             }
             return
         }
-        if m * n * k <= smallProduct || (transB && !transA && m * n * k <= smallDotProduct) {
+        // (Without OpenBLAS, which compiling a plan reports as an error, the Swift kernel still gives the product.)
+        guard let blas = OpenBLAS.library,
+              !(m * n * k <= smallProduct || (transB && !transA && m * n * k <= smallDotProduct)) else {
             small(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
                   beta: beta, c: c, ldc: ldc)
             return
         }
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        // CBLAS's enumerations: row-major 101, no transpose 111, transpose 112.
+        blas.sgemm(101, transA ? 112 : 111, transB ? 112 : 111,
+                   Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
     /// The same product in Swift. When B's rows are contiguous, C is computed in tiles of 4 rows x 16 columns

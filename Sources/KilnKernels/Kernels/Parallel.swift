@@ -1,5 +1,4 @@
 import Dispatch
-import CBLAS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,7 +17,6 @@ public enum Threads {
     private static let key: pthread_key_t = {
         var k = pthread_key_t()
         pthread_key_create(&k, nil)
-        openblas_set_num_threads(1)
         return k
     }()
 
