@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Kiln vs nnabla vs JAX on the same networks, batch sizes, thread counts and solver; prints one table.
+"""Kiln vs nnabla, JAX, PyTorch (NCHW and channels_last) and onnxruntime on the same networks, batch sizes,
+thread counts and solver; prints one table, then Kiln's time against each peer's and against the best.
 
 Networks: LeNet (conv5x5 16, maxpool2, relu, conv5x5 16, maxpool2, relu, affine 50, relu, affine 10, inputs
 /255) and ResNet-20 (CIFAR-style, BN, 1x1 projection shortcuts), exactly as Sources/Kiln/Models/Zoo.swift
@@ -11,7 +12,10 @@ Thread pinning, the same for every peer (T = 1 or 2):
   OMP_NUM_THREADS=T OPENBLAS_NUM_THREADS=T MKL_NUM_THREADS=T
   XLA_FLAGS: T=1 "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
              T=2 "--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=2"
+  PyTorch: torch.set_num_threads(T); onnxruntime: intra-op threads T, inter-op 1, sequential execution
   Kiln: `kiln bench ... --threads T`
+Peers per case: onnxruntime runs the inference cases only (it has no training); nnabla and PyTorch do not run
+the "-half" cases.
 OPENBLAS_CORETYPE is left as the environment has it (all peers see the same value).
 
 Peak RSS is measured from outside by /usr/bin/time -v ("Maximum resident set size"), for every peer alike
@@ -26,13 +30,14 @@ parameters and solver state, loss scale 8); JAX casts parameters and images to f
 and computes the loss in float32 with the same loss scale (the usual mixed-precision recipe); nnabla is not
 run for them.
 
-Usage: run_peers.py [--kiln PATH] [--baseline PATH] [--venvs DIR] [--threads 1,2] [--cases all|NAME,...] [--peers kiln,nnabla,jax]
+Usage: run_peers.py [--kiln PATH] [--baseline PATH] [--venvs DIR] [--threads 1,2] [--cases all|NAME,...]
+                    [--peers kiln,nnabla,jax,torch,torch-cl,ort]
                     [--iterations N] [--warmup N] [--json OUT] [--speedup-pairs N] [--rounds R]
 After the table: Kiln's time as a fraction of each peer's, its arena against XLA's temp arena, and Kiln's
 2-thread speed-up on the training cases, timed by `kiln bench --threads 2 --speedup` (1-thread and 2-thread
 iterations alternating in one process; 3 runs per case by default).
 Case names: lenet-train-64 resnet20-train-32 resnet20-train-128 lenet-infer-256 resnet20-infer-256
-            resnet20-train-32-half resnet20-train-128-half.
+            lenet-infer-1 resnet20-infer-1 (batch-1 latency) resnet20-train-32-half resnet20-train-128-half.
 """
 import argparse
 import json
@@ -51,12 +56,19 @@ CASES = [
     ("resnet20-train-128", "resnet20", "training", 128, 5, "float"),
     ("lenet-infer-256", "lenet", "inference", 256, 30, "float"),
     ("resnet20-infer-256", "resnet20", "inference", 256, 5, "float"),
+    ("lenet-infer-1", "lenet", "inference", 1, 200, "float"),
+    ("resnet20-infer-1", "resnet20", "inference", 1, 100, "float"),
     ("resnet20-train-32-half", "resnet20", "training", 32, 10, "half"),
     ("resnet20-train-128-half", "resnet20", "training", 128, 5, "half"),
 ]
 # Peers that run mixed-precision cases.
 HALF_PEERS = {"kiln", "jax", "baseline"}
-PEERS = ["kiln", "nnabla", "jax"]
+PEERS = ["kiln", "nnabla", "jax", "torch", "torch-cl", "ort"]
+LABELS = {"kiln": "Kiln", "nnabla": "nnabla", "jax": "JAX", "torch": "PyTorch", "torch-cl": "PyTorch CL",
+          "ort": "onnxruntime", "baseline": "baseline"}
+# Each peer's virtualenv and script (setup.sh makes the venvs), and any extra argument.
+SCRIPTS = {"nnabla": ("nnabla", "nnabla", []), "jax": ("jax", "jax", []), "torch": ("torch", "torch", []),
+           "torch-cl": ("torch", "torch", ["channels_last"]), "ort": ("ort", "ort", [])}
 # With --baseline PATH, a second kiln binary (an earlier build) runs as the peer "baseline" in the same rotation,
 # so a change is compared with the last build in one run, against the same peers and the same load.
 
@@ -78,15 +90,18 @@ def command(peer, args, model, mode, batch, iterations, warmup, threads, precisi
         return [args.kiln if peer == "kiln" else args.baseline, "bench", model, "--mode", mode, "--batch-size", str(batch),
                 "--iterations", str(iterations), "--warmup", str(warmup), "--threads", str(threads),
                 "--precision", precision]
-    python = os.path.join(args.venvs, peer, "bin", "python")
-    script = os.path.join(HERE, "%s_bench.py" % peer)
+    venv, script, extra = SCRIPTS[peer]
+    python = os.path.join(args.venvs, venv, "bin", "python")
+    script = os.path.join(HERE, "%s_bench.py" % script)
     return [python, script, model, mode, str(batch), str(iterations), str(warmup)] + (
-        [precision] if precision != "float" else [])
+        [precision] if precision != "float" else []) + extra
 
 
 def run_one(peer, args, case, threads):
     name, model, mode, batch, default_iterations, precision = case
     if precision != "float" and peer not in HALF_PEERS:
+        return None
+    if peer == "ort" and mode != "inference":
         return None
     iterations = args.iterations or default_iterations
     cpus = ",".join(str(i) for i in range(threads))
@@ -136,33 +151,32 @@ def ms(r):
 
 
 def print_ratios(results, peers):
-    """Kiln's time as a fraction of each peer's (the issue's criteria read these), and Kiln's arena against
-    XLA's temp arena."""
+    """Kiln's time as a fraction of each peer's and of the fastest peer's (the issues' criteria read these), and
+    Kiln's arena against XLA's temp arena."""
     if "kiln" not in peers:
         return
-    baseline = "baseline" in peers
+    others = [p for p in peers if p not in ("kiln", "baseline")]
+    columns = ["Kiln/%s time" % LABELS[p] for p in others] + ["Kiln/best peer", "best peer", "Kiln arena/XLA temp"]
+    if "baseline" in peers:
+        columns.append("Kiln/baseline time")
     print()
-    if baseline:
-        print("| case | thr | Kiln/nnabla time | Kiln/JAX time | Kiln arena/XLA temp "
-              "| baseline/nnabla time | baseline/JAX time | Kiln/baseline time |")
-        print("|---|---|---|---|---|---|---|---|")
-    else:
-        print("| case | thr | Kiln/nnabla time | Kiln/JAX time | Kiln arena/XLA temp |")
-        print("|---|---|---|---|---|")
+    print("| case | thr | " + " | ".join(columns) + " |")
+    print("|---|---|" + "|".join("---" for _ in columns) + "|")
 
     def ratio(a, b):
         return "%.2f" % (a / b) if a and b else "-"
 
     for row in results:
         k = row.get("kiln")
-        cells = [ratio(ms(k), ms(row.get(peer))) for peer in ("nnabla", "jax")]
+        cells = [ratio(ms(k), ms(row.get(peer))) for peer in others]
+        timed = [(ms(row.get(p)), p) for p in others if ms(row.get(p))]
+        best = min(timed) if timed else None
+        cells += [ratio(ms(k), best[0]) if best else "-", LABELS[best[1]] if best else "-"]
         j = row.get("jax")
-        arena = "%.2f" % (float(k["arena_bytes"]) / float(j["temp_bytes"])) \
-            if k and j and "arena_bytes" in k and "temp_bytes" in j and float(j["temp_bytes"]) > 0 else "-"
-        cells.append(arena)
-        if baseline:
-            b = row.get("baseline")
-            cells += [ratio(ms(b), ms(row.get("nnabla"))), ratio(ms(b), ms(row.get("jax"))), ratio(ms(k), ms(b))]
+        cells.append("%.2f" % (float(k["arena_bytes"]) / float(j["temp_bytes"]))
+                     if k and j and "arena_bytes" in k and "temp_bytes" in j and float(j["temp_bytes"]) > 0 else "-")
+        if "baseline" in peers:
+            cells.append(ratio(ms(k), ms(row.get("baseline"))))
         print("| %s | %d | %s |" % (row["case"], row["threads"], " | ".join(cells)))
 
 
@@ -254,18 +268,17 @@ def main():
     def get(row, peer):
         return row.get(peer)
 
-    header = ["case", "thr", "Kiln ms", "nnabla ms", "JAX ms", "Kiln img/s", "nnabla img/s", "JAX img/s",
-              "Kiln RSS MiB", "nnabla RSS MiB", "JAX RSS MiB", "Kiln growth MiB", "nnabla growth MiB",
-              "JAX growth MiB", "Kiln arena MiB", "XLA temp MiB", "iters"]
+    labels = [LABELS[p] for p in peers]
+    header = (["case", "thr"] + ["%s ms" % l for l in labels] + ["%s img/s" % l for l in labels]
+              + ["%s RSS MiB" % l for l in labels] + ["%s growth MiB" % l for l in labels]
+              + ["Kiln arena MiB", "XLA temp MiB", "iters"])
     lines = []
     for row in results:
-        k, n, j = get(row, "kiln"), get(row, "nnabla"), get(row, "jax")
-        iters = next((r["iterations"] for r in (k, n, j) if r and "iterations" in r), "-")
-        lines.append([row["case"], str(row["threads"]), fmt_ms(k), fmt_ms(n), fmt_ms(j), fmt_ips(k), fmt_ips(n),
-                      fmt_ips(j), fmt_mib(k, "time_v_peak_rss_bytes"), fmt_mib(n, "time_v_peak_rss_bytes"),
-                      fmt_mib(j, "time_v_peak_rss_bytes"), fmt_growth(k), fmt_growth(n), fmt_growth(j),
-                      fmt_mib(k, "arena_bytes"), fmt_mib(j, "temp_bytes"),
-                      str(iters)])
+        rs = [get(row, p) for p in peers]
+        iters = next((r["iterations"] for r in rs if r and "iterations" in r), "-")
+        lines.append([row["case"], str(row["threads"])] + [fmt_ms(r) for r in rs] + [fmt_ips(r) for r in rs]
+                     + [fmt_mib(r, "time_v_peak_rss_bytes") for r in rs] + [fmt_growth(r) for r in rs]
+                     + [fmt_mib(get(row, "kiln"), "arena_bytes"), fmt_mib(get(row, "jax"), "temp_bytes"), str(iters)])
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
     for l in lines:

@@ -3,6 +3,8 @@
 # imports its framework is left alone):
 #   $KILN_PEERS_VENV/nnabla  nnabla 1.39.0 (PyPI wheels exist for CPython 3.10, not for newer Pythons)
 #   $KILN_PEERS_VENV/jax     jax[cpu] (the CPU-only jaxlib wheel from PyPI)
+#   $KILN_PEERS_VENV/torch   torch from PyPI (its CPU kernels are oneDNN's; the wheel also carries CUDA libraries)
+#   $KILN_PEERS_VENV/ort     onnxruntime (CPU provider) and onnx, to write the models it runs
 # KILN_PEERS_VENV defaults to ~/.cache/kiln-peers. PYTHON310 names the CPython 3.10 interpreter that makes
 # the venvs (default: pyenv's 3.10.13, else python3.10 on PATH).
 set -euo pipefail
@@ -32,3 +34,5 @@ make_venv() {  # name, import check, pip requirements...
 # nnabla 1.39 wheels are built against NumPy 1.x.
 make_venv nnabla "import nnabla" "nnabla==1.39.0" "numpy<2"
 make_venv jax "import jax; jax.jit(lambda x: x + 1)(1.0)" "jax[cpu]"
+make_venv torch "import torch; torch.zeros(1)" "torch" "numpy"
+make_venv ort "import onnxruntime, onnx" "onnxruntime" "onnx" "numpy"
