@@ -8,7 +8,7 @@ struct ProfileCommand: ParsableCommand {
         commandName: "profile", abstract: "Time every step of a zoo model's plan on random data.")
 
     @Argument(help: "A zoo model (\(Zoo.names.joined(separator: ", "))).") var model: String
-    @Option(help: "inference or training.") var mode: PlanMode = .training
+    @Option(help: "inference or training (inference by default, as for plan and bench).") var mode: PlanMode = .inference
     @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Batch size.") var batchSize: Int = 64
     @Option(parsing: .unconditional, help: "Timed iterations (after 2 untimed ones).") var iterations: Int = 20
     @Option(parsing: .unconditional, help: "Threads for kernels and OpenBLAS.") var threads: Int = 1

@@ -26,7 +26,8 @@ struct TrainCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Seed for initial weights and shuffling.") var seed: UInt32 = 313
     @Option(parsing: .unconditional, help: "Threads for kernels and OpenBLAS.") var threads: Int = 1
     @Option(name: .customLong("data-dir"), help: "Directory with the IDX files.") var dataDir: String = FashionMNIST.defaultDirectory
-    @Option(name: .customLong("max-iterations"), parsing: .unconditional, help: "Stop each epoch after this many iterations (for quick runs).") var maxIterations: Int?
+    @Option(name: .customLong("max-iterations"), parsing: .unconditional, help: "Stop each epoch after this many iterations (for quick runs); also bounds the evaluation unless --eval-iterations is given.") var maxIterations: Int?
+    @Option(name: .customLong("eval-iterations"), parsing: .unconditional, help: "Evaluate on this many batches of 100 test images after each epoch (default: the whole test set).") var evalIterations: Int?
     @Flag(name: .customLong("allow-non-finite"), help: "Resume from a checkpoint whose parameters hold NaN or infinity (refused by default).")
     var allowNonFinite = false
     @OptionGroup var memory: MemoryBudgetOption
@@ -46,6 +47,7 @@ struct TrainCommand: ParsableCommand {
         try Check.positive(checkpointInterval, "--checkpoint-interval")
         try Check.positive(threads, "--threads")
         if let m = maxIterations { try Check.positive(m, "--max-iterations") }
+        if let e = evalIterations { try Check.positive(e, "--eval-iterations") }
         if resume && modelSavePath == nil { throw ValidationError("--resume needs --model-save-path") }
     }
 
@@ -76,8 +78,12 @@ struct TrainCommand: ParsableCommand {
                 [Array(test.images[(i * 784)..<((i + 1) * 784)]), [Float(test.labels[i])]]
             }
             let perEpoch = min(train.count / batchSize, maxIterations ?? Int.max)
+            // The evaluation covers the whole test set unless bounded: by --eval-iterations, else by --max-iterations
+            // (a quick run is quick throughout).
+            let evalIterations = min(test.count / evalBatch, self.evalIterations ?? maxIterations ?? Int.max)
             _ = try (CheckedInt(epochs) * perEpoch).get("--epochs \(epochs) x \(perEpoch) iterations per epoch")
-            let progress = Progress(epochs: epochs, perEpoch: perEpoch, batchSize: batchSize)
+            let progress = Progress(epochs: epochs, perEpoch: perEpoch, batchSize: batchSize,
+                                    evaluated: (evalIterations * evalBatch, test.count))
             // A resumed run keeps the monitor lines written before its checkpoint and continues after them.
             // (The trainer refuses a checkpoint outside this run; Int.max must not trap here before it can.)
             let resumeAt = resume ? try modelSavePath.flatMap { try Checkpoint.latest(in: $0) }.map {
@@ -108,7 +114,7 @@ struct TrainCommand: ParsableCommand {
             let evaluator = try Evaluator(
                 verror,
                 dataFeeder: { let b = try vdata.next(); try v.input.setData(b[0]); try v.label.setData(b[1]) },
-                valIter: test.count / evalBatch,
+                valIter: evalIterations,
                 callbackOnFinish: [{ i, e in
                     monitorError.add(i, e)
                     progress.epochDone(i, testError: e)
@@ -153,15 +159,19 @@ final class Progress {
     var lossSum = 0.0, lossCount = 0
     var firstIteration = 0
 
-    init(epochs: Int, perEpoch: Int, batchSize: Int) {
+    /// Test images each evaluation covers, of how many.
+    let evaluated: (images: Int, of: Int)
+
+    init(epochs: Int, perEpoch: Int, batchSize: Int, evaluated: (images: Int, of: Int)) {
         self.epochs = epochs
         self.perEpoch = perEpoch
         self.batchSize = batchSize
+        self.evaluated = evaluated
     }
 
     func resumed(at i: Int) {
         firstIteration = i
-        print("resuming at iteration \(i) (epoch \(i / perEpoch + 1), step \(i % perEpoch + 1))")
+        print("resuming from the checkpoint: \(i) of \(epochs * perEpoch) steps done; continuing with step \(i % perEpoch + 1) of \(perEpoch) in epoch \(i / perEpoch + 1) of \(epochs)")
     }
 
     func step(_ i: Int, loss: Double) {
@@ -196,8 +206,9 @@ final class Progress {
         let seconds = Date().timeIntervalSince(epochStart)
         epochStart = Date()
         if terminal { print("") }
+        let over = evaluated.images < evaluated.of ? " on \(evaluated.images) of \(evaluated.of) test images" : ""
         print(String(format: "epoch %d/%d done in %.1f s: test accuracy %.4f (error %.4f)",
-                     i / perEpoch + 1, epochs, seconds, 1 - testError, testError))
+                     i / perEpoch + 1, epochs, seconds, 1 - testError, testError) + over)
     }
 
     func finish() {

@@ -19,6 +19,7 @@ struct CLIValidationTests {
         (["train", "mlp", "--loss-scale", "-8"], "Error: --loss-scale must be a positive finite number, got -8.0"),
         (["train", "mlp", "--checkpoint-interval", "0"], "Error: --checkpoint-interval must be positive, got 0"),
         (["train", "mlp", "--threads", "-2"], "Error: --threads must be positive, got -2"),
+        (["train", "mlp", "--eval-iterations", "0"], "Error: --eval-iterations must be positive, got 0"),
         (["bench", "mlp", "--batch-size", "-1"], "Error: --batch-size must be positive, got -1"),
         (["bench", "mlp", "--iterations", "0"], "Error: --iterations must be positive, got 0"),
         (["bench", "mlp", "--warmup", "-1"], "Error: --warmup must not be negative, got -1"),
@@ -55,6 +56,13 @@ struct CLIValidationTests {
         #expect(r.line == "kiln: error: invalid shape: --epochs \(Int.max) x 2 iterations per epoch overflows the integer range")
     }
 
+    /// `profile` times the inference plan unless asked otherwise, as `plan` and `bench` do.
+    @Test func profileDefaultsToInference() throws {
+        let r = try KilnProcess.run(["profile", "mlp", "--iterations", "1", "--batch-size", "4"], files: [:])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.hasPrefix("mlp inference batch 4:"), "\(r.stdout)")
+    }
+
     /// A path that does not exist is still a file to the loader (an i/o error, status 1), not an unknown model.
     @Test func aMissingFileIsAnIOError() throws {
         let r = try Self.error(["plan", "missing.json"])
@@ -64,7 +72,7 @@ struct CLIValidationTests {
 
     /// profile --iterations 1 reports a finite time per run (0 iterations used to print "inf ms").
     @Test func profileRunsWithItsValidatedOptions() throws {
-        let r = try KilnProcess.run(["profile", "mlp", "--batch-size", "2", "--iterations", "1", "--top", "0"], files: [:])
+        let r = try KilnProcess.run(["profile", "mlp", "--mode", "training", "--batch-size", "2", "--iterations", "1", "--top", "0"], files: [:])
         #expect(r.status == 0, "\(r.stderr)")
         let first = String(r.stdout.split(separator: "\n").first ?? "")
         #expect(first.hasPrefix("mlp training batch 2: ") && first.hasSuffix(" ms per run") && !first.contains("inf"))

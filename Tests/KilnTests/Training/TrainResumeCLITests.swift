@@ -27,7 +27,7 @@ struct TrainResumeCLITests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let save = dir + "/model"
         let args = ["train", "mlp", "--epochs", "1", "--max-iterations", "60", "--checkpoint-interval", "20",
-                    "--model-save-path", save]
+                    "--model-save-path", save, "--monitor-path", dir + "/monitor"]
         let first = try Self.launch(args, output: dir + "/first.txt")
         // Wait for the first mid-epoch checkpoint, then kill without warning.
         let deadline = Date().addingTimeInterval(90)
@@ -59,7 +59,13 @@ struct TrainResumeCLITests {
         second.waitUntilExit()
         let out = String(decoding: FileManager.default.contents(atPath: dir + "/second.txt") ?? Data(), as: UTF8.self)
         #expect(second.terminationStatus == 0, "\(out)")
-        #expect(out.contains("resuming at iteration \(resumeFrom)"), "\(out)")
+        #expect(out.contains("resuming from the checkpoint: \(resumeFrom) of 60 steps done; continuing with step \(resumeFrom + 1) of 60 in epoch 1 of 1"), "\(out)")
+        // The loss series (every 10 iterations) keeps the killed run's lines before the checkpoint and continues:
+        // one line per ten iterations, none repeated or missing.
+        let series = try MonitorLog.read(path: dir + "/monitor/Training-loss.series.txt")
+        #expect(series.map(\.index) == [9, 19, 29, 39, 49, 59], "\(series)")
+        // --max-iterations 60 bounds the evaluation too: 6,000 of the 10,000 test images.
+        #expect(out.contains("on 6000 of 10000 test images"), "\(out)")
         let c = try #require(try Checkpoint.latest(in: save))
         #expect(c.iteration == 59)
         let params = try SafeTensors.read(path: c.parameters)
