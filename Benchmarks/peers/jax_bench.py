@@ -12,12 +12,10 @@ scale 8 (the gradient is unscaled before the update), like Kiln's `--precision h
 Prints `key: value` lines, including `temp_bytes` from `compiled.memory_analysis()` (XLA's scratch arena,
 the counterpart of Kiln's arena_bytes) and the argument/output sizes.
 """
-import resource
 import sys
-import time
 
 import numpy as np
-from rss import resident_bytes
+from measure import report, resident_bytes, time_steps
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -188,27 +186,16 @@ def main():
         def step():
             compiled(p, state, x).block_until_ready()
 
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(iterations):
-        start = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - start) * 1e3)
-    median = float(np.median(times))
-    print("framework: jax %s (jaxlib %s)" % (jax.__version__, jax.lib.__version__ if hasattr(jax.lib, "__version__") else "?"))
+    times = time_steps(step, warmup, iterations)
+    report("jax %s (jaxlib %s)" % (jax.__version__, jax.lib.__version__ if hasattr(jax.lib, "__version__") else "?"),
+           times, batch, baseline_rss)
     print("devices: %s" % jax.devices())
-    print("ms_per_iteration: %.3f" % median)
-    print("ms_min: %.3f" % min(times))
-    print("images_per_second: %.1f" % (batch / (median / 1e3)))
-    print("baseline_rss_bytes: %d" % baseline_rss)
     ma = compiled.memory_analysis()
     if ma is not None:
         print("temp_bytes: %d" % ma.temp_size_in_bytes)
         print("argument_bytes: %d" % ma.argument_size_in_bytes)
         print("output_bytes: %d" % ma.output_size_in_bytes)
         print("alias_bytes: %d" % ma.alias_size_in_bytes)
-    print("peak_rss_bytes: %d" % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
 
 
 if __name__ == "__main__":

@@ -7,12 +7,10 @@ solver.update() with Adam(1e-3) on mean(softmax_cross_entropy). Inference: y.for
 Random images in [0, 255) and labels in [0, 10), set once. Threads are fixed by the caller (taskset,
 OMP_NUM_THREADS, OPENBLAS_NUM_THREADS); see run_peers.py. Prints `key: value` lines.
 """
-import resource
 import sys
-import time
 
 import numpy as np
-from rss import resident_bytes
+from measure import report, resident_bytes, time_steps
 import nnabla as nn
 import nnabla.functions as F
 import nnabla.parametric_functions as PF
@@ -77,20 +75,7 @@ def main():
         def step():
             y.forward(clear_buffer=True)
 
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(iterations):
-        start = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - start) * 1e3)
-    median = float(np.median(times))
-    print("framework: nnabla %s" % nn.__version__)
-    print("ms_per_iteration: %.3f" % median)
-    print("ms_min: %.3f" % min(times))
-    print("images_per_second: %.1f" % (batch / (median / 1e3)))
-    print("peak_rss_bytes: %d" % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
-    print("baseline_rss_bytes: %d" % baseline_rss)
+    report("nnabla %s" % nn.__version__, time_steps(step, warmup, iterations), batch, baseline_rss)
 
 
 if __name__ == "__main__":

@@ -8,15 +8,13 @@ Weights are random (the same shapes as the zoo; values do not change the work). 
 inference mode with its running statistics. Prints `key: value` lines like the other peers.
 """
 import os
-import resource
 import sys
-import time
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 import onnxruntime as ort
-from rss import resident_bytes
+from measure import report, resident_bytes, time_steps
 
 
 class Builder:
@@ -105,20 +103,8 @@ def main():
     def step():
         session.run(None, {"x": x})
 
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(iterations):
-        start = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - start) * 1e3)
-    median = float(np.median(times))
-    print("framework: onnxruntime %s (%d intra-op threads)" % (ort.__version__, threads))
-    print("ms_per_iteration: %.3f" % median)
-    print("ms_min: %.3f" % min(times))
-    print("images_per_second: %.1f" % (batch / (median / 1e3)))
-    print("baseline_rss_bytes: %d" % baseline_rss)
-    print("peak_rss_bytes: %d" % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+    report("onnxruntime %s (%d intra-op threads)" % (ort.__version__, threads), time_steps(step, warmup, iterations),
+           batch, baseline_rss)
 
 
 if __name__ == "__main__":

@@ -8,15 +8,13 @@ and activations NHWC (oneDNN's preferred layout on CPU); without it, PyTorch's d
 OMP_NUM_THREADS (torch.set_num_threads is called with it). Prints `key: value` lines like the other peers.
 """
 import os
-import resource
 import sys
-import time
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from rss import resident_bytes
+from measure import report, resident_bytes, time_steps
 
 
 class LeNet(nn.Module):
@@ -96,20 +94,9 @@ def main():
             with torch.inference_mode():
                 net(x)
 
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(iterations):
-        start = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - start) * 1e3)
-    median = float(np.median(times))
-    print("framework: torch %s (%s, %d threads)" % (torch.__version__, "channels_last" if channels_last else "NCHW", torch.get_num_threads()))
-    print("ms_per_iteration: %.3f" % median)
-    print("ms_min: %.3f" % min(times))
-    print("images_per_second: %.1f" % (batch / (median / 1e3)))
-    print("baseline_rss_bytes: %d" % baseline_rss)
-    print("peak_rss_bytes: %d" % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+    times = time_steps(step, warmup, iterations)
+    report("torch %s (%s, %d threads)" % (torch.__version__, "channels_last" if channels_last else "NCHW", torch.get_num_threads()),
+           times, batch, baseline_rss)
 
 
 if __name__ == "__main__":
