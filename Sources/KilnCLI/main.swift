@@ -8,6 +8,13 @@ struct KilnCommand: ParsableCommand {
         abstract: "Define-then-run neural networks compiled ahead of time into memory-planned CPU plans.",
         version: KilnVersion.description,
         subcommands: [TrainCommand.self, PlanCommand.self, RunCommand.self, ConvertCommand.self, DemoCommand.self, ViewCommand.self, BenchCommand.self, ProfileCommand.self])
+
+    /// `kiln` alone is a usage error, as for other tools with subcommands: the help goes to standard error and
+    /// the status is 64 (`kiln --help` prints it to standard output with status 0).
+    func run() throws {
+        FileHandle.standardError.write(Data((Self.helpMessage() + "\nError: missing subcommand\n").utf8))
+        throw ExitCode(64)
+    }
 }
 
 /// Turns Kiln errors into one clear line and exit code 1 instead of a stack trace.
