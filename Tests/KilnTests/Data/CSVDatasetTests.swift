@@ -151,4 +151,15 @@ struct CSVDatasetTests {
     @Test func missingDatasetFileThrows() {
         #expect(throws: KilnError.self) { _ = try CSVDataSource(path: "/nonexistent/kiln/d.csv") }
     }
+
+    /// A batch size of 2^40 asks for 2^40 x 4 floats x 4 bytes of batch buffers: refused against the budget
+    /// before anything is allocated; one that overflows the integer range is refused naming the product.
+    @Test func hugeBatchesAreRefusedBeforeAllocating() throws {
+        let dir = try csvDir(["d.csv": "x__0,x__1,x__2,y\n1,2,3,0\n"])
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let error = #expect(throws: KilnError.self) { _ = try dataIteratorCSVDataset(path: dir + "/d.csv", batchSize: 1 << 40) }
+        #expect("\(error.map { "\($0)" } ?? "")".contains("one batch of 1099511627776 samples takes 17592186044416 bytes, above the memory budget"))
+        let overflow = #expect(throws: KilnError.self) { _ = try dataIteratorCSVDataset(path: dir + "/d.csv", batchSize: Int.max / 2) }
+        #expect("\(overflow.map { "\($0)" } ?? "")".contains("overflows"))
+    }
 }
