@@ -24,8 +24,11 @@ let package = Package(
         // The value types every layer shares: errors, element types, shapes.
         .target(name: "KilnCore"),
         // Kernels over raw buffers: elementwise, GEMM, convolution, pooling, reductions, the worker pool.
+        // Kernels that need instructions chosen at run time (AVX2+FMA), in C with per-function `target`
+        // attributes: no compiler flags, any x86-64.
+        .target(name: "CKilnKernels"),
         // OpenBLAS is loaded at run time (`OpenBLAS`), after Kiln has chosen its kernels from the CPU.
-        .target(name: "KilnKernels", dependencies: ["KilnCore"]),
+        .target(name: "KilnKernels", dependencies: ["KilnCore", "CKilnKernels"]),
         // The define-by-run graph: variables, functions, parameters, modules and their file formats.
         .target(name: "KilnGraph", dependencies: ["KilnCore", "KilnKernels"]),
         // Lowering a graph into a plan: schedule, fusion, autodiff, recompute, liveness, memory planning.

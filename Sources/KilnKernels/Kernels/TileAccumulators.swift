@@ -1,3 +1,5 @@
+import CKilnKernels
+
 /// The register tiles of the Swift matrix kernels, one definition for every kernel that walks them (`Gemm`'s
 /// products, `StridedPointwiseData`): the loops that fill them decide the order of every sum, so kernels that
 /// must give the same bits share them. Plain structs of SIMD values, kept in registers once inlined; no array
@@ -10,23 +12,18 @@ struct Tile4x16 {
     /// `sum over p < k of A[r, p] * B[p, 0..<16]` for rows `r < rows` (`rows <= 4`; rows past it repeat the
     /// last one): element (r, p) of A at `a + r*rowStep + p*kStep`, row p of B at `b + p*ldb`. One fused
     /// multiply-add per element and step, p in order.
+    ///
+    /// The loop is `kiln_tile4x16` (CKilnKernels), which runs an AVX2+FMA path where the CPU has one: in Swift,
+    /// `addProduct` built without FMA enabled becomes a libm call per lane. The sums are the same bits either
+    /// way (each is a chain of fused multiply-adds in order of p).
     @inline(__always)
     init(rows: Int, k: Int, a: UnsafePointer<Float>, rowStep: Int, kStep: Int, b: UnsafePointer<Float>, ldb: Int) {
-        let r1 = min(1, rows - 1) * rowStep, r2 = min(2, rows - 1) * rowStep, r3 = min(3, rows - 1) * rowStep
-        var ap = a
-        var bp = UnsafeRawPointer(b)
-        for _ in 0..<k {
-            let b0 = bp.loadUnaligned(as: V.self), b1 = bp.loadUnaligned(fromByteOffset: 32, as: V.self)
-            let a0 = V(repeating: ap[0]), a1 = V(repeating: ap[r1])
-            let a2 = V(repeating: ap[r2]), a3 = V(repeating: ap[r3])
-            c00.addProduct(a0, b0); c01.addProduct(a0, b1)
-            c10.addProduct(a1, b0); c11.addProduct(a1, b1)
-            c20.addProduct(a2, b0); c21.addProduct(a2, b1)
-            c30.addProduct(a3, b0); c31.addProduct(a3, b1)
-            ap += kStep
-            bp += ldb * 4
+        withUnsafeMutableBytes(of: &self) { out in
+            kiln_tile4x16(rows, k, a, rowStep, kStep, b, ldb, out.baseAddress?.assumingMemoryBound(to: Float.self))
         }
     }
+
+
 }
 
 /// Two rows of A against four rows of B, each entry an 8-lane partial dot product (`Gemm`'s dot-product
@@ -49,4 +46,10 @@ struct Tile2x4 {
             off += 32
         }
     }
+}
+
+/// The code paths Kiln's own kernels chose on this CPU, for reports (`kiln --version`).
+public enum KernelPaths {
+    /// The matrix tiles: "avx2+fma" or "generic".
+    public static var tiles: String { String(cString: kiln_tile_path()) }
 }
