@@ -12,7 +12,14 @@
 void kiln_tile4x16(long rows, long k, const float *a, long rowStep, long kStep, const float *b, long ldb,
                    float *out);
 
-/// The code path `kiln_tile4x16` runs on this CPU: "avx2+fma" or "generic".
+/// The dot-product tile: adds to `acc` (8 entries of 8 lanes, entry `r*4 + c` for rows a0, a1 and b0..b3)
+/// the lane-wise products of the first `count` floats (a multiple of 8) of A's rows `a0`, `a1` and B's rows
+/// `b0`-`b3`: lane j of an entry takes the positions congruent to j modulo 8, in order, each a fused
+/// multiply-add.
+void kiln_tile2x4_add(float *acc, const float *a0, const float *a1, const float *b0, const float *b1,
+                      const float *b2, const float *b3, long count);
+
+/// The code path the tiles run on this CPU: "avx2+fma" or "generic".
 const char *kiln_tile_path(void);
 
 /// Forces a path for tests ("avx2+fma" is ignored where the CPU lacks it); NULL restores the automatic choice.

@@ -36,14 +36,11 @@ struct Tile2x4 {
     @inline(__always)
     mutating func add(_ a0: UnsafeRawPointer, _ a1: UnsafeRawPointer, _ b0: UnsafeRawPointer, _ b1: UnsafeRawPointer,
                       _ b2: UnsafeRawPointer, _ b3: UnsafeRawPointer, bytes: Int) {
-        var off = 0
-        while off < bytes {
-            let x0 = a0.loadUnaligned(fromByteOffset: off, as: V.self), x1 = a1.loadUnaligned(fromByteOffset: off, as: V.self)
-            let y0 = b0.loadUnaligned(fromByteOffset: off, as: V.self), y1 = b1.loadUnaligned(fromByteOffset: off, as: V.self)
-            let y2 = b2.loadUnaligned(fromByteOffset: off, as: V.self), y3 = b3.loadUnaligned(fromByteOffset: off, as: V.self)
-            s00.addProduct(x0, y0); s01.addProduct(x0, y1); s02.addProduct(x0, y2); s03.addProduct(x0, y3)
-            s10.addProduct(x1, y0); s11.addProduct(x1, y1); s12.addProduct(x1, y2); s13.addProduct(x1, y3)
-            off += 32
+        // `kiln_tile2x4_add` (CKilnKernels): the same fused multiply-adds, on the AVX2+FMA path where the CPU has it.
+        func floats(_ p: UnsafeRawPointer) -> UnsafePointer<Float> { p.assumingMemoryBound(to: Float.self) }
+        withUnsafeMutableBytes(of: &self) { acc in
+            kiln_tile2x4_add(acc.baseAddress?.assumingMemoryBound(to: Float.self), floats(a0), floats(a1),
+                             floats(b0), floats(b1), floats(b2), floats(b3), bytes / 4)
         }
     }
 }

@@ -9,6 +9,7 @@ import Testing
 struct TilePathTests {
     @Test func theStructIsTheCArray() {
         #expect(MemoryLayout<Tile4x16>.size == 64 * MemoryLayout<Float>.size)
+        #expect(MemoryLayout<Tile2x4>.size == 64 * MemoryLayout<Float>.size)
     }
 
     @Test func genericPathMatchesFusedReference() throws { try check("generic") }
@@ -20,6 +21,7 @@ struct TilePathTests {
         kiln_tile_force_path(path)
         defer { kiln_tile_force_path(nil) }
         #expect(KernelPaths.tiles == path)
+        try checkDotTile(path)
         var g = SystemRandomNumberGenerator()
         for (rows, k, transA) in [(4, 37, false), (3, 1, true), (1, 64, false), (2, 0, true), (4, 200, true)] {
             let lda = 211, ldb = 19
@@ -37,6 +39,30 @@ struct TilePathTests {
                     for p in 0..<k { acc = acc.addingProduct(a[row * rowStep + p * kStep], b[p * ldb + j]) }
                     #expect(got[r * 16 + j].bitPattern == acc.bitPattern, "\(path) rows \(rows) k \(k) (\(r), \(j))")
                 }
+            }
+        }
+    }
+
+    /// The dot-product tile, added to twice (the second time onto what the first left): lane l of entry (r, c)
+    /// is the in-order fused chain over positions l, l + 8, ... of both calls' rows.
+    func checkDotTile(_ path: String) throws {
+        var g = SystemRandomNumberGenerator()
+        let count = 40, rows = (0..<6).map { _ in (0..<(2 * count)).map { _ in Float.random(in: -1...1, using: &g) } }
+        var t = Tile2x4()
+        for half in 0..<2 {
+            let p = rows.map { r in UnsafeMutablePointer<Float>.allocate(capacity: count) }
+            defer { p.forEach { $0.deallocate() } }
+            for (i, r) in rows.enumerated() { p[i].initialize(from: Array(r[(half * count)..<((half + 1) * count)]), count: count) }
+            t.add(UnsafeRawPointer(p[0]), UnsafeRawPointer(p[1]), UnsafeRawPointer(p[2]), UnsafeRawPointer(p[3]),
+                  UnsafeRawPointer(p[4]), UnsafeRawPointer(p[5]), bytes: count * 4)
+        }
+        let got = withUnsafeBytes(of: t) { Array($0.bindMemory(to: Float.self)) }
+        for e in 0..<8 {
+            let x = rows[e / 4], y = rows[2 + e % 4]
+            for l in 0..<8 {
+                var s: Float = 0
+                for half in 0..<2 { for off in stride(from: l, to: count, by: 8) { s = s.addingProduct(x[half * count + off], y[half * count + off]) } }
+                #expect(got[e * 8 + l].bitPattern == s.bitPattern, "\(path) entry \(e) lane \(l)")
             }
         }
     }

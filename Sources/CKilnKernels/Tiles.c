@@ -1,4 +1,4 @@
-// The 4x16 tile of Kiln's Swift matrix kernels (see CKilnKernels.h). Swift's `addProduct` on SIMD values is a
+// The register tiles of Kiln's Swift matrix kernels (see CKilnKernels.h). Swift's `addProduct` on SIMD values is a
 // fused multiply-add; built without FMA enabled (a plain `swift build -c release`, as for any package that
 // depends on Kiln) it becomes a call to libm's fmaf per lane, 20-30 times slower. Here the AVX2+FMA path is
 // compiled for those instructions whatever the build flags, and chosen when the CPU has them.
@@ -20,8 +20,41 @@ static void tile_generic(long rows, long k, const float *a, long rowStep, long k
     }
 }
 
+static void dot_generic(float *acc, const float *a0, const float *a1, const float *b0, const float *b1,
+                        const float *b2, const float *b3, long count) {
+    const float *as[2] = {a0, a1}, *bs[4] = {b0, b1, b2, b3};
+    for (long e = 0; e < 8; e++) {
+        const float *x = as[e / 4], *y = bs[e % 4];
+        for (long l = 0; l < 8; l++) {
+            float s = acc[e * 8 + l];
+            for (long off = l; off < count; off += 8) s = fmaf(x[off], y[off], s);
+            acc[e * 8 + l] = s;
+        }
+    }
+}
+
 #if defined(__x86_64__)
 #include <immintrin.h>
+
+__attribute__((target("avx2,fma")))
+static void dot_avx2(float *acc, const float *a0, const float *a1, const float *b0, const float *b1,
+                     const float *b2, const float *b3, long count) {
+    __m256 s00 = _mm256_loadu_ps(acc), s01 = _mm256_loadu_ps(acc + 8), s02 = _mm256_loadu_ps(acc + 16);
+    __m256 s03 = _mm256_loadu_ps(acc + 24), s10 = _mm256_loadu_ps(acc + 32), s11 = _mm256_loadu_ps(acc + 40);
+    __m256 s12 = _mm256_loadu_ps(acc + 48), s13 = _mm256_loadu_ps(acc + 56);
+    for (long off = 0; off < count; off += 8) {
+        __m256 x0 = _mm256_loadu_ps(a0 + off), x1 = _mm256_loadu_ps(a1 + off);
+        __m256 y0 = _mm256_loadu_ps(b0 + off), y1 = _mm256_loadu_ps(b1 + off);
+        __m256 y2 = _mm256_loadu_ps(b2 + off), y3 = _mm256_loadu_ps(b3 + off);
+        s00 = _mm256_fmadd_ps(x0, y0, s00); s01 = _mm256_fmadd_ps(x0, y1, s01);
+        s02 = _mm256_fmadd_ps(x0, y2, s02); s03 = _mm256_fmadd_ps(x0, y3, s03);
+        s10 = _mm256_fmadd_ps(x1, y0, s10); s11 = _mm256_fmadd_ps(x1, y1, s11);
+        s12 = _mm256_fmadd_ps(x1, y2, s12); s13 = _mm256_fmadd_ps(x1, y3, s13);
+    }
+    _mm256_storeu_ps(acc, s00); _mm256_storeu_ps(acc + 8, s01); _mm256_storeu_ps(acc + 16, s02);
+    _mm256_storeu_ps(acc + 24, s03); _mm256_storeu_ps(acc + 32, s10); _mm256_storeu_ps(acc + 40, s11);
+    _mm256_storeu_ps(acc + 48, s12); _mm256_storeu_ps(acc + 56, s13);
+}
 
 __attribute__((target("avx2,fma")))
 static void tile_avx2(long rows, long k, const float *a, long rowStep, long kStep, const float *b, long ldb,
@@ -63,14 +96,27 @@ static tile_fn automatic(void) {
     return tile_generic;
 }
 
-void kiln_tile4x16(long rows, long k, const float *a, long rowStep, long kStep, const float *b, long ldb,
-                   float *out) {
+static tile_fn current(void) {
     tile_fn f = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
     if (!f) {
         f = automatic();
         __atomic_store_n(&chosen, f, __ATOMIC_RELEASE);
     }
-    f(rows, k, a, rowStep, kStep, b, ldb, out);
+    return f;
+}
+
+void kiln_tile4x16(long rows, long k, const float *a, long rowStep, long kStep, const float *b, long ldb,
+                   float *out) {
+    current()(rows, k, a, rowStep, kStep, b, ldb, out);
+}
+
+void kiln_tile2x4_add(float *acc, const float *a0, const float *a1, const float *b0, const float *b1,
+                      const float *b2, const float *b3, long count) {
+#if defined(__x86_64__)
+    // The dot-product tile follows the 4x16 tile's path, so one choice (and one forced path) covers both.
+    if (current() == tile_avx2) { dot_avx2(acc, a0, a1, b0, b1, b2, b3, count); return; }
+#endif
+    dot_generic(acc, a0, a1, b0, b1, b2, b3, count);
 }
 
 const char *kiln_tile_path(void) {
