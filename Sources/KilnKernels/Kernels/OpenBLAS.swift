@@ -24,11 +24,9 @@ public enum OpenBLAS {
     typealias SetThreadsFunction = @convention(c) (Int32) -> Void
     typealias NameFunction = @convention(c) () -> UnsafeMutablePointer<CChar>?
 
-    /// The loaded library's entry points and what it reported.
-    struct Library: @unchecked Sendable {        // function pointers into a library never unloaded
+    /// The loaded library's entry point.
+    struct Library: @unchecked Sendable {        // a function pointer into a library never unloaded
         let sgemm: SgemmFunction
-        let corename: String
-        let config: String
     }
 
     /// How the kernel set was decided, for `kiln --version` and benchmark reports.
@@ -76,9 +74,8 @@ public enum OpenBLAS {
             guard let f = dlsym(handle, symbol), let s = unsafeBitCast(f, to: NameFunction.self)() else { return "unknown" }
             return String(cString: s).trimmingCharacters(in: .whitespaces)
         }
-        let library = Library(sgemm: unsafeBitCast(sgemm, to: SgemmFunction.self), corename: text("openblas_get_corename"),
-                              config: text("openblas_get_config"))
-        return (library, Report(core: library.corename, config: library.config, source: source), nil)
+        return (Library(sgemm: unsafeBitCast(sgemm, to: SgemmFunction.self)),
+                Report(core: text("openblas_get_corename"), config: text("openblas_get_config"), source: source), nil)
     }
 
     /// The loaded library, nil when it could not be loaded.

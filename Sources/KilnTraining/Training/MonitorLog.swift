@@ -32,10 +32,15 @@ public enum MonitorLog {
     }
 
     public static func parse(_ bytes: [UInt8], name: String) throws -> [Record] {
+        try parseLines(bytes, name: name).map(\.record)
+    }
+
+    /// Each record with the line it was read from.
+    static func parseLines(_ bytes: [UInt8], name: String) throws -> [(record: Record, line: ArraySlice<UInt8>)] {
         guard bytes.count <= maxBytes else {
             throw KilnError.invalidData("\(name): \(bytes.count) bytes, more than a monitor file may hold (\(maxBytes))")
         }
-        var records: [Record] = []
+        var records: [(record: Record, line: ArraySlice<UInt8>)] = []
         var fieldCount: Int?
         var lineNumber = 0
         for line in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
@@ -55,7 +60,7 @@ public enum MonitorLog {
                   let index = Int(indexText) else {
                 throw KilnError.invalidData("\(place): the index '\(indexText.prefix(40))' is not a non-negative integer that fits 64 bits")
             }
-            if let previous = records.last, index <= previous.index {
+            if let previous = records.last?.record, index <= previous.index {
                 throw KilnError.invalidData("\(place): index \(index) does not follow \(previous.index)")
             }
             var values: [Double] = []
@@ -66,7 +71,7 @@ public enum MonitorLog {
                 }
                 values.append(v)
             }
-            records.append(Record(index: index, values: values))
+            records.append((Record(index: index, values: values), line))
         }
         return records
     }
@@ -89,14 +94,9 @@ public enum MonitorLog {
     /// The lines of a monitor file whose index is below `index`, byte for byte, and the last such index: what
     /// a resumed run keeps. The whole file is checked first.
     static func lines(_ bytes: [UInt8], before index: Int, name: String) throws -> ([UInt8], Int?) {
-        let records = try parse(bytes, name: name)
         var kept: [UInt8] = []
         var last: Int?
-        var r = records.makeIterator()
-        for line in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true) {
-            guard line.contains(where: { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") && $0 != UInt8(ascii: "\r") }),
-                  let record = r.next() else { continue }
-            guard record.index < index else { break }
+        for (record, line) in try parseLines(bytes, name: name) where record.index < index {
             kept += line
             kept.append(UInt8(ascii: "\n"))
             last = record.index
