@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 let package = Package(
@@ -6,7 +6,14 @@ let package = Package(
     products: [
         .library(name: "Kiln", targets: ["Kiln"]),
         .library(name: "KilnGraphviz", targets: ["KilnGraphviz"]),
+        .library(name: "KilnMPI", targets: ["KilnMPI"]),
         .executable(name: "kiln", targets: ["KilnCLI"]),
+    ],
+    // MPI (on by default): distributed training over Open MPI. `swift build --disable-default-traits` builds
+    // everything else without libopenmpi-dev; `MPICommunicator.shared()` then says so.
+    traits: [
+        .trait(name: "MPI", description: "Distributed training over Open MPI (Debian: libopenmpi-dev)"),
+        .default(enabledTraits: ["MPI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -16,6 +23,8 @@ let package = Package(
         .systemLibrary(name: "CGraphviz", path: "Sources/CGraphviz", pkgConfig: "libgvc",
                        providers: [.apt(["libgraphviz-dev"])]),
         // zlib, for the gzip-compressed IDX files of Debian's dataset-fashion-mnist (Debian: zlib1g-dev).
+        // Open MPI (Debian: libopenmpi-dev), only with the MPI trait.
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // The library, in layers: each target depends only on the layers below it (naming every one its files
         // import), so a reference upward (a graph type naming an executable, a kernel naming a variable) does
@@ -47,8 +56,12 @@ let package = Package(
             "KilnCore", "KilnKernels", "KilnGraph", "KilnCompiler", "KilnRuntime", "KilnTraining", "KilnConverters",
         ]),
         .target(name: "KilnGraphviz", dependencies: ["Kiln", "CGraphviz"]),
+        // Data-parallel training across processes: `MPICommunicator` (the transport is Open MPI's).
+        .target(name: "KilnMPI", dependencies: [
+            "KilnCore", "KilnGraph", "KilnTraining", .target(name: "CMPI", condition: .when(traits: ["MPI"])),
+        ], swiftSettings: [.define("MPI", .when(traits: ["MPI"]))]),
         .executableTarget(name: "KilnCLI", dependencies: [
-            "Kiln", "KilnGraphviz",
+            "Kiln", "KilnGraphviz", "KilnMPI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "KilnTests", dependencies: [

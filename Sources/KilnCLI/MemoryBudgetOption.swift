@@ -22,7 +22,7 @@ struct MemoryBudgetOption: ParsableArguments {
     }
 
     /// "1073741824", "512M", "2g", "1.5G", "64KiB", "none" (nil: no limit).
-    static func parse(_ text: String) throws -> Int? {
+    static func parse(_ text: String, option: String = "--max-memory") throws -> Int? {
         let t = text.trimmingCharacters(in: .whitespaces).lowercased()
         if t == "none" || t == "unlimited" { return nil }
         let units: [(String, Double)] = [("kib", 0x1p10), ("mib", 0x1p20), ("gib", 0x1p30), ("tib", 0x1p40),
@@ -36,11 +36,11 @@ struct MemoryBudgetOption: ParsableArguments {
         }
         guard !number.isEmpty, number.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }),
               let value = Double(number), value.isFinite else {
-            throw ValidationError("--max-memory must be a size such as 512M, 2G or 1073741824, or 'none', got '\(text)'")
+            throw ValidationError("\(option) must be a size such as 512M, 2G or 1073741824, or 'none', got '\(text)'")
         }
         let bytes = value * scale
         guard bytes >= 1, bytes < 0x1p62 else {
-            throw ValidationError("--max-memory must be at least 1 byte and below 4 EiB, got '\(text)'")
+            throw ValidationError("\(option) must be at least 1 byte and below 4 EiB, got '\(text)'")
         }
         return Int(bytes)
     }

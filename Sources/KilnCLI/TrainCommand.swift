@@ -1,13 +1,27 @@
 import ArgumentParser
 import Foundation
 import Kiln
+import KilnMPI
 
 enum DatasetName: String, ExpressibleByArgument, CaseIterable { case fashionMNIST = "fashion-mnist" }
+
+/// The solvers `kiln train` offers, with nnabla's defaults besides the learning rate.
+enum SolverName: String, ExpressibleByArgument, CaseIterable {
+    case adam, sgd, momentum
+
+    func make(learningRate: Float) -> Solver {
+        switch self {
+        case .adam: Adam(alpha: learningRate)
+        case .sgd: Sgd(lr: learningRate)
+        case .momentum: Momentum(lr: learningRate)
+        }
+    }
+}
 
 /// `kiln train`: the zoo models on Fashion-MNIST with the library's Trainer, Updater and Evaluator.
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "train", abstract: "Train a zoo model on a dataset (Adam, softmax cross-entropy).")
+        commandName: "train", abstract: "Train a zoo model on a dataset (softmax cross-entropy), on one process or data-parallel under mpirun.")
 
     static let models: [Zoo] = [.lenet, .mlp]
 
@@ -15,7 +29,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "The dataset.") var dataset: DatasetName = .fashionMNIST
     @Option(parsing: .unconditional, help: "Epochs to train.") var epochs: Int = 1
     @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Images per training step.") var batchSize: Int = 64
-    @Option(name: .customLong("learning-rate"), parsing: .unconditional, help: "Adam's alpha.") var learningRate: Float = 1e-3
+    @Option(help: "adam, sgd or momentum (momentum 0.9), nnabla's defaults otherwise.") var solver: SolverName = .adam
+    @Option(name: .customLong("learning-rate"), parsing: .unconditional, help: "The solver's learning rate (Adam's alpha).") var learningRate: Float = 1e-3
     @Option(help: "float, or half: float16 activations and gradients with dynamic loss scaling (nnabla's DynamicLossScalingUpdater).") var precision: Precision = .float
     @Flag(name: .customLong("no-recompute"), help: "Keep every value backward reads from forward, rather than rebuild BatchNormalization, Add2 and ReLU outputs in backward.") var noRecompute = false
     @Option(name: .customLong("loss-scale"), parsing: .unconditional, help: "Initial loss scale with --precision half.") var lossScale: Float = 8
@@ -30,9 +45,16 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("eval-iterations"), parsing: .unconditional, help: "Evaluate on this many batches of 100 test images after each epoch (default: the whole test set).") var evalIterations: Int?
     @Flag(name: .customLong("allow-non-finite"), help: "Resume from a checkpoint whose parameters hold NaN or infinity (refused by default).")
     var allowNonFinite = false
+    @Flag(help: "Data-parallel training over the processes of `mpirun -np N`: --batch-size is per process, rank r takes the r-th slice of each global batch of N x batch-size images, gradients are averaged; only rank 0 prints and writes files.")
+    var distributed = false
+    @Option(name: .customLong("bucket-size"), help: ArgumentHelp("With --distributed: all-reduce the gradients in buckets of at most this size (as --max-memory), or 'none' for one call per parameter.", valueName: "size"))
+    var bucketSize: String = "4M"
+    @Flag(name: .customLong("no-overlap"), help: "With --distributed: all-reduce the buckets after backward, rather than each as soon as backward has written it.")
+    var noOverlap = false
     @OptionGroup var memory: MemoryBudgetOption
 
     func validate() throws {
+        _ = try MemoryBudgetOption.parse(bucketSize, option: "--bucket-size")
         let trainable = Self.models.map(\.rawValue).joined(separator: " or ")
         guard let zoo = Zoo(rawValue: model) else {
             throw ValidationError("unknown model '\(model)'; kiln train takes \(trainable) (the zoo models are \(Zoo.names.joined(separator: ", ")))")
@@ -53,6 +75,22 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            guard distributed else { return try train(comm: nil) }
+            let comm = try MPICommunicator.shared()
+            // Only rank 0 speaks: the others' standard output goes nowhere (errors still reach standard error).
+            if comm.rank != 0 { silenceStandardOutput() }
+            do {
+                try train(comm: comm)
+            } catch {
+                // A failed rank ends the job: the others would wait for it in their next collective.
+                FileHandle.standardError.write(Data("kiln: error on rank \(comm.rank) of \(comm.size): \(error)\n".utf8))
+                comm.abort(1)
+            }
+            comm.finalize()
+        }
+    }
+
+    private func train(comm: MPICommunicator?) throws {
             try memory.apply()
             Context.setDefault { $0.threads = threads }
             GlobalRandom.seed(seed)
@@ -61,56 +99,73 @@ struct TrainCommand: ParsableCommand {
             let train = try FashionMNIST.load(train: true, directory: dataDir)
             let test = try FashionMNIST.load(train: false, directory: dataDir)
             let evalBatch = 100
+            let ranks = comm?.size ?? 1, rank = comm?.rank ?? 0
+            // Each step takes one global batch of ranks x batch-size images, each evaluation batch 100 per rank.
+            guard let globalBatch = Optional(batchSize.multipliedReportingOverflow(by: ranks)), !globalBatch.overflow,
+                  globalBatch.partialValue <= train.count else {
+                throw KilnError.invalidData("\(ranks) process(es) x --batch-size \(batchSize) is more than the \(train.count) training images: one step must fit in the dataset")
+            }
+            guard evalBatch * ranks <= test.count else {
+                throw KilnError.invalidData("\(ranks) processes x \(evalBatch) test images per evaluation batch is more than the \(test.count) test images")
+            }
 
             let network = try zoo.network()
             let t = try zoo.build(batchSize: batchSize, training: true, network: network)
             let v = try zoo.build(batchSize: evalBatch, training: false, network: network)
             let verror = try F.mean(F.topNError(v.prediction, v.label))
-            let solver = Adam(alpha: learningRate)
+            let solver = self.solver.make(learningRate: learningRate)
             solver.setParameters(network.getParameters(gradOnly: true))
 
             let tdata = try DataIterator(size: train.count, batchSize: batchSize, shuffle: true, seed: seed,
-                                         sampleShapes: [[1, 28, 28], [1]]) { i in
+                                         sampleShapes: [[1, 28, 28], [1]], slices: (rank, ranks)) { i in
                 [Array(train.images[(i * 784)..<((i + 1) * 784)]), [Float(train.labels[i])]]
             }
             let vdata = try DataIterator(size: test.count, batchSize: evalBatch, shuffle: false,
-                                         sampleShapes: [[1, 28, 28], [1]]) { i in
+                                         sampleShapes: [[1, 28, 28], [1]], slices: (rank, ranks)) { i in
                 [Array(test.images[(i * 784)..<((i + 1) * 784)]), [Float(test.labels[i])]]
             }
-            let perEpoch = min(train.count / batchSize, maxIterations ?? Int.max)
+            let perEpoch = min(train.count / (batchSize * ranks), maxIterations ?? Int.max)
             // The evaluation covers the whole test set unless bounded: by --eval-iterations, else by --max-iterations
             // (a quick run is quick throughout).
-            let evalIterations = min(test.count / evalBatch, self.evalIterations ?? maxIterations ?? Int.max)
+            let evalIterations = min(test.count / (evalBatch * ranks), self.evalIterations ?? maxIterations ?? Int.max)
             _ = try (CheckedInt(epochs) * perEpoch).get("--epochs \(epochs) x \(perEpoch) iterations per epoch")
-            let progress = Progress(epochs: epochs, perEpoch: perEpoch, batchSize: batchSize,
-                                    evaluated: (evalIterations * evalBatch, test.count))
+            let progress = Progress(epochs: epochs, perEpoch: perEpoch, batchSize: batchSize * ranks,
+                                    evaluated: (evalIterations * evalBatch * ranks, test.count))
             // A resumed run keeps the monitor lines written before its checkpoint and continues after them.
             // (The trainer refuses a checkpoint outside this run; Int.max must not trap here before it can.)
-            let resumeAt = resume ? try modelSavePath.flatMap { try Checkpoint.latest(in: $0) }.map {
+            let resumeAt = resume && rank == 0 ? try modelSavePath.flatMap { try Checkpoint.latest(in: $0) }.map {
                 $0.iteration == Int.max ? Int.max : $0.iteration + 1
             } : nil
-            let monitor = try monitorPath.map { try Monitor($0, resumingAt: resumeAt) }
+            let monitor = try (rank == 0 ? monitorPath : nil).map { try Monitor($0, resumingAt: resumeAt) }
             let monitorLoss = try MonitorSeries("Training loss", monitor: monitor, interval: 10, verbose: false)
             let monitorError = try MonitorSeries("Test error", monitor: monitor, interval: 1, verbose: false)
             let monitorTime = try MonitorTimeElapsed("Training time", monitor: monitor, interval: 100, verbose: false)
 
             let feed = { let b = try tdata.next(); try t.input.setData(b[0]); try t.label.setData(b[1]) }
             let updater: any Updating
-            let plan: Plan
+            let gradients: GradientUpdater
             var lossScaling: DynamicLossScalingUpdater? = nil
             switch precision {
             case .float:
                 let u = Updater(solver: solver, loss: t.loss, dataFeeder: feed)
-                u.recompute = !noRecompute
-                plan = try u.plan().plan
                 updater = u
+                gradients = u
             case .half:
                 let u = DynamicLossScalingUpdater(solver: solver, loss: t.loss, dataFeeder: feed, scale: lossScale)
-                u.recompute = !noRecompute
-                plan = try u.plan().plan
                 updater = u
+                gradients = u
                 lossScaling = u
             }
+            gradients.recompute = !noRecompute
+            if let comm {
+                // The mean of the ranks' gradients: N ranks of batch B take the steps of one process of batch N x B.
+                gradients.comm = comm
+                gradients.division = true
+                gradients.gradientBucketBytes = try MemoryBudgetOption.parse(bucketSize, option: "--bucket-size")
+                gradients.overlap = !noOverlap
+            }
+            let plan = try (lossScaling?.plan() ?? (updater as? Updater)?.plan())?.plan
+            guard let plan else { throw KilnError.planFailed("no training plan") }
             let evaluator = try Evaluator(
                 verror,
                 dataFeeder: { let b = try vdata.next(); try v.input.setData(b[0]); try v.label.setData(b[1]) },
@@ -118,7 +173,7 @@ struct TrainCommand: ParsableCommand {
                 callbackOnFinish: [{ i, e in
                     monitorError.add(i, e)
                     progress.epochDone(i, testError: e)
-                }])
+                }], comm: comm)
             let trainer = Trainer(updater: [updater], evaluator: [evaluator], modelSavePath: modelSavePath,
                                   maxEpoch: epochs, iterPerEpoch: perEpoch,
                                   updateCallbackOnFinish: [{ i in
@@ -130,14 +185,21 @@ struct TrainCommand: ParsableCommand {
             trainer.checkpointInterval = checkpointInterval
             trainer.parameters = network.getParameters(gradOnly: false)
             trainer.allowNonFinite = allowNonFinite
+            trainer.comm = comm
             trainer.onResume = [{ start in
                 // start < epochs x perEpoch (the trainer checks the checkpoint), so this bounds the replay.
-                let consumed = try (CheckedInt(start) * batchSize).get("--resume: iteration \(start) x batch \(batchSize)")
+                let consumed = try (CheckedInt(start) * batchSize * ranks).get("--resume: iteration \(start) x batch \(batchSize) x \(ranks) process(es)")
                 try tdata.seek(epoch: consumed / train.count, position: consumed % train.count)
                 progress.resumed(at: start)
             }]
 
-            print("\(model) on Fashion-MNIST: \(train.count) training and \(test.count) test images, batch \(batchSize), Adam(\(learningRate)), \(threads) thread(s)")
+            print("\(model) on Fashion-MNIST: \(train.count) training and \(test.count) test images, batch \(batchSize), \(solver.name)(\(learningRate)), \(threads) thread(s)")
+            if let comm {
+                let buckets = plan.gradientBuckets
+                let reduction = buckets.isEmpty ? "one all-reduce per parameter"
+                    : "\(buckets.count) gradient bucket(s), all-reduced " + (noOverlap ? "after backward" : "while backward runs")
+                print("distributed: \(comm.size) processes x batch \(batchSize) = global batch \(batchSize * comm.size); \(reduction); gradients averaged")
+            }
             if precision == .half { print("precision half: float16 activations and gradients, dynamic loss scaling from \(lossScale)") }
             print("training plan: \(plan.steps.count) steps (forward \(plan.forwardStepCount))")
             print(plan.summary(), terminator: "")
@@ -145,8 +207,16 @@ struct TrainCommand: ParsableCommand {
             progress.finish()
             if let u = lossScaling { print("final loss scale: \(u.scale)") }
             if let dir = modelSavePath { print("parameters and checkpoints in \(dir)") }
-        }
     }
+}
+
+/// Sends this process's standard output to /dev/null (ranks other than 0 of a distributed run).
+func silenceStandardOutput() {
+    fflush(nil)
+    let null = open("/dev/null", O_WRONLY)
+    guard null >= 0 else { return }
+    dup2(null, 1)
+    close(null)
 }
 
 /// Progress on a terminal (one redrawn line) or periodic plain lines when output is a file or pipe.

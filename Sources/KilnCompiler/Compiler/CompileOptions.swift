@@ -32,6 +32,12 @@ public struct CompileOptions: Hashable, Sendable {
     /// value backward reads is kept from forward, as nnabla does.
     public var recompute: Bool
 
+    /// Training plans for distributed data parallelism: lay the parameter gradients out contiguously in
+    /// buckets of at most this many bytes (a gradient larger than that is a bucket of its own), in the order
+    /// backward finishes them, so that each bucket can be all-reduced as soon as its last gradient is
+    /// written (see `GradientBuckets`). nil: every gradient keeps its own array, no buckets.
+    public var gradientBucketBytes: Int? = nil
+
     /// Half precision: store every activation and gradient as float16, even where rounding a float32 value
     /// costs less memory (see `HalfStorage`). For tests: results must be the same either way.
     var halfStorageEverywhere = false

@@ -10,7 +10,7 @@ import KilnGraph
 ///     roots ─ GraphCollector ─> nodes ─ Schedule ─> order ─ Fusion ─> steps ─ Lowering ─> forward plan
 ///           ─ Autodiff (Rematerialization decides what backward rebuilds) ─> candidate plans
 ///           ─ memory passes, per candidate: Liveness ─> InPlace ─> HalfStorage ─> Placement ─> Plan
-///           ─ Rematerialization.choose ─> the plan kept
+///           ─ Rematerialization.choose ─> the plan kept ─ GradientBuckets (distributed training) ─> Plan
 ///
 /// Adding a pass is one line: a front pass in `lower`, a pass over a lowered plan in `memoryPasses`.
 enum Pipeline {
@@ -36,7 +36,9 @@ enum Pipeline {
             for pass in memoryPasses { pass(&l) }
             return l
         }
-        return try Rematerialization.choose(lowered)
+        var chosen = try Rematerialization.choose(lowered)
+        GradientBuckets.pass(&chosen.plan)
+        return chosen
     }
 }
 

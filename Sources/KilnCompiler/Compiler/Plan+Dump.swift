@@ -29,11 +29,15 @@ extension Plan {
             if !s.rounded.isEmpty {
                 out += "       f16  rounds " + s.rounded.map { buffers[$0].name }.joined(separator: ", ") + "\n"
             }
+            for (k, b) in gradientBuckets.enumerated() where b.readyAfterStep == i {
+                out += "       all-reduce bucket \(k) starts (\(b.buffers.count) gradients, \(formatBytes(b.bytes)))\n"
+            }
             var tail = "       live \(formatBytes(live[i]))"
             if let f = freedAt[i], !f.isEmpty { tail += "  frees " + f.sorted().map { buffers[$0].name }.joined(separator: ", ") }
             out += tail + "\n"
         }
         out += "\n" + summary() + "\n"
+        out += bucketTable()
         out += memoryMap(lifetimes, width: memoryMapWidth)
         return out
     }
@@ -55,6 +59,20 @@ extension Plan {
         persistent_bytes   \(persistentBytes) (\(formatBytes(persistentBytes)))
 
         """
+    }
+
+    /// The gradient buckets of a distributed training plan: where each sits, what it holds, when its
+    /// all-reduce starts (after a backward step) and ends (before the solver's update, which waits for all).
+    public func bucketTable() -> String {
+        guard !gradientBuckets.isEmpty else { return "" }
+        let total = gradientBuckets.reduce(0) { $0 + $1.bytes }
+        var out = "gradient buckets   \(gradientBuckets.count) (\(formatBytes(total)) at most \(formatBytes(options.gradientBucketBytes ?? 0)) each; all-reduce starts after the step named, ends before the update)\n"
+        for (k, b) in gradientBuckets.enumerated() {
+            let names = b.buffers.map { buffers[$0].name }
+            let shown = names.count > 4 ? names.prefix(3).joined(separator: ", ") + ", ... \(names.last!)" : names.joined(separator: ", ")
+            out += "  bucket \(pad(String(k), 3)) @\(pad(String(b.offset), 9)) \(pad(formatBytes(b.bytes), 10)) starts after step \(pad(String(b.readyAfterStep), 5)) \(shown)\n"
+        }
+        return out + "\n"
     }
 
     /// Time (down, one row per step, or per group of steps for long plans) by arena offset (across): which
@@ -111,7 +129,12 @@ extension Plan {
             ("forward_steps", .int(forwardStepCount)),
             ("recompute_steps", .int(recomputeStepCount)),
             ("steps", .array(stepsJSON)),
-        ])
+        ] + (gradientBuckets.isEmpty ? [] : [("gradient_buckets", .array(gradientBuckets.map { b in
+            .object([
+                ("offset", .int(b.offset)), ("bytes", .int(b.bytes)), ("ready_after_step", .int(b.readyAfterStep)),
+                ("gradients", .array(b.buffers.map { .string(buffers[$0].name) })),
+            ])
+        }))]))
     }
 
     func bufferJSON(_ id: Int) -> JSON {

@@ -29,11 +29,29 @@ public struct Plan: Sendable {
     /// Threads the plan was compiled for (its context's): convolution workspaces hold one slice per thread,
     /// and an executable runs the plan on this many threads.
     public var threads = 1
+    /// Distributed training plans (`CompileOptions.gradientBucketBytes`): the parameter gradients grouped
+    /// into contiguous buckets, each ready for an all-reduce after one backward step. Empty otherwise.
+    public var gradientBuckets: [GradientBucket] = []
 
     public static let alignment = 64
 
     /// Steps that rebuild a forward value in backward (`Recompute`).
     public var recomputeStepCount: Int { steps.reduce(0) { $0 + ($1.kind == .recompute ? 1 : 0) } }
+}
+
+/// Parameter gradients laid out back to back in one region of memory, so that one collective call covers
+/// them all (`GradientBuckets`).
+public struct GradientBucket: Hashable, Sendable {
+    /// The gradient buffers, in the order they sit in the bucket.
+    public var buffers: [Int]
+    /// Byte offset of each buffer from the bucket's start (each a multiple of `Plan.alignment`).
+    public var offsets: [Int]
+    /// Bytes of the bucket (its gradients and the padding between them; padding stays zero).
+    public var bytes: Int
+    /// Byte offset of the bucket in the region holding every bucket.
+    public var offset: Int
+    /// The step after which every gradient in the bucket is final: its all-reduce may start there.
+    public var readyAfterStep: Int
 }
 
 /// Where a buffer's bytes come from.

@@ -8,6 +8,8 @@ import KilnCore
 public final class NDArray {
     public let type: TensorType
     public let raw: UnsafeMutableRawPointer
+    /// Who owns the memory of an array that views someone else's (nil: this array allocated it).
+    private let owner: AnyObject?
     public var shape: [Int] { type.shape }
     public var dtype: DType { type.dtype }
     public var count: Int { type.count }
@@ -24,6 +26,15 @@ public final class NDArray {
         let bytes = max(type.byteCount, 1)
         self.raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
         raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+        owner = nil
+    }
+
+    /// An array over memory that `owner` keeps alive (a gradient bucket's region): the array neither
+    /// allocates nor frees it.
+    package init(viewing raw: UnsafeMutableRawPointer, type: TensorType, owner: AnyObject) {
+        self.type = type
+        self.raw = raw
+        self.owner = owner
     }
 
     public convenience init(shape: [Int], floats: [Float]) throws {
@@ -31,7 +42,7 @@ public final class NDArray {
         try setFloats(floats)
     }
 
-    deinit { raw.deallocate() }
+    deinit { if owner == nil { raw.deallocate() } }
 
     public var floats: UnsafeMutablePointer<Float> { raw.assumingMemoryBound(to: Float.self) }
     public var int32s: UnsafeMutablePointer<Int32> { raw.assumingMemoryBound(to: Int32.self) }

@@ -154,6 +154,14 @@ public final class Variable {
     public func setData(_ values: [Int32]) throws { dataView = nil; try data.setInt32s(values) }
     public func setGrad(_ values: [Float]) throws { gradView = nil; try grad.setFloats(values); gradWritten = true }
 
+    /// Moves the gradient into `array` (a view into a gradient bucket), keeping its values: from now on `.g`,
+    /// solvers and plans use that memory.
+    package func moveGrad(into array: NDArray) throws {
+        try array.copy(from: grad)
+        gradView = nil
+        gradArray = array
+    }
+
     /// Zeroes the gradient and marks it unwritten (what a solver's zeroGrad does to each parameter).
     public func zeroGrad() {
         gradView = nil

@@ -20,6 +20,12 @@ public final class Executable {
     /// Parameters whose gradient the backward phase writes (their `gradWritten` is set after a run).
     private var writtenGrads: [WeakVariable] = []
     public private(set) var runs = 0
+    /// Distributed training plans: the memory of every gradient bucket (`Plan.gradientBuckets`), one region
+    /// that the parameters' gradient arrays view, and each bucket's values in it.
+    private var gradientRegion: GradientRegion?
+    public private(set) var gradientBucketValues: [UnsafeMutableBufferPointer<Float>] = []
+    /// Per step: the buckets whose last gradient it writes.
+    private var bucketsReadyAfter: [[Int]] = []
 
     init(plan: Plan, bindings: PlanBindings) throws {
         self.plan = plan
@@ -30,6 +36,7 @@ public final class Executable {
 
     private func bind(_ bindings: PlanBindings) throws {
         let plan = self.plan
+        try bindGradientBuckets(bindings)
 
         var pointers = [UnsafeMutableRawPointer?](repeating: nil, count: plan.buffers.count)
         for b in plan.buffers {
@@ -129,21 +136,46 @@ public final class Executable {
     }
 
 
+    /// Moves the parameters' gradients into one region laid out as the plan's buckets say, before the kernels
+    /// take their addresses.
+    private func bindGradientBuckets(_ bindings: PlanBindings) throws {
+        bucketsReadyAfter = [[Int]](repeating: [], count: plan.steps.count)
+        guard let lastBucket = plan.gradientBuckets.last else { return }
+        let region = GradientRegion(bytes: lastBucket.offset + lastBucket.bytes)
+        for (k, bucket) in plan.gradientBuckets.enumerated() {
+            for (b, offset) in zip(bucket.buffers, bucket.offsets) {
+                guard case .grad(let v)? = bindings.externals[b], v.parent == nil else {
+                    throw KilnError.planFailed("gradient bucket \(k) holds \(plan.buffers[b].name), which is not a parameter's gradient")
+                }
+                let view = NDArray(viewing: region.base + bucket.offset + offset, type: plan.buffers[b].type, owner: region)
+                try v.moveGrad(into: view)
+            }
+            let start = (region.base + bucket.offset).assumingMemoryBound(to: Float.self)
+            gradientBucketValues.append(UnsafeMutableBufferPointer(start: start, count: bucket.bytes / MemoryLayout<Float>.size))
+            bucketsReadyAfter[bucket.readyAfterStep].append(k)
+        }
+        gradientRegion = region
+    }
+
     public enum Phase { case all, forward, backward }
 
     /// Runs the plan (or one phase of a training plan). `seed` fills the roots' gradients before backward;
     /// nil keeps whatever the roots' `.g` holds, as nnabla's `backward(grad=None)`. The kernels use the
     /// plan's threads, or `threads` when given: fewer than the plan was compiled for (the workspaces have no
     /// room for more).
-    public func run(_ phase: Phase = .all, seed: Float? = 1, threads: Int? = nil) throws {
+    ///
+    /// `buckets` (distributed training plans) hears of each gradient bucket as soon as backward has written
+    /// it, and of every backward step after that, so that its all-reduce runs while backward goes on.
+    public func run(_ phase: Phase = .all, seed: Float? = 1, threads: Int? = nil,
+                    buckets: GradientBucketObserver? = nil) throws {
         let n = threads ?? plan.threads
         guard n >= 1 && n <= plan.threads else {
             throw KilnError.planFailed("a plan compiled for \(plan.threads) thread(s) cannot run on \(n)")
         }
-        try Threads.with(n) { try runSteps(phase, seed: seed) }
+        try Threads.with(n) { try runSteps(phase, seed: seed, buckets: buckets) }
     }
 
-    private func runSteps(_ phase: Phase, seed: Float?) throws {
+    private func runSteps(_ phase: Phase, seed: Float?, buckets: GradientBucketObserver?) throws {
         seedBox.value = seed
         let range: Range<Int>
         switch phase {
@@ -152,7 +184,21 @@ public final class Executable {
         case .backward: range = plan.forwardStepCount..<plan.steps.count
         }
         for i in views.indices { views[i].view.isValid = false }
-        for i in range { try kernels[i]() }
+        if let buckets, !gradientBucketValues.isEmpty {
+            var started = false
+            for i in range {
+                try kernels[i]()
+                let ready = bucketsReadyAfter[i]
+                if !ready.isEmpty {
+                    for k in ready { try buckets.bucketReady(k, gradientBucketValues[k]) }
+                    started = true
+                } else if started {
+                    try buckets.backwardStepDone()
+                }
+            }
+        } else {
+            for i in range { try kernels[i]() }
+        }
         runs += 1
         if plan.mode == .training && phase != .forward {
             for w in writtenGrads { w.value?.gradWritten = true }
@@ -187,6 +233,25 @@ extension Executable {
         }
         return totals
     }
+}
+
+/// Hears of a distributed training plan's gradient buckets while backward runs (`Executable.run`).
+public protocol GradientBucketObserver: AnyObject {
+    /// Backward has written the last gradient of bucket `index`: the plan does not touch `values` again in
+    /// this run.
+    func bucketReady(_ index: Int, _ values: UnsafeMutableBufferPointer<Float>) throws
+    /// A backward step after the first bucket was ready has finished (a chance to progress collectives).
+    func backwardStepDone() throws
+}
+
+/// The memory of a plan's gradient buckets: the parameters' gradient arrays view it, and keep it alive.
+final class GradientRegion {
+    let base: UnsafeMutableRawPointer
+    init(bytes: Int) {
+        base = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 1), alignment: Plan.alignment)
+        base.initializeMemory(as: UInt8.self, repeating: 0, count: max(bytes, 1))
+    }
+    deinit { base.deallocate() }
 }
 
 /// One float16 buffer and its float32 staging copy.

@@ -15,15 +15,24 @@ public final class DataIterator {
     public private(set) var epoch = 0
     /// Position within the current epoch.
     public private(set) var position = 0
+    /// Distributed training: this iterator's slice of each global batch of `batchSize x slices.count` samples
+    /// (rank r of N takes the r-th `batchSize` samples of it), so N ranks together see exactly the batches
+    /// one process with batch `N x batchSize` sees.
+    public let slices: (index: Int, count: Int)
     private var order: [Int]
     private let rng: NumpyRandom
     private let load: Load
     private var buffers: [[Float]]
 
     public init(size: Int, batchSize: Int, shuffle: Bool = false, seed: UInt32 = 313, sampleShapes: [[Int]],
-                load: @escaping Load) throws {
+                slices: (index: Int, count: Int) = (0, 1), load: @escaping Load) throws {
         guard size > 0 else { throw KilnError.dataset("a data iterator needs at least one sample") }
         guard batchSize > 0 else { throw KilnError.dataset("batch size must be positive, got \(batchSize)") }
+        guard slices.count > 0, slices.index >= 0, slices.index < slices.count else {
+            throw KilnError.dataset("slice \(slices.index) of \(slices.count) does not exist")
+        }
+        _ = try (CheckedInt(batchSize) * slices.count).get("batch size \(batchSize) x \(slices.count) slices")
+        self.slices = slices
         self.size = size
         self.batchSize = batchSize
         self.shuffle = shuffle
@@ -64,12 +73,15 @@ public final class DataIterator {
     /// The next batch; wraps into the next epoch (reshuffling) when the data runs out mid-batch, as nnabla.
     public func next() throws -> [[Float]] {
         let sizes = sampleShapes.map { $0.reduce(1, *) }
-        for b in 0..<batchSize {
+        let first = slices.index * batchSize
+        for g in 0..<(batchSize * slices.count) {
             if position == size {
                 position = 0
                 epoch += 1
                 if shuffle { reshuffle() }
             }
+            guard g >= first && g < first + batchSize else { position += 1; continue }
+            let b = g - first
             let sample = try load(order[position])
             guard sample.count == sizes.count else {
                 throw KilnError.dataset("sample \(order[position]) has \(sample.count) variables, expected \(sizes.count)")

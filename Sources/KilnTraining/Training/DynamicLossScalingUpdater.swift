@@ -69,7 +69,9 @@ public final class DynamicLossScalingUpdater: GradientUpdater, Updating {
         while true {
             attempts += 1
             try computeGradients(exe, solver: solver, seed: scale) { _, _ in }
-            if solver.checkInfOrNanGrad() {
+            // Ranks agree on an overflow (any rank's), so that all retry or skip the same steps.
+            let overflow = try comm.map { try $0.anyRank(solver.checkInfOrNanGrad()) } ?? solver.checkInfOrNanGrad()
+            if overflow {
                 scale /= scalingFactor
                 counter = 0
                 retries += 1

@@ -15,6 +15,7 @@ public final class Evaluator {
     /// One callback per root (nnabla requires as many as roots).
     public var callbackOnFinish: [ValueCallback]
     public var clearBuffer: Bool
+    /// Distributed evaluation: each rank feeds its own batches and every rank gets the mean over the ranks.
     public var comm: Communicator?
     private var executables: [Executable] = []
 
@@ -63,6 +64,12 @@ public final class Evaluator {
             }
         }
         lastValues = sums.map { $0 / Double(valIter) }
+        // Distributed: each rank evaluated its own batches; the value is the mean over the ranks.
+        if let comm, comm.size > 1 {
+            let values = try NDArray(shape: [lastValues.count], floats: lastValues.map { Float($0) })
+            try comm.allReduce([values], division: true, inplace: true)
+            lastValues = values.toFloats().map { Double($0) }
+        }
         for (j, c) in callbackOnFinish.enumerated() { try c(i, lastValues[j]) }
     }
 }

@@ -19,6 +19,19 @@ public class GradientUpdater {
     public var accumGrad: Int
     public var comm: Communicator?
     public var grads: [NDArray]
+    /// Divide the all-reduced gradients by the number of ranks (their mean). nnabla's updaters sum
+    /// (`division=False`) and leave the scaling to the learning rate; with the mean, N ranks of batch B take
+    /// the steps of one process with batch N x B. Kiln's addition.
+    public var division = false
+    /// With a communicator of more than one rank and no `grads` given: the plan lays the parameter
+    /// gradients out in buckets of at most this many bytes, all-reduced one call per bucket. nil: one call
+    /// per parameter. Set before the first update. Kiln's addition (nnabla's `all_reduce_callback` packs
+    /// gradients in the same spirit).
+    public var gradientBucketBytes: Int? = GradientUpdater.defaultBucketBytes
+    /// Start each bucket's all-reduce as soon as backward has written it, while backward goes on with earlier
+    /// layers (false: reduce the buckets after backward). Kiln's addition.
+    public var overlap = true
+    public static let defaultBucketBytes = 4 << 20
     /// Storage precision of the compiled plan (nnabla chooses it through the context's `type_config`).
     /// With `.half`, use `DynamicLossScalingUpdater` unless gradients are known to stay within float16.
     public var precision: Precision
@@ -40,8 +53,12 @@ public class GradientUpdater {
     /// `clear_buffer` when `clearBuffer`).
     func plan(of loss: Variable) throws -> Executable {
         if let e = executable { return e }
-        let (mode, options) = CompileOptions.resolved(.update(clearBuffer: clearBuffer), precision: precision,
+        var (mode, options) = CompileOptions.resolved(.update(clearBuffer: clearBuffer), precision: precision,
                                                       recompute: recompute)
+        if let comm, comm.size > 1, grads.isEmpty, let bytes = gradientBucketBytes {
+            guard bytes > 0 else { throw KilnError.planFailed("gradientBucketBytes must be positive, got \(bytes)") }
+            options.gradientBucketBytes = bytes
+        }
         let e = try Compiler.compile(loss, mode, options: options)
         executable = e
         return e
@@ -60,23 +77,36 @@ public class GradientUpdater {
     /// Zeroes the gradients, runs forward and backward (the loss gradient seeded to `seed`) on `accumGrad`
     /// batches from the data feeder, and all-reduces the gradients (`grads`, or every parameter gradient) when
     /// a communicator is given. `around(stage, finished)` runs before and after each stage.
+    ///
+    /// A plan with gradient buckets reduces them one call each: with `overlap`, each starts during the last
+    /// backward as soon as it is written, and the comm stage waits for them all.
     func computeGradients(_ exe: Executable, solver: Solver, seed: Float,
                           around: (Stage, _ finished: Bool) throws -> Void) throws {
         solver.zeroGrad()
-        for _ in 0..<accumGrad {
+        let buckets = exe.gradientBucketValues
+        let overlapping = comm.flatMap { c in overlap && !buckets.isEmpty ? OverlappedBucketReduction(comm: c) : nil }
+        for a in 0..<accumGrad {
             try dataFeeder()
             try around(.forward, false)
             try exe.run(.forward)
             try around(.forward, true)
             try around(.backward, false)
-            try exe.run(.backward, seed: seed)
+            try exe.run(.backward, seed: seed, buckets: a == accumGrad - 1 ? overlapping : nil)
             try around(.backward, true)
         }
-        if let comm {
-            try around(.comm, false)
+        guard let comm else { return }
+        try around(.comm, false)
+        if buckets.isEmpty {
             let arrays = grads.isEmpty ? solver.parameters.map { $0.variable.grad } : grads
-            try comm.allReduce(arrays, division: false, inplace: false)
-            try around(.comm, true)
+            try comm.allReduce(arrays, division: division, inplace: false)
+        } else {
+            if overlapping == nil { for b in buckets { try comm.startAllReduce(b) } }
+            try comm.finishAllReduces()
+            if division && comm.size > 1 {
+                let s = 1 / Float(comm.size)
+                for b in buckets { for k in b.indices { b[k] *= s } }
+            }
         }
+        try around(.comm, true)
     }
 }

@@ -34,6 +34,10 @@ public final class Trainer {
     /// Resume from a checkpoint whose parameters hold NaN or infinity (refused by default: training on them
     /// would only spread them).
     public var allowNonFinite = false
+    /// Distributed training: the ranks check they train the same model, start from rank 0's parameters (and,
+    /// resuming, rank 0's checkpoint, which only rank 0 reads), and only rank 0 writes checkpoints and
+    /// parameter files. The updaters and evaluators take the same communicator for their reductions.
+    public var comm: Communicator? = nil
 
     public init(updater: [any Updating] = [], evaluator: [Evaluator] = [], modelSavePath: String? = nil, maxEpoch: Int = 1,
                 iterPerEpoch: Int? = nil, callbackOnStart: [() throws -> Void] = [],
@@ -63,24 +67,35 @@ public final class Trainer {
         guard maxEpoch >= 0 else { throw KilnError.invalidData("maxEpoch must not be negative") }
         let total = try (CheckedInt(maxEpoch) * perEpoch).get("Trainer: maxEpoch \(maxEpoch) x iterPerEpoch \(perEpoch)")
         var start = 0
+        let solvers = updater.compactMap { $0.solver }
+        let writer = (comm?.rank ?? 0) == 0
+        let distributed = (comm?.size ?? 1) > 1
+        let saved = parameters ?? Parameters.current(gradOnly: false)
+        if distributed, let comm { try comm.checkSameModel(saved) }
         if resume {
             guard let dir = modelSavePath else { throw KilnError.io("resuming needs a modelSavePath") }
-            if let c = try Checkpoint.latest(in: dir) {
+            var resumeAt = -1
+            if writer, let c = try Checkpoint.latest(in: dir) {
                 // A checkpoint names an iteration of this run: anything else is a stranger's file or another
                 // run's, and resuming from it would replay (or skip) work the run never asked for.
                 guard c.iteration >= 0 && c.iteration < total else {
                     throw KilnError.io("\(dir)/checkpoint.json: iteration \(c.iteration) is outside this run's 0..<\(total) (maxEpoch \(maxEpoch) x iterPerEpoch \(perEpoch))")
                 }
-                try c.restore(solvers: updater.compactMap { $0.solver }, parameters: parameters,
-                              allowNonFinite: allowNonFinite)
-                start = c.iteration + 1
+                try c.restore(solvers: solvers, parameters: parameters, allowNonFinite: allowNonFinite)
+                resumeAt = c.iteration + 1
+            }
+            if distributed, let comm { resumeAt = try comm.bcast(resumeAt) }
+            if resumeAt > 0 {
+                start = resumeAt
                 for r in onResume { try r(start) }
             }
             // What the interrupted run left: mid-epoch files no checkpoint names, and unfinished temporaries.
-            try Checkpoint.removeLeftovers(in: dir)
+            if writer { try Checkpoint.removeLeftovers(in: dir) }
         }
+        if distributed, let comm { try comm.bcastTrainingState(parameters: saved, solvers: solvers) }
         for c in callbackOnStart { try c() }
-        if let dir = modelSavePath {
+        let saveDir = writer ? modelSavePath : nil
+        if let dir = saveDir {
             try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         }
         var i = start
@@ -89,18 +104,18 @@ public final class Trainer {
             for u in updater { try u.update(i) }
             for c in updateCallbackOnFinish { try c(i) }
             if (i + 1) % perEpoch == 0 {
-                if let dir = modelSavePath {
-                    try Checkpoint.save(in: dir, iteration: i, solvers: updater.compactMap { $0.solver }, keep: true,
+                if let dir = saveDir {
+                    try Checkpoint.save(in: dir, iteration: i, solvers: solvers, keep: true,
                                         parameters: parameters)
                 }
                 for e in evaluator { try e.evaluate(i) }
-            } else if let dir = modelSavePath, let k = checkpointInterval, k > 0, (i + 1) % k == 0 {
-                try Checkpoint.save(in: dir, iteration: i, solvers: updater.compactMap { $0.solver }, keep: false,
+            } else if let dir = saveDir, let k = checkpointInterval, k > 0, (i + 1) % k == 0 {
+                try Checkpoint.save(in: dir, iteration: i, solvers: solvers, keep: false,
                                     parameters: parameters)
             }
             i += 1
         }
-        if let dir = modelSavePath { try Checkpoint.removeLeftovers(in: dir) }
+        if let dir = saveDir { try Checkpoint.removeLeftovers(in: dir) }
         for c in callbackOnFinish { try c() }
     }
 }

@@ -8,12 +8,6 @@ public typealias IterationCallback = (Int) throws -> Void
 /// A callback taking the iteration number and a value (evaluators).
 public typealias ValueCallback = (Int, Double) throws -> Void
 
-/// Exchanges gradients between processes in distributed training (nnabla's `Communicator`). Kiln ships no
-/// transport; a single process needs none.
-public protocol Communicator: AnyObject {
-    func allReduce(_ arrays: [NDArray], division: Bool, inplace: Bool) throws
-}
-
 /// What a `Trainer` drives: one update per iteration with a solver whose state it checkpoints.
 public protocol Updating: AnyObject {
     var solver: Solver? { get }

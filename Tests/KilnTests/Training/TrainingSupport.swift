@@ -23,17 +23,30 @@ final class EventLog {
 }
 
 /// A stand-in for a distributed communicator: records the arrays it is given and, like an all-reduce sum
-/// over `workers` identical workers, multiplies them in place.
+/// over `workers` identical workers, multiplies them in place (and divides back with `division`). Its world
+/// has `workers` ranks, of which it is `rank`; every rank holds the same values, so a broadcast changes
+/// nothing and a gather repeats the array.
 final class FakeCommunicator: Communicator {
     var calls: [[NDArray]] = []
     var divisions: [Bool] = []
+    var bucketStarts = 0
+    var broadcasts = 0
     let workers: Float
+    let rank: Int
     let log: EventLog?
-    init(workers: Float = 1, log: EventLog? = nil) { self.workers = workers; self.log = log }
+    var size: Int { Int(workers) }
+    init(workers: Float = 1, rank: Int = 0, log: EventLog? = nil) { self.workers = workers; self.rank = rank; self.log = log }
     func allReduce(_ arrays: [NDArray], division: Bool, inplace: Bool) throws {
         log?.add("allReduce")
         calls.append(arrays)
         divisions.append(division)
-        for a in arrays { for k in 0..<a.count { a.floats[k] *= workers } }
+        for a in arrays { for k in 0..<a.count { a.floats[k] *= workers; if division { a.floats[k] /= workers } } }
     }
+    func startAllReduce(_ values: UnsafeMutableBufferPointer<Float>) throws {
+        log?.add("startAllReduce")
+        bucketStarts += 1
+        for k in values.indices { values[k] *= workers }
+    }
+    func bcast(_ arrays: [NDArray], src: Int) throws { broadcasts += 1 }
+    func allGather(_ array: NDArray, _ arrays: [NDArray]) throws { for a in arrays { try a.copy(from: array) } }
 }
