@@ -1,13 +1,13 @@
 # Kiln: the two set-up commands are `make demo` and `make test`. Both install missing Debian packages when
 # run as root, and otherwise say exactly what to install.
 
-DEBIAN_PACKAGES := libopenblas-dev libgraphviz-dev zlib1g-dev dataset-fashion-mnist
+DEBIAN_PACKAGES := libopenblas-dev libgraphviz-dev zlib1g-dev dataset-fashion-mnist openmpi-bin libopenmpi-dev
 SWIFT ?= swift
 # Release builds target haswell (AVX2, FMA, F16C); see docs/ARCHITECTURE.md for why the flag lives here.
 RELEASE_FLAGS := -c release -Xswiftc -target-cpu -Xswiftc haswell
 KILN_RELEASE := .build/release/kiln
 
-.PHONY: all deps build test demo release plans bench clean sanitize fuzz
+.PHONY: all deps build test demo release plans bench bench-distributed clean sanitize fuzz
 
 all: build
 
@@ -72,6 +72,15 @@ demo: release
 
 plans: release
 	./Plans/regenerate.sh $(KILN_RELEASE)
+
+# Data-parallel training on 2 ranks of this machine: step time with and without overlap, the all-reduce
+# bucketed and per parameter, over shared memory and over TCP (docs/DISTRIBUTED.md; raw figures kept in
+# Benchmarks/distributed/).
+MPIRUN := mpirun --allow-run-as-root --oversubscribe --mca btl_vader_single_copy_mechanism none
+bench-distributed: release
+	$(MPIRUN) -np 2 $(KILN_RELEASE) bench resnet20 --mode training --batch-size 32 --distributed --iterations 30 --bucket-size 256K
+	$(MPIRUN) -np 2 $(KILN_RELEASE) bench lenet --mode training --batch-size 64 --distributed --iterations 30 --bucket-size 256K
+	$(MPIRUN) -np 2 --mca btl tcp,self $(KILN_RELEASE) bench resnet20 --mode training --batch-size 32 --distributed --iterations 30 --bucket-size 256K
 
 # Benchmarks/ is a nested package (ordo-one/benchmark): `make test` never builds it. KILN_BENCH_THREADS=2 for 2
 # threads; BENCH_ARGS passes options to the plugin (e.g. BENCH_ARGS="--target Models").

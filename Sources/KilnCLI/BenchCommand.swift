@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import Kiln
+import KilnMPI
 
 /// `kiln bench`: times a compiled plan. Training runs what a trainer runs per step (zero the gradients,
 /// forward, backward, an Adam(1e-3) update) on random images and labels; inference runs the inference plan.
@@ -24,6 +25,10 @@ struct BenchCommand: ParsableCommand {
     var speedup = false
     @Flag(name: .customLong("allow-non-finite"), help: "Load parameters holding NaN or infinity (refused by default).")
     var allowNonFinite = false
+    @Flag(help: "Under `mpirun -np N`, with --mode training: time a step without exchange, with the gradient buckets all-reduced after backward and while backward runs, and the all-reduce alone, bucketed and per parameter.")
+    var distributed = false
+    @Option(name: .customLong("bucket-size"), help: ArgumentHelp("With --distributed: the gradient bucket size (as --max-memory).", valueName: "size"))
+    var bucketSize: String = "4M"
     @OptionGroup var memory: MemoryBudgetOption
 
     func validate() throws {
@@ -33,6 +38,13 @@ struct BenchCommand: ParsableCommand {
         try Check.notNegative(warmup, "--warmup")
         try Check.positive(threads, "--threads")
         if speedup && threads < 2 { throw ValidationError("--speedup compares 1 thread with --threads, which must be 2 or more") }
+        if distributed {
+            guard mode == .training else { throw ValidationError("--distributed times training steps: add --mode training") }
+            guard try MemoryBudgetOption.parse(bucketSize, option: "--bucket-size") != nil else {
+                throw ValidationError("--bucket-size must be a size with --distributed, got '\(bucketSize)'")
+            }
+            if speedup { throw ValidationError("--speedup and --distributed cannot be combined") }
+        }
     }
 
     func run() throws {
@@ -42,6 +54,23 @@ struct BenchCommand: ParsableCommand {
             // Baseline: the runtime loaded, nothing of the network built yet (peers report the same point).
             let baselineRSS = residentBytes()
             let setup = try BenchSetup(model: model, mode: mode, batchSize: batchSize, allowNonFinite: allowNonFinite)
+            if distributed {
+                let comm = try MPICommunicator.shared()
+                if comm.rank != 0 { silenceStandardOutput() }
+                var options = CompileOptions(clearBuffer: true, clearNoNeedGrad: true, fusion: !noFusion,
+                                             precision: precision, recompute: !noRecompute)
+                options.gradientBucketBytes = try MemoryBudgetOption.parse(bucketSize, option: "--bucket-size")
+                do {
+                    print("model: \(model)")
+                    print("threads: \(threads)")
+                    try DistributedBench(setup: setup, options: options, iterations: iterations, warmup: warmup).run(comm: comm)
+                } catch {
+                    FileHandle.standardError.write(Data("kiln: error on rank \(comm.rank) of \(comm.size): \(error)\n".utf8))
+                    comm.abort(1)
+                }
+                comm.finalize()
+                return
+            }
             let compileStart = DispatchTime.now().uptimeNanoseconds
             let exe = try Compiler.compile(setup.roots, mode, options: CompileOptions(
                 clearBuffer: true, clearNoNeedGrad: true, fusion: !noFusion, precision: precision, recompute: !noRecompute))
@@ -174,7 +203,8 @@ struct BenchSetup {
             BenchSetup.fillUniform(m.input.data, 0, 255)
             BenchSetup.fillLabels(m.label.data, classes: 10)
             roots = [m.root]
-            parameters = Parameters.current(gradOnly: true)
+            // The zoo's modules hold their parameters (the global registry is empty).
+            parameters = m.network.getParameters(gradOnly: true)
             self.batchSize = batchSize
             return
         }

@@ -17,6 +17,8 @@ struct PlanCommand: ParsableCommand {
     @Flag(name: .customLong("no-recompute"), help: "Training plans: keep every value backward reads from forward, rather than rebuild BatchNormalization, Add2 and ReLU outputs in backward.") var noRecompute = false
     @Option(parsing: .unconditional, help: "Threads the plan is made for (convolution workspaces hold one slice per thread).") var threads: Int = 1
     @Option(help: "text or json.") var format: OutputFormat = .text
+    @Option(name: .customLong("bucket-size"), help: ArgumentHelp("Training plans: lay the parameter gradients out in buckets of at most this size (as --max-memory), as distributed training does.", valueName: "size"))
+    var bucketSize: String?
     @Flag(name: .customLong("allow-non-finite"), help: "Load parameters holding NaN or infinity (refused by default).")
     var allowNonFinite = false
     @OptionGroup var memory: MemoryBudgetOption
@@ -25,6 +27,11 @@ struct PlanCommand: ParsableCommand {
         try Check.model(model, files: true)
         try Check.positive(batchSize, "--batch-size")
         try Check.positive(threads, "--threads")
+        if let bucketSize {
+            guard try MemoryBudgetOption.parse(bucketSize, option: "--bucket-size") != nil, mode == .training else {
+                throw ValidationError("--bucket-size takes a size and --mode training, got '\(bucketSize)' for \(mode.rawValue)")
+            }
+        }
     }
 
     func run() throws {
@@ -32,7 +39,9 @@ struct PlanCommand: ParsableCommand {
             try memory.apply()
             Context.setDefault { $0.threads = threads }
             let outputs = try ModelLoader.outputs(model, batchSize: batchSize, mode: mode, allowNonFinite: allowNonFinite)
-            let plan = try Compiler.plan(outputs, mode, options: CompileOptions(clearBuffer: !noClearBuffer, fusion: !noFusion, precision: precision, recompute: !noRecompute))
+            var options = CompileOptions(clearBuffer: !noClearBuffer, fusion: !noFusion, precision: precision, recompute: !noRecompute)
+            options.gradientBucketBytes = try bucketSize.flatMap { try MemoryBudgetOption.parse($0, option: "--bucket-size") }
+            let plan = try Compiler.plan(outputs, mode, options: options)
             try plan.verify()
             switch format {
             case .text: print(plan.dump(), terminator: "")

@@ -33,8 +33,9 @@ struct ArchitecturePictureTests {
               dependsOn: ["KilnGraph"]),
         Layer(name: "Kiln", holds: ["re-exports every layer; zoo models,", "kiln run / convert runners"],
               dependsOn: ["KilnTraining", "KilnConverters"]),
+        Layer(name: "KilnMPI", holds: ["MPICommunicator on Open MPI", "(the MPI trait)"], dependsOn: ["KilnTraining"]),
         Layer(name: "KilnGraphviz", holds: ["SimpleGraph, PlanPicture on libgvc"], dependsOn: ["Kiln"]),
-        Layer(name: "KilnCLI", holds: ["the kiln command"], dependsOn: ["Kiln", "KilnGraphviz"]),
+        Layer(name: "KilnCLI", holds: ["the kiln command"], dependsOn: ["Kiln", "KilnGraphviz", "KilnMPI"]),
     ]
 
     static var imagesDirectory: URL {

@@ -30,7 +30,7 @@ extension Plan {
                 out += "       f16  rounds " + s.rounded.map { buffers[$0].name }.joined(separator: ", ") + "\n"
             }
             for (k, b) in gradientBuckets.enumerated() where b.readyAfterStep == i {
-                out += "       all-reduce bucket \(k) starts (\(b.buffers.count) gradients, \(formatBytes(b.bytes)))\n"
+                out += "       all-reduce bucket \(k) starts (\(b.buffers.count) gradient\(b.buffers.count == 1 ? "" : "s"), \(formatBytes(b.bytes)))\n"
             }
             var tail = "       live \(formatBytes(live[i]))"
             if let f = freedAt[i], !f.isEmpty { tail += "  frees " + f.sorted().map { buffers[$0].name }.joined(separator: ", ") }
@@ -66,7 +66,7 @@ extension Plan {
     public func bucketTable() -> String {
         guard !gradientBuckets.isEmpty else { return "" }
         let total = gradientBuckets.reduce(0) { $0 + $1.bytes }
-        var out = "gradient buckets   \(gradientBuckets.count) (\(formatBytes(total)) at most \(formatBytes(options.gradientBucketBytes ?? 0)) each; all-reduce starts after the step named, ends before the update)\n"
+        var out = "gradient buckets   \(gradientBuckets.count) (\(formatBytes(total)); at most \(formatBytes(options.gradientBucketBytes ?? 0)) each unless one gradient is larger; all-reduce starts after the step named, ends before the update)\n"
         for (k, b) in gradientBuckets.enumerated() {
             let names = b.buffers.map { buffers[$0].name }
             let shown = names.count > 4 ? names.prefix(3).joined(separator: ", ") + ", ... \(names.last!)" : names.joined(separator: ", ")

@@ -15,6 +15,7 @@ extension Plan {
             throw fail("recorded lifetimes differ from the steps'\(wrong.map { " (buffer \(buffers[$0.0.buffer].name): \($0.1.first)...\($0.1.last) recorded, \($0.0.first)...\($0.0.last) derived)" } ?? " (\(self.lifetimes.count) recorded, \(lifetimes.count) derived)")")
         }
         try verifyAliases(lifetimes)
+        try verifyGradientBuckets()
         for l in lifetimes {
             let b = buffers[l.buffer]
             guard let off = b.offset else { throw fail("transient buffer \(b.name) has no offset") }
@@ -67,6 +68,37 @@ extension Plan {
 
     /// Buffers sharing memory must sit at the same offset, have the same size, and hand over the memory at
     /// one step: each member's life ends exactly where the next one's begins.
+    /// Buckets hold parameter gradients only, each once, packed back to back, and no step writes a gradient
+    /// after its bucket was declared ready (its all-reduce would race with the write).
+    func verifyGradientBuckets() throws {
+        guard !gradientBuckets.isEmpty else { return }
+        func fail(_ s: String) -> KilnError { .planFailed("verify: \(s)") }
+        var lastWrite = [Int: Int]()
+        for (i, s) in steps.enumerated() { for b in s.outputs { lastWrite[b] = i } }
+        var seen = Set<Int>()
+        var region = 0
+        for (k, bucket) in gradientBuckets.enumerated() {
+            guard bucket.offset == region, bucket.buffers.count == bucket.offsets.count else {
+                throw fail("gradient bucket \(k) is not packed after the one before it")
+            }
+            var at = 0
+            for (b, off) in zip(bucket.buffers, bucket.offsets) {
+                guard buffers[b].kind == .parameterGradient, seen.insert(b).inserted else {
+                    throw fail("gradient bucket \(k) holds \(buffers[b].name), not a parameter gradient of its own")
+                }
+                guard off == at, off % Plan.alignment == 0 else { throw fail("\(buffers[b].name) is misplaced in bucket \(k)") }
+                guard let w = lastWrite[b], w <= bucket.readyAfterStep else {
+                    throw fail("\(buffers[b].name) is written after bucket \(k) is ready (step \(bucket.readyAfterStep))")
+                }
+                at += buffers[b].bytes
+            }
+            guard at == bucket.bytes else { throw fail("gradient bucket \(k) claims \(bucket.bytes) bytes, holds \(at)") }
+            region += bucket.bytes
+        }
+        let written = Set(lastWrite.keys.filter { buffers[$0].kind == .parameterGradient })
+        guard written == seen else { throw fail("\(written.subtracting(seen).count) parameter gradient(s) in no bucket") }
+    }
+
     func verifyAliases(_ lifetimes: [BufferLifetime]) throws {
         guard !aliases.isEmpty else { return }
         func fail(_ s: String) -> KilnError { .planFailed("verify: \(s)") }

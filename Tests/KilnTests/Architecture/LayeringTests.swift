@@ -6,8 +6,9 @@ import Testing
 /// Package.swift does not declare; this test states the rule, and fails if Package.swift is loosened to let a
 /// lower layer depend on a higher one (or two layers of the same rank on each other).
 ///
-/// KilnCore < KilnKernels < KilnGraph < KilnCompiler < KilnRuntime < {KilnTraining, KilnConverters} < Kiln
-/// < KilnGraphviz < KilnCLI (the command draws pictures with KilnGraphviz)
+/// KilnCore < KilnKernels < KilnGraph < KilnCompiler < KilnRuntime < {KilnTraining, KilnConverters}
+/// < {Kiln, KilnMPI} < KilnGraphviz < KilnCLI (the command draws pictures with KilnGraphviz and trains across
+/// processes with KilnMPI)
 struct LayeringTests {
     /// The rank of each target; a file may import a target only when its rank is lower than its own.
     static let ranks: [String: Int] = [
@@ -17,7 +18,7 @@ struct LayeringTests {
         "KilnCompiler": 3,
         "KilnRuntime": 4,
         "KilnTraining": 5, "KilnConverters": 5,
-        "Kiln": 6,
+        "Kiln": 6, "KilnMPI": 6,
         "KilnGraphviz": 7,
         "KilnCLI": 8,
     ]

@@ -48,6 +48,14 @@ struct GradientBucketTests {
                     #expect(bucket.bytes + plan.buffers[buckets[k + 1].buffers[0]].bytes > limit)
                 }
             }
+            try plan.verify()
+            // A bucket declared ready before its last gradient is written would race with that write.
+            var early = plan
+            early.gradientBuckets[1].readyAfterStep = early.gradientBuckets[1].readyAfterStep - 1
+            #expect(throws: KilnError.self) { try early.verify() }
+            var twice = plan
+            twice.gradientBuckets[0].buffers[0] = twice.gradientBuckets[1].buffers[0]
+            #expect(throws: KilnError.self) { try twice.verify() }
             let dump = plan.dump()
             #expect(dump.contains("gradient buckets   \(buckets.count) "))
             #expect(dump.contains("all-reduce bucket 0 starts"))
