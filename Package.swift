@@ -17,6 +17,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // Zip archives: NumPy's .npz datasets (and nnabla's .nnp models).
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
     ],
     targets: [
         // Graphviz's layout and graph libraries (Debian: libgraphviz-dev).
@@ -25,7 +27,7 @@ let package = Package(
         // zlib, for the gzip-compressed IDX files of Debian's dataset-fashion-mnist (Debian: zlib1g-dev).
         // Open MPI (Debian: libopenmpi-dev), only with the MPI trait.
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
-        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CKilnZlib", path: "Sources/CKilnZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // The library, in layers: each target depends only on the layers below it (naming every one its files
         // import), so a reference upward (a graph type naming an executable, a kernel naming a variable) does
         // not compile. Declarations one layer lends another are `package`, not `public`: they are not part of
@@ -46,7 +48,8 @@ let package = Package(
         .target(name: "KilnRuntime", dependencies: ["KilnCore", "KilnKernels", "KilnGraph", "KilnCompiler"]),
         // Solvers, trainers, monitors and datasets.
         .target(name: "KilnTraining", dependencies: [
-            "KilnCore", "KilnKernels", "KilnGraph", "KilnCompiler", "KilnRuntime", "CZlib",
+            "KilnCore", "KilnKernels", "KilnGraph", "KilnCompiler", "KilnRuntime", "CKilnZlib",
+            .product(name: "ZIPFoundation", package: "ZIPFoundation"),
         ]),
         // Graph converters (BatchNormalization folding, fixed point): graph rewrites, which need nothing above
         // the graph.

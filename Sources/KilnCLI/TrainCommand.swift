@@ -3,8 +3,6 @@ import Foundation
 import Kiln
 import KilnMPI
 
-enum DatasetName: String, ExpressibleByArgument, CaseIterable { case fashionMNIST = "fashion-mnist" }
-
 /// The solvers `kiln train` offers, with nnabla's defaults besides the learning rate.
 enum SolverName: String, ExpressibleByArgument, CaseIterable {
     case adam, sgd, momentum
@@ -18,17 +16,19 @@ enum SolverName: String, ExpressibleByArgument, CaseIterable {
     }
 }
 
-/// `kiln train`: the zoo models on Fashion-MNIST with the library's Trainer, Updater and Evaluator.
+/// `kiln train`: a zoo model or a graph file on an image dataset with the library's Trainer, Updater and
+/// Evaluator.
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "train", abstract: "Train a zoo model on a dataset (softmax cross-entropy), on one process or data-parallel under mpirun.")
+        commandName: "train", abstract: "Train a zoo model or graph file on an image dataset (softmax cross-entropy), on one process or data-parallel under mpirun.")
 
-    static let models: [Zoo] = [.lenet, .mlp]
-
-    @Argument(help: "lenet or mlp (28x28 grey images).") var model: String
-    @Option(help: "The dataset.") var dataset: DatasetName = .fashionMNIST
+    @Argument(help: "A zoo model (\(Zoo.names.joined(separator: ", "))) or a kiln-graph/1 file whose first output scores the classes.") var model: String
+    @Option(help: "fashion-mnist; a directory of IDX files (MNIST layout) or of x_train/y_train/x_test/y_test .npy files; an .npz of those arrays; or a .csv in nnabla's dataset format (with --test-dataset).") var dataset: String = "fashion-mnist"
+    @Option(name: .customLong("test-dataset"), help: "The test split of a .csv --dataset.") var testDataset: String?
+    @Option(name: .customLong("random-crop"), parsing: .unconditional, help: "Augment: shift each training image by up to N pixels each way (a random crop of the zero-padded image).") var randomCrop: Int = 0
+    @Flag(help: "Augment: mirror half of the training images left to right.") var flip = false
     @Option(parsing: .unconditional, help: "Epochs to train.") var epochs: Int = 1
-    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Images per training step.") var batchSize: Int = 64
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Images per training step (default 64; a graph file's own batch).") var batchSize: Int?
     @Option(help: "adam, sgd or momentum (momentum 0.9), nnabla's defaults otherwise.") var solver: SolverName = .adam
     @Option(name: .customLong("learning-rate"), parsing: .unconditional, help: "The solver's learning rate (Adam's alpha).") var learningRate: Float = 1e-3
     @Option(help: "float, or half: float16 activations and gradients with dynamic loss scaling (nnabla's DynamicLossScalingUpdater).") var precision: Precision = .float
@@ -42,7 +42,7 @@ struct TrainCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Threads for kernels and OpenBLAS.") var threads: Int = 1
     @Option(name: .customLong("data-dir"), help: "Directory with the IDX files.") var dataDir: String = FashionMNIST.defaultDirectory
     @Option(name: .customLong("max-iterations"), parsing: .unconditional, help: "Stop each epoch after this many iterations (for quick runs); also bounds the evaluation unless --eval-iterations is given.") var maxIterations: Int?
-    @Option(name: .customLong("eval-iterations"), parsing: .unconditional, help: "Evaluate on this many batches of 100 test images after each epoch (default: the whole test set).") var evalIterations: Int?
+    @Option(name: .customLong("eval-iterations"), parsing: .unconditional, help: "Evaluate on this many test batches (100 images for zoo models) after each epoch (default: the whole test set).") var evalIterations: Int?
     @Flag(name: .customLong("allow-non-finite"), help: "Resume from a checkpoint whose parameters hold NaN or infinity (refused by default).")
     var allowNonFinite = false
     @Flag(help: "Data-parallel training over the processes of `mpirun -np N`: --batch-size is per process, rank r takes the r-th slice of each global batch of N x batch-size images, gradients are averaged; only rank 0 prints and writes files.")
@@ -55,15 +55,10 @@ struct TrainCommand: ParsableCommand {
 
     func validate() throws {
         _ = try MemoryBudgetOption.parse(bucketSize, option: "--bucket-size")
-        let trainable = Self.models.map(\.rawValue).joined(separator: " or ")
-        guard let zoo = Zoo(rawValue: model) else {
-            throw ValidationError("unknown model '\(model)'; kiln train takes \(trainable) (the zoo models are \(Zoo.names.joined(separator: ", ")))")
-        }
-        guard Self.models.contains(zoo) else {
-            throw ValidationError("model '\(model)' does not take 28x28 grey images; use \(trainable)")
-        }
+        try Check.model(model, files: true)
         try Check.positive(epochs, "--epochs")
-        try Check.positive(batchSize, "--batch-size")
+        if let batchSize { try Check.positive(batchSize, "--batch-size") }
+        try Check.notNegative(randomCrop, "--random-crop")
         try Check.positiveFinite(learningRate, "--learning-rate")
         try Check.positiveFinite(lossScale, "--loss-scale")
         try Check.positive(checkpointInterval, "--checkpoint-interval")
@@ -95,35 +90,54 @@ struct TrainCommand: ParsableCommand {
             Context.setDefault { $0.threads = threads }
             GlobalRandom.seed(seed)
             Parameters.clear()
-            let zoo = Zoo(rawValue: model) ?? .lenet
-            let train = try FashionMNIST.load(train: true, directory: dataDir)
-            let test = try FashionMNIST.load(train: false, directory: dataDir)
-            let evalBatch = 100
+            let train = try ImageDataset.load(dataset, train: true, directory: dataDir, testSpec: testDataset)
+            let test = try ImageDataset.load(dataset, train: false, directory: dataDir, testSpec: testDataset)
+            let asked = self.batchSize
             let ranks = comm?.size ?? 1, rank = comm?.rank ?? 0
-            // Each step takes one global batch of ranks x batch-size images, each evaluation batch 100 per rank.
+            guard test.count >= ranks else {
+                throw KilnError.invalidData("\(ranks) processes for \(test.count) test images: each evaluates at least one")
+            }
+            let m = try Zoo(rawValue: model).map {
+                try TrainableModel.zoo($0, batchSize: asked ?? 64, evalBatchSize: min(100, test.count / ranks))
+            }
+                ?? TrainableModel.graphFile(model, batchSize: asked, allowNonFinite: allowNonFinite)
+            let batchSize = m.batchSize, evalBatch = m.evalBatchSize
+            guard train.sampleShape == test.sampleShape else {
+                throw KilnError.dataset("\(dataset): training images are \(train.sampleShape), test images \(test.sampleShape)")
+            }
+            let adapter = try ImageAdapter(from: train.sampleShape, to: m.sampleShape)
+            guard max(train.classes, test.classes) <= m.classes else {
+                throw KilnError.dataset("\(train.name) has \(max(train.classes, test.classes)) classes; \(m.name) scores \(m.classes)")
+            }
+            // Each step takes one global batch of ranks x batch-size images, each evaluation one of ranks x eval batch.
             guard let globalBatch = Optional(batchSize.multipliedReportingOverflow(by: ranks)), !globalBatch.overflow,
                   globalBatch.partialValue <= train.count else {
                 throw KilnError.invalidData("\(ranks) process(es) x --batch-size \(batchSize) is more than the \(train.count) training images: one step must fit in the dataset")
             }
             guard evalBatch * ranks <= test.count else {
-                throw KilnError.invalidData("\(ranks) processes x \(evalBatch) test images per evaluation batch is more than the \(test.count) test images")
+                throw KilnError.invalidData("\(ranks) process(es) x \(evalBatch) test images per evaluation batch is more than the \(test.count) test images")
             }
-
-            let network = try zoo.network()
-            let t = try zoo.build(batchSize: batchSize, training: true, network: network)
-            let v = try zoo.build(batchSize: evalBatch, training: false, network: network)
-            let verror = try F.mean(F.topNError(v.prediction, v.label))
             let solver = self.solver.make(learningRate: learningRate)
-            solver.setParameters(network.getParameters(gradOnly: true))
+            solver.setParameters(m.trainable)
 
+            let augmentation = ImageAugmentation(pad: randomCrop, flip: flip, seed: seed &+ UInt32(truncatingIfNeeded: rank))
+            let size = train.sampleSize
+            func loader(_ set: ImageDataset, augment: Bool) -> DataIterator.Load {
+                var image: [Float] = []
+                return { i in
+                    let raw = set.images[(i * size)..<((i + 1) * size)]
+                    if adapter.isIdentity { image = Array(raw) } else { adapter.adapt(raw, into: &image) }
+                    if augment && !augmentation.isIdentity { augmentation.apply(&image, shape: m.sampleShape) }
+                    if let e = ProcessInfo.processInfo.environment["KILN_EXP_SCALE"], let f = Float(e) { for k in image.indices { image[k] *= f } }
+                    return [image, [Float(set.labels[i])]]
+                }
+            }
             let tdata = try DataIterator(size: train.count, batchSize: batchSize, shuffle: true, seed: seed,
-                                         sampleShapes: [[1, 28, 28], [1]], slices: (rank, ranks)) { i in
-                [Array(train.images[(i * 784)..<((i + 1) * 784)]), [Float(train.labels[i])]]
-            }
+                                         sampleShapes: [m.sampleShape, [1]], slices: (rank, ranks),
+                                         load: loader(train, augment: true))
             let vdata = try DataIterator(size: test.count, batchSize: evalBatch, shuffle: false,
-                                         sampleShapes: [[1, 28, 28], [1]], slices: (rank, ranks)) { i in
-                [Array(test.images[(i * 784)..<((i + 1) * 784)]), [Float(test.labels[i])]]
-            }
+                                         sampleShapes: [m.sampleShape, [1]], slices: (rank, ranks),
+                                         load: loader(test, augment: false))
             let perEpoch = min(train.count / (batchSize * ranks), maxIterations ?? Int.max)
             // The evaluation covers the whole test set unless bounded: by --eval-iterations, else by --max-iterations
             // (a quick run is quick throughout).
@@ -141,17 +155,17 @@ struct TrainCommand: ParsableCommand {
             let monitorError = try MonitorSeries("Test error", monitor: monitor, interval: 1, verbose: false)
             let monitorTime = try MonitorTimeElapsed("Training time", monitor: monitor, interval: 100, verbose: false)
 
-            let feed = { let b = try tdata.next(); try t.input.setData(b[0]); try t.label.setData(b[1]) }
+            let feed = { let b = try tdata.next(); try m.input.setData(b[0]); try m.label.setData(b[1]) }
             let updater: any Updating
             let gradients: GradientUpdater
             var lossScaling: DynamicLossScalingUpdater? = nil
             switch precision {
             case .float:
-                let u = Updater(solver: solver, loss: t.loss, dataFeeder: feed)
+                let u = Updater(solver: solver, loss: m.loss, dataFeeder: feed)
                 updater = u
                 gradients = u
             case .half:
-                let u = DynamicLossScalingUpdater(solver: solver, loss: t.loss, dataFeeder: feed, scale: lossScale)
+                let u = DynamicLossScalingUpdater(solver: solver, loss: m.loss, dataFeeder: feed, scale: lossScale)
                 updater = u
                 gradients = u
                 lossScaling = u
@@ -167,8 +181,8 @@ struct TrainCommand: ParsableCommand {
             let plan = try (lossScaling?.plan() ?? (updater as? Updater)?.plan())?.plan
             guard let plan else { throw KilnError.planFailed("no training plan") }
             let evaluator = try Evaluator(
-                verror,
-                dataFeeder: { let b = try vdata.next(); try v.input.setData(b[0]); try v.label.setData(b[1]) },
+                m.error,
+                dataFeeder: { let b = try vdata.next(); try m.evalInput.setData(b[0]); try m.evalLabel.setData(b[1]) },
                 valIter: evalIterations,
                 callbackOnFinish: [{ i, e in
                     monitorError.add(i, e)
@@ -177,13 +191,13 @@ struct TrainCommand: ParsableCommand {
             let trainer = Trainer(updater: [updater], evaluator: [evaluator], modelSavePath: modelSavePath,
                                   maxEpoch: epochs, iterPerEpoch: perEpoch,
                                   updateCallbackOnFinish: [{ i in
-                                      let loss = Double(t.loss.data.floats[0])
+                                      let loss = Double(m.loss.data.floats[0])
                                       monitorLoss.add(i, loss)
                                       monitorTime.add(i)
                                       progress.step(i, loss: loss)
                                   }])
             trainer.checkpointInterval = checkpointInterval
-            trainer.parameters = network.getParameters(gradOnly: false)
+            trainer.parameters = m.saved
             trainer.allowNonFinite = allowNonFinite
             trainer.comm = comm
             trainer.onResume = [{ start in
@@ -193,7 +207,11 @@ struct TrainCommand: ParsableCommand {
                 progress.resumed(at: start)
             }]
 
-            print("\(model) on Fashion-MNIST: \(train.count) training and \(test.count) test images, batch \(batchSize), \(solver.name)(\(learningRate)), \(threads) thread(s)")
+            print("\(model) on \(train.name): \(train.count) training and \(test.count) test images, batch \(batchSize), \(solver.name)(\(learningRate)), \(threads) thread(s)")
+            if !adapter.isIdentity { print("images \(train.sampleShape) -> \(m.sampleShape): \(adapter.summary)") }
+            if !augmentation.isIdentity {
+                print("augmentation: " + [randomCrop > 0 ? "random crop (shift up to \(randomCrop) px)" : nil, flip ? "horizontal flip" : nil].compactMap { $0 }.joined(separator: ", "))
+            }
             if let comm {
                 let buckets = plan.gradientBuckets
                 let reduction = buckets.isEmpty ? "one all-reduce per parameter"

@@ -1,3 +1,4 @@
+@preconcurrency import Glibc
 import ArgumentParser
 import Foundation
 import Kiln
@@ -25,4 +26,7 @@ func reportingErrors(_ body: () throws -> Void) throws {
     }
 }
 
+// Progress lines reach a file or pipe as they are printed (a long training run written to a log would
+// otherwise show nothing until a 4 KiB buffer fills).
+setvbuf(stdout, nil, _IOLBF, 0)
 KilnCommand.main()

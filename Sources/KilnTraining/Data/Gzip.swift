@@ -1,4 +1,4 @@
-import CZlib
+import CKilnZlib
 import Foundation
 import KilnCore
 

@@ -1,0 +1,62 @@
+import Kiln
+
+/// What `kiln train` trains: a zoo model (built twice on one network: the training graph at the batch size
+/// asked for, an evaluation graph at 100 images, or fewer for a smaller test set) or a graph file (its first output taken as class scores,
+/// trained and evaluated at the batch size the file declares).
+struct TrainableModel {
+    var name: String
+    /// Training graph: image input, label, mean softmax cross-entropy.
+    var input: Variable
+    var label: Variable
+    var loss: Variable
+    /// Evaluation graph: image input, label, mean top-1 error.
+    var evalInput: Variable
+    var evalLabel: Variable
+    var error: Variable
+    /// What the solver updates, and what checkpoints save (with fixed parameters such as BN statistics).
+    var trainable: [(name: String, variable: Variable)]
+    var saved: [(name: String, variable: Variable)]
+    /// One sample's (C, H, W), and the number of classes the model scores.
+    var sampleShape: [Int]
+    var classes: Int
+    var batchSize: Int
+    var evalBatchSize: Int
+
+    static func zoo(_ zoo: Zoo, batchSize: Int, evalBatchSize: Int) throws -> TrainableModel {
+        let network = try zoo.network()
+        let t = try zoo.build(batchSize: batchSize, training: true, network: network)
+        let v = try zoo.build(batchSize: evalBatchSize, training: false, network: network)
+        return TrainableModel(
+            name: zoo.rawValue, input: t.input, label: t.label, loss: t.loss, evalInput: v.input, evalLabel: v.label,
+            error: try F.mean(F.topNError(v.prediction, v.label)),
+            trainable: network.getParameters(gradOnly: true), saved: network.getParameters(gradOnly: false),
+            sampleShape: zoo.inputShape, classes: t.prediction.shape.last ?? 0, batchSize: batchSize, evalBatchSize: evalBatchSize)
+    }
+
+    /// A graph file: its image input is the first declared input of rank 4 (N, C, H, W) or 3 (N, H, W, grey),
+    /// its class scores the first output, of shape (N, classes).
+    static func graphFile(_ path: String, batchSize: Int?, allowNonFinite: Bool) throws -> TrainableModel {
+        let g = try GraphFile.load(path: path, allowNonFinite: allowNonFinite)
+        guard let input = g.leaves.first(where: { $0.isInput && ($0.ndim == 4 || $0.ndim == 3) }) else {
+            throw KilnError.invalidData("\(path): no input of shape (N, C, H, W) or (N, H, W) to feed images to")
+        }
+        guard let scores = g.outputs.first, scores.ndim == 2, scores.shape[0] == input.shape[0] else {
+            throw KilnError.invalidData("\(path): the first output must be class scores of shape (\(input.shape[0]), classes), got \(g.outputs.first?.shape ?? [])")
+        }
+        let n = input.shape[0]
+        if let batchSize, batchSize != n {
+            throw KilnError.invalidData("\(path) is built for batches of \(n): drop --batch-size or give \(n) (a graph file's shapes are fixed)")
+        }
+        let label = try Variable(shape: [n, 1], dtype: .int32, name: "label")
+        let loss = try F.mean(F.softmaxCrossEntropy(scores, label))
+        let error = try F.mean(F.topNError(scores, label))
+        let named = g.leaves.enumerated().filter { !$0.element.isInput && ($0.element.needGrad || $0.element.isParameter) }
+            .map { (name: $0.element.name.isEmpty ? "leaf\($0.offset)" : $0.element.name, variable: $0.element) }
+        let trainable = named.filter { $0.variable.needGrad && $0.variable.dtype == .float32 }
+        guard !trainable.isEmpty else { throw KilnError.invalidData("\(path): no parameter needs a gradient: nothing to train") }
+        let shape = input.ndim == 4 ? Array(input.shape.dropFirst()) : [1] + input.shape.dropFirst()
+        return TrainableModel(name: path, input: input, label: label, loss: loss, evalInput: input, evalLabel: label,
+                              error: error, trainable: trainable, saved: named, sampleShape: shape,
+                              classes: scores.shape[1], batchSize: n, evalBatchSize: n)
+    }
+}
