@@ -7,6 +7,7 @@ let package = Package(
         .library(name: "Kiln", targets: ["Kiln"]),
         .library(name: "KilnGraphviz", targets: ["KilnGraphviz"]),
         .library(name: "KilnMPI", targets: ["KilnMPI"]),
+        .library(name: "KilnPlot", targets: ["KilnPlot"]),
         .executable(name: "kiln", targets: ["KilnCLI"]),
     ],
     // MPI (on by default): distributed training over Open MPI. `swift build --disable-default-traits` builds
@@ -25,6 +26,8 @@ let package = Package(
         .systemLibrary(name: "CGraphviz", path: "Sources/CGraphviz", pkgConfig: "libgvc",
                        providers: [.apt(["libgraphviz-dev"])]),
         // zlib, for the gzip-compressed IDX files of Debian's dataset-fashion-mnist (Debian: zlib1g-dev).
+        // cairo (Debian: libcairo2-dev), for training curves.
+        .systemLibrary(name: "CCairo", path: "Sources/CCairo", pkgConfig: "cairo", providers: [.apt(["libcairo2-dev"])]),
         // Open MPI (Debian: libopenmpi-dev), only with the MPI trait.
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         .systemLibrary(name: "CKilnZlib", path: "Sources/CKilnZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
@@ -59,17 +62,21 @@ let package = Package(
             "KilnCore", "KilnKernels", "KilnGraph", "KilnCompiler", "KilnRuntime", "KilnTraining", "KilnConverters",
         ]),
         .target(name: "KilnGraphviz", dependencies: ["Kiln", "CGraphviz"]),
+        // Training curves from monitor files, drawn with cairo.
+        .target(name: "KilnPlot", dependencies: ["Kiln", "CCairo"]),
         // Data-parallel training across processes: `MPICommunicator` (the transport is Open MPI's).
         .target(name: "KilnMPI", dependencies: [
             "KilnCore", "KilnGraph", "KilnTraining", .target(name: "CMPI", condition: .when(traits: ["MPI"])),
         ], swiftSettings: [.define("MPI", .when(traits: ["MPI"]))]),
         .executableTarget(name: "KilnCLI", dependencies: [
-            "Kiln", "KilnGraphviz", "KilnMPI",
+            "Kiln", "KilnGraphviz", "KilnMPI", "KilnPlot",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "KilnTests", dependencies: [
             // The layers too, for `@testable import` of their internals.
             "Kiln", "KilnCore", "KilnKernels", "KilnGraph", "KilnCompiler", "KilnRuntime", "KilnTraining", "KilnConverters",
+            // Training curves, and cairo itself to read the pictures back.
+            "KilnPlot", "CCairo",
         ], resources: [.copy("Fixtures")]),
         .testTarget(name: "KilnGraphvizTests", dependencies: ["Kiln", "KilnGraphviz"]),
     ],

@@ -2,6 +2,24 @@ import ArgumentParser
 import Foundation
 import Kiln
 import KilnMPI
+import KilnPlot
+
+/// How the learning rate moves over the run.
+enum LearningRateSchedule: String, ExpressibleByArgument, CaseIterable {
+    /// The rate given, throughout.
+    case constant
+    /// From the rate given down to 0 along half a cosine over all the run's iterations (Loshchilov and
+    /// Hutter's SGDR without restarts): the last updates are small, so the weights the run ends with are not
+    /// the noisy ones of a full-size step.
+    case cosine
+
+    func rate(_ base: Float, iteration i: Int, of total: Int) -> Float {
+        switch self {
+        case .constant: return base
+        case .cosine: return base * Float(0.5 * (1 + cos(Double.pi * Double(i) / Double(max(total, 1)))))
+        }
+    }
+}
 
 /// The solvers `kiln train` offers, with nnabla's defaults besides the learning rate.
 enum SolverName: String, ExpressibleByArgument, CaseIterable {
@@ -31,10 +49,11 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Images per training step (default 64; a graph file's own batch).") var batchSize: Int?
     @Option(help: "adam, sgd or momentum (momentum 0.9), nnabla's defaults otherwise.") var solver: SolverName = .adam
     @Option(name: .customLong("learning-rate"), parsing: .unconditional, help: "The solver's learning rate (Adam's alpha).") var learningRate: Float = 1e-3
+    @Option(name: .customLong("lr-schedule"), help: "constant, or cosine: from --learning-rate down to 0 over the run.") var lrSchedule: LearningRateSchedule = .constant
     @Option(help: "float, or half: float16 activations and gradients with dynamic loss scaling (nnabla's DynamicLossScalingUpdater).") var precision: Precision = .float
     @Flag(name: .customLong("no-recompute"), help: "Keep every value backward reads from forward, rather than rebuild BatchNormalization, Add2 and ReLU outputs in backward.") var noRecompute = false
     @Option(name: .customLong("loss-scale"), parsing: .unconditional, help: "Initial loss scale with --precision half.") var lossScale: Float = 8
-    @Option(name: .customLong("monitor-path"), help: "Write nnabla-style monitor series here.") var monitorPath: String?
+    @Option(name: .customLong("monitor-path"), help: "Write nnabla-style monitor series here, and at the end their curves as curves.svg.") var monitorPath: String?
     @Option(name: .customLong("model-save-path"), help: "Save parameters, solver state and checkpoints here.") var modelSavePath: String?
     @Flag(help: "Continue from the checkpoint in --model-save-path.") var resume = false
     @Option(name: .customLong("checkpoint-interval"), parsing: .unconditional, help: "Also checkpoint every N iterations within an epoch.") var checkpointInterval: Int = 200
@@ -128,7 +147,6 @@ struct TrainCommand: ParsableCommand {
                     let raw = set.images[(i * size)..<((i + 1) * size)]
                     if adapter.isIdentity { image = Array(raw) } else { adapter.adapt(raw, into: &image) }
                     if augment && !augmentation.isIdentity { augmentation.apply(&image, shape: m.sampleShape) }
-                    if let e = ProcessInfo.processInfo.environment["KILN_EXP_SCALE"], let f = Float(e) { for k in image.indices { image[k] *= f } }
                     return [image, [Float(set.labels[i])]]
                 }
             }
@@ -153,6 +171,7 @@ struct TrainCommand: ParsableCommand {
             let monitor = try (rank == 0 ? monitorPath : nil).map { try Monitor($0, resumingAt: resumeAt) }
             let monitorLoss = try MonitorSeries("Training loss", monitor: monitor, interval: 10, verbose: false)
             let monitorError = try MonitorSeries("Test error", monitor: monitor, interval: 1, verbose: false)
+            let monitorRate = try MonitorSeries("Learning rate", monitor: monitor, interval: 10, verbose: false)
             let monitorTime = try MonitorTimeElapsed("Training time", monitor: monitor, interval: 100, verbose: false)
 
             let feed = { let b = try tdata.next(); try m.input.setData(b[0]); try m.label.setData(b[1]) }
@@ -188,8 +207,14 @@ struct TrainCommand: ParsableCommand {
                     monitorError.add(i, e)
                     progress.epochDone(i, testError: e)
                 }], comm: comm)
+            let total = epochs * perEpoch
+            let schedule = lrSchedule, baseRate = learningRate
             let trainer = Trainer(updater: [updater], evaluator: [evaluator], modelSavePath: modelSavePath,
                                   maxEpoch: epochs, iterPerEpoch: perEpoch,
+                                  updateCallbackOnStart: [{ i in
+                                      solver.learningRate = schedule.rate(baseRate, iteration: i, of: total)
+                                      monitorRate.add(i, Double(solver.learningRate))
+                                  }],
                                   updateCallbackOnFinish: [{ i in
                                       let loss = Double(m.loss.data.floats[0])
                                       monitorLoss.add(i, loss)
@@ -225,6 +250,10 @@ struct TrainCommand: ParsableCommand {
             progress.finish()
             if let u = lossScaling { print("final loss scale: \(u.scale)") }
             if let dir = modelSavePath { print("parameters and checkpoints in \(dir)") }
+            if rank == 0, let dir = monitorPath {
+                try CurvePlot(curves: MonitorCurves.read([dir])).write(to: dir + "/curves.svg")
+                print("training curves in \(dir)/curves.svg (kiln plot draws several runs together)")
+            }
     }
 }
 

@@ -17,6 +17,9 @@ struct ViewCommand: ParsableCommand {
     var output: String
     @Flag(help: "Show shapes, need_grad and function arguments.") var verbose = false
     @Flag(help: "Draw the memory plan (steps across, arena offsets down) instead of the graph.") var plan = false
+    @Flag(help: "One box per chain of functions, parameters listed in it, values as edges, repeated blocks (a ResNet stage's) drawn once with their count.") var compact = false
+    @Flag(name: .customLong("left-to-right"), help: "Lay the graph out left to right.") var leftToRight = false
+    @Flag(name: .customLong("nnabla-labels"), help: "nnabla's SimpleGraph drawing: every function labelled with its scope, no clusters.") var nnablaLabels = false
     @Option(help: "inference or training: the plan drawn with --plan (and how zoo models are built).")
     var mode: PlanMode = .inference
     @Option(parsing: .unconditional, help: "Batch size for zoo models (graph files keep their own shapes).") var batchSize: Int?
@@ -31,6 +34,7 @@ struct ViewCommand: ParsableCommand {
         }
         try Check.model(model, files: true)
         if let b = batchSize { try Check.positive(b, "--batch-size") }
+        if compact && nnablaLabels { throw ValidationError("--compact draws Kiln's scoped picture; it cannot be combined with --nnabla-labels") }
     }
 
     func run() throws {
@@ -43,7 +47,11 @@ struct ViewCommand: ParsableCommand {
                     let p = try Compiler.plan(outputs, mode, options: CompileOptions())
                     try PlanPicture.render(p, to: output, format: format)
                 } else {
-                    try SimpleGraph(format: format, verbose: verbose).createGraphvizDigraph(outputs).render(to: output)
+                    var viewer = SimpleGraph(format: format, verbose: verbose)
+                    viewer.scoped = !nnablaLabels
+                    viewer.compact = compact
+                    viewer.leftToRight = leftToRight
+                    try viewer.createGraphvizDigraph(outputs).render(to: output)
                 }
                 print("wrote \(output)")
             } catch let e as GraphvizError {

@@ -207,6 +207,36 @@ public final class Digraph {
         }
     }
 
+    /// The cluster (a subgraph named "cluster_<path>", drawn as a box around its nodes) for a scope path,
+    /// nested in the clusters of its prefixes; made on first use, labelled with its last component unless
+    /// `labels` names it otherwise.
+    func cluster(_ path: [String], labels: [String: String] = [:], style: [(String, String)] = []) -> UnsafeMutablePointer<Agraph_t>? {
+        GV.locked { clusterLocked(path, labels: labels, style: style) }
+    }
+
+    private func clusterLocked(_ path: [String], labels: [String: String], style: [(String, String)]) -> UnsafeMutablePointer<Agraph_t>? {
+        guard let last = path.last else { return graph }
+        guard let parent = clusterLocked(Array(path.dropLast()), labels: labels, style: style) else { return nil }
+        let key = path.joined(separator: "/")
+        let existing = withCStr("cluster_" + key) { agsubg(parent, $0, 0) }
+        if let existing { return existing }
+        guard let sub = withCStr("cluster_" + key, { agsubg(parent, $0, 1) }) else { return nil }
+        // Graph attributes are declared with empty defaults, so the root graph gets no title or frame.
+        for (k, v) in [("label", labels[key] ?? last)] + style {
+            withCStr(k) { n in withCStr(v) { val in withCStr("") { d in _ = agsafeset(UnsafeMutableRawPointer(sub), n, val, d) } } }
+        }
+        return sub
+    }
+
+    /// Puts an existing node into a cluster made by `cluster`.
+    func place(_ name: String, in sub: UnsafeMutablePointer<Agraph_t>?) {
+        guard let sub else { return }
+        GV.locked {
+            guard let n = withCStr(name, { agnode(graph, $0, 0) }) else { return }
+            _ = agsubnode(sub, n, 1)
+        }
+    }
+
     // MARK: layout and rendering
 
     /// Lays the graph out unless it is the last one laid out (lock held by the caller).

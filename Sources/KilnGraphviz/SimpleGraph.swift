@@ -28,6 +28,14 @@ public struct SimpleGraph {
     /// function's box, and Kiln lays the graph out itself (`LayeredLayout`) instead of dot, whose layout
     /// time grows faster than linearly in the number of nodes (5,000 functions took 5-15 s).
     public var largeGraphFunctions = 1000
+    /// Kiln's readable drawing (`scopedDigraph`): scopes as clusters, labels without them. Off: nnabla's
+    /// drawing, each function labelled with its full scope.
+    public var scoped = false
+    /// With `scoped`: chains of functions as one box, parameters listed, values as edges, repeated blocks
+    /// drawn once with their count.
+    public var compact = false
+    /// Lay the graph out left to right rather than top to bottom.
+    public var leftToRight = false
 
     public init(format: String = "png", verbose: Bool = false, fnameColorMap: [String: String]? = nil,
                 vnameColorMap: [String: String]? = nil) {
@@ -46,11 +54,13 @@ public struct SimpleGraph {
     public func createGraphvizDigraph(_ vleaves: [Variable], format: String? = nil) throws -> Digraph {
         let nodes = SimpleGraph.functionNodes(from: vleaves)
         let scopes = SimpleGraph.parameterScopes(nodes)
+        if scoped && nodes.count <= largeGraphFunctions { return try scopedDigraph(vleaves, format: format ?? self.format) }
         if nodes.count > largeGraphFunctions {
             return try compactDigraph(nodes, roots: vleaves, scopes: scopes, format: format ?? self.format)
         }
         let g = try Digraph(name: "kiln", format: format ?? self.format)
         SimpleGraph.setDefaults(g)
+        if leftToRight { g.setGraphAttribute("rankdir", "LR") }
         var drawn = Set<String>()
         for n in nodes {
             let fid = "f\(n.sequence)"
@@ -195,12 +205,44 @@ public struct SimpleGraph {
         return "gray"
     }
 
-    /// White text on dark fills, black on light ones.
+    /// The text colour with the higher WCAG 2 contrast ratio against the fill: black or white. Fills are
+    /// Graphviz colour names (the ones this viewer uses and common others) or #rrggbb; an unknown name gets
+    /// black, which reads on most named colours.
     static func fontColor(for fill: String) -> String {
-        let f = fill.lowercased()
-        let light = f.hasPrefix("light") || f.hasPrefix("white") || f.hasPrefix("yellow") || f.hasPrefix("pink")
-            || f.hasPrefix("gray9") || f.hasPrefix("grey9") || ["orange", "gold", "cyan", "khaki", "beige", "ivory"].contains(f)
-        return light ? "black" : "white"
+        guard let (r, g, b) = rgb(fill) else { return "black" }
+        func linear(_ c: Double) -> Double { c <= 0.03928 ? c / 12.92 : pow((c + 0.055) / 1.055, 2.4) }
+        let luminance = 0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b)
+        let withBlack = (luminance + 0.05) / 0.05, withWhite = 1.05 / (luminance + 0.05)
+        return withBlack >= withWhite ? "black" : "white"
+    }
+
+    /// WCAG 2 contrast ratio between two colours (for tests and for choosing text colours).
+    static func contrast(_ a: String, _ b: String) -> Double? {
+        guard let x = rgb(a), let y = rgb(b) else { return nil }
+        func linear(_ c: Double) -> Double { c <= 0.03928 ? c / 12.92 : pow((c + 0.055) / 1.055, 2.4) }
+        func lum(_ c: (Double, Double, Double)) -> Double { 0.2126 * linear(c.0) + 0.7152 * linear(c.1) + 0.0722 * linear(c.2) }
+        let (l1, l2) = (lum(x), lum(y))
+        return (max(l1, l2) + 0.05) / (min(l1, l2) + 0.05)
+    }
+
+    /// X11 values of the colour names Graphviz takes that this viewer and nnabla's use.
+    static let namedColors: [String: (Int, Int, Int)] = [
+        "black": (0, 0, 0), "white": (255, 255, 255), "blue": (0, 0, 255), "red": (255, 0, 0), "green": (0, 255, 0),
+        "orange": (255, 165, 0), "purple": (160, 32, 240), "gray": (190, 190, 190), "grey": (190, 190, 190),
+        "lightgray": (211, 211, 211), "lightgrey": (211, 211, 211), "lightblue2": (178, 223, 238),
+        "lightblue": (173, 216, 230), "lightcyan": (224, 255, 255), "pink": (255, 192, 203), "yellow": (255, 255, 0),
+        "gold": (255, 215, 0), "cyan": (0, 255, 255), "magenta": (255, 0, 255), "brown": (165, 42, 42),
+        "navy": (0, 0, 128), "darkgreen": (0, 100, 0), "khaki": (240, 230, 140), "beige": (245, 245, 220),
+        "ivory": (255, 255, 240), "gray40": (102, 102, 102), "violet": (238, 130, 238),
+    ]
+
+    static func rgb(_ color: String) -> (Double, Double, Double)? {
+        let c = color.lowercased()
+        if c.hasPrefix("#"), c.count == 7, let v = Int(c.dropFirst(), radix: 16) {
+            return (Double(v >> 16 & 0xFF) / 255, Double(v >> 8 & 0xFF) / 255, Double(v & 0xFF) / 255)
+        }
+        guard let (r, g, b) = namedColors[c] else { return nil }
+        return (Double(r) / 255, Double(g) / 255, Double(b) / 255)
     }
 
     static func shapeText(_ shape: [Int]) -> String {

@@ -51,7 +51,7 @@ public struct ImageDataset {
         }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: spec, isDirectory: &isDirectory) else {
-            throw KilnError.dataset("dataset \(spec): no such file or directory (give fashion-mnist, an IDX or .npy directory, an .npz or a .csv file)")
+            throw KilnError.dataset("\(spec): no such file or directory (give fashion-mnist, an IDX or .npy directory, an .npz or a .csv file)")
         }
         if isDirectory.boolValue {
             let split = train ? "train" : "t10k"
@@ -79,7 +79,7 @@ public struct ImageDataset {
             }
             return try fromCSV(testSpec)
         }
-        throw KilnError.dataset("dataset \(spec): not a directory, an .npz or a .csv file")
+        throw KilnError.dataset("\(spec): not a directory, an .npz or a .csv file")
     }
 
     static func loadIDX(_ directory: String, train: Bool) throws -> ImageDataset {

@@ -19,7 +19,7 @@ struct LayeringTests {
         "KilnRuntime": 4,
         "KilnTraining": 5, "KilnConverters": 5,
         "Kiln": 6, "KilnMPI": 6,
-        "KilnGraphviz": 7,
+        "KilnGraphviz": 7, "KilnPlot": 7,
         "KilnCLI": 8,
     ]
 

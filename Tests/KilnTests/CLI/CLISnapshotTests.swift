@@ -110,7 +110,7 @@ struct CLISnapshotTests {
         ("profile-zero-threads", ["profile", "mlp", "--threads", "0"]),
         ("profile-negative-top", ["profile", "mlp", "--top", "-1"]),
         ("train-unknown-dataset", ["train", "lenet", "--dataset", "cifar10"]),
-        ("train-model-not-for-images", ["train", "resnet20"]),
+        ("train-negative-random-crop", ["train", "lenet", "--random-crop", "-1"]),
         ("train-unknown-model", ["train", "resnet1000"]),
         ("train-resume-without-save-path", ["train", "lenet", "--resume"]),
         ("train-bad-learning-rate", ["train", "lenet", "--learning-rate", "fast"]),

@@ -72,7 +72,7 @@ struct TrainAnyModelTests {
         #expect(lenet.status == 0, "8x8 images are centred in LeNet's 28x28: \(lenet.stderr)")
         #expect(lenet.stdout.contains("images [1, 8, 8] -> [1, 28, 28]: 8x8 centred in 28x28 (zero border)"))
         let missing = try KilnProcess.run(["train", "lenet", "--dataset", "nowhere"], in: dir)
-        #expect(missing.status == 1 && missing.stderr.contains("dataset nowhere: no such file or directory"))
+        #expect(missing.status == 1 && missing.stderr.contains("dataset: nowhere: no such file or directory"))
     }
 
     @Test func resnet20TakesGreyFashionMNISTAsRGB32x32() throws {
