@@ -49,7 +49,7 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Images per training step (default 64; a graph file's own batch).") var batchSize: Int?
     @Option(help: "adam, sgd or momentum (momentum 0.9), nnabla's defaults otherwise.") var solver: SolverName = .adam
     @Option(name: .customLong("learning-rate"), parsing: .unconditional, help: "The solver's learning rate (Adam's alpha).") var learningRate: Float = 1e-3
-    @Option(name: .customLong("lr-schedule"), help: "constant, or cosine: from --learning-rate down to 0 over the run.") var lrSchedule: LearningRateSchedule = .constant
+    @Option(name: .customLong("lr-schedule"), help: "constant, or cosine: from --learning-rate down to 0 over the run (default: each zoo model's recipe, cosine for resnet20, constant for the others as in nnabla's examples).") var lrSchedule: LearningRateSchedule?
     @Option(help: "float, or half: float16 activations and gradients with dynamic loss scaling (nnabla's DynamicLossScalingUpdater).") var precision: Precision = .float
     @Flag(name: .customLong("no-recompute"), help: "Keep every value backward reads from forward, rather than rebuild BatchNormalization, Add2 and ReLU outputs in backward.") var noRecompute = false
     @Option(name: .customLong("loss-scale"), parsing: .unconditional, help: "Initial loss scale with --precision half.") var lossScale: Float = 8
@@ -208,7 +208,9 @@ struct TrainCommand: ParsableCommand {
                     progress.epochDone(i, testError: e)
                 }], comm: comm)
             let total = epochs * perEpoch
-            let schedule = lrSchedule, baseRate = learningRate
+            // ResNet-20 with batch normalization ends an epoch noisy at a constant rate (0.82-0.86 test accuracy
+            // in three runs) and at 0.89-0.90 with the cosine decay; LeNet does better with nnabla's constant rate.
+            let schedule = lrSchedule ?? (model == Zoo.resnet20.rawValue ? .cosine : .constant), baseRate = learningRate
             let trainer = Trainer(updater: [updater], evaluator: [evaluator], modelSavePath: modelSavePath,
                                   maxEpoch: epochs, iterPerEpoch: perEpoch,
                                   updateCallbackOnStart: [{ i in
@@ -232,7 +234,7 @@ struct TrainCommand: ParsableCommand {
                 progress.resumed(at: start)
             }]
 
-            print("\(model) on \(train.name): \(train.count) training and \(test.count) test images, batch \(batchSize), \(solver.name)(\(learningRate)), \(threads) thread(s)")
+            print("\(model) on \(train.name): \(train.count) training and \(test.count) test images, batch \(batchSize), \(solver.name)(\(learningRate))\(schedule == .cosine ? " with cosine decay" : ""), \(threads) thread(s)")
             if !adapter.isIdentity { print("images \(train.sampleShape) -> \(m.sampleShape): \(adapter.summary)") }
             if !augmentation.isIdentity {
                 print("augmentation: " + [randomCrop > 0 ? "random crop (shift up to \(randomCrop) px)" : nil, flip ? "horizontal flip" : nil].compactMap { $0 }.joined(separator: ", "))

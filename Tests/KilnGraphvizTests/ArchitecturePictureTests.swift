@@ -35,7 +35,8 @@ struct ArchitecturePictureTests {
               dependsOn: ["KilnTraining", "KilnConverters"]),
         Layer(name: "KilnMPI", holds: ["MPICommunicator on Open MPI", "(the MPI trait)"], dependsOn: ["KilnTraining"]),
         Layer(name: "KilnGraphviz", holds: ["SimpleGraph, PlanPicture on libgvc"], dependsOn: ["Kiln"]),
-        Layer(name: "KilnCLI", holds: ["the kiln command"], dependsOn: ["Kiln", "KilnGraphviz", "KilnMPI"]),
+        Layer(name: "KilnPlot", holds: ["training curves on cairo"], dependsOn: ["Kiln"]),
+        Layer(name: "KilnCLI", holds: ["the kiln command"], dependsOn: ["Kiln", "KilnGraphviz", "KilnMPI", "KilnPlot"]),
     ]
 
     static var imagesDirectory: URL {

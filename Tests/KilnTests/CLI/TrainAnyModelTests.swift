@@ -86,4 +86,22 @@ struct TrainAnyModelTests {
         #expect(r.stdout.contains("augmentation: random crop (shift up to 2 px), horizontal flip"))
         #expect(r.stdout.contains("test accuracy"))
     }
+
+    @Test func theCosineScheduleIsWhatTheMonitorRecords() throws {
+        try #require(KilnProcess.exists)
+        let dir = try KilnProcess.directory([:])
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try KilnProcess.run(["train", "lenet", "--max-iterations", "20", "--eval-iterations", "1", "--learning-rate", "0.002",
+                                     "--lr-schedule", "cosine", "--monitor-path", dir.appendingPathComponent("m").path], in: dir)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("Adam(0.002) with cosine decay"))
+        let records = try MonitorLog.read(path: dir.appendingPathComponent("m/Learning-rate.series.txt").path)
+        // Written every 10 iterations (nnabla's MonitorSeries interval): the mean of the rates of those 10.
+        #expect(records.map(\.index) == [9, 19])
+        for r in records {
+            let rates = ((r.index - 9)...r.index).map { 0.002 * 0.5 * (1 + cos(Double.pi * Double($0) / 20)) }
+            let mean = rates.reduce(0, +) / 10
+            #expect(abs(r.values[0] - mean) < 1e-6 * 0.002 + 1e-9, "iteration \(r.index): \(r.values[0]) against \(mean)")
+        }
+    }
 }
