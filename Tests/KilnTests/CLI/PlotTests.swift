@@ -50,15 +50,18 @@ struct PlotTests {
         let png = dir.appendingPathComponent("both.png").path
         let r = try KilnProcess.run(["plot", dir.appendingPathComponent("a").path, dir.appendingPathComponent("b").path, "-o", png], in: dir)
         #expect(r.status == 0, "\(r.stderr)")
-        #expect(r.stdout.contains("2 series of 2 run(s)"))
+        #expect(r.stdout.contains("3 series of 2 run(s)"))
         let picture = try Picture(png: png)
-        // Two series (Test error, Training loss): two panels of 260 below a 40-pixel legend.
-        #expect(picture.width == 900 && picture.height == 40 + 2 * 260)
+        // Three series (Learning rate, Test error, Training loss): panels of 260 below a 40-pixel legend.
+        #expect(picture.width == 900 && picture.height == 40 + 3 * 260)
         for (k, run) in ["a", "b"].enumerated() {
             let colour = CurvePlot.palette[k]
             #expect(picture.count(colour, rows: 0..<40) > 20, "legend of run \(run)")
-            #expect(picture.count(colour, rows: 40..<300) > 20, "run \(run) in the first panel")
-            #expect(picture.count(colour, rows: 300..<560) > 20, "run \(run) in the second panel")
+            // Panel 0 is the learning rate, the same constant in both runs: run b's line covers run a's.
+            for panel in (k == 0 ? 1 : 0)..<3 {
+                let rows = (40 + panel * 260)..<(40 + (panel + 1) * 260)
+                #expect(picture.count(colour, rows: rows) > 20, "run \(run) in panel \(panel)")
+            }
         }
         // Nothing to draw, a format the extension does not name, a corrupt monitor file: clear errors.
         let empty = try KilnProcess.run(["plot", dir.path, "-o", "x.png"], in: dir)

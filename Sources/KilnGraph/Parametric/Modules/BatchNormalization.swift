@@ -13,6 +13,9 @@ public extension Module {
     /// `bn(x, test: true)` is nnabla's `__call__(inp, test=True)`. Differences from nnabla 1.39's class: its
     /// `__call__` ignores the `batch_stat` given to the constructor (it uses `not test`), and its `BatchNorm1d/2d/
     /// 3d` ignore `eps` (they pass 1e-5); Kiln honours both.
+    ///
+    /// `noScale` and `noBias` (nnabla's `PF.batch_normalization` arguments) leave gamma or beta out of the
+    /// parameters: the normalisation then uses a constant 1 or 0 in their place, as nnabla's `None` does.
     class BatchNormalization: Module {
         public var beta: Variable
         public var gamma: Variable
@@ -27,10 +30,13 @@ public extension Module {
         public var batchStat: Bool
         /// nnabla's `output_stat`: the batch mean and variance are outputs too; read them with `callWithStats`.
         public var outputStat: Bool
+        /// No learnt scale (gamma is a constant 1, not a parameter) or shift (beta a constant 0).
+        public let noScale: Bool
+        public let noBias: Bool
 
         public init(nFeatures: Int, nDims: Int, axes: [Int] = [1], decayRate: Double = 0.9, eps: Double = 1e-5,
                     batchStat: Bool = true, outputStat: Bool = false, fixParameters: Bool = false,
-                    paramInit: [String: Initializer]? = nil) throws {
+                    paramInit: [String: Initializer]? = nil, noScale: Bool = false, noBias: Bool = false) throws {
             let module = String(describing: Self.self)
             try Module.require(nFeatures > 0, module, "n_features must be positive, got \(nFeatures)")
             try Module.require(nDims >= 2, module, "n_dims must be at least 2, got \(nDims)")
@@ -45,10 +51,16 @@ public extension Module {
             }
             var shape = [Int](repeating: 1, count: nDims)
             shape[axes[0]] = nFeatures
-            beta = try Module.parameter("beta", shape: shape, initializer: inits["beta"] ?? .constant(0),
-                                        needGrad: !fixParameters, rng: nil)
-            gamma = try Module.parameter("gamma", shape: shape, initializer: inits["gamma"] ?? .constant(1),
-                                         needGrad: !fixParameters, rng: nil)
+            // Left out, beta and gamma are constants outside the parameters (what nnabla's None stands for).
+            func constant(_ value: Float, _ name: String) throws -> Variable {
+                let v = try Variable(shape: shape, name: name)
+                try v.setData([Float](repeating: value, count: v.size))
+                return v
+            }
+            beta = noBias ? try constant(0, "beta (no_bias)")
+                : try Module.parameter("beta", shape: shape, initializer: inits["beta"] ?? .constant(0), needGrad: !fixParameters, rng: nil)
+            gamma = noScale ? try constant(1, "gamma (no_scale)")
+                : try Module.parameter("gamma", shape: shape, initializer: inits["gamma"] ?? .constant(1), needGrad: !fixParameters, rng: nil)
             mean = try Module.parameter("mean", shape: shape, initializer: inits["mean"] ?? .constant(0),
                                         needGrad: false, rng: nil)
             `var` = try Module.parameter("var", shape: shape, initializer: inits["var"] ?? .constant(1),
@@ -60,7 +72,11 @@ public extension Module {
             self.eps = eps
             self.batchStat = batchStat
             self.outputStat = outputStat
+            self.noScale = noScale
+            self.noBias = noBias
             try super.init()
+            if noScale { constantVariables.insert(ObjectIdentifier(gamma)) }
+            if noBias { constantVariables.insert(ObjectIdentifier(beta)) }
         }
 
         /// The normalised output, with batch statistics when `batchStat` is true, running ones otherwise.
@@ -101,9 +117,9 @@ public extension Module {
     final class BatchNorm1d: BatchNormalization {
         public init(nFeatures: Int, axes: [Int] = [1], decayRate: Double = 0.9, eps: Double = 1e-5,
                     batchStat: Bool = true, outputStat: Bool = false, fixParameters: Bool = false,
-                    paramInit: [String: Initializer]? = nil) throws {
+                    paramInit: [String: Initializer]? = nil, noScale: Bool = false, noBias: Bool = false) throws {
             try super.init(nFeatures: nFeatures, nDims: 3, axes: axes, decayRate: decayRate, eps: eps, batchStat: batchStat,
-                           outputStat: outputStat, fixParameters: fixParameters, paramInit: paramInit)
+                           outputStat: outputStat, fixParameters: fixParameters, paramInit: paramInit, noScale: noScale, noBias: noBias)
         }
     }
 
@@ -111,9 +127,9 @@ public extension Module {
     final class BatchNorm2d: BatchNormalization {
         public init(nFeatures: Int, axes: [Int] = [1], decayRate: Double = 0.9, eps: Double = 1e-5,
                     batchStat: Bool = true, outputStat: Bool = false, fixParameters: Bool = false,
-                    paramInit: [String: Initializer]? = nil) throws {
+                    paramInit: [String: Initializer]? = nil, noScale: Bool = false, noBias: Bool = false) throws {
             try super.init(nFeatures: nFeatures, nDims: 4, axes: axes, decayRate: decayRate, eps: eps, batchStat: batchStat,
-                           outputStat: outputStat, fixParameters: fixParameters, paramInit: paramInit)
+                           outputStat: outputStat, fixParameters: fixParameters, paramInit: paramInit, noScale: noScale, noBias: noBias)
         }
     }
 
@@ -121,9 +137,9 @@ public extension Module {
     final class BatchNorm3d: BatchNormalization {
         public init(nFeatures: Int, axes: [Int] = [1], decayRate: Double = 0.9, eps: Double = 1e-5,
                     batchStat: Bool = true, outputStat: Bool = false, fixParameters: Bool = false,
-                    paramInit: [String: Initializer]? = nil) throws {
+                    paramInit: [String: Initializer]? = nil, noScale: Bool = false, noBias: Bool = false) throws {
             try super.init(nFeatures: nFeatures, nDims: 5, axes: axes, decayRate: decayRate, eps: eps, batchStat: batchStat,
-                           outputStat: outputStat, fixParameters: fixParameters, paramInit: paramInit)
+                           outputStat: outputStat, fixParameters: fixParameters, paramInit: paramInit, noScale: noScale, noBias: noBias)
         }
     }
 }

@@ -35,6 +35,10 @@ open class Module {
     /// throws itself.
     public init() throws {}
 
+    /// Variables a module holds that are not parameters (a batch normalisation's constant gamma with
+    /// `noScale`): `getParameters` leaves them out.
+    package var constantVariables: Set<ObjectIdentifier> = []
+
     /// The module's computation. Subclasses override it; the base class throws.
     open func call(_ x: Variable) throws -> Variable {
         throw KilnError.invalidFunction(function: String(describing: type(of: self)),
@@ -106,7 +110,7 @@ open class Module {
                 guard var label = child.label else { continue }
                 if label.hasPrefix(Module.lazyPrefix) { label.removeFirst(Module.lazyPrefix.count) }
                 if let v = child.value as? Variable {
-                    variables.append((label, v))
+                    if !constantVariables.contains(ObjectIdentifier(v)) { variables.append((label, v)) }
                 } else if let sub = child.value as? Module {
                     modules.append((label, sub))
                 } else if let subs = child.value as? [Module] {
