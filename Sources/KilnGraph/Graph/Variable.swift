@@ -151,6 +151,11 @@ public final class Variable {
     /// takes only integers within its range (exact beyond float32's 2^24); a finite value beyond the dtype's
     /// range is an error naming the variable, the index and the value.
     public func setData(converting values: [Double]) throws { dataView = nil; try data.setValues(values, name: displayName) }
+    /// Int32 values, copied exactly. Disfavoured, so that an array literal (`setData([1, 2])`, `setData([0.5,
+    /// -1])`) takes the `[Float]` overload instead of being ambiguous; int32 variables accept those floats
+    /// when they are whole numbers. Literal integers above 2^24 lose precision on that path: give them as
+    /// `[Int32]`.
+    @_disfavoredOverload
     public func setData(_ values: [Int32]) throws { dataView = nil; try data.setInt32s(values) }
     public func setGrad(_ values: [Float]) throws { gradView = nil; try grad.setFloats(values); gradWritten = true }
 
