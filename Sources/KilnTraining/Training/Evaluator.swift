@@ -19,12 +19,15 @@ public final class Evaluator {
     public var comm: Communicator?
     private var executables: [Executable] = []
 
-    public init(vroot: [Variable], dataFeeder: @escaping () throws -> Void = {}, valIter: Int,
+    /// nnabla defaults `val_iter` to None and fails when it evaluates; here a missing or non-positive
+    /// `valIter` is an error when the evaluator is made.
+    public init(vroot: [Variable], dataFeeder: @escaping () throws -> Void = {}, valIter: Int? = nil,
                 callbackOnStart: [IterationCallback] = [], callbackOnFinish: [ValueCallback] = [],
                 clearBuffer: Bool = true, comm: Communicator? = nil) throws {
         guard callbackOnFinish.isEmpty || callbackOnFinish.count == vroot.count else {
             throw KilnError.invalidData("Evaluator: \(vroot.count) roots but \(callbackOnFinish.count) finish callbacks")
         }
+        guard let valIter else { throw KilnError.invalidData("Evaluator needs valIter (how many batches an evaluation takes)") }
         guard valIter > 0 else { throw KilnError.invalidData("Evaluator: valIter must be positive, got \(valIter)") }
         self.vroot = vroot
         self.dataFeeder = dataFeeder
@@ -35,7 +38,7 @@ public final class Evaluator {
         self.comm = comm
     }
 
-    public convenience init(_ vroot: Variable, dataFeeder: @escaping () throws -> Void = {}, valIter: Int,
+    public convenience init(_ vroot: Variable, dataFeeder: @escaping () throws -> Void = {}, valIter: Int? = nil,
                             callbackOnStart: [IterationCallback] = [], callbackOnFinish: [ValueCallback] = [],
                             clearBuffer: Bool = true, comm: Communicator? = nil) throws {
         try self.init(vroot: [vroot], dataFeeder: dataFeeder, valIter: valIter, callbackOnStart: callbackOnStart,

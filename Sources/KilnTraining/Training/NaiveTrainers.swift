@@ -14,10 +14,17 @@ public final class NaiveClassificationTrainer {
     public let monitorValidLoss: MonitorSeries, monitorValidError: MonitorSeries
     public let monitorTime: MonitorTimeElapsed
 
-    public init(solver: Solver, tinput: Variable, tlabel: Variable, tpred: Variable, tdata: DataIterator,
-                vinput: Variable, vlabel: Variable, vpred: Variable, vdata: DataIterator,
-                monitorPath: String? = nil, modelSavePath: String? = nil, maxEpoch: Int = 1,
+    /// nnabla's signature: the graphs and iterators default to nil there too (its code then fails when it
+    /// first uses them); here a missing one is an error naming it, when the trainer is made.
+    public init(solver: Solver, tinput: Variable? = nil, tlabel: Variable? = nil, tpred: Variable? = nil,
+                tdata: DataIterator? = nil, vinput: Variable? = nil, vlabel: Variable? = nil, vpred: Variable? = nil,
+                vdata: DataIterator? = nil, monitorPath: String? = nil, modelSavePath: String? = nil, maxEpoch: Int = 1,
                 iterPerEpoch: Int? = nil, valIter: Int? = nil) throws {
+        let trainerName = String(describing: Self.self)
+        let tinput = try required(tinput, "tinput", trainerName), tlabel = try required(tlabel, "tlabel", trainerName)
+        let tpred = try required(tpred, "tpred", trainerName), tdata = try required(tdata, "tdata", trainerName)
+        let vinput = try required(vinput, "vinput", trainerName), vlabel = try required(vlabel, "vlabel", trainerName)
+        let vpred = try required(vpred, "vpred", trainerName), vdata = try required(vdata, "vdata", trainerName)
         try checkInputAndLabel(tdata, "tdata", "NaiveClassificationTrainer")
         try checkInputAndLabel(vdata, "vdata", "NaiveClassificationTrainer")
         let monitor = try monitorPath.map { try Monitor($0) }
@@ -65,10 +72,17 @@ public final class NaiveRegressionTrainer {
     public let monitorLoss: MonitorSeries, monitorValidLoss: MonitorSeries
     public let monitorTime: MonitorTimeElapsed
 
-    public init(solver: Solver, tinput: Variable, tlabel: Variable, tpred: Variable, tdata: DataIterator,
-                vinput: Variable, vlabel: Variable, vpred: Variable, vdata: DataIterator,
-                monitorPath: String? = nil, modelSavePath: String? = nil, maxEpoch: Int = 1,
+    /// nnabla's signature: the graphs and iterators default to nil there too (its code then fails when it
+    /// first uses them); here a missing one is an error naming it, when the trainer is made.
+    public init(solver: Solver, tinput: Variable? = nil, tlabel: Variable? = nil, tpred: Variable? = nil,
+                tdata: DataIterator? = nil, vinput: Variable? = nil, vlabel: Variable? = nil, vpred: Variable? = nil,
+                vdata: DataIterator? = nil, monitorPath: String? = nil, modelSavePath: String? = nil, maxEpoch: Int = 1,
                 iterPerEpoch: Int? = nil, valIter: Int? = nil) throws {
+        let trainerName = String(describing: Self.self)
+        let tinput = try required(tinput, "tinput", trainerName), tlabel = try required(tlabel, "tlabel", trainerName)
+        let tpred = try required(tpred, "tpred", trainerName), tdata = try required(tdata, "tdata", trainerName)
+        let vinput = try required(vinput, "vinput", trainerName), vlabel = try required(vlabel, "vlabel", trainerName)
+        let vpred = try required(vpred, "vpred", trainerName), vdata = try required(vdata, "vdata", trainerName)
         try checkInputAndLabel(tdata, "tdata", "NaiveRegressionTrainer")
         try checkInputAndLabel(vdata, "vdata", "NaiveRegressionTrainer")
         let monitor = try monitorPath.map { try Monitor($0) }
@@ -94,6 +108,12 @@ public final class NaiveRegressionTrainer {
     }
 
     public func train() throws { try trainer.train() }
+}
+
+/// An argument nnabla lets default to None that the trainer cannot do without.
+func required<T>(_ value: T?, _ name: String, _ trainer: String) throws -> T {
+    guard let value else { throw KilnError.invalidData("\(trainer) needs \(name) (nnabla's default None leaves nothing to train on)") }
+    return value
 }
 
 /// The naive trainers feed each batch's first variable to the input and its second to the label: an iterator
