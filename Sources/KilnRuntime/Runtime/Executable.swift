@@ -137,7 +137,9 @@ public final class Executable {
 
 
     /// Moves the parameters' gradients into one region laid out as the plan's buckets say, before the kernels
-    /// take their addresses.
+    /// take their addresses. One bucketed plan per set of parameters: a second one compiled over the same
+    /// parameters moves their gradients into its own region, and the first would then write gradients no
+    /// solver reads (updaters compile one training plan, so this does not arise in training).
     private func bindGradientBuckets(_ bindings: PlanBindings) throws {
         bucketsReadyAfter = [[Int]](repeating: [], count: plan.steps.count)
         guard let lastBucket = plan.gradientBuckets.last else { return }
