@@ -55,20 +55,14 @@ struct BenchCommand: ParsableCommand {
             let baselineRSS = residentBytes()
             let setup = try BenchSetup(model: model, mode: mode, batchSize: batchSize, allowNonFinite: allowNonFinite)
             if distributed {
-                let comm = try MPICommunicator.shared()
-                if comm.rank != 0 { silenceStandardOutput() }
                 var options = CompileOptions(clearBuffer: true, clearNoNeedGrad: true, fusion: !noFusion,
                                              precision: precision, recompute: !noRecompute)
                 options.gradientBucketBytes = try MemoryBudgetOption.parse(bucketSize, option: "--bucket-size")
-                do {
+                try onEveryRank { comm in
                     print("model: \(model)")
                     print("threads: \(threads)")
                     try DistributedBench(setup: setup, options: options, iterations: iterations, warmup: warmup).run(comm: comm)
-                } catch {
-                    FileHandle.standardError.write(Data("kiln: error on rank \(comm.rank) of \(comm.size): \(error)\n".utf8))
-                    comm.abort(1)
                 }
-                comm.finalize()
                 return
             }
             let compileStart = DispatchTime.now().uptimeNanoseconds

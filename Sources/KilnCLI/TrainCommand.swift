@@ -90,182 +90,163 @@ struct TrainCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             guard distributed else { return try train(comm: nil) }
-            let comm = try MPICommunicator.shared()
-            // Only rank 0 speaks: the others' standard output goes nowhere (errors still reach standard error).
-            if comm.rank != 0 { silenceStandardOutput() }
-            do {
-                try train(comm: comm)
-            } catch {
-                // A failed rank ends the job: the others would wait for it in their next collective.
-                FileHandle.standardError.write(Data("kiln: error on rank \(comm.rank) of \(comm.size): \(error)\n".utf8))
-                comm.abort(1)
-            }
-            comm.finalize()
+            try onEveryRank { try train(comm: $0) }
         }
     }
 
     private func train(comm: MPICommunicator?) throws {
-            try memory.apply()
-            Context.setDefault { $0.threads = threads }
-            GlobalRandom.seed(seed)
-            Parameters.clear()
-            let train = try ImageDataset.load(dataset, train: true, directory: dataDir, testSpec: testDataset)
-            let test = try ImageDataset.load(dataset, train: false, directory: dataDir, testSpec: testDataset)
-            let asked = self.batchSize
-            let ranks = comm?.size ?? 1, rank = comm?.rank ?? 0
-            guard test.count >= ranks else {
-                throw KilnError.invalidData("\(ranks) processes for \(test.count) test images: each evaluates at least one")
-            }
-            let m = try Zoo(rawValue: model).map {
-                try TrainableModel.zoo($0, batchSize: asked ?? 64, evalBatchSize: min(100, test.count / ranks))
-            }
-                ?? TrainableModel.graphFile(model, batchSize: asked, allowNonFinite: allowNonFinite)
-            let batchSize = m.batchSize, evalBatch = m.evalBatchSize
-            guard train.sampleShape == test.sampleShape else {
-                throw KilnError.dataset("\(dataset): training images are \(train.sampleShape), test images \(test.sampleShape)")
-            }
-            let adapter = try ImageAdapter(from: train.sampleShape, to: m.sampleShape)
-            guard max(train.classes, test.classes) <= m.classes else {
-                throw KilnError.dataset("\(train.name) has \(max(train.classes, test.classes)) classes; \(m.name) scores \(m.classes)")
-            }
-            // Each step takes one global batch of ranks x batch-size images, each evaluation one of ranks x eval batch.
-            guard let globalBatch = Optional(batchSize.multipliedReportingOverflow(by: ranks)), !globalBatch.overflow,
-                  globalBatch.partialValue <= train.count else {
-                throw KilnError.invalidData("\(ranks) process(es) x --batch-size \(batchSize) is more than the \(train.count) training images: one step must fit in the dataset")
-            }
-            guard evalBatch * ranks <= test.count else {
-                throw KilnError.invalidData("\(ranks) process(es) x \(evalBatch) test images per evaluation batch is more than the \(test.count) test images")
-            }
-            let solver = self.solver.make(learningRate: learningRate)
-            solver.setParameters(m.trainable)
+        try memory.apply()
+        Context.setDefault { $0.threads = threads }
+        GlobalRandom.seed(seed)
+        Parameters.clear()
+        let train = try ImageDataset.load(dataset, train: true, directory: dataDir, testSpec: testDataset)
+        let test = try ImageDataset.load(dataset, train: false, directory: dataDir, testSpec: testDataset)
+        let asked = self.batchSize
+        let ranks = comm?.size ?? 1, rank = comm?.rank ?? 0
+        guard test.count >= ranks else {
+            throw KilnError.invalidData("\(ranks) processes for \(test.count) test images: each evaluates at least one")
+        }
+        let m = try Zoo(rawValue: model).map {
+            try TrainableModel.zoo($0, batchSize: asked ?? 64, evalBatchSize: min(100, test.count / ranks))
+        }
+            ?? TrainableModel.graphFile(model, batchSize: asked, allowNonFinite: allowNonFinite)
+        let batchSize = m.batchSize, evalBatch = m.evalBatchSize
+        guard train.sampleShape == test.sampleShape else {
+            throw KilnError.dataset("\(dataset): training images are \(train.sampleShape), test images \(test.sampleShape)")
+        }
+        let adapter = try ImageAdapter(from: train.sampleShape, to: m.sampleShape)
+        guard max(train.classes, test.classes) <= m.classes else {
+            throw KilnError.dataset("\(train.name) has \(max(train.classes, test.classes)) classes; \(m.name) scores \(m.classes)")
+        }
+        // Each step takes one global batch of ranks x batch-size images, each evaluation one of ranks x eval batch.
+        guard let globalBatch = Optional(batchSize.multipliedReportingOverflow(by: ranks)), !globalBatch.overflow,
+              globalBatch.partialValue <= train.count else {
+            throw KilnError.invalidData("\(ranks) process(es) x --batch-size \(batchSize) is more than the \(train.count) training images: one step must fit in the dataset")
+        }
+        guard evalBatch * ranks <= test.count else {
+            throw KilnError.invalidData("\(ranks) process(es) x \(evalBatch) test images per evaluation batch is more than the \(test.count) test images")
+        }
+        let solver = self.solver.make(learningRate: learningRate)
+        solver.setParameters(m.trainable)
 
-            let augmentation = ImageAugmentation(pad: randomCrop, flip: flip, seed: seed &+ UInt32(truncatingIfNeeded: rank))
-            let size = train.sampleSize
-            func loader(_ set: ImageDataset, augment: Bool) -> DataIterator.Load {
-                var image: [Float] = []
-                return { i in
-                    let raw = set.images[(i * size)..<((i + 1) * size)]
-                    if adapter.isIdentity { image = Array(raw) } else { adapter.adapt(raw, into: &image) }
-                    if augment && !augmentation.isIdentity { augmentation.apply(&image, shape: m.sampleShape) }
-                    return [image, [Float(set.labels[i])]]
-                }
+        let augmentation = ImageAugmentation(pad: randomCrop, flip: flip, seed: seed &+ UInt32(truncatingIfNeeded: rank))
+        let size = train.sampleSize
+        func loader(_ set: ImageDataset, augment: Bool) -> DataIterator.Load {
+            var image: [Float] = []
+            return { i in
+                let raw = set.images[(i * size)..<((i + 1) * size)]
+                if adapter.isIdentity { image = Array(raw) } else { adapter.adapt(raw, into: &image) }
+                if augment && !augmentation.isIdentity { augmentation.apply(&image, shape: m.sampleShape) }
+                return [image, [Float(set.labels[i])]]
             }
-            let tdata = try DataIterator(size: train.count, batchSize: batchSize, shuffle: true, seed: seed,
-                                         sampleShapes: [m.sampleShape, [1]], slices: (rank, ranks),
-                                         load: loader(train, augment: true))
-            let vdata = try DataIterator(size: test.count, batchSize: evalBatch, shuffle: false,
-                                         sampleShapes: [m.sampleShape, [1]], slices: (rank, ranks),
-                                         load: loader(test, augment: false))
-            let perEpoch = min(train.count / (batchSize * ranks), maxIterations ?? Int.max)
-            // The evaluation covers the whole test set unless bounded: by --eval-iterations, else by --max-iterations
-            // (a quick run is quick throughout).
-            let evalIterations = min(test.count / (evalBatch * ranks), self.evalIterations ?? maxIterations ?? Int.max)
-            _ = try (CheckedInt(epochs) * perEpoch).get("--epochs \(epochs) x \(perEpoch) iterations per epoch")
-            let progress = Progress(epochs: epochs, perEpoch: perEpoch, batchSize: batchSize * ranks,
-                                    evaluated: (evalIterations * evalBatch * ranks, test.count))
-            // A resumed run keeps the monitor lines written before its checkpoint and continues after them.
-            // (The trainer refuses a checkpoint outside this run; Int.max must not trap here before it can.)
-            let resumeAt = resume && rank == 0 ? try modelSavePath.flatMap { try Checkpoint.latest(in: $0) }.map {
-                $0.iteration == Int.max ? Int.max : $0.iteration + 1
-            } : nil
-            let monitor = try (rank == 0 ? monitorPath : nil).map { try Monitor($0, resumingAt: resumeAt) }
-            let monitorLoss = try MonitorSeries("Training loss", monitor: monitor, interval: 10, verbose: false)
-            let monitorError = try MonitorSeries("Test error", monitor: monitor, interval: 1, verbose: false)
-            let monitorRate = try MonitorSeries("Learning rate", monitor: monitor, interval: 10, verbose: false)
-            let monitorTime = try MonitorTimeElapsed("Training time", monitor: monitor, interval: 100, verbose: false)
+        }
+        let tdata = try DataIterator(size: train.count, batchSize: batchSize, shuffle: true, seed: seed,
+                                     sampleShapes: [m.sampleShape, [1]], slices: (rank, ranks),
+                                     load: loader(train, augment: true))
+        let vdata = try DataIterator(size: test.count, batchSize: evalBatch, shuffle: false,
+                                     sampleShapes: [m.sampleShape, [1]], slices: (rank, ranks),
+                                     load: loader(test, augment: false))
+        let perEpoch = min(train.count / (batchSize * ranks), maxIterations ?? Int.max)
+        // The evaluation covers the whole test set unless bounded: by --eval-iterations, else by --max-iterations
+        // (a quick run is quick throughout).
+        let evalIterations = min(test.count / (evalBatch * ranks), self.evalIterations ?? maxIterations ?? Int.max)
+        _ = try (CheckedInt(epochs) * perEpoch).get("--epochs \(epochs) x \(perEpoch) iterations per epoch")
+        let progress = Progress(epochs: epochs, perEpoch: perEpoch, batchSize: batchSize * ranks,
+                                evaluated: (evalIterations * evalBatch * ranks, test.count))
+        // A resumed run keeps the monitor lines written before its checkpoint and continues after them.
+        // (The trainer refuses a checkpoint outside this run; Int.max must not trap here before it can.)
+        let resumeAt = resume && rank == 0 ? try modelSavePath.flatMap { try Checkpoint.latest(in: $0) }.map {
+            $0.iteration == Int.max ? Int.max : $0.iteration + 1
+        } : nil
+        let monitor = try (rank == 0 ? monitorPath : nil).map { try Monitor($0, resumingAt: resumeAt) }
+        let monitorLoss = try MonitorSeries("Training loss", monitor: monitor, interval: 10, verbose: false)
+        let monitorError = try MonitorSeries("Test error", monitor: monitor, interval: 1, verbose: false)
+        let monitorRate = try MonitorSeries("Learning rate", monitor: monitor, interval: 10, verbose: false)
+        let monitorTime = try MonitorTimeElapsed("Training time", monitor: monitor, interval: 100, verbose: false)
 
-            let feed = { let b = try tdata.next(); try m.input.setData(b[0]); try m.label.setData(b[1]) }
-            let updater: any Updating
-            let gradients: GradientUpdater
-            var lossScaling: DynamicLossScalingUpdater? = nil
-            switch precision {
-            case .float:
-                let u = Updater(solver: solver, loss: m.loss, dataFeeder: feed)
-                updater = u
-                gradients = u
-            case .half:
-                let u = DynamicLossScalingUpdater(solver: solver, loss: m.loss, dataFeeder: feed, scale: lossScale)
-                updater = u
-                gradients = u
-                lossScaling = u
-            }
-            gradients.recompute = !noRecompute
-            if let comm {
-                // The mean of the ranks' gradients: N ranks of batch B take the steps of one process of batch N x B.
-                gradients.comm = comm
-                gradients.division = true
-                gradients.gradientBucketBytes = try MemoryBudgetOption.parse(bucketSize, option: "--bucket-size")
-                gradients.overlap = !noOverlap
-            }
-            let plan = try (lossScaling?.plan() ?? (updater as? Updater)?.plan())?.plan
-            guard let plan else { throw KilnError.planFailed("no training plan") }
-            let evaluator = try Evaluator(
-                m.error,
-                dataFeeder: { let b = try vdata.next(); try m.evalInput.setData(b[0]); try m.evalLabel.setData(b[1]) },
-                valIter: evalIterations,
-                callbackOnFinish: [{ i, e in
-                    monitorError.add(i, e)
-                    progress.epochDone(i, testError: e)
-                }], comm: comm)
-            let total = epochs * perEpoch
-            // ResNet-20 with batch normalization ends an epoch noisy at a constant rate (0.82-0.86 test accuracy
-            // in three runs) and at 0.89-0.90 with the cosine decay; LeNet does better with nnabla's constant rate.
-            let schedule = lrSchedule ?? (model == Zoo.resnet20.rawValue ? .cosine : .constant), baseRate = learningRate
-            let trainer = Trainer(updater: [updater], evaluator: [evaluator], modelSavePath: modelSavePath,
-                                  maxEpoch: epochs, iterPerEpoch: perEpoch,
-                                  updateCallbackOnStart: [{ i in
-                                      solver.learningRate = schedule.rate(baseRate, iteration: i, of: total)
-                                      monitorRate.add(i, Double(solver.learningRate))
-                                  }],
-                                  updateCallbackOnFinish: [{ i in
-                                      let loss = Double(m.loss.data.floats[0])
-                                      monitorLoss.add(i, loss)
-                                      monitorTime.add(i)
-                                      progress.step(i, loss: loss)
-                                  }])
-            trainer.checkpointInterval = checkpointInterval
-            trainer.parameters = m.saved
-            trainer.allowNonFinite = allowNonFinite
-            trainer.comm = comm
-            trainer.onResume = [{ start in
-                // start < epochs x perEpoch (the trainer checks the checkpoint), so this bounds the replay.
-                let consumed = try (CheckedInt(start) * batchSize * ranks).get("--resume: iteration \(start) x batch \(batchSize) x \(ranks) process(es)")
-                try tdata.seek(epoch: consumed / train.count, position: consumed % train.count)
-                progress.resumed(at: start)
-            }]
+        let feed = { let b = try tdata.next(); try m.input.setData(b[0]); try m.label.setData(b[1]) }
+        let updater: any Updating
+        let gradients: GradientUpdater
+        var lossScaling: DynamicLossScalingUpdater? = nil
+        switch precision {
+        case .float:
+            let u = Updater(solver: solver, loss: m.loss, dataFeeder: feed)
+            updater = u
+            gradients = u
+        case .half:
+            let u = DynamicLossScalingUpdater(solver: solver, loss: m.loss, dataFeeder: feed, scale: lossScale)
+            updater = u
+            gradients = u
+            lossScaling = u
+        }
+        gradients.recompute = !noRecompute
+        if let comm {
+            // The mean of the ranks' gradients: N ranks of batch B take the steps of one process of batch N x B.
+            gradients.comm = comm
+            gradients.division = true
+            gradients.gradientBucketBytes = try MemoryBudgetOption.parse(bucketSize, option: "--bucket-size")
+            gradients.overlap = !noOverlap
+        }
+        let plan = try (lossScaling?.plan() ?? (updater as? Updater)?.plan())?.plan
+        guard let plan else { throw KilnError.planFailed("no training plan") }
+        let evaluator = try Evaluator(
+            m.error,
+            dataFeeder: { let b = try vdata.next(); try m.evalInput.setData(b[0]); try m.evalLabel.setData(b[1]) },
+            valIter: evalIterations,
+            callbackOnFinish: [{ i, e in
+                monitorError.add(i, e)
+                progress.epochDone(i, testError: e)
+            }], comm: comm)
+        let total = epochs * perEpoch
+        // ResNet-20 with batch normalization ends an epoch noisy at a constant rate (0.82-0.86 test accuracy
+        // in three runs) and at 0.89-0.90 with the cosine decay; LeNet does better with nnabla's constant rate.
+        let schedule = lrSchedule ?? (model == Zoo.resnet20.rawValue ? .cosine : .constant), baseRate = learningRate
+        let trainer = Trainer(updater: [updater], evaluator: [evaluator], modelSavePath: modelSavePath,
+                              maxEpoch: epochs, iterPerEpoch: perEpoch,
+                              updateCallbackOnStart: [{ i in
+                                  solver.learningRate = schedule.rate(baseRate, iteration: i, of: total)
+                                  monitorRate.add(i, Double(solver.learningRate))
+                              }],
+                              updateCallbackOnFinish: [{ i in
+                                  let loss = Double(m.loss.data.floats[0])
+                                  monitorLoss.add(i, loss)
+                                  monitorTime.add(i)
+                                  progress.step(i, loss: loss)
+                              }])
+        trainer.checkpointInterval = checkpointInterval
+        trainer.parameters = m.saved
+        trainer.allowNonFinite = allowNonFinite
+        trainer.comm = comm
+        trainer.onResume = [{ start in
+            // start < epochs x perEpoch (the trainer checks the checkpoint), so this bounds the replay.
+            let consumed = try (CheckedInt(start) * batchSize * ranks).get("--resume: iteration \(start) x batch \(batchSize) x \(ranks) process(es)")
+            try tdata.seek(epoch: consumed / train.count, position: consumed % train.count)
+            progress.resumed(at: start)
+        }]
 
-            print("\(model) on \(train.name): \(train.count) training and \(test.count) test images, batch \(batchSize), \(solver.name)(\(learningRate))\(schedule == .cosine ? " with cosine decay" : ""), \(threads) thread(s)")
-            if !adapter.isIdentity { print("images \(train.sampleShape) -> \(m.sampleShape): \(adapter.summary)") }
-            if !augmentation.isIdentity {
-                print("augmentation: " + [randomCrop > 0 ? "random crop (shift up to \(randomCrop) px)" : nil, flip ? "horizontal flip" : nil].compactMap { $0 }.joined(separator: ", "))
-            }
-            if let comm {
-                let buckets = plan.gradientBuckets
-                let reduction = buckets.isEmpty ? "one all-reduce per parameter"
-                    : "\(buckets.count) gradient bucket(s), all-reduced " + (noOverlap ? "after backward" : "while backward runs")
-                print("distributed: \(comm.size) processes x batch \(batchSize) = global batch \(batchSize * comm.size); \(reduction); gradients averaged")
-            }
-            if precision == .half { print("precision half: float16 activations and gradients, dynamic loss scaling from \(lossScale)") }
-            print("training plan: \(plan.steps.count) steps (forward \(plan.forwardStepCount))")
-            print(plan.summary(), terminator: "")
-            try trainer.train(resume: resume)
-            progress.finish()
-            if let u = lossScaling { print("final loss scale: \(u.scale)") }
-            if let dir = modelSavePath { print("parameters and checkpoints in \(dir)") }
-            if rank == 0, let dir = monitorPath {
-                try CurvePlot(curves: MonitorCurves.read([dir])).write(to: dir + "/curves.svg")
-                print("training curves in \(dir)/curves.svg (kiln plot draws several runs together)")
-            }
+        print("\(model) on \(train.name): \(train.count) training and \(test.count) test images, batch \(batchSize), \(solver.name)(\(learningRate))\(schedule == .cosine ? " with cosine decay" : ""), \(threads) thread(s)")
+        if !adapter.isIdentity { print("images \(train.sampleShape) -> \(m.sampleShape): \(adapter.summary)") }
+        if !augmentation.isIdentity {
+            print("augmentation: " + [randomCrop > 0 ? "random crop (shift up to \(randomCrop) px)" : nil, flip ? "horizontal flip" : nil].compactMap { $0 }.joined(separator: ", "))
+        }
+        if let comm {
+            let buckets = plan.gradientBuckets
+            let reduction = buckets.isEmpty ? "one all-reduce per parameter"
+                : "\(buckets.count) gradient bucket(s), all-reduced " + (noOverlap ? "after backward" : "while backward runs")
+            print("distributed: \(comm.size) processes x batch \(batchSize) = global batch \(batchSize * comm.size); \(reduction); gradients averaged")
+        }
+        if precision == .half { print("precision half: float16 activations and gradients, dynamic loss scaling from \(lossScale)") }
+        print("training plan: \(plan.steps.count) steps (forward \(plan.forwardStepCount))")
+        print(plan.summary(), terminator: "")
+        try trainer.train(resume: resume)
+        progress.finish()
+        if let u = lossScaling { print("final loss scale: \(u.scale)") }
+        if let dir = modelSavePath { print("parameters and checkpoints in \(dir)") }
+        if rank == 0, let dir = monitorPath {
+            try CurvePlot(curves: MonitorCurves.read([dir])).write(to: dir + "/curves.svg")
+            print("training curves in \(dir)/curves.svg (kiln plot draws several runs together)")
+        }
     }
-}
-
-/// Sends this process's standard output to /dev/null (ranks other than 0 of a distributed run).
-func silenceStandardOutput() {
-    fflush(nil)
-    let null = open("/dev/null", O_WRONLY)
-    guard null >= 0 else { return }
-    dup2(null, 1)
-    close(null)
 }
 
 /// Progress on a terminal (one redrawn line) or periodic plain lines when output is a file or pipe.

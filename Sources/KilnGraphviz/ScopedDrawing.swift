@@ -134,10 +134,11 @@ extension SimpleGraph {
                 if verbose { for (k, v) in n.function.arguments { lines.append("  \(k)=\(v)") } }
             }
             let fill = functionColor(box.members[0].typeName)
-            g.node(boxID(b), [("label", labelLines(lines) + (lines.count > 1 ? "\\l" : "")), ("shape", "box"), ("style", "filled,rounded"),
+            // Several lines are left-aligned ("\\l" ends each), one is centred.
+            let label = lines.count > 1 ? lines.map(labelText).joined(separator: "\\l") + "\\l" : labelLines(lines)
+            g.node(boxID(b), [("label", label), ("shape", "box"), ("style", "filled,rounded"),
                               ("fillcolor", fill), ("color", fill), ("fontcolor", SimpleGraph.fontColor(for: fill)),
                               ("tooltip", box.members.map(\.name).joined(separator: " -> "))])
-            if lines.count > 1 { g.node(boxID(b), [("label", lines.map(labelText).joined(separator: "\\l") + "\\l")]) }
             g.place(boxID(b), in: g.cluster(box.scope, labels: clusterLabels, style: clusterStyle))
         }
 

@@ -209,10 +209,7 @@ public struct SimpleGraph {
     /// Graphviz colour names (the ones this viewer uses and common others) or #rrggbb; an unknown name gets
     /// black, which reads on most named colours.
     static func fontColor(for fill: String) -> String {
-        guard let (r, g, b) = rgb(fill) else { return "black" }
-        func linear(_ c: Double) -> Double { c <= 0.03928 ? c / 12.92 : pow((c + 0.055) / 1.055, 2.4) }
-        let luminance = 0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b)
-        let withBlack = (luminance + 0.05) / 0.05, withWhite = 1.05 / (luminance + 0.05)
+        guard let withBlack = contrast(fill, "black"), let withWhite = contrast(fill, "white") else { return "black" }
         return withBlack >= withWhite ? "black" : "white"
     }
 
@@ -220,8 +217,8 @@ public struct SimpleGraph {
     static func contrast(_ a: String, _ b: String) -> Double? {
         guard let x = rgb(a), let y = rgb(b) else { return nil }
         func linear(_ c: Double) -> Double { c <= 0.03928 ? c / 12.92 : pow((c + 0.055) / 1.055, 2.4) }
-        func lum(_ c: (Double, Double, Double)) -> Double { 0.2126 * linear(c.0) + 0.7152 * linear(c.1) + 0.0722 * linear(c.2) }
-        let (l1, l2) = (lum(x), lum(y))
+        func luminance(_ c: (Double, Double, Double)) -> Double { 0.2126 * linear(c.0) + 0.7152 * linear(c.1) + 0.0722 * linear(c.2) }
+        let (l1, l2) = (luminance(x), luminance(y))
         return (max(l1, l2) + 0.05) / (min(l1, l2) + 0.05)
     }
 

@@ -40,6 +40,35 @@ public struct IDXFile {
     }
 }
 
+/// One split of an image dataset in MNIST's file layout: `train-` or `t10k-images-idx3-ubyte[.gz]` and the
+/// matching `-labels-idx1-ubyte[.gz]` in one directory, images (N, H, W) with one label each. `side` requires
+/// that image size; `missing` words the error for a file that is not there.
+struct IDXSplit {
+    var images: IDXFile
+    var labels: IDXFile
+
+    static func read(directory: String, train: Bool, side: (Int, Int)? = nil,
+                     missing: (String) -> KilnError) throws -> IDXSplit {
+        let prefix = train ? "train" : "t10k"
+        func find(_ base: String) throws -> String {
+            for name in [base + ".gz", base] where FileManager.default.fileExists(atPath: directory + "/" + name) {
+                return directory + "/" + name
+            }
+            throw missing(base)
+        }
+        let img = try IDXFile.read(path: try find("\(prefix)-images-idx3-ubyte"))
+        let lab = try IDXFile.read(path: try find("\(prefix)-labels-idx1-ubyte"))
+        guard img.shape.count == 3, side.map({ img.shape[1] == $0.0 && img.shape[2] == $0.1 }) ?? true else {
+            let expected = side.map { "(N, \($0.0), \($0.1))" } ?? "(N, H, W)"
+            throw KilnError.dataset("\(directory): images have shape \(img.shape), expected \(expected)")
+        }
+        guard lab.shape == [img.shape[0]] else {
+            throw KilnError.dataset("\(directory): \(lab.shape) labels for \(img.shape[0]) images")
+        }
+        return IDXSplit(images: img, labels: lab)
+    }
+}
+
 /// Fashion-MNIST as Debian's `dataset-fashion-mnist` installs it (or from another directory).
 public struct FashionMNIST {
     public static let defaultDirectory = "/usr/share/datasets/fashion-mnist"
@@ -51,23 +80,11 @@ public struct FashionMNIST {
     public var count: Int
 
     public static func load(train: Bool, directory: String = FashionMNIST.defaultDirectory) throws -> FashionMNIST {
-        let prefix = train ? "train" : "t10k"
-        func find(_ base: String) throws -> String {
-            for name in [base + ".gz", base] {
-                let p = directory + "/" + name
-                if FileManager.default.fileExists(atPath: p) { return p }
-            }
-            throw KilnError.dataset("Fashion-MNIST file \(base)(.gz) not found in \(directory); \(installHint)")
+        let split = try IDXSplit.read(directory: directory, train: train, side: (28, 28)) { base in
+            KilnError.dataset("Fashion-MNIST file \(base)(.gz) not found in \(directory); \(installHint)")
         }
-        let img = try IDXFile.read(path: try find("\(prefix)-images-idx3-ubyte"))
-        let lab = try IDXFile.read(path: try find("\(prefix)-labels-idx1-ubyte"))
-        guard img.shape.count == 3, img.shape[1] == 28, img.shape[2] == 28 else {
-            throw KilnError.dataset("\(directory): images have shape \(img.shape), expected (N, 28, 28)")
-        }
-        guard lab.shape == [img.shape[0]] else {
-            throw KilnError.dataset("\(directory): \(lab.shape) labels for \(img.shape[0]) images")
-        }
-        guard lab.bytes.allSatisfy({ $0 < 10 }) else { throw KilnError.dataset("\(directory): a label is outside 0...9") }
-        return FashionMNIST(images: img.bytes.map { Float($0) }, labels: lab.bytes.map { Int32($0) }, count: img.shape[0])
+        guard split.labels.bytes.allSatisfy({ $0 < 10 }) else { throw KilnError.dataset("\(directory): a label is outside 0...9") }
+        return FashionMNIST(images: split.images.bytes.map { Float($0) }, labels: split.labels.bytes.map { Int32($0) },
+                            count: split.images.shape[0])
     }
 }

@@ -83,21 +83,12 @@ public struct ImageDataset {
     }
 
     static func loadIDX(_ directory: String, train: Bool) throws -> ImageDataset {
-        let split = train ? "train" : "t10k"
-        func find(_ base: String) throws -> String {
-            for name in [base + ".gz", base] where FileManager.default.fileExists(atPath: directory + "/" + name) {
-                return directory + "/" + name
-            }
-            throw KilnError.dataset("\(directory): \(base)(.gz) not found")
+        let split = try IDXSplit.read(directory: directory, train: train) { base in
+            KilnError.dataset("\(directory): \(base)(.gz) not found")
         }
-        let img = try IDXFile.read(path: try find("\(split)-images-idx3-ubyte"))
-        let lab = try IDXFile.read(path: try find("\(split)-labels-idx1-ubyte"))
-        guard img.shape.count == 3 else { throw KilnError.dataset("\(directory): images have shape \(img.shape), expected (N, H, W)") }
-        guard lab.shape == [img.shape[0]] else {
-            throw KilnError.dataset("\(directory): \(lab.shape) labels for \(img.shape[0]) images")
-        }
-        return try ImageDataset(name: directory, images: img.bytes.map { Float($0) }, labels: lab.bytes.map { Int32($0) },
-                                sampleShape: [1, img.shape[1], img.shape[2]])
+        let shape = split.images.shape
+        return try ImageDataset(name: directory, images: split.images.bytes.map { Float($0) },
+                                labels: split.labels.bytes.map { Int32($0) }, sampleShape: [1, shape[1], shape[2]])
     }
 
     /// Images N x H x W, N x C x H x W (C of 1 or 3) or N x H x W x C (moved to channels first); labels N or

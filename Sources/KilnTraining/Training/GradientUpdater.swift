@@ -71,6 +71,15 @@ public class GradientUpdater {
         return solver
     }
 
+    /// The observer that starts each bucket's all-reduce during backward, made once per communicator.
+    private var reduction: OverlappedBucketReduction?
+    private func bucketReduction(_ comm: Communicator) -> OverlappedBucketReduction {
+        if let r = reduction, r.comm === comm { return r }
+        let r = OverlappedBucketReduction(comm: comm)
+        reduction = r
+        return r
+    }
+
     /// A stage of the gradient computation, for the callbacks around it.
     enum Stage { case forward, backward, comm }
 
@@ -84,7 +93,7 @@ public class GradientUpdater {
                           around: (Stage, _ finished: Bool) throws -> Void) throws {
         solver.zeroGrad()
         let buckets = exe.gradientBucketValues
-        let overlapping = comm.flatMap { c in overlap && !buckets.isEmpty ? OverlappedBucketReduction(comm: c) : nil }
+        let overlapping = comm.flatMap { c in overlap && !buckets.isEmpty ? bucketReduction(c) : nil }
         for a in 0..<accumGrad {
             try dataFeeder()
             try around(.forward, false)
