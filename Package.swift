@@ -56,7 +56,7 @@ let package = Package(
         ]),
         // Graph converters (BatchNormalization folding, fixed point): graph rewrites, which need nothing above
         // the graph.
-        .target(name: "KilnConverters", dependencies: ["KilnCore", "KilnGraph"]),
+        .target(name: "KilnConverters", dependencies: ["KilnCore", "KilnGraph", "KilnRuntime"]),
         // Everything, re-exported (Exports.swift), plus the model zoo and graph-file tools.
         .target(name: "Kiln", dependencies: [
             "KilnCore", "KilnKernels", "KilnGraph", "KilnCompiler", "KilnRuntime", "KilnTraining", "KilnConverters",

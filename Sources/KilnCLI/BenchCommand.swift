@@ -186,7 +186,7 @@ struct BenchCommand: ParsableCommand {
 /// What `kiln bench` runs: the roots to compile, the parameters to update and random data in the inputs.
 struct BenchSetup {
     var roots: [Variable]
-    var parameters: [(name: String, variable: Variable)]
+    var parameters: ParameterDictionary
     /// Images per iteration (for images/s).
     var batchSize: Int
 
@@ -206,8 +206,8 @@ struct BenchSetup {
         // loader initialised. Images per iteration is the leading dimension of the first leaf input.
         let g = try GraphFile.load(path: model, allowNonFinite: allowNonFinite)
         roots = g.outputs
-        parameters = g.leaves.enumerated().filter { $0.element.needGrad && !$0.element.isInput && $0.element.dtype == .float32 }
-            .map { (name: $0.element.name.isEmpty ? "leaf\($0.offset)" : $0.element.name, variable: $0.element) }
+        parameters = ParameterDictionary(g.leaves.enumerated().filter { $0.element.needGrad && !$0.element.isInput && $0.element.dtype == .float32 }
+            .map { (name: $0.element.name.isEmpty ? "leaf\($0.offset)" : $0.element.name, variable: $0.element) })
         self.batchSize = g.leaves.first { !$0.needGrad && $0.ndim > 0 }?.shape[0] ?? 1
     }
 

@@ -112,7 +112,7 @@ struct ConvertCommand: ParsableCommand {
         // A signed quantizer spends one bit on the sign: one bit leaves none for the value (FixedPointQuantize
         // would reject it only once the conversion runs).
         if converters.contains(.fixedPointWeight) {
-            let d = FixedPointWeightConverter()
+            let d = FixedPointWeightConverter.Arguments()
             for (what, flags, signed, bits) in [("weights", "--n-w/--n", signW ?? sign ?? d.signW, nW ?? n ?? d.nW),
                                                 ("biases", "--n-b/--n", signB ?? sign ?? d.signB, nB ?? n ?? d.nB)]
             where signed && bits < 2 {
@@ -120,7 +120,7 @@ struct ConvertCommand: ParsableCommand {
             }
         }
         if converters.contains(.fixedPointActivation) {
-            let d = FixedPointActivationConverter()
+            let d = FixedPointActivationConverter.Arguments()
             if (sign ?? d.sign) && (n ?? d.n) < 2 {
                 throw ValidationError("fixed-point-activation: signed activations need at least 2 bits (--n), got \(n ?? d.n)")
             }

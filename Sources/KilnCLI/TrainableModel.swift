@@ -14,8 +14,8 @@ struct TrainableModel {
     var evalLabel: Variable
     var error: Variable
     /// What the solver updates, and what checkpoints save (with fixed parameters such as BN statistics).
-    var trainable: [(name: String, variable: Variable)]
-    var saved: [(name: String, variable: Variable)]
+    var trainable: ParameterDictionary
+    var saved: ParameterDictionary
     /// One sample's (C, H, W), and the number of classes the model scores.
     var sampleShape: [Int]
     var classes: Int
@@ -50,9 +50,9 @@ struct TrainableModel {
         let label = try Variable(shape: [n, 1], dtype: .int32, name: "label")
         let loss = try F.mean(F.softmaxCrossEntropy(scores, label))
         let error = try F.mean(F.topNError(scores, label))
-        let named = g.leaves.enumerated().filter { !$0.element.isInput && ($0.element.needGrad || $0.element.isParameter) }
-            .map { (name: $0.element.name.isEmpty ? "leaf\($0.offset)" : $0.element.name, variable: $0.element) }
-        let trainable = named.filter { $0.variable.needGrad && $0.variable.dtype == .float32 }
+        let named = ParameterDictionary(g.leaves.enumerated().filter { !$0.element.isInput && ($0.element.needGrad || $0.element.isParameter) }
+            .map { (name: $0.element.name.isEmpty ? "leaf\($0.offset)" : $0.element.name, variable: $0.element) })
+        let trainable = ParameterDictionary(named.filter { $0.variable.needGrad && $0.variable.dtype == .float32 })
         guard !trainable.isEmpty else { throw KilnError.invalidData("\(path): no parameter needs a gradient: nothing to train") }
         let shape = input.ndim == 4 ? Array(input.shape.dropFirst()) : [1] + input.shape.dropFirst()
         return TrainableModel(name: path, input: input, label: label, loss: loss, evalInput: input, evalLabel: label,

@@ -6,9 +6,10 @@ import KilnGraph
 ///
 /// Folding happens only when the layer's output has exactly one reader, the BN (reading it as x), and is not
 /// itself a root: another reader would see different values. The folded layer always has a bias. Its new
-/// parameters are `<name>/<W's name>` (e.g. `bn-folded/conv/W`) and `<name>/<b's name>` (or
-/// `<name>/<W's scope>/b` when the layer had no bias), as nnabla named them in its `bn-folded` scope; the
-/// layer keeps its function name and takes over the BN output's name. Every BN left in the graph (training
+/// parameters are registered as nnabla named them: `<name>/<W's name>` (`bn-folded/conv/W`) and
+/// `<name>/<W's scope>/b` (`bn-folded/conv/b`), W's name being its key in `params` (or its own name);
+/// other parameters are copied into the `name` scope (see `GraphConverter`). The layer keeps its function
+/// name and takes over the BN output's name. Every BN left in the graph (training
 /// mode, not after such a layer, a branch, black-listed layer type) gets a note saying why.
 public struct BatchNormalizationFoldedConverter: GraphConverter {
     /// Function types left as they are: a black-listed layer type or "BatchNormalization" folds nothing.
@@ -16,19 +17,23 @@ public struct BatchNormalizationFoldedConverter: GraphConverter {
     /// Function types a BN may be folded into (nnabla's default: Affine, Convolution, Deconvolution; other
     /// types are never folded, with a note, since their weight layouts are not known).
     public var innerProdFunctions: [String]
-    /// The prefix of new names (nnabla's `name`).
+    /// The parameters to copy, by name (nnabla's `params`, default the registry when the converter is made).
+    public var params: ParameterDictionary
+    /// The parameter scope of new parameters (nnabla's `name`).
     public var name: String
 
     public static let defaultInnerProdFunctions = ["Affine", "Convolution", "Deconvolution"]
 
-    public init(blackList: Set<String> = [], innerProdFunctions: [String]? = nil, name: String = "bn-folded") {
+    public init(blackList: Set<String> = [], params: ParameterDictionary? = nil, innerProdFunctions: [String]? = nil,
+                name: String = "bn-folded") {
         self.blackList = blackList
+        self.params = params ?? Parameters.current(gradOnly: false)
         self.innerProdFunctions = innerProdFunctions ?? Self.defaultInnerProdFunctions
         self.name = name
     }
 
-    public func convert(_ outputs: [Variable]) throws -> ConversionResult {
-        var g = GraphRewrite(roots: outputs, prefix: name)
+    public func convert(_ outputs: [Variable], entryVariables: [Variable]) throws -> ConversionResult {
+        var g = GraphRewrite(roots: outputs, prefix: name, params: params, entryVariables: entryVariables)
         /// Why a BN right after an inner-product layer was not folded, reported when the BN is reached.
         var reasons: [ObjectIdentifier: String] = [:]
         for node in g.nodes {
@@ -78,11 +83,11 @@ public struct BatchNormalizationFoldedConverter: GraphConverter {
         }
         let fold = try InnerProductFold(layer: layer, coefficients: k)
         let w = layer.inputs[1]
-        let layerScope = GraphRewrite.scope(of: w, fallback: layer.name)
-        let wName = w.name.isEmpty ? "\(layerScope)/W" : w.name
-        let bName = layer.inputs.count >= 3 && !layer.inputs[2].name.isEmpty ? layer.inputs[2].name : "\(layerScope)/b"
-        let newW = try g.newParameter(wName, shape: w.shape, values: fold.weight, needGrad: w.needGrad)
-        let newB = try g.newParameter(bName, shape: fold.biasShape, values: fold.bias, needGrad: true)
+        // nnabla: W keeps its params name, b is "b" beside it (os.path.join(dirname(W), "b")).
+        let wName = g.parameterName(w).isEmpty ? "\(layer.name)/W" : g.parameterName(w)
+        let bName = wName.lastIndex(of: "/").map { "\(wName[..<$0])/b" } ?? "b"
+        let newW = try g.parameter(wName, shape: w.shape, values: fold.weight, needGrad: w.needGrad)
+        let newB = try g.parameter(bName, shape: fold.biasShape, values: fold.bias, needGrad: true)
         let y = try g.emit(layer.function, [try g.value(layer.inputs[0]), newW, newB], name: layer.name)[0]
         g.stand(y, for: bn, output: 0)
     }

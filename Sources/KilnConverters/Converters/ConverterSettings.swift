@@ -34,19 +34,21 @@ public struct ConverterSettings: Sendable {
             return BatchNormalizationFoldedConverter(blackList: blackList, innerProdFunctions: innerProdFunctions,
                                                      name: name ?? "bn-folded")
         case .fixedPointWeight:
-            let d = FixedPointWeightConverter()
+            let d = FixedPointWeightConverter.Arguments()
             let step = delta.map { QuantizationStep.fixed($0) }
-            return FixedPointWeightConverter(
-                blackList: blackList, innerProdFunctions: innerProdFunctions, floor: floor,
+            let args = FixedPointWeightConverter.Arguments(
                 signW: signW ?? sign ?? d.signW, nW: nW ?? n ?? d.nW, deltaW: deltaW ?? step ?? d.deltaW,
                 quantizeW: quantizeW ?? quantize ?? d.quantizeW,
                 signB: signB ?? sign ?? d.signB, nB: nB ?? n ?? d.nB, deltaB: deltaB ?? step ?? d.deltaB,
-                quantizeB: quantizeB ?? quantize ?? d.quantizeB, name: name ?? d.name)
+                quantizeB: quantizeB ?? quantize ?? d.quantizeB)
+            return FixedPointWeightConverter(blackList: blackList, innerProdFunctions: innerProdFunctions, floor: floor,
+                                             argsFpq: args, name: name ?? "fixed-point-weight-graph")
         case .fixedPointActivation:
-            let d = FixedPointActivationConverter()
-            return FixedPointActivationConverter(
-                blackList: blackList, activationFunctions: activationFunctions, sign: sign ?? d.sign, n: n ?? d.n,
-                delta: delta ?? d.delta, quantize: quantize ?? d.quantize, name: name ?? d.name)
+            let d = FixedPointActivationConverter.Arguments()
+            let args = FixedPointActivationConverter.Arguments(sign: sign ?? d.sign, n: n ?? d.n, delta: delta ?? d.delta,
+                                                               quantize: quantize ?? d.quantize)
+            return FixedPointActivationConverter(blackList: blackList, activationFunctions: activationFunctions,
+                                                 argsFpq: args, name: name ?? "fixed-point-activation-graph")
         }
     }
 

@@ -4,17 +4,21 @@ import KilnGraph
 /// A graph-to-graph rewrite, as nnabla's `experimental.graph_converters`: given the roots (outputs) of a
 /// graph it builds a new graph and returns the new roots. The input graph is never modified.
 ///
-/// What the new graph shares with the old one: leaves the conversion leaves alone (inputs and unchanged
-/// parameters) are the same `Variable`s, so feeding `x.d` feeds both graphs, as nnabla's `entry_variables`,
-/// and no weights are copied. Everything a converter computes (folded weights, BN coefficients) is a new
-/// parameter named `<converter name>/<layer scope>/<what>`; the old ones are untouched. New parameters are not
-/// registered in `Parameters` (nnabla's global registry), so converting has no global side effect; nnabla's
-/// `params` argument is therefore not needed (variables carry their names).
+/// What the new graph shares with the old one, as in nnabla:
+/// - Entry variables (`entryVariables`, nnabla's `entry_variables`) are the same `Variable`s in both, and
+///   nothing behind them is converted: feeding `x.d` feeds both graphs.
+/// - Parameters (the leaves found in `params`, nnabla's result of `nn.get_parameters()`, by default the
+///   registry when the converter is made) are copied into new parameters registered in `Parameters` under
+///   the converter's `name` scope: `identity/conv1/W`, `bn-folded/conv1/W` (with folded values),
+///   `fixed-point-weight-graph/conv1/fp_quantized_conv/W_q`. Training the new graph leaves the old one as
+///   it was. Each converter's documentation gives its names.
+/// - Other leaves (inputs not given as entry variables, parameters not in `params`) are shared.
 ///
 /// Every function whose output keeps its meaning keeps its output's name, so the new graph's roots are
 /// named like the old ones (a folded BN's output name moves to the convolution that now produces it).
 public protocol GraphConverter {
-    func convert(_ outputs: [Variable]) throws -> ConversionResult
+    /// Converts the graph behind `outputs`, starting from `entryVariables`.
+    func convert(_ outputs: [Variable], entryVariables: [Variable]) throws -> ConversionResult
 }
 
 /// The new graph and what the converter chose not to convert.
@@ -33,9 +37,14 @@ public struct ConversionResult {
 }
 
 public extension GraphConverter {
-    /// Converts the graph behind one root and returns the new root.
-    func convert(_ output: Variable) throws -> Variable {
-        let r = try convert([output])
+    /// Converts the whole graph behind `outputs` (no entry variables: every graph input is shared).
+    func convert(_ outputs: [Variable]) throws -> ConversionResult {
+        try convert(outputs, entryVariables: [])
+    }
+
+    /// nnabla's `convert(vroot, entry_variables)`: converts the graph behind one root and returns the new root.
+    func convert(_ vroot: Variable, entryVariables: [Variable] = []) throws -> Variable {
+        let r = try convert([vroot], entryVariables: entryVariables)
         guard let y = r.outputs.first else {
             throw KilnError.planFailed("\(Self.self) returned no output")
         }

@@ -4,14 +4,21 @@ import KilnGraph
 /// Rebuilds the graph behind some roots into a new graph, one source function at a time in topological
 /// order: the machinery every converter shares.
 ///
-/// Each source value maps to its value in the new graph; a leaf maps to itself (shared, see
-/// `GraphConverter`). A converter handles each source function by copying it (`copy`), by emitting other
-/// functions whose outputs stand for its outputs (`emit` + `stand`), or by skipping it because an earlier
-/// emit already stands for its outputs (a BatchNormalization folded into the convolution before it).
+/// Each source value maps to its value in the new graph:
+/// - an entry variable (nnabla's `entry_variables`) maps to itself, and the walk stops there: nothing
+///   behind it is converted;
+/// - a parameter (a leaf found in `params`, nnabla's `nn.get_parameters()`) maps to a copy registered in
+///   `Parameters` as `<prefix>/<its params name>` under the current scope, as nnabla's identity conversion
+///   did with `get_parameter_or_create` inside `parameter_scope(name)`;
+/// - any other leaf maps to itself (shared with the source graph);
+/// - a function output maps to whatever the converter made stand for it.
+/// A converter handles each source function by copying it (`copy`), by emitting other functions whose
+/// outputs stand for its outputs (`emit` + `stand`), or by skipping it because an earlier emit already
+/// stands for its outputs (a BatchNormalization folded into the convolution before it).
 struct GraphRewrite {
     typealias Key = GraphCollector.ValueKey
 
-    /// The converter's name prefix, for new names and notes.
+    /// The converter's name prefix: the parameter scope of what it makes, and of its notes.
     let prefix: String
     let roots: [Variable]
     /// The source functions behind the roots, in topological order.
@@ -19,15 +26,19 @@ struct GraphRewrite {
     /// The source functions reading each source value (once per input slot).
     private let readers: [Key: [FunctionNode]]
     private let rootKeys: Set<Key>
+    private let entries: Set<Key>
+    /// The params name of each parameter the conversion may copy, by the variable's identity.
+    private let parameterNames: [ObjectIdentifier: String]
     private var mapped: [Key: Variable] = [:]
     /// Every variable name of the source graph and every name given out since: new names never collide.
     private var names: Set<String>
     private var notes: [String] = []
 
-    init(roots: [Variable], prefix: String) {
+    init(roots: [Variable], prefix: String, params: ParameterDictionary, entryVariables: [Variable]) {
         self.prefix = prefix
         self.roots = roots
-        nodes = GraphCollector.nodes(from: roots)
+        entries = Set(entryVariables.map { Key($0) })
+        nodes = GraphCollector.nodes(from: roots, stoppingAt: entries)
         var readers: [Key: [FunctionNode]] = [:]
         var names = Set<String>()
         for n in nodes {
@@ -42,6 +53,11 @@ struct GraphRewrite {
         self.readers = readers
         self.names = names
         rootKeys = Set(roots.map { Key($0) })
+        var parameterNames: [ObjectIdentifier: String] = [:]
+        for (name, v) in params where v.parent == nil && parameterNames[ObjectIdentifier(v)] == nil {
+            parameterNames[ObjectIdentifier(v)] = name
+        }
+        self.parameterNames = parameterNames
     }
 
     // MARK: Looking at the source graph
@@ -72,8 +88,17 @@ struct GraphRewrite {
         return v.d
     }
 
-    /// The scope of a layer's parameter (`conv1/conv/W` -> `conv1/conv`), or `fallback` for a bare name:
-    /// new parameters are named after the layer they belong to, as nnabla's converters did.
+    /// The name a parameter goes by: its key in `params`, or else its own name.
+    func parameterName(_ v: Variable) -> String { parameterNames[ObjectIdentifier(v)] ?? v.name }
+
+    /// Whether `v` is a leaf the conversion copies (and may compute with): found in `params`, float32, not
+    /// an entry variable.
+    func isCopiedParameter(_ v: Variable) -> Bool {
+        v.parent == nil && v.dtype == .float32 && parameterNames[ObjectIdentifier(v)] != nil && !entries.contains(Key(v))
+    }
+
+    /// The scope of a layer's parameter (`conv1/conv/W` -> `conv1/conv`), or `fallback` for a bare name: to
+    /// name the functions a converter adds after the layer they stand for.
     static func scope(of parameter: Variable, fallback: String) -> String {
         guard let slash = parameter.name.lastIndex(of: "/"), slash != parameter.name.startIndex else {
             return fallback
@@ -86,15 +111,29 @@ struct GraphRewrite {
     // MARK: Building the new graph
 
     /// The new graph's value for a source value.
-    func value(_ v: Variable) throws -> Variable {
-        if let m = mapped[Key(v)] { return m }
-        guard let p = v.parent else { return v }
+    mutating func value(_ v: Variable) throws -> Variable {
+        let key = Key(v)
+        if entries.contains(key) { return v }
+        if let m = mapped[key] { return m }
+        guard let p = v.parent else {
+            guard isCopiedParameter(v) else { return v }
+            return try copyParameter(v, as: parameterName(v))
+        }
         // Nodes are visited in topological order, so this means a converter forgot a node: a bug, reported
         // as an error rather than a graph that silently mixes old and new functions.
         throw KilnError.planFailed("\(prefix): output \(v.outputIndex) of \(Self.describe(p)) was read before it was converted")
     }
 
-    func inputs(of node: FunctionNode) throws -> [Variable] { try node.inputs.map { try value($0) } }
+    mutating func inputs(of node: FunctionNode) throws -> [Variable] { try node.inputs.map { try value($0) } }
+
+    /// The copy of parameter `v` registered as `<prefix>/<path>`; made on first use, the same copy after.
+    mutating func copyParameter(_ v: Variable, as path: String) throws -> Variable {
+        let key = Key(v)
+        if let m = mapped[key] { return m }
+        let copy = try parameter(path, shape: v.shape, values: v.d, needGrad: v.needGrad)
+        mapped[key] = copy
+        return copy
+    }
 
     /// Whether an earlier emit already stands for every output of `node`.
     func isReplaced(_ node: FunctionNode) -> Bool {
@@ -131,18 +170,41 @@ struct GraphRewrite {
         return name
     }
 
-    /// A new parameter holding `values`, named `<prefix>/<path>` (made unique).
-    mutating func newParameter(_ path: String, shape: [Int], values: [Float], needGrad: Bool) throws -> Variable {
-        let p = try Variable(shape: shape, needGrad: needGrad, name: uniqueName("\(prefix)/\(path)"))
-        try p.setData(values)
-        p.isParameter = true
-        return p
+    /// The parameter `<prefix>/<path>` under the current scope holding `values`, registered in `Parameters`
+    /// (nnabla's `get_parameter_or_create` in `parameter_scope(name)`). A registered parameter of that name
+    /// with the same shape, flag and values is reused, so converting twice gives the same parameters; one
+    /// that differs is replaced by a new variable (a graph converted earlier keeps its own), since reusing
+    /// it as nnabla does would silently compute with stale values.
+    func parameter(_ path: String, shape: [Int], values: [Float], needGrad: Bool) throws -> Variable {
+        try Parameters.scope(prefix) {
+            let full = Parameters.currentScope + path
+            if let old = Parameters.get(full), old.parent == nil, old.dtype == .float32, old.shape == shape,
+               old.needGrad == needGrad, old.d == values {
+                return old
+            }
+            let p = try Variable(shape: shape, needGrad: needGrad, name: full)
+            try p.setData(values)
+            p.isParameter = true
+            Parameters.set(path, p)
+            return p
+        }
+    }
+
+    /// Registers a value the new graph computes as the parameter `<prefix>/<path>` (nnabla's `W_q`, a
+    /// parameter whose data a quantizer writes) and names it so.
+    func register(_ v: Variable, as path: String) {
+        Parameters.scope(prefix) {
+            v.name = Parameters.currentScope + path
+            Parameters.set(path, v)
+        }
     }
 
     mutating func note(_ text: String) { notes.append("\(prefix): \(text)") }
 
     /// The new roots (a root that is a leaf stays itself) and the notes.
-    func finish() throws -> ConversionResult {
-        ConversionResult(outputs: try roots.map { try value($0) }, notes: notes)
+    mutating func finish() throws -> ConversionResult {
+        var outputs: [Variable] = []
+        for r in roots { outputs.append(try value(r)) }
+        return ConversionResult(outputs: outputs, notes: notes)
     }
 }

@@ -3,14 +3,17 @@
 /// Contract: returns every node reachable from the roots through inputs, each once, ordered by creation
 /// (which is always a topological order: a node's inputs exist before it does).
 package enum GraphCollector {
-    package static func nodes(from roots: [Variable]) -> [FunctionNode] {
+    /// Values in `stops` are treated as leaves: the walk does not go behind them.
+    package static func nodes(from roots: [Variable], stoppingAt stops: Set<ValueKey> = []) -> [FunctionNode] {
         var seen = Set<ObjectIdentifier>()
         var out: [FunctionNode] = []
-        var stack: [FunctionNode] = roots.compactMap { $0.parent }
+        var stack: [FunctionNode] = roots.filter { !stops.contains(ValueKey($0)) }.compactMap { $0.parent }
         while let n = stack.popLast() {
             guard seen.insert(ObjectIdentifier(n)).inserted else { continue }
             out.append(n)
-            for v in n.inputs { if let p = v.parent, !seen.contains(ObjectIdentifier(p)) { stack.append(p) } }
+            for v in n.inputs where !stops.contains(ValueKey(v)) {
+                if let p = v.parent, !seen.contains(ObjectIdentifier(p)) { stack.append(p) }
+            }
         }
         out.sort { $0.sequence < $1.sequence }
         return out

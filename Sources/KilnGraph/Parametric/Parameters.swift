@@ -19,12 +19,13 @@ public final class ParameterStore: @unchecked Sendable {
         return try body()
     }
 
-    func all(gradOnly: Bool) -> [(name: String, variable: Variable)] {
+    func all(gradOnly: Bool) -> ParameterDictionary {
         withLock {
-            names.compactMap { n in
-                guard let v = byName[n], !gradOnly || v.needGrad else { return nil }
+            ParameterDictionary(names.compactMap { n in
+                // A registered value the graph computes (a converter's W_q) is never a gradient parameter.
+                guard let v = byName[n], !gradOnly || (v.needGrad && v.parent == nil) else { return nil }
                 return (n, v)
-            }
+            })
         }
     }
 
@@ -67,7 +68,7 @@ public enum Parameters {
     }
 
     /// All parameters (by default only those that need a gradient, as nnabla's `get_parameters()`).
-    public static func current(gradOnly: Bool = true) -> [(name: String, variable: Variable)] {
+    public static func current(gradOnly: Bool = true) -> ParameterDictionary {
         ParameterStore.current.all(gradOnly: gradOnly)
     }
 

@@ -82,7 +82,7 @@ open class Solver {
     /// nnabla's `set_parameters(params, reset, retain_state)`. `resetState` (nnabla's `reset`) first removes
     /// every parameter and its state. A name already registered gets the new variable and a fresh state,
     /// unless `retainState` is set and the shape is unchanged, which keeps its state.
-    public func setParameters(_ params: [(name: String, variable: Variable)], resetState: Bool = true,
+    public func setParameters(_ params: ParameterDictionary, resetState: Bool = true,
                               retainState: Bool = false) {
         if resetState { slots = [] }
         for (name, v) in params {
@@ -107,7 +107,7 @@ open class Solver {
     public func clearParameters() { slots = [] }
 
     /// The registered parameters in registration order.
-    public var parameters: [(name: String, variable: Variable)] { slots.map { ($0.name, $0.variable) } }
+    public var parameters: ParameterDictionary { ParameterDictionary(slots.map { ($0.name, $0.variable) }) }
 
     /// Each parameter's state, in registration order.
     public var states: [(name: String, state: SolverState)] { slots.map { ($0.name, $0.state) } }

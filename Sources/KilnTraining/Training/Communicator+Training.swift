@@ -6,7 +6,7 @@ import KilnGraph
 extension Communicator {
     /// Throws unless every rank holds parameters of the same names and shapes in the same order: ranks
     /// training different models would all-reduce unrelated gradients into nonsense.
-    public func checkSameModel(_ parameters: [(name: String, variable: Variable)]) throws {
+    public func checkSameModel(_ parameters: ParameterDictionary) throws {
         guard size > 1 else { return }
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         var elements = 0
@@ -36,7 +36,7 @@ extension Communicator {
     }
 
     /// Copies rank 0's parameters, and each solver's state (arrays and update counts), to every rank.
-    public func bcastTrainingState(parameters: [(name: String, variable: Variable)], solvers: [Solver]) throws {
+    public func bcastTrainingState(parameters: ParameterDictionary, solvers: [Solver]) throws {
         guard size > 1 else { return }
         try bcast(parameters.map { $0.variable.data })
         for solver in solvers {

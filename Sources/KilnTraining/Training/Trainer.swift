@@ -30,7 +30,7 @@ public final class Trainer {
     /// The parameters saved with each epoch and checkpoint: nil means the global registry
     /// (`Parameters.current(gradOnly: false)`, what nnabla's trainer saves); module users pass
     /// `network.getParameters(gradOnly: false)`.
-    public var parameters: [(name: String, variable: Variable)]? = nil
+    public var parameters: ParameterDictionary? = nil
     /// Resume from a checkpoint whose parameters hold NaN or infinity (refused by default: training on them
     /// would only spread them).
     public var allowNonFinite = false
@@ -137,7 +137,7 @@ public struct Checkpoint {
     /// Writes the files, then points `checkpoint.json` at them. `keep: false` marks a mid-epoch checkpoint,
     /// whose files are removed once a newer checkpoint replaces it.
     public static func save(in dir: String, iteration: Int, solvers: [Solver], keep: Bool,
-                            parameters: [(name: String, variable: Variable)]? = nil) throws {
+                            parameters: ParameterDictionary? = nil) throws {
         let previous = try? latest(in: dir)
         let prefix = keep ? "" : "partial_"
         let p = "\(prefix)params_\(name(iteration)).safetensors"
@@ -196,7 +196,7 @@ public struct Checkpoint {
 
     /// Loads the parameters and every solver's state (refusing NaN or infinite values in either unless
     /// `allowNonFinite`).
-    public func restore(solvers: [Solver], parameters params: [(name: String, variable: Variable)]? = nil,
+    public func restore(solvers: [Solver], parameters params: ParameterDictionary? = nil,
                         allowNonFinite: Bool = false) throws {
         if let params {
             try ParameterFile.load(into: params.map { ($0.name, $0.variable) }, from: parameters, requireAll: true,

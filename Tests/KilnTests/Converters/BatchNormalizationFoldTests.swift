@@ -139,8 +139,8 @@ struct BatchNormalizationFoldTests {
         try expectSameOutputs([y, z], linear.outputs, "linear seed \(seed)")
 
         // Weights and activations quantized on top of the fold still build and run.
-        let q = try SequentialConverter([BatchNormalizationFoldedConverter(), FixedPointWeightConverter(deltaW: .powerOfTwo, deltaB: .powerOfTwo),
-                                         FixedPointActivationConverter(delta: 1.0 / 64)]).convert([y, z])
+        let q = try SequentialConverter([BatchNormalizationFoldedConverter(), FixedPointWeightConverter(argsFpq: .init(deltaW: .powerOfTwo, deltaB: .powerOfTwo)),
+                                         FixedPointActivationConverter(argsFpq: .init(delta: 1.0 / 64))]).convert([y, z])
         #expect(try ConverterTestNetwork.evaluate(q.outputs).allSatisfy { $0.allSatisfy(\.isFinite) })
     }
 

@@ -58,11 +58,11 @@ struct ConvertCommandTests {
         s.nB = 6
         s.sign = false
         let w = try #require(s.converter(.fixedPointWeight) as? FixedPointWeightConverter)
-        #expect(w.deltaW == .fixed(0.0625) && w.deltaB == .fixed(0.0625) && w.nW == 8 && w.nB == 6 && !w.signW && !w.signB)
+        #expect(w.argsFpq.deltaW == .fixed(0.0625) && w.argsFpq.deltaB == .fixed(0.0625) && w.argsFpq.nW == 8 && w.argsFpq.nB == 6 && !w.argsFpq.signW && !w.argsFpq.signB)
         let a = try #require(s.converter(.fixedPointActivation) as? FixedPointActivationConverter)
-        #expect(a.delta == 0.0625 && a.n == 8 && !a.sign)
+        #expect(a.argsFpq.delta == 0.0625 && a.argsFpq.n == 8 && !a.argsFpq.sign)
         let d = try #require(ConverterSettings().converter(.fixedPointWeight) as? FixedPointWeightConverter)
-        #expect(d.deltaW == .fixed(2e-4) && d.deltaB == .fixed(2e-4) && d.signW && d.signB && d.nW == 8 && d.name == "fixed-point-weight-graph")
+        #expect(d.argsFpq == FixedPointWeightConverter.Arguments() && d.argsFpq.deltaW == .fixed(2e-4) && d.argsFpq.deltaB == .fixed(2e-4) && d.argsFpq.signW && d.argsFpq.signB && d.argsFpq.nW == 8 && d.name == "fixed-point-weight-graph")
         #expect(ConverterSettings().converter([.fixedPointWeight, .fixedPointActivation]) is SequentialConverter)
     }
 

@@ -94,8 +94,13 @@ struct ConverterGoldenTests {
         #expect(!ConverterFixtures.functionTypes(g).contains("BatchNormalization"))
         #expect(ConverterFixtures.functionTypes(g).filter { $0 == "Mul2" }.count == 2)
         #expect(ConverterFixtures.functionTypes(g).filter { $0 == "Add2" }.count == 2)
+        // The golden file labels the coefficients of BN k "bn<k>/c0"; nnabla registers them as
+        // "c0-bn-linear-<k-1>" in the converter's scope, counting converted BNs in graph order.
         for (name, t) in c["coefficients"]?.objectMembers ?? [] {
-            let p = try #require(g.variables["bn-linear/\(name)"], "no bn-linear/\(name)")
+            let parts = name.split(separator: "/")
+            let k = try #require(Int(parts[0].dropFirst(2)))
+            let registered = "bn-linear/\(parts[1])-bn-linear-\(k - 1)"
+            let p = try #require(g.variables[registered], "no \(registered)")
             let expectedShape = try ConverterFixtures.tensor(t, name).shape
             #expect(p.shape == expectedShape)
             expectClose(p.d, try ConverterFixtures.tensor(t, name), rtol: 1e-6, atol: 1e-7, "coefficient \(name)")
@@ -119,7 +124,7 @@ struct ConverterGoldenTests {
         let (key, delta) = Self.deltas[deltaIndex]
         let n = try Self.network()
         let converter = deltaIndex == 0 ? FixedPointWeightConverter() // nnabla's defaults
-            : FixedPointWeightConverter(deltaW: .fixed(delta), deltaB: .fixed(delta))
+            : FixedPointWeightConverter(argsFpq: .init(deltaW: .fixed(delta), deltaB: .fixed(delta)))
         let (g, out, notes) = try convertAndRun(converter, n)
         let d = try #require(n.c["d_fixed_point_weight"]?[key])
         #expect(notes.isEmpty)
@@ -127,14 +132,30 @@ struct ConverterGoldenTests {
         #expect(ConverterFixtures.functionTypes(g).filter { $0 == "FixedPointQuantize" }.count == 4)
         #expect(ConverterFixtures.functionTypes(g).filter { $0 == "BatchNormalization" }.count == 2)
         let quantized = (d["quantized_params"]?.objectMembers ?? []).map { $0.0 }
-        let values = try ConverterFixtures.computed(g, quantized.map { "fixed-point-weight-graph/\($0)" })
+        let values = try ConverterFixtures.computed(g, try quantized.map { try Self.registeredName(quantized: $0, in: n) })
         for (name, t) in d["quantized_params"]?.objectMembers ?? [] {
-            expectClose(values["fixed-point-weight-graph/\(name)"], try ConverterFixtures.tensor(t, name), rtol: 0, atol: 0, "\(key) \(name)")
+            expectClose(values[try Self.registeredName(quantized: name, in: n)], try ConverterFixtures.tensor(t, name),
+                        rtol: 0, atol: 0, "\(key) \(name)")
         }
         // The float parameters stay the parameters (what training updates).
         #expect(g.variables["conv/W"]?.parent == nil && g.variables["conv/W"]?.d == n.source.variables["conv/W"]?.d)
         expectClose(out["y"], try ConverterFixtures.tensor(d["output"], "\(key).output"),
                     rtol: Self.outputTolerance.rtol, atol: Self.outputTolerance.atol, "\(key) y")
+    }
+
+    /// The golden file labels a quantized parameter after its float one ("conv/W_q"); nnabla's
+    /// `PF.fixed_point_quantized_convolution` registers it in the converter's scope under the layer and the
+    /// parametric function's own scope: "fixed-point-weight-graph/conv/fp_quantized_conv/W_q".
+    static func registeredName(quantized name: String, in n: Network) throws -> String {
+        let parts = name.split(separator: "/")
+        let layer = parts.dropLast().joined(separator: "/")
+        let op = n.c["network"]?.array?.first { $0["inputs"]?.array?.contains { $0.string == "\(layer)/W" } ?? false }
+        let scope = switch op?["op"]?.string {
+        case "convolution": "fp_quantized_conv"
+        case "affine": "fp_quantized_affine"
+        default: throw KilnError.invalidData("no convolution or affine reads \(layer)/W in the golden network")
+        }
+        return "fixed-point-weight-graph/\(layer)/\(scope)/\(parts.last ?? "")"
     }
 
     /// Without biases only the weights are quantized, to the same values.
@@ -143,9 +164,10 @@ struct ConverterGoldenTests {
         let (g, _, _) = try convertAndRun(FixedPointWeightConverter(), n)
         let d = try #require(n.c["d_fixed_point_weight"]?["delta2e-4"]?["quantized_params"])
         #expect(ConverterFixtures.functionTypes(g).filter { $0 == "FixedPointQuantize" }.count == 2)
-        let values = try ConverterFixtures.computed(g, ["fixed-point-weight-graph/conv/W_q", "fixed-point-weight-graph/fc/W_q"])
-        for w in ["conv/W_q", "fc/W_q"] {
-            expectClose(values["fixed-point-weight-graph/\(w)"], try ConverterFixtures.tensor(d[w], w), rtol: 0, atol: 0, w)
+        let names = try ["conv/W_q", "fc/W_q"].map { try Self.registeredName(quantized: $0, in: n) }
+        let values = try ConverterFixtures.computed(g, names)
+        for (w, name) in zip(["conv/W_q", "fc/W_q"], names) {
+            expectClose(values[name], try ConverterFixtures.tensor(d[w], w), rtol: 0, atol: 0, w)
         }
     }
 
@@ -155,7 +177,7 @@ struct ConverterGoldenTests {
     func fixedPointActivationsMatchNnabla(deltaIndex: Int) throws {
         let (key, delta) = Self.deltas[deltaIndex]
         let n = try Self.network()
-        let converter = deltaIndex == 0 ? FixedPointActivationConverter() : FixedPointActivationConverter(delta: delta)
+        let converter = deltaIndex == 0 ? FixedPointActivationConverter() : FixedPointActivationConverter(argsFpq: .init(delta: delta))
         let (g, out, _) = try convertAndRun(converter, n)
         let e = try #require(n.c["e_fixed_point_activation"]?[key])
         #expect(ConverterFixtures.functionTypes(g) == ["Convolution", "BatchNormalization", "FixedPointQuantize", "Affine", "BatchNormalization"])
@@ -170,8 +192,8 @@ struct ConverterGoldenTests {
         let (key, delta) = Self.deltas[deltaIndex]
         let n = try Self.network()
         let converter = SequentialConverter([
-            FixedPointWeightConverter(deltaW: .fixed(delta), deltaB: .fixed(delta)),
-            FixedPointActivationConverter(delta: delta),
+            FixedPointWeightConverter(argsFpq: .init(deltaW: .fixed(delta), deltaB: .fixed(delta))),
+            FixedPointActivationConverter(argsFpq: .init(delta: delta)),
         ])
         let (g, out, _) = try convertAndRun(converter, n)
         let e = try #require(n.c["e_fixed_point_activation"]?["\(key)_sequential_with_weight_converter"])

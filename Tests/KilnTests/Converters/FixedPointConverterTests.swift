@@ -21,13 +21,13 @@ struct FixedPointConverterTests {
         try w.setData(values)
         let zeroBias = try net.parameter("fc/b", [3], 0...0)
         let y = try F.affine(x, w, zeroBias)
-        let ceil = try FixedPointWeightConverter(deltaW: .powerOfTwo, deltaB: .powerOfTwo).convert([y])
+        let ceil = try FixedPointWeightConverter(argsFpq: .init(deltaW: .powerOfTwo, deltaB: .powerOfTwo)).convert([y])
         #expect(quantizers(ceil.outputs).map(\.q.delta) == [1.0 / 256])
         #expect(ceil.notes.count == 1 && ceil.notes[0].contains("all zeros"), "\(ceil.notes)")
-        let floor = try FixedPointWeightConverter(floor: true, deltaW: .powerOfTwo).convert([y])
+        let floor = try FixedPointWeightConverter(floor: true, argsFpq: .init(deltaW: .powerOfTwo)).convert([y])
         #expect(quantizers(floor.outputs).map(\.q.delta) == [1.0 / 512, 2e-4])
         // Unsigned: 8 magnitude bits, 0.3 / 255 = 2^-9.7 -> 2^-9.
-        let unsigned = try FixedPointWeightConverter(signW: false, deltaW: .powerOfTwo, quantizeB: false).convert([y])
+        let unsigned = try FixedPointWeightConverter(argsFpq: .init(signW: false, deltaW: .powerOfTwo, quantizeB: false)).convert([y])
         #expect(quantizers(unsigned.outputs).map(\.q.delta) == [1.0 / 512])
     }
 
@@ -39,14 +39,14 @@ struct FixedPointConverterTests {
         let y = try F.add2(try F.affine(h, shared), try F.affine(h, shared))
         let all = try FixedPointWeightConverter().convert([y])
         #expect(quantizers(all.outputs).map(\.input).sorted() == ["conv/W", "conv/b", "fc/W"], "a shared weight is quantized once")
-        let weightsOnly = try FixedPointWeightConverter(quantizeB: false).convert([y])
+        let weightsOnly = try FixedPointWeightConverter(argsFpq: .init(quantizeB: false)).convert([y])
         #expect(quantizers(weightsOnly.outputs).map(\.input).sorted() == ["conv/W", "fc/W"])
         let noAffine = try FixedPointWeightConverter(blackList: ["Affine"]).convert([y])
         #expect(quantizers(noAffine.outputs).map(\.input).sorted() == ["conv/W", "conv/b"])
         let q = try #require(quantizers(all.outputs).first?.q)
         #expect(q.sign && q.n == 8 && q.delta == 2e-4 && q.steFineGrained)
-        // Quantized weights are values the graph computes, named after the parameter.
-        #expect(ConverterTestNetwork.variable("fixed-point-weight-graph/fc/W_q", in: all.outputs)?.parent != nil)
+        // Quantized weights are values the graph computes, named as nnabla's fixed-point affine names them.
+        #expect(ConverterTestNetwork.variable("fixed-point-weight-graph/fc/fp_quantized_affine/W_q", in: all.outputs)?.parent != nil)
         // nnabla's defaults: the quantized network differs from the float one only by the quantization.
         let yq = try ConverterTestNetwork.evaluate(all.outputs)[0]
         #expect(yq.count == y.size && yq.allSatisfy(\.isFinite))
@@ -56,7 +56,7 @@ struct FixedPointConverterTests {
         var net = ConverterTestNetwork(seed: 5)
         let x = try net.input([2, 6])
         let y = try F.sigmoid(try F.relu(x))
-        let r = try FixedPointActivationConverter(activationFunctions: ["ReLU", "Sigmoid"], sign: true, n: 4, delta: 0.25).convert([y])
+        let r = try FixedPointActivationConverter(activationFunctions: ["ReLU", "Sigmoid"], argsFpq: .init(sign: true, n: 4, delta: 0.25)).convert([y])
         #expect(ConverterTestNetwork.types(r.outputs) == ["FixedPointQuantize", "FixedPointQuantize"])
         let v = try ConverterTestNetwork.evaluate(r.outputs)[0]
         let expected = x.d.map { v -> Float in
@@ -73,12 +73,12 @@ struct FixedPointConverterTests {
         let x = try net.input([2, 4])
         let y = try F.relu(try F.affine(x, try net.parameter("fc/W", [4, 3])))
         do {
-            _ = try FixedPointWeightConverter(nW: 1).convert([y])
+            _ = try FixedPointWeightConverter(argsFpq: .init(nW: 1)).convert([y])
             Issue.record("n_w = 1 signed was accepted")
         } catch let e as KilnError {
-            #expect("\(e)".contains("FixedPointQuantize") && "\(e)".contains("fc/W"), "\(e)")
+            #expect("\(e)".contains("FixedPointQuantize") && "\(e)".contains("fc/fp_quantized_affine/W_q"), "\(e)")
         }
-        #expect(throws: KilnError.self) { try FixedPointActivationConverter(delta: 0).convert([y]) }
+        #expect(throws: KilnError.self) { try FixedPointActivationConverter(argsFpq: .init(delta: 0)).convert([y]) }
     }
 
     /// quantize=false must not turn an activation into the identity: a FixedPointQuantize with quantize=false
@@ -88,7 +88,7 @@ struct FixedPointConverterTests {
         var net = ConverterTestNetwork(seed: 7)
         let x = try net.input([2, 6])
         let y = try F.relu(x)
-        let r = try FixedPointActivationConverter(quantize: false).convert([y])
+        let r = try FixedPointActivationConverter(argsFpq: .init(quantize: false)).convert([y])
         #expect(ConverterTestNetwork.types(r.outputs) == ["ReLU"])
         #expect(try ConverterTestNetwork.evaluate(r.outputs)[0] == x.d.map { max($0, 0) })
     }
@@ -101,7 +101,7 @@ struct FixedPointConverterTests {
         let tiny = Float(bitPattern: 7)                         // 1e-44 rounded to float32: 7 x 2^-149
         let w = try net.parameter("fc/W", [4, 3], tiny...tiny)
         let y = try F.affine(x, w)
-        let r = try FixedPointWeightConverter(deltaW: .powerOfTwo).convert([y])
+        let r = try FixedPointWeightConverter(argsFpq: .init(deltaW: .powerOfTwo)).convert([y])
         #expect(quantizers(r.outputs).isEmpty)
         #expect(r.notes.count == 1 && r.notes[0].contains("fc/W") && r.notes[0].contains("float32"), "\(r.notes)")
     }

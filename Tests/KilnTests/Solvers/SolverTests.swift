@@ -344,7 +344,7 @@ struct SolverTests {
         let v = try param([1, 2])
         let list: [(name: String, variable: Variable)] = [(name: "x/W", variable: v)]
         let s = Sgd(lr: 0.5)
-        s.setParameters(list)
+        s.setParameters(ParameterDictionary(list))
         s.zeroGrad(); try v.setGrad([2, 2]); s.update()
         #expect(v.d == [0, 1])
     }

@@ -80,11 +80,11 @@ open class Module {
     /// The parameters of this module and its sub-modules by name, in `getModules` order and declaration
     /// order within each module (nnabla's `get_parameters`). With `gradOnly` (the default, as in nnabla) the
     /// parameters with `needGrad == false` (batch-normalisation statistics, fixed parameters) are left out.
-    public final func getParameters(gradOnly: Bool = true) -> [(name: String, variable: Variable)] {
-        var out: [(name: String, variable: Variable)] = []
+    public final func getParameters(gradOnly: Bool = true) -> ParameterDictionary {
+        var out = ParameterDictionary()
         for (prefix, module) in getModules() {
             for (name, v) in module.ownMembers().variables where !gradOnly || v.needGrad {
-                out.append((prefix.isEmpty ? name : prefix + "/" + name, v))
+                out[prefix.isEmpty ? name : prefix + "/" + name] = v
             }
         }
         return out
