@@ -114,9 +114,23 @@ public enum PF {
     }
 
     /// `PF.batch_normalization`: beta 0, gamma 1, mean 0, var 1, each shaped like the input with 1 outside
-    /// `axes`; mean and var never need a gradient.
+    /// `axes`; mean and var never need a gradient. `noScale` / `noBias` leave gamma / beta out (a constant 1
+    /// and 0, as nnabla's `None`). This is the form without `outputStat`: one output.
     public static func batchNormalization(_ x: Variable, axes: [Int] = [1], decayRate: Double = 0.9,
-                                          eps: Double = 1e-5, batchStat: Bool = true, outputStat: Bool = false,
+                                          eps: Double = 1e-5, batchStat: Bool = true,
+                                          fixParameters: Bool = false, paramInit: [String: Initializer] = [:],
+                                          noScale: Bool = false, noBias: Bool = false,
+                                          name: String? = nil) throws -> Variable {
+        try batchNormalization(x, axes: axes, decayRate: decayRate, eps: eps, batchStat: batchStat, outputStat: false,
+                               fixParameters: fixParameters, paramInit: paramInit, noScale: noScale, noBias: noBias,
+                               name: name)[0]
+    }
+
+    /// `PF.batch_normalization` with nnabla's `output_stat`: `[y]`, or with `outputStat: true` `[y, mean, var]`
+    /// of the batch. Naming `outputStat` is what selects this form, so `PF.batchNormalization(x)` is never
+    /// ambiguous.
+    public static func batchNormalization(_ x: Variable, axes: [Int] = [1], decayRate: Double = 0.9,
+                                          eps: Double = 1e-5, batchStat: Bool = true, outputStat: Bool,
                                           fixParameters: Bool = false, paramInit: [String: Initializer] = [:],
                                           noScale: Bool = false, noBias: Bool = false,
                                           name: String? = nil) throws -> [Variable] {
@@ -141,17 +155,6 @@ public enum PF {
             if outputStat { args["output_stat"] = .bool(true) }
             return try apply(make("BatchNormalization", args), inputs)
         }
-    }
-
-    /// Single-output form of `batchNormalization`.
-    public static func batchNormalization(_ x: Variable, axes: [Int] = [1], decayRate: Double = 0.9,
-                                          eps: Double = 1e-5, batchStat: Bool = true,
-                                          fixParameters: Bool = false, paramInit: [String: Initializer] = [:],
-                                          name: String? = nil) throws -> Variable {
-        let outs: [Variable] = try batchNormalization(x, axes: axes, decayRate: decayRate, eps: eps, batchStat: batchStat,
-                                                      outputStat: false, fixParameters: fixParameters,
-                                                      paramInit: paramInit, name: name)
-        return outs[0]
     }
 
     /// `PF.embed`: W (nInputs, nFeatures) ~ U(-sqrt(3), sqrt(3)).

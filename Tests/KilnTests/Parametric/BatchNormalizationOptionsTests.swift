@@ -30,4 +30,22 @@ struct BatchNormalizationOptionsTests {
             }
         }
     }
+
+    /// `PF.batchNormalization(x)` has one meaning (one output); naming `outputStat` selects the form with the
+    /// batch statistics, as nnabla's `output_stat=True` returns `(y, mean, var)`.
+    @Test func functionalFormsAreNotAmbiguous() throws {
+        try Parameters.isolated {
+            let xs: [Float] = [1, 3, -2, 6]   // (2, 2): two samples, two channels
+            let x = try Variable(NDArray(shape: [2, 2], floats: xs))
+            let y = try PF.batchNormalization(x, noScale: true, name: "plain")
+            #expect(y.shape == [2, 2])
+            #expect(Parameters.current(gradOnly: false).names == ["plain/bn/beta", "plain/bn/mean", "plain/bn/var"])
+            let outs = try PF.batchNormalization(x, outputStat: true, name: "stats")
+            #expect(outs.count == 3)
+            try outs[1].forward()
+            // Channel means by hand: (1 - 2) / 2 and (3 + 6) / 2.
+            #expect(outs[1].d == [-0.5, 4.5])
+            #expect(try PF.batchNormalization(x, outputStat: false, name: "one").count == 1)
+        }
+    }
 }

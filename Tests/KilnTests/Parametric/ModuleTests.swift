@@ -458,3 +458,20 @@ import Testing
         #expect(throws: KilnError.self) { try lin(try Variable(shape: [1, 3])) }
     }
 }
+
+/// nnabla's class aliases can be written outside a `Module` subclass, where `Affine` names the function type.
+@Suite struct LayerAliasTests {
+    @Test func aliasesNameTheClassesAnywhere() throws {
+        let fc = try Linear(nInMaps: 4, nOutMaps: 2, wInit: .constant(0.5), bInit: .constant(1))
+        #expect(fc.getParameters().names == ["W", "b"])
+        let x = try Variable(NDArray(shape: [1, 4], floats: [1, 2, 3, 4]))
+        let y = try fc(x)
+        try y.forward()
+        #expect(y.d == [6, 6])   // 0.5 * (1 + 2 + 3 + 4) + 1, by hand
+        let conv = try Conv2d(inMaps: 1, outMaps: 3, kernel: [3, 3])
+        #expect(conv.W.shape == [3, 1, 3, 3])
+        let bn = try BatchNorm2d(nFeatures: 3)
+        #expect(bn.getParameters(gradOnly: false).names == ["beta", "gamma", "mean", "var"])
+        #expect(Linear.self == Module.Affine.self && Deconv2d.self == Module.Deconvolution.self)
+    }
+}

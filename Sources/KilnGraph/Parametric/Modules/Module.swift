@@ -18,7 +18,8 @@ import KilnCore
 ///
 /// The layers are nested in `Module` (`Module.Affine`, `Module.Conv2d`, `Module.BatchNorm2d`, ...) because the
 /// top-level names `Affine`, `Convolution`, ... are Kiln's function types; inside a `Module` subclass they
-/// are found unqualified. Subclasses override `call(_:)`; `module(x)` forwards to it:
+/// are found unqualified; elsewhere nnabla's aliases `Linear`, `Conv2d`, `BatchNorm2d`, ... (top-level, see
+/// `LayerNames.swift`) name them without the prefix. Subclasses override `call(_:)`; `module(x)` forwards to it:
 /// ```swift
 /// final class MLP: Module {
 ///     let fc1: Affine, fc2: Affine      // Module.Affine
