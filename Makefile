@@ -68,7 +68,7 @@ fuzz: deps
 
 # The main job: LeNet on Fashion-MNIST for one epoch with the defaults, showing the plan's memory figures.
 demo: release
-	$(KILN_RELEASE) train lenet --dataset fashion-mnist --epochs 1
+	$(KILN_RELEASE) demo
 
 plans: release
 	./Plans/regenerate.sh $(KILN_RELEASE)

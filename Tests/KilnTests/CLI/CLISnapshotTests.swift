@@ -123,7 +123,7 @@ struct CLISnapshotTests {
         ("train-zero-epochs", ["train", "lenet", "--epochs", "0"]),
         ("train-zero-max-iterations", ["train", "lenet", "--max-iterations", "0"]),
         ("train-missing-data", ["train", "mlp", "--data-dir", "<tmp>/no-data"]),
-        ("demo-zero-batches", ["demo", "--batches", "0"]),
+        ("demo-zero-epochs", ["demo", "--epochs", "0"]),
         ("demo-negative-batch-size", ["demo", "--batch-size", "-3"]),
         ("demo-zero-threads", ["demo", "--threads", "0"]),
         ("demo-missing-data", ["demo", "--data-dir", "<tmp>/no-data"]),

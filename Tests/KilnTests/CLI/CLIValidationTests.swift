@@ -28,7 +28,7 @@ struct CLIValidationTests {
         (["profile", "mlp", "--iterations", "0"], "Error: --iterations must be positive, got 0"),
         (["profile", "mlp", "--threads", "0"], "Error: --threads must be positive, got 0"),
         (["profile", "mlp", "--top", "-5"], "Error: --top must not be negative, got -5"),
-        (["demo", "--batches", "0"], "Error: --batches must be positive, got 0"),
+        (["demo", "--epochs", "0"], "Error: --epochs must be positive, got 0"),
         (["demo", "--batch-size", "-64"], "Error: --batch-size must be positive, got -64"),
         (["plan", "mlp", "--batch-size", "-4"], "Error: --batch-size must be positive, got -4"),
         (["view", "mlp", "-o", "x.svg", "--batch-size", "0"], "Error: --batch-size must be positive, got 0"),
