@@ -20,6 +20,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         // Zip archives: NumPy's .npz datasets (and nnabla's .nnp models).
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
+        // `swift package generate-documentation`: the DocC catalog in Sources/Kiln/Kiln.docc.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
     ],
     targets: [
         // Graphviz's layout and graph libraries (Debian: libgraphviz-dev).

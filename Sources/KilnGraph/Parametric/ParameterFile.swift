@@ -4,12 +4,8 @@ import KilnCore
 /// `save_parameters` / `load_parameters`, in the safetensors format instead of .h5/.protobuf).
 public enum ParameterFile {
     /// Writes the parameters' values (sorted by name) atomically to `path`.
-    public static func save(_ params: [(String, Variable)], to path: String, metadata: [String: String] = [:]) throws {
-        var seen = Set<String>()
-        for (name, _) in params where !seen.insert(name).inserted {
-            throw KilnError.invalidParameters("parameter '\(name)' appears twice")
-        }
-        try SafeTensors.write(params.map { ($0.0, $0.1.data) }, metadata: metadata, to: path)
+    public static func save(_ params: ParameterDictionary, to path: String, metadata: [String: String] = [:]) throws {
+        try SafeTensors.write(params.map { ($0.name, $0.variable.data) }, metadata: metadata, to: path)
     }
 
     /// Loads the values of `params` from `path`. Every parameter found in the file must have the file's shape
@@ -17,7 +13,7 @@ public enum ParameterFile {
     /// on without a word); with `requireAll` every parameter must be in the file. Nothing is changed unless
     /// all checks pass. Returns the names of the file's tensors that matched no parameter.
     @discardableResult
-    public static func load(into params: [(String, Variable)], from path: String, requireAll: Bool,
+    public static func load(into params: ParameterDictionary, from path: String, requireAll: Bool,
                             allowNonFinite: Bool = false) throws -> [String] {
         let file = try SafeTensors.read(path: path)
         var byName: [String: NDArray] = [:]
@@ -67,7 +63,7 @@ public enum ParameterFile {
 public extension Parameters {
     /// Saves the registered parameters (all of them by default, as nnabla's `save_parameters`).
     static func save(path: String, gradOnly: Bool = false) throws {
-        try ParameterFile.save(current(gradOnly: gradOnly).map { ($0.name, $0.variable) }, to: path)
+        try ParameterFile.save(current(gradOnly: gradOnly), to: path)
     }
 
     /// nnabla's `load_parameters`: sets the data of registered parameters found in the file (checking shape

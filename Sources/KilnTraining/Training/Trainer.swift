@@ -142,7 +142,7 @@ public struct Checkpoint {
         let prefix = keep ? "" : "partial_"
         let p = "\(prefix)params_\(name(iteration)).safetensors"
         if let parameters {
-            try ParameterFile.save(parameters.map { ($0.name, $0.variable) }, to: dir + "/" + p)
+            try ParameterFile.save(parameters, to: dir + "/" + p)
         } else {
             try Parameters.save(path: dir + "/" + p)
         }
@@ -199,7 +199,7 @@ public struct Checkpoint {
     public func restore(solvers: [Solver], parameters params: ParameterDictionary? = nil,
                         allowNonFinite: Bool = false) throws {
         if let params {
-            try ParameterFile.load(into: params.map { ($0.name, $0.variable) }, from: parameters, requireAll: true,
+            try ParameterFile.load(into: params, from: parameters, requireAll: true,
                                    allowNonFinite: allowNonFinite)
         } else {
             try Parameters.load(path: parameters, allowNonFinite: allowNonFinite)

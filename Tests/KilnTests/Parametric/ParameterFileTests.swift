@@ -85,7 +85,7 @@ struct ParameterFileTests {
         // Save from inside the scope-less registry: everything, including need_grad=false ones by default.
         let mine = Parameters.current(gradOnly: false).filter { $0.name.hasPrefix(scope + "/") }
         #expect(mine.map { $0.name } == ["\(scope)/W", "\(scope)/b"])
-        try ParameterFile.save(mine.map { ($0.name, $0.variable) }, to: path)
+        try ParameterFile.save(ParameterDictionary(mine), to: path)
 
         // Loading sets existing parameters...
         try w.setData([0, 0, 0, 0] as [Float])

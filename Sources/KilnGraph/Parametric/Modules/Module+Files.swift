@@ -4,7 +4,7 @@ public extension Module {
     /// Writes the parameters to `path`. As nnabla, every parameter is saved by default, running statistics
     /// included; `gradOnly` keeps only those that need a gradient.
     func saveParameters(path: String, gradOnly: Bool = false) throws {
-        try ParameterFile.save(getParameters(gradOnly: gradOnly).map { ($0.name, $0.variable) }, to: path)
+        try ParameterFile.save(getParameters(gradOnly: gradOnly), to: path)
     }
 
     /// Copies the values stored in `path` into this module's parameters, matched by name. With `requireAll`
@@ -12,7 +12,7 @@ public extension Module {
     /// the file; entries of the file that the module does not have are ignored. A parameter holding NaN or
     /// an infinity is an error unless `allowNonFinite`.
     func loadParameters(path: String, requireAll: Bool = true, allowNonFinite: Bool = false) throws {
-        try ParameterFile.load(into: getParameters(gradOnly: false).map { ($0.name, $0.variable) }, from: path,
+        try ParameterFile.load(into: getParameters(gradOnly: false), from: path,
                                requireAll: requireAll, allowNonFinite: allowNonFinite)
     }
 }
