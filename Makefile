@@ -7,7 +7,7 @@ SWIFT ?= swift
 RELEASE_FLAGS := -c release -Xswiftc -target-cpu -Xswiftc haswell
 KILN_RELEASE := .build/release/kiln
 
-.PHONY: all deps build test demo release plans bench bench-distributed clean sanitize fuzz
+.PHONY: all deps build test docs demo release plans bench bench-distributed clean sanitize fuzz
 
 all: build
 
@@ -35,6 +35,15 @@ release: deps
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --disable-xctest
+	$(MAKE) docs
+
+# The library's documentation (DocC: every library target, and the catalog Sources/Kiln/Kiln.docc), one
+# combined archive in .build/plugins/Swift-DocC/outputs/Kiln.doccarchive. A DocC warning (a broken symbol
+# link, a parameter documented under the wrong name) fails it.
+DOC_TARGETS = Kiln KilnCore KilnKernels KilnGraph KilnCompiler KilnRuntime KilnTraining KilnConverters KilnGraphviz KilnPlot KilnMPI
+docs: deps
+	$(SWIFT) package generate-documentation --enable-experimental-combined-documentation \
+	  $(foreach t,$(DOC_TARGETS),--target $(t)) --warnings-as-errors
 
 # The test suite under AddressSanitizer, and its threaded parts (worker pool, parallel kernels, plans on two
 # threads, the context's shared registry and generator, data prefetch) under ThreadSanitizer, each in its own
