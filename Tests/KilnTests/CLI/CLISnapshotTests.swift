@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Kiln
 
 /// Outside the suite: its @Suite trait cannot refer to the suite's own members.
 private let kilnBinaryPath = Bundle.module.bundleURL.deletingLastPathComponent().appendingPathComponent("kiln").path
@@ -209,6 +210,32 @@ struct CLISnapshotTests {
         }
         if !Self.updating {
             for missing in expected.subtracting(present).sorted() { Issue.record("\(missing) is missing") }
+        }
+    }
+
+    /// docs/CLI.md, the command-line reference the README points to, is `kiln --help` and every
+    /// subcommand's `--help`, generated (rewritten when updating), so it always says what the binary does.
+    @Test func cliReferenceIsTheHelp() throws {
+        var text = """
+        # Command-line reference
+
+        Generated from `kiln --help` and each subcommand's `--help` by `Tests/CLISnapshots/regenerate.sh`;
+        the test `CLISnapshotTests.cliReferenceIsTheHelp` fails when this file and the binary disagree.
+        Conventions that hold for every command are in the README's "Command line" section.
+
+        """
+        for c in Self.helpCases {
+            let r = try Self.run(c.arguments, in: nil)
+            #expect(r.status == 0, "\(c.arguments) exits with \(r.status)")
+            let command = (["kiln"] + c.arguments.dropLast()).joined(separator: " ")
+            text += "\n## \(command)\n\n```text\n\(r.stdout.trimmingCharacters(in: .newlines))\n```\n"
+        }
+        let url = Self.directory.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("docs/CLI.md")
+        if Self.updating {
+            try AtomicFile.write(text, to: url.path)
+        } else {
+            let present = try String(contentsOf: url, encoding: .utf8)
+            #expect(present == text, "docs/CLI.md differs from kiln's help; run Tests/CLISnapshots/regenerate.sh")
         }
     }
 }
