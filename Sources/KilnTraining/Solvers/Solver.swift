@@ -79,12 +79,11 @@ open class Solver {
 
     // MARK: Parameters
 
-    /// nnabla's `set_parameters(params, reset, retain_state)`. `resetState` (nnabla's `reset`) first removes
-    /// every parameter and its state. A name already registered gets the new variable and a fresh state,
-    /// unless `retainState` is set and the shape is unchanged, which keeps its state.
-    public func setParameters(_ params: ParameterDictionary, resetState: Bool = true,
-                              retainState: Bool = false) {
-        if resetState { slots = [] }
+    /// nnabla's `set_parameters(param_dict, reset=True, retain_state=False)`. `reset` first removes every
+    /// parameter and its state. A name already registered gets the new variable and a fresh state, unless
+    /// `retainState` is set and the shape is unchanged, which keeps its state.
+    public func setParameters(_ params: ParameterDictionary, reset: Bool = true, retainState: Bool = false) {
+        if reset { slots = [] }
         for (name, v) in params {
             if let i = slots.firstIndex(where: { $0.name == name }) {
                 if retainState && slots[i].variable.shape == v.shape {

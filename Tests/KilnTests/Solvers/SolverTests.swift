@@ -322,15 +322,15 @@ struct SolverTests {
         s.zeroGrad(); try a.setGrad([1, 1]); s.update()
         #expect(s.state("a")!.t == 1)
         // Same name, same shape, retainState: state kept.
-        s.setParameters([("a", a)], resetState: false, retainState: true)
+        s.setParameters([("a", a)], reset: false, retainState: true)
         #expect(s.state("a")!.t == 1 && s.state("a")!["m"]!.toFloats() == [0.1, 0.1])
         // Without retainState the state restarts.
-        s.setParameters([("a", a)], resetState: false)
+        s.setParameters([("a", a)], reset: false)
         #expect(s.state("a")!.t == 0 && s.state("a")!["m"]!.toFloats() == [0, 0])
         // A new shape under retainState restarts too.
-        s.setParameters([("a", try param([1, 2, 3]))], resetState: false, retainState: true)
+        s.setParameters([("a", try param([1, 2, 3]))], reset: false, retainState: true)
         #expect(s.state("a")!["m"]!.shape == [3])
-        s.setParameters([("b", b)], resetState: false)
+        s.setParameters([("b", b)], reset: false)
         #expect(s.parameters.map { $0.name } == ["a", "b"])
         s.removeParameters(["a", "nonexistent"])
         #expect(s.parameters.map { $0.name } == ["b"])
