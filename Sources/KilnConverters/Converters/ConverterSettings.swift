@@ -24,15 +24,21 @@ public struct ConverterSettings: Sendable {
 
     public init() {}
 
+    /// Each converter keeps its own default `name` unless one is given.
     public func converter(_ kind: ConverterKind) -> any GraphConverter {
         switch kind {
         case .identity:
-            return IdentityConverter(blackList: blackList, name: name ?? "identity")
+            var c = IdentityConverter(blackList: blackList)
+            if let name { c.name = name }
+            return c
         case .bnLinear:
-            return BatchNormalizationLinearConverter(blackList: blackList, name: name ?? "bn-linear")
+            var c = BatchNormalizationLinearConverter(blackList: blackList)
+            if let name { c.name = name }
+            return c
         case .bnFolded:
-            return BatchNormalizationFoldedConverter(blackList: blackList, innerProdFunctions: innerProdFunctions,
-                                                     name: name ?? "bn-folded")
+            var c = BatchNormalizationFoldedConverter(blackList: blackList, innerProdFunctions: innerProdFunctions)
+            if let name { c.name = name }
+            return c
         case .fixedPointWeight:
             let d = FixedPointWeightConverter.Arguments()
             let step = delta.map { QuantizationStep.fixed($0) }
@@ -41,14 +47,16 @@ public struct ConverterSettings: Sendable {
                 quantizeW: quantizeW ?? quantize ?? d.quantizeW,
                 signB: signB ?? sign ?? d.signB, nB: nB ?? n ?? d.nB, deltaB: deltaB ?? step ?? d.deltaB,
                 quantizeB: quantizeB ?? quantize ?? d.quantizeB)
-            return FixedPointWeightConverter(blackList: blackList, innerProdFunctions: innerProdFunctions, floor: floor,
-                                             argsFpq: args, name: name ?? "fixed-point-weight-graph")
+            var c = FixedPointWeightConverter(blackList: blackList, innerProdFunctions: innerProdFunctions, floor: floor, argsFpq: args)
+            if let name { c.name = name }
+            return c
         case .fixedPointActivation:
             let d = FixedPointActivationConverter.Arguments()
             let args = FixedPointActivationConverter.Arguments(sign: sign ?? d.sign, n: n ?? d.n, delta: delta ?? d.delta,
                                                                quantize: quantize ?? d.quantize)
-            return FixedPointActivationConverter(blackList: blackList, activationFunctions: activationFunctions,
-                                                 argsFpq: args, name: name ?? "fixed-point-activation-graph")
+            var c = FixedPointActivationConverter(blackList: blackList, activationFunctions: activationFunctions, argsFpq: args)
+            if let name { c.name = name }
+            return c
         }
     }
 

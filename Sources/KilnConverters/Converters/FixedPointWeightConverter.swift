@@ -91,6 +91,10 @@ public struct FixedPointWeightConverter: GraphConverter {
         /// Quantized values already made, by the new-graph value they quantize and the quantizer's settings.
         var quantized: [QuantizedKey: Variable] = [:]
         let a = argsFpq
+        // Inputs 1 and 2 and how each is quantized (nnabla's `_w` and `_b` keys of args_fpq).
+        let roles: [Int: (key: String, what: String, quantize: Bool, sign: Bool, n: Int, step: QuantizationStep)] = [
+            1: ("W", "weight", a.quantizeW, a.signW, a.nW, a.deltaW), 2: ("b", "bias", a.quantizeB, a.signB, a.nB, a.deltaB),
+        ]
         for node in g.nodes {
             guard innerProdFunctions.contains(node.typeName), !blackList.contains(node.typeName), node.inputs.count >= 2 else {
                 try g.copy(node)
@@ -101,26 +105,24 @@ public struct FixedPointWeightConverter: GraphConverter {
             let scope = "\(layer)/\(Self.parametricScope(node.typeName))"
             var inputs: [Variable] = []
             for (index, source) in node.inputs.enumerated() {
-                guard index == 1 || index == 2 else { inputs.append(try g.value(source)); continue }
-                let role = index == 1 ? "W" : "b"
-                let float = g.isCopiedParameter(source) ? try g.copyParameter(source, as: "\(scope)/\(role)") : try g.value(source)
-                let (quantize, sign, n, step) = index == 1 ? (a.quantizeW, a.signW, a.nW, a.deltaW) : (a.quantizeB, a.signB, a.nB, a.deltaB)
-                guard quantize else { inputs.append(float); continue }
+                guard let r = roles[index] else { inputs.append(try g.value(source)); continue }
+                let float = g.isCopiedParameter(source) ? try g.copyParameter(source, as: "\(scope)/\(r.key)") : try g.value(source)
+                guard r.quantize else { inputs.append(float); continue }
                 let delta: Double
                 do {
-                    delta = try step.resolve(for: { try GraphRewrite.parameterValues(source, role: role == "W" ? "weight" : "bias", of: node) },
-                                             sign: sign, n: n, floor: floor)
+                    delta = try r.step.resolve(for: { try GraphRewrite.parameterValues(source, role: r.what, of: node) },
+                                               sign: r.sign, n: r.n, floor: floor)
                 } catch let skip as ConversionSkip {
-                    g.note("the \(role == "W" ? "weight" : "bias") '\(source.name)' of \(GraphRewrite.describe(node)) is not quantized: \(skip.reason)")
+                    g.note("the \(r.what) '\(source.name)' of \(GraphRewrite.describe(node)) is not quantized: \(skip.reason)")
                     inputs.append(float)
                     continue
                 }
-                let key = QuantizedKey(value: ObjectIdentifier(float), sign: sign, n: n, delta: delta)
+                let key = QuantizedKey(value: ObjectIdentifier(float), sign: r.sign, n: r.n, delta: delta)
                 if let done = quantized[key] { inputs.append(done); continue }
-                let q = FixedPointQuantize(sign: sign, n: n, delta: delta, quantize: true, steFineGrained: true)
-                let qName = g.uniqueName("\(name)/\(scope)/\(role)_q")
+                let q = FixedPointQuantize(sign: r.sign, n: r.n, delta: delta, quantize: true, steFineGrained: true)
+                let qName = g.uniqueName("\(name)/\(scope)/\(r.key)_q")
                 let wq = try g.emit(q, [float], name: qName)[0]
-                g.register(wq, as: "\(scope)/\(role)_q")
+                g.register(wq, as: "\(scope)/\(r.key)_q")
                 quantized[key] = wq
                 inputs.append(wq)
             }
