@@ -40,7 +40,7 @@ test: deps
 # The library's documentation (DocC: every library target, and the catalog Sources/Kiln/Kiln.docc), one
 # combined archive in .build/plugins/Swift-DocC/outputs/Kiln.doccarchive. A DocC warning (a broken symbol
 # link, a parameter documented under the wrong name) fails it.
-DOC_TARGETS = Kiln KilnCore KilnKernels KilnGraph KilnCompiler KilnRuntime KilnTraining KilnConverters KilnGraphviz KilnPlot KilnMPI
+DOC_TARGETS = Kiln KilnCore KilnKernels KilnGraph KilnCompiler KilnRuntime KilnTraining KilnConverters KilnInterop KilnGraphviz KilnPlot KilnMPI
 docs: deps
 	$(SWIFT) package generate-documentation --enable-experimental-combined-documentation \
 	  $(foreach t,$(DOC_TARGETS),--target $(t)) --warnings-as-errors
@@ -107,6 +107,14 @@ bench-conv: deps
 .PHONY: bench-peers
 bench-peers: release
 	Benchmarks/peers/run.sh $(PEERS_ARGS)
+
+# The Swift code of the protobuf schemas in Protos/ (committed: building Kiln needs neither tool). Needs
+# protoc (Debian: protobuf-compiler) and PROTOC_GEN_SWIFT, apple/swift-protobuf's plugin at the version
+# Package.swift names (`swift build -c release --product protoc-gen-swift` in its checkout).
+PROTOC_GEN_SWIFT ?= protoc-gen-swift
+.PHONY: protos
+protos:
+	protoc --plugin=protoc-gen-swift=$(PROTOC_GEN_SWIFT) --proto_path=Protos --swift_out=Sources/KilnInterop/ONNX Protos/onnx.proto
 
 clean:
 	rm -rf .build

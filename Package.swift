@@ -22,6 +22,9 @@ let package = Package(
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
         // `swift package generate-documentation`: the DocC catalog in Sources/Kiln/Kiln.docc.
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
+        // ONNX models are protobuf messages; the Swift code for the part of ONNX's schema Kiln reads is
+        // generated once (`make protos`) and committed.
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // Graphviz's layout and graph libraries (Debian: libgraphviz-dev).
@@ -59,9 +62,14 @@ let package = Package(
         // Graph converters (BatchNormalization folding, fixed point): graph rewrites, which need nothing above
         // the graph.
         .target(name: "KilnConverters", dependencies: ["KilnCore", "KilnGraph", "KilnRuntime"]),
+        // Other engines' model files read into graphs and graphs written back out: ONNX.
+        .target(name: "KilnInterop", dependencies: [
+            "KilnCore", "KilnGraph", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ]),
         // Everything, re-exported (Exports.swift), plus the model zoo and graph-file tools.
         .target(name: "Kiln", dependencies: [
             "KilnCore", "KilnKernels", "KilnGraph", "KilnCompiler", "KilnRuntime", "KilnTraining", "KilnConverters",
+            "KilnInterop",
         ]),
         .target(name: "KilnGraphviz", dependencies: ["Kiln", "CGraphviz"]),
         // Training curves from monitor files, drawn with cairo.

@@ -27,7 +27,7 @@ struct DemoCommand: ParsableCommand {
     }
 
     func run() throws {
-        var command = try TrainCommand.parse(train)
+        let command = try TrainCommand.parse(train)
         try command.run()
     }
 }

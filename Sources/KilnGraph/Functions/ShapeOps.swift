@@ -343,7 +343,7 @@ public struct Slice: Function {
     }
 
     /// Per axis: first index, step and output length.
-    func resolve(_ shape: [Int]) throws -> [(first: Int, step: Int, length: Int)] {
+    package func resolve(_ shape: [Int]) throws -> [(first: Int, step: Int, length: Int)] {
         guard start.count == stop.count, start.count == step.count else {
             throw error("start \(start), stop \(stop) and step \(step) must have the same length")
         }

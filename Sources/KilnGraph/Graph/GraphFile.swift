@@ -316,3 +316,28 @@ public struct GraphFile {
         }
     }
 }
+
+extension GraphFile {
+    /// The graph behind `outputs`, as a loaded graph file would hold it: what an importer of another format
+    /// builds (the variables are named; `inputsWithoutData` names the inputs a run must feed).
+    public init(outputs: [Variable], inputsWithoutData: [String]) throws {
+        let nodes = try GraphCollector.checkedNodes(from: outputs)
+        var variables: [String: Variable] = [:]
+        var leaves: [Variable] = []
+        var seen = Set<ObjectIdentifier>()
+        func add(_ v: Variable) throws {
+            guard seen.insert(ObjectIdentifier(v)).inserted else { return }
+            if let other = variables[v.name], other !== v {
+                throw KilnError.invalidGraphFile("two variables are named '\(v.name)'")
+            }
+            variables[v.name] = v
+            if v.parent == nil { leaves.append(v) }
+        }
+        for n in nodes {
+            for v in n.inputs { try add(v) }
+            for v in n.outputs.compactMap({ $0 }) { try add(v) }
+        }
+        for v in outputs { try add(v) }
+        self.init(variables: variables, outputs: outputs, leaves: leaves, functions: nodes, inputsWithoutData: inputsWithoutData)
+    }
+}

@@ -17,7 +17,7 @@ public final class Variable {
     public package(set) var isParameter = false
     /// Whether a graph file declared this leaf an input: it is saved as one again even when it takes a
     /// gradient (an input with need_grad, for `kiln run --backward`), and tools do not train it.
-    public internal(set) var isInput = false
+    public package(set) var isInput = false
     /// The function that produced this variable, nil for inputs and parameters.
     public private(set) var parent: FunctionNode?
     public let outputIndex: Int

@@ -17,7 +17,7 @@ struct LayeringTests {
         "KilnGraph": 2,
         "KilnCompiler": 3,
         "KilnRuntime": 4,
-        "KilnTraining": 5, "KilnConverters": 5,
+        "KilnTraining": 5, "KilnConverters": 5, "KilnInterop": 5,
         "Kiln": 6, "KilnMPI": 6,
         "KilnGraphviz": 7, "KilnPlot": 7,
         "KilnCLI": 8,

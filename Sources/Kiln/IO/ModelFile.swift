@@ -1,0 +1,73 @@
+import Foundation
+import KilnCore
+import KilnGraph
+import KilnInterop
+
+/// A model file in any format Kiln reads, told by its extension: a kiln-graph/1 graph file (`.json`) or an
+/// ONNX model (`.onnx`). Every command that takes a graph loads it here.
+public enum ModelFile {
+    public enum Format: String, CaseIterable, Sendable {
+        case graph = "json", onnx
+    }
+
+    public static func format(of path: String) throws -> Format {
+        let ext = (path as NSString).pathExtension.lowercased()
+        guard let f = Format(rawValue: ext) else {
+            throw KilnError.invalidGraphFile("\(path): the extension '.\(ext)' is not a model format Kiln reads (.json for kiln-graph/1, .onnx)")
+        }
+        return f
+    }
+
+    /// A loaded model, the inputs a run still feeds, and notes on what an import decided.
+    public struct Loaded {
+        public var graph: GraphFile
+        public var inputs: [(String, TensorFile.Entry)]
+        public var notes: [String]
+    }
+
+    /// Loads a model. `inputs` are what a run will feed: for an ONNX model they fix symbolic dimensions (a
+    /// batch size), and the values of integer inputs (a Reshape's shape) are folded into the graph and
+    /// dropped from the inputs returned.
+    public static func load(path: String, inputs: [(String, TensorFile.Entry)] = [], allowNonFinite: Bool = false,
+                            initializeParameters: Bool = true) throws -> Loaded {
+        switch try format(of: path) {
+        case .graph:
+            return Loaded(graph: try GraphFile.load(path: path, allowNonFinite: allowNonFinite,
+                                                    initializeParameters: initializeParameters),
+                          inputs: inputs, notes: [])
+        case .onnx:
+            let model = try ONNXModel.load(path: path)
+            var options = ONNXImporter.Options()
+            var feeds: [(String, TensorFile.Entry)] = []
+            let declared = Dictionary(model.inputs.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            for (name, entry) in inputs {
+                guard let d = declared[name] else { feeds.append((name, entry)); continue }
+                if ["float", "double", "float16"].contains(d.elementType) {
+                    options.inputShapes[name] = entry.shape
+                    feeds.append((name, entry))
+                } else {
+                    let values = try (entry.written ?? entry.data.map { Double($0) }).enumerated().map { k, v -> Int64 in
+                        guard let i = Int64(exactly: v) else {
+                            throw KilnError.invalidData("input '\(name)' is \(d.elementType) but value \(v) at index \(k) is not an integer")
+                        }
+                        return i
+                    }
+                    options.constantInputs[name] = ONNXTensor(shape: entry.shape, ints: values)
+                }
+            }
+            do {
+                let r = try ONNXImporter.importGraph(model, options: options)
+                if !allowNonFinite {
+                    for (name, v) in r.parameters {
+                        if let m = ParameterFile.nonFiniteMessage(name, v.data) { throw KilnError.invalidGraphFile(m) }
+                    }
+                }
+                // A value given for an input the imported graph does not read (Dropout's ratio) changes nothing.
+                let used = feeds.filter { name, _ in declared[name] == nil || r.graph.variables[name] != nil || name.hasPrefix("grad:") }
+                return Loaded(graph: r.graph, inputs: used, notes: r.notes)
+            } catch KilnError.invalidGraphFile(let m) {
+                throw KilnError.invalidGraphFile("\(path): \(m)")
+            }
+        }
+    }
+}
