@@ -1,7 +1,7 @@
 # Kiln: the two set-up commands are `make demo` and `make test`. Both install missing Debian packages when
 # run as root, and otherwise say exactly what to install.
 
-DEBIAN_PACKAGES := libopenblas-dev libgraphviz-dev zlib1g-dev dataset-fashion-mnist openmpi-bin libopenmpi-dev libcairo2-dev
+DEBIAN_PACKAGES := libopenblas-dev libgraphviz-dev zlib1g-dev dataset-fashion-mnist openmpi-bin libopenmpi-dev libcairo2-dev libonnx-testdata
 SWIFT ?= swift
 # Release builds target haswell (AVX2, FMA, F16C); see docs/ARCHITECTURE.md for why the flag lives here.
 RELEASE_FLAGS := -c release -Xswiftc -target-cpu -Xswiftc haswell

@@ -84,7 +84,7 @@ let package = Package(
         ]),
         .testTarget(name: "KilnTests", dependencies: [
             // The layers too, for `@testable import` of their internals.
-            "Kiln", "KilnCore", "KilnKernels", "KilnGraph", "KilnCompiler", "KilnRuntime", "KilnTraining", "KilnConverters",
+            "Kiln", "KilnCore", "KilnKernels", "KilnGraph", "KilnCompiler", "KilnRuntime", "KilnTraining", "KilnConverters", "KilnInterop",
             // Training curves, and cairo itself to read the pictures back.
             "KilnPlot", "CCairo",
         ], resources: [.copy("Fixtures")]),

@@ -29,6 +29,7 @@ struct BenchCommand: ParsableCommand {
     var distributed = false
     @Option(name: .customLong("bucket-size"), help: ArgumentHelp("With --distributed: the gradient bucket size (as --max-memory).", valueName: "size"))
     var bucketSize: String = "4M"
+    @OptionGroup var params: ParametersOption
     @OptionGroup var memory: MemoryBudgetOption
 
     func validate() throws {
@@ -53,7 +54,7 @@ struct BenchCommand: ParsableCommand {
             Context.setDefault { $0.threads = threads }
             // Baseline: the runtime loaded, nothing of the network built yet (peers report the same point).
             let baselineRSS = residentBytes()
-            let setup = try BenchSetup(model: model, mode: mode, batchSize: batchSize, allowNonFinite: allowNonFinite)
+            let setup = try BenchSetup(model: model, mode: mode, batchSize: batchSize, allowNonFinite: allowNonFinite, weights: params.path)
             if distributed {
                 var options = CompileOptions(clearBuffer: true, clearNoNeedGrad: true, fusion: !noFusion,
                                              precision: precision, recompute: !noRecompute)
@@ -190,10 +191,13 @@ struct BenchSetup {
     /// Images per iteration (for images/s).
     var batchSize: Int
 
-    init(model: String, mode: PlanMode, batchSize: Int, allowNonFinite: Bool = false) throws {
+    init(model: String, mode: PlanMode, batchSize: Int, allowNonFinite: Bool = false, weights: String? = nil) throws {
         if let zoo = Zoo(rawValue: model) {
             Parameters.clear()
             let m = try zoo.build(batchSize: batchSize, training: mode == .training)
+            if let weights {
+                try ParameterFile.load(into: m.network.getParameters(gradOnly: false), from: weights, requireAll: true, allowNonFinite: allowNonFinite)
+            }
             BenchSetup.fillUniform(m.input.data, 0, 255)
             BenchSetup.fillLabels(m.label.data, classes: 10)
             roots = [m.root]
@@ -204,7 +208,7 @@ struct BenchSetup {
         }
         // A graph file: its outputs with the data it holds; leaves without data in the file are whatever the
         // loader initialised. Images per iteration is the leading dimension of the first leaf input.
-        let g = try GraphFile.load(path: model, allowNonFinite: allowNonFinite)
+        let g = try ModelFile.load(path: model, parameters: weights, allowNonFinite: allowNonFinite).graph
         roots = g.outputs
         parameters = ParameterDictionary(g.leaves.enumerated().filter { $0.element.needGrad && !$0.element.isInput && $0.element.dtype == .float32 }
             .map { (name: $0.element.name.isEmpty ? "leaf\($0.offset)" : $0.element.name, variable: $0.element) })

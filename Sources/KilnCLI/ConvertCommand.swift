@@ -27,7 +27,7 @@ struct ConvertCommand: ParsableCommand {
         converter leaves as it is (a training-mode BN, a branch) is reported on standard error.
         """)
 
-    @Argument(help: "The graph file to convert (kiln-graph/1 JSON).") var graph: String
+    @Argument(help: "The graph file to convert: kiln-graph/1 JSON (.json) or ONNX (.onnx).") var graph: String
     @Option(name: .customLong("converter"), help: "The converter. Repeat to chain converters in order (e.g. fixed-point-weight, then fixed-point-activation).")
     var converters: [ConverterKind] = []
     @Option(name: .shortAndLong, help: "Where to write the converted graph (kiln-graph/1, parameters with their data).")
@@ -70,6 +70,7 @@ struct ConvertCommand: ParsableCommand {
     var floor = false
     @Flag(name: .customLong("allow-non-finite"), help: "Load parameters holding NaN or infinity (refused by default).")
     var allowNonFinite = false
+    @OptionGroup var params: ParametersOption
     @OptionGroup var memory: MemoryBudgetOption
 
     func validate() throws {
@@ -153,7 +154,7 @@ struct ConvertCommand: ParsableCommand {
         try reportingErrors {
             try memory.apply()
             let notes = try GraphFileConversion.convert(graph: graph, with: settings.converter(converters), to: output,
-                                                            allowNonFinite: allowNonFinite)
+                                                            parameters: params.path, allowNonFinite: allowNonFinite)
             for n in notes { FileHandle.standardError.write(Data("kiln: note: \(n)\n".utf8)) }
             print("wrote \(output)")
         }

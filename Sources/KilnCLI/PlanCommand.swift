@@ -21,6 +21,7 @@ struct PlanCommand: ParsableCommand {
     var bucketSize: String?
     @Flag(name: .customLong("allow-non-finite"), help: "Load parameters holding NaN or infinity (refused by default).")
     var allowNonFinite = false
+    @OptionGroup var params: ParametersOption
     @OptionGroup var memory: MemoryBudgetOption
 
     func validate() throws {
@@ -38,7 +39,7 @@ struct PlanCommand: ParsableCommand {
         try reportingErrors {
             try memory.apply()
             Context.setDefault { $0.threads = threads }
-            let outputs = try ModelLoader.outputs(model, batchSize: batchSize, mode: mode, allowNonFinite: allowNonFinite)
+            let outputs = try ModelLoader.outputs(model, batchSize: batchSize, mode: mode, allowNonFinite: allowNonFinite, parameters: params.path)
             var options = CompileOptions(clearBuffer: !noClearBuffer, fusion: !noFusion, precision: precision, recompute: !noRecompute)
             options.gradientBucketBytes = try bucketSize.flatMap { try MemoryBudgetOption.parse($0, option: "--bucket-size") }
             let plan = try Compiler.plan(outputs, mode, options: options)
@@ -56,12 +57,14 @@ extension Precision: ExpressibleByArgument {}
 
 /// Resolves a MODEL argument: a zoo name or a graph file (`Check.model` has refused unknown names).
 enum ModelLoader {
-    static func outputs(_ model: String, batchSize: Int, mode: PlanMode, allowNonFinite: Bool) throws -> [Variable] {
+    static func outputs(_ model: String, batchSize: Int, mode: PlanMode, allowNonFinite: Bool, parameters: String? = nil) throws -> [Variable] {
         if let zoo = Zoo(rawValue: model) {
             Parameters.clear()
-            return [try zoo.build(batchSize: batchSize, training: mode == .training).root]
+            let m = try zoo.build(batchSize: batchSize, training: mode == .training)
+            if let parameters { try ParameterFile.load(into: m.network.getParameters(gradOnly: false), from: parameters, requireAll: true, allowNonFinite: allowNonFinite) }
+            return [m.root]
         }
         // Plans and pictures need the graph's shapes, not its initial weights.
-        return try GraphFile.load(path: model, allowNonFinite: allowNonFinite, initializeParameters: false).outputs
+        return try ModelFile.load(path: model, parameters: parameters, allowNonFinite: allowNonFinite, initializeParameters: false).graph.outputs
     }
 }

@@ -25,6 +25,7 @@ struct ViewCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Batch size for zoo models (graph files keep their own shapes).") var batchSize: Int?
     @Flag(name: .customLong("allow-non-finite"), help: "Load parameters holding NaN or infinity (refused by default).")
     var allowNonFinite = false
+    @OptionGroup var params: ParametersOption
     @OptionGroup var memory: MemoryBudgetOption
 
     func validate() throws {
@@ -42,7 +43,7 @@ struct ViewCommand: ParsableCommand {
             try memory.apply()
             do {
                 let format = (output as NSString).pathExtension.lowercased()
-                let outputs = try ModelLoader.outputs(model, batchSize: batchSize ?? 64, mode: mode, allowNonFinite: allowNonFinite)
+                let outputs = try ModelLoader.outputs(model, batchSize: batchSize ?? 64, mode: mode, allowNonFinite: allowNonFinite, parameters: params.path)
                 if plan {
                     let p = try Compiler.plan(outputs, mode, options: CompileOptions())
                     try PlanPicture.render(p, to: output, format: format)

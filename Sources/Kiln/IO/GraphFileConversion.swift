@@ -8,8 +8,8 @@ import KilnConverters
 public enum GraphFileConversion {
     @discardableResult
     public static func convert(graph path: String, with converter: any GraphConverter, to output: String,
-                               allowNonFinite: Bool = false) throws -> [String] {
-        let source = try GraphFile.load(path: path, allowNonFinite: allowNonFinite)
+                               parameters: String? = nil, allowNonFinite: Bool = false) throws -> [String] {
+        let source = try ModelFile.load(path: path, parameters: parameters, allowNonFinite: allowNonFinite).graph
         let result = try converter.convert(source.outputs)
         // Inputs the source gave no data for are written without data too: a run must feed them.
         let json = GraphFile.save(result.outputs, withoutData: source.inputsWithoutData.compactMap { source.variables[$0] })

@@ -28,8 +28,30 @@ public enum ModelFile {
     /// Loads a model. `inputs` are what a run will feed: for an ONNX model they fix symbolic dimensions (a
     /// batch size), and the values of integer inputs (a Reshape's shape) are folded into the graph and
     /// dropped from the inputs returned.
-    public static func load(path: String, inputs: [(String, TensorFile.Entry)] = [], allowNonFinite: Bool = false,
-                            initializeParameters: Bool = true) throws -> Loaded {
+    public static func load(path: String, inputs: [(String, TensorFile.Entry)] = [], parameters: String? = nil,
+                            allowNonFinite: Bool = false, initializeParameters: Bool = true) throws -> Loaded {
+        var loaded = try read(path: path, inputs: inputs, allowNonFinite: allowNonFinite,
+                              initializeParameters: initializeParameters || parameters != nil)
+        if let p = parameters { loaded.notes += try loadParameters(p, into: loaded.graph, allowNonFinite: allowNonFinite) }
+        return loaded
+    }
+
+    /// Loads trained weights (a safetensors file, names as the graph's parameters) into a loaded graph.
+    /// Parameters the file lacks keep their values; a file that matches none of them is an error, as is one
+    /// whose tensor has another shape than its parameter. Returns notes on what did not match.
+    public static func loadParameters(_ path: String, into graph: GraphFile, allowNonFinite: Bool = false) throws -> [String] {
+        var params = ParameterDictionary()
+        for v in graph.leaves where v.isParameter && !v.isInput { params[v.name] = v }
+        let unmatched = try ParameterFile.load(into: params, from: path, requireAll: false, allowNonFinite: allowNonFinite)
+        let file = try SafeTensors.read(path: path).tensors.count
+        if file > 0 && unmatched.count == file {
+            throw KilnError.invalidParameters("\(path): none of its \(file) tensors names a parameter of the graph (its parameters: \(params.names.prefix(5).joined(separator: ", "))\(params.count > 5 ? ", ..." : ""))")
+        }
+        return unmatched.isEmpty ? [] : ["\(path): \(unmatched.count) tensor(s) match no parameter: \(unmatched.prefix(5).joined(separator: ", "))"]
+    }
+
+    static func read(path: String, inputs: [(String, TensorFile.Entry)], allowNonFinite: Bool,
+                     initializeParameters: Bool) throws -> Loaded {
         switch try format(of: path) {
         case .graph:
             return Loaded(graph: try GraphFile.load(path: path, allowNonFinite: allowNonFinite,

@@ -35,6 +35,7 @@ struct CLISnapshotTests {
     /// Files written into each case's temporary directory.
     static let files: [String: String] = [
         "not-json.json": "this is not JSON\n",
+        "not-onnx.onnx": "this is not a protobuf\n",
         "not-a-graph.json": #"{"format": "onnx", "variables": [], "functions": [], "outputs": []}"#,
         "bogus-function.json": #"{"format": "kiln-graph/1", "variables": [{"name": "x", "shape": [2], "kind": "input"}], "functions": [{"name": "f", "type": "Bogus", "inputs": ["x"], "outputs": ["y"]}], "outputs": ["y"]}"#,
         "graph.json": #"{"format": "kiln-graph/1", "variables": [{"name": "x", "shape": [2], "kind": "input"}], "functions": [{"name": "f", "type": "ReLU", "inputs": ["x"], "outputs": ["y"]}], "outputs": ["y"]}"#,
@@ -128,6 +129,12 @@ struct CLISnapshotTests {
         ("demo-negative-batch-size", ["demo", "--batch-size", "-3"]),
         ("demo-zero-threads", ["demo", "--threads", "0"]),
         ("demo-missing-data", ["demo", "--data-dir", "<tmp>/no-data"]),
+        ("import-not-onnx", ["import", "<tmp>/graph.json", "-o", "<tmp>/out.json"]),
+        ("import-not-a-model", ["import", "<tmp>/not-onnx.onnx", "-o", "<tmp>/out.json"]),
+        ("import-bad-shape", ["import", "<tmp>/not-onnx.onnx", "-o", "<tmp>/out.json", "--shape", "x=1,0"]),
+        ("export-bad-extension", ["export", "lenet", "-o", "<tmp>/lenet.pb"]),
+        ("export-unknown-model", ["export", "resnet1000", "-o", "<tmp>/out.onnx"]),
+        ("run-params-not-safetensors", ["run", "<tmp>/graph.json", "--params", "<tmp>/w.h5", "--inputs", "<tmp>/x-input.json", "--outputs", "<tmp>/out.json"]),
     ].map { Case(name: "error-\($0.0)", arguments: $0.1) }
 
     /// Runs kiln with a fixed terminal width (swift-argument-parser wraps help and usage to COLUMNS), in
