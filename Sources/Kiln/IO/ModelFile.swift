@@ -66,6 +66,7 @@ public enum ModelFile {
                 guard let d = declared[name] else { feeds.append((name, entry)); continue }
                 if ["float", "double", "float16"].contains(d.elementType) {
                     options.inputShapes[name] = entry.shape
+                    options.runValues[name] = ONNXTensor(shape: entry.shape, floats: entry.data)
                     feeds.append((name, entry))
                 } else {
                     let values = try (entry.written ?? entry.data.map { Double($0) }).enumerated().map { k, v -> Int64 in

@@ -2,10 +2,11 @@ import Foundation
 import KilnCore
 import KilnKernels
 
-/// ReLU, LeakyReLU, ELU, Sigmoid, Tanh, Softmax, LogSoftmax, Identity.
+/// ReLU, LeakyReLU, ELU, Sigmoid, Tanh, Softmax, LogSoftmax, Identity, PReLU.
 public enum ActivationFunctions {
     public static let all: [any Function.Type] = [
         ReLU.self, LeakyReLU.self, ELU.self, Sigmoid.self, Tanh.self, Softmax.self, LogSoftmax.self, Identity.self,
+        PReLU.self,
     ]
 }
 

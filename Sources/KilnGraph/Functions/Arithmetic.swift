@@ -2,10 +2,11 @@ import Foundation
 import KilnCore
 import KilnKernels
 
-/// Add2, Sub2, Mul2, Div2 (broadcasting), AddScalar, MulScalar, PowScalar, RSubScalar, RDivScalar.
+/// Add2, Sub2, Mul2, Div2, Pow2, Maximum2, Minimum2 (broadcasting), AddScalar, MulScalar, PowScalar,
+/// RSubScalar, RDivScalar.
 public enum ArithmeticFunctions {
     public static let all: [any Function.Type] = [
-        Add2.self, Sub2.self, Mul2.self, Div2.self,
+        Add2.self, Sub2.self, Mul2.self, Div2.self, Pow2.self, Maximum2.self, Minimum2.self,
         AddScalar.self, MulScalar.self, PowScalar.self, RSubScalar.self, RDivScalar.self,
     ]
 }
@@ -20,6 +21,8 @@ protocol BroadcastBinary: Function {
     init(inplace: Bool)
     /// Whether backward reads the input values (Mul2 and Div2 do; Add2 and Sub2 do not).
     static var backwardReadsInputs: Bool { get }
+    /// Whether nnabla gives the function an `inplace` argument (Maximum2 and Minimum2 have none).
+    static var hasInplaceArgument: Bool { get }
     static func op(_ a: Float, _ b: Float) -> Float
     /// d(op)/da times dy.
     static func gradA(_ dy: Float, _ a: Float, _ b: Float) -> Float
@@ -51,8 +54,12 @@ extension BroadcastBinary {
     public var forwardInPlaceInput: Int? { 0 }
     public var isCheapToRecompute: Bool { true }
 
-    public init(arguments a: inout ArgReader) throws { self.init(inplace: try a.bool("inplace", default: false)) }
-    public var arguments: [(String, ArgValue)] { [("inplace", .bool(inplace))] }
+    static var hasInplaceArgument: Bool { true }
+
+    public init(arguments a: inout ArgReader) throws {
+        self.init(inplace: Self.hasInplaceArgument ? try a.bool("inplace", default: false) : false)
+    }
+    public var arguments: [(String, ArgValue)] { Self.hasInplaceArgument ? [("inplace", .bool(inplace))] : [] }
 
     public func outputTypes(_ inputs: [TensorType]) throws -> [TensorType] {
         try Check.count(inputs, 2, Self.typeName)
@@ -185,6 +192,41 @@ public struct Div2: BroadcastBinary {
     @inline(__always) static func op(_ a: Float, _ b: Float) -> Float { a / b }
     @inline(__always) static func gradA(_ dy: Float, _ a: Float, _ b: Float) -> Float { dy / b }
     @inline(__always) static func gradB(_ dy: Float, _ a: Float, _ b: Float) -> Float { dy * (-a / (b * b)) }
+}
+
+/// `y = x0 ^ x1` with broadcasting; `dx1 = dy * log(x0) * x0^x1`, as nnabla computes it.
+public struct Pow2: BroadcastBinary {
+    public static let typeName = "Pow2"
+    public var inplace: Bool
+    public init(inplace: Bool = false) { self.inplace = inplace }
+    static let backwardReadsInputs = true
+    @inline(__always) static func op(_ a: Float, _ b: Float) -> Float { Foundation.pow(a, b) }
+    @inline(__always) static func gradA(_ dy: Float, _ a: Float, _ b: Float) -> Float { dy * b * Foundation.pow(a, b - 1) }
+    @inline(__always) static func gradB(_ dy: Float, _ a: Float, _ b: Float) -> Float { dy * Foundation.log(a) * Foundation.pow(a, b) }
+}
+
+/// `y = max(x0, x1)` with broadcasting; on a tie the gradient goes to x1, as in nnabla.
+public struct Maximum2: BroadcastBinary {
+    public static let typeName = "Maximum2"
+    public var inplace: Bool
+    public init(inplace: Bool = false) { self.inplace = inplace }
+    static let backwardReadsInputs = true
+    static var hasInplaceArgument: Bool { false }
+    @inline(__always) static func op(_ a: Float, _ b: Float) -> Float { a > b ? a : b }
+    @inline(__always) static func gradA(_ dy: Float, _ a: Float, _ b: Float) -> Float { a > b ? dy : 0 }
+    @inline(__always) static func gradB(_ dy: Float, _ a: Float, _ b: Float) -> Float { a <= b ? dy : 0 }
+}
+
+/// `y = min(x0, x1)` with broadcasting; on a tie the gradient goes to x1, as in nnabla.
+public struct Minimum2: BroadcastBinary {
+    public static let typeName = "Minimum2"
+    public var inplace: Bool
+    public init(inplace: Bool = false) { self.inplace = inplace }
+    static let backwardReadsInputs = true
+    static var hasInplaceArgument: Bool { false }
+    @inline(__always) static func op(_ a: Float, _ b: Float) -> Float { a < b ? a : b }
+    @inline(__always) static func gradA(_ dy: Float, _ a: Float, _ b: Float) -> Float { a < b ? dy : 0 }
+    @inline(__always) static func gradB(_ dy: Float, _ a: Float, _ b: Float) -> Float { a >= b ? dy : 0 }
 }
 
 // MARK: - Scalar operations

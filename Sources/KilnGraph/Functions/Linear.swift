@@ -3,7 +3,7 @@ import KilnKernels
 
 /// Affine, Convolution, Deconvolution.
 public enum LinearFunctions {
-    public static let all: [any Function.Type] = [Affine.self, Convolution.self, Deconvolution.self]
+    public static let all: [any Function.Type] = [Affine.self, Convolution.self, Deconvolution.self, BatchMatmul.self]
 }
 
 // MARK: - Affine

@@ -1,9 +1,11 @@
 import KilnCore
 import KilnKernels
 
-/// BatchNormalization.
+/// BatchNormalization, LayerNormalization, InstanceNormalization (GroupNormalizations.swift), LRN.
 public enum NormalizationFunctions {
-    public static let all: [any Function.Type] = [BatchNormalization.self]
+    public static let all: [any Function.Type] = [
+        BatchNormalization.self, LayerNormalization.self, InstanceNormalization.self, LRN.self,
+    ]
 }
 
 /// nnabla's BatchNormalization over one channel axis (default 1).

@@ -1,13 +1,13 @@
 import KilnCore
 import KilnKernels
 
-/// Reshape, Transpose, Concatenate, Split, Slice.
+/// Reshape, Transpose, Concatenate, Split, Slice (and Pad, Gather, in their own files).
 ///
 /// They move elements without arithmetic, so they accept float32 and int32 tensors (labels can be reshaped
 /// or sliced); gradients are float32. None of their backward kernels reads a value: each is the reverse copy.
 public enum ShapeFunctions {
     public static let all: [any Function.Type] = [
-        Reshape.self, Transpose.self, Concatenate.self, Split.self, Slice.self,
+        Reshape.self, Transpose.self, Concatenate.self, Split.self, Slice.self, Pad.self, Gather.self,
     ]
 }
 

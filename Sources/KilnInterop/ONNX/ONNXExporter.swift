@@ -2,7 +2,7 @@ import Foundation
 import KilnCore
 import KilnGraph
 
-/// Writes a Kiln graph as an ONNX model (opset 13): each nnabla function becomes the ONNX nodes that compute
+/// Writes a Kiln graph as an ONNX model (opset 17): each nnabla function becomes the ONNX nodes that compute
 /// it in inference, parameters become initializers under their Kiln names (with their current values),
 /// inputs the graph's leaves that are not parameters.
 ///
@@ -10,7 +10,7 @@ import KilnGraph
 /// its running statistics, Dropout as identity). A function with no exact ONNX form (a loss, a fixed-point
 /// quantizer) is an error naming it; nothing is written.
 public enum ONNXExporter {
-    public static let opset = 13
+    public static let opset = 17
 
     public static func export(_ outputs: [Variable], producerVersion: String = "") throws -> ONNXModel {
         var e = ONNXGraphWriter()
@@ -88,7 +88,11 @@ struct ONNXGraphWriter {
         names[ObjectIdentifier(v)] = n
         if v.parent == nil {
             if v.isParameter && !v.isInput {
-                initializers.append(ONNXTensor(shape: v.shape, floats: v.d).proto(name: n))
+                // Integer leaves (Gather's indices) as int64, ONNX's index type.
+                let t = v.dtype == .int32
+                    ? ONNXTensor(shape: v.shape, ints: ((try? v.data.toInt32s()) ?? []).map { Int64($0) })
+                    : ONNXTensor(shape: v.shape, floats: v.d)
+                initializers.append(t.proto(name: n))
             } else {
                 inputs.append(v)
             }
@@ -175,8 +179,9 @@ struct ONNXGraphWriter {
         func fail(_ why: String) -> KilnError { .invalidGraphFile("ONNX export: function '\(n.name)' (\(type)): \(why)") }
         guard let out0 = outs.first ?? nil else { return }
         let nodeName = n.name.isEmpty ? fresh(type) : n.name
-        // BN's parameters are declared by the case below, in ONNX's [C] shape.
-        let x = type == "BatchNormalization" ? [name(n.inputs[0])] : n.inputs.map { name($0) }
+        // Normalisations' parameters are declared by their cases below, in ONNX's shapes.
+        let x = ["BatchNormalization", "LayerNormalization", "InstanceNormalization"].contains(type)
+            ? [name(n.inputs[0])] : n.inputs.map { name($0) }
         let y = outs.map { $0.map { name($0) } ?? fresh("unused") }
         for o in outs.compactMap({ $0 }) { written.insert(ObjectIdentifier(o)) }
         func intArg(_ k: String) -> Int? { if case .int(let v)? = args[k] { return v }; return nil }
@@ -298,6 +303,86 @@ struct ONNXGraphWriter {
             } else {
                 node("ReduceMean", x, y, name: nodeName, [Self.ints("axes", axes), Self.int("keepdims", keep ? 1 : 0)])
             }
+        case "Exp", "Log", "Abs", "Floor", "Ceil", "Erf", "HardSwish": node(type, x, y, name: nodeName)
+        case "SoftSign": node("Softsign", x, y, name: nodeName)
+        case "SoftPlus":
+            let beta = doubleArg("beta") ?? 1
+            guard beta == 1 else { throw fail("beta \(beta) has no ONNX Softplus form") }
+            node("Softplus", x, y, name: nodeName)
+        case "SELU":
+            node("Selu", x, y, name: nodeName, [Self.float("gamma", doubleArg("scale") ?? 1.05070098735548),
+                                                Self.float("alpha", doubleArg("alpha") ?? 1.673263242354377)])
+        case "HardSigmoid": node("HardSigmoid", x, y, name: nodeName, [Self.float("alpha", 0.2), Self.float("beta", 0.5)])
+        case "ReLU6": node("Clip", [x[0], scalar(0), scalar(6)], y, name: nodeName)
+        case "MaximumScalar": node("Max", [x[0], scalar(doubleArg("val") ?? 1)], y, name: nodeName)
+        case "MinimumScalar": node("Min", [x[0], scalar(doubleArg("val") ?? 1)], y, name: nodeName)
+        case "Pow2": node("Pow", x, y, name: nodeName)
+        case "Maximum2": node("Max", x, y, name: nodeName)
+        case "Minimum2": node("Min", x, y, name: nodeName)
+        case "PReLU":
+            // ONNX broadcasts the slope from the right: C values at nnabla's base axis become [C, 1, ...].
+            let xs = n.inputs[0].shape, ws = n.inputs[1].shape
+            var slope = x[1]
+            if ws.count == 1 && ws[0] > 1 {
+                let base = intArg("base_axis") ?? 1
+                slope = fresh("\(nodeName)/slope")
+                node("Reshape", [x[1], shapeConst([ws[0]] + [Int](repeating: 1, count: xs.count - base - 1))], [slope], name: "\(slope)_reshape")
+            }
+            node("PRelu", [x[0], slope], y, name: nodeName)
+        case "Max", "Min":
+            let r = n.inputs[0].shape.count
+            node(type == "Max" ? "ReduceMax" : "ReduceMin", x, y, name: nodeName,
+                 [Self.ints("axes", intsArg("axes") ?? Array(0..<r)), Self.int("keepdims", boolArg("keep_dims") ?? false ? 1 : 0)])
+        case "Pad":
+            let r = n.inputs[0].shape.count
+            let w = intsArg("pad_width") ?? []
+            let lead = r - w.count / 2
+            var begin = [Int](repeating: 0, count: r), end = begin
+            for k in 0..<(w.count / 2) { begin[lead + k] = w[2 * k]; end[lead + k] = w[2 * k + 1] }
+            var modeName = "constant"
+            if case .string(let m)? = args["mode"] { modeName = m == "repeat" ? "edge" : m }
+            var a = Onnx_AttributeProto()
+            a.name = "mode"
+            a.type = .string
+            a.s = Data(modeName.utf8)
+            node("Pad", [x[0], shapeConst(begin + end), scalar(doubleArg("constant_value") ?? 0)], y, name: nodeName, [a])
+        case "Gather": node("Gather", x, y, name: nodeName, [Self.int("axis", intArg("axis") ?? 0)])
+        case "BatchMatmul":
+            var ins = x
+            for (k, flag) in [(0, boolArg("transpose_a") ?? false), (1, boolArg("transpose_b") ?? false)] where flag {
+                let r = n.inputs[k].shape.count
+                let t = fresh("\(nodeName)/t\(k)")
+                node("Transpose", [x[k]], [t], name: "\(t)_transpose", [Self.ints("perm", Array(0..<(r - 2)) + [r - 1, r - 2])])
+                ins[k] = t
+            }
+            node("MatMul", ins, y, name: nodeName)
+        case "LayerNormalization", "InstanceNormalization":
+            let noScale = boolArg("no_scale") ?? false, noBias = boolArg("no_bias") ?? false
+            let xs = n.inputs[0].shape
+            let isLayer = type == "LayerNormalization"
+            let axis = isLayer ? (intsArg("batch_axis") ?? [0]).count : 1
+            let ps = isLayer ? Array(xs[axis...]) : [xs[1]]
+            var k = 1
+            func param(_ fill: Float) -> String {
+                let skip = fill == 0 ? noBias : noScale
+                if skip { return constant(ONNXTensor(shape: ps, floats: [Float](repeating: fill, count: ps.reduce(1, *))), "\(nodeName)/const") }
+                defer { k += 1 }
+                let r = reshapedInitializer(n.inputs[k], ps)
+                if !r.isEmpty { return r }
+                let flat = fresh("\(nodeName)/param")
+                node("Reshape", [name(n.inputs[k]), shapeConst(ps)], [flat], name: "\(flat)_reshape")
+                return flat
+            }
+            let beta = param(0), gamma = param(1)
+            let eps = Self.float("epsilon", doubleArg("eps") ?? 1e-5)
+            if isLayer {
+                node("LayerNormalization", [x[0], gamma, beta], [y[0]], name: nodeName, [Self.int("axis", axis), eps])
+            } else {
+                node("InstanceNormalization", [x[0], gamma, beta], [y[0]], name: nodeName, [eps])
+            }
+        case "LRN":
+            node("LRN", x, y, name: nodeName, [Self.int("size", intArg("size") ?? 1), Self.float("alpha", doubleArg("alpha") ?? 1e-4),
+                                               Self.float("beta", doubleArg("beta") ?? 0.75), Self.float("bias", doubleArg("bias") ?? 1)])
         case "FusedNormalization":
             throw fail("export the graph before fusion (its BatchNormalization, Add2 and ReLU)")
         default:

@@ -17,10 +17,15 @@ public enum ONNXImporter {
         /// Values of inputs that decide shapes (Reshape's shape, Slice's starts): they are folded into the
         /// graph and no longer fed at run time.
         public var constantInputs: [String: ONNXTensor] = [:]
+        /// Values a run will feed to float inputs: used only where an operator needs its argument known
+        /// (Clip's bounds, Pad's value given as inputs), which then no longer reads the input.
+        public var runValues: [String: ONNXTensor] = [:]
 
-        public init(inputShapes: [String: [Int]] = [:], constantInputs: [String: ONNXTensor] = [:]) {
+        public init(inputShapes: [String: [Int]] = [:], constantInputs: [String: ONNXTensor] = [:],
+                    runValues: [String: ONNXTensor] = [:]) {
             self.inputShapes = inputShapes
             self.constantInputs = constantInputs
+            self.runValues = runValues
         }
     }
 
@@ -38,6 +43,7 @@ public enum ONNXImporter {
 
     public static func importGraph(_ model: ONNXModel, options: Options = Options()) throws -> Result {
         var b = ONNXGraphBuilder(opset: model.opsetVersion)
+        b.runValues = options.runValues
         let graph = model.proto.graph
         // Initializers first: a graph input of the same name is then a default value, not a fed input.
         for t in graph.initializer {
@@ -137,6 +143,10 @@ struct ONNXGraphBuilder {
     /// Constants already turned into graph leaves, so each initializer is one parameter however often used.
     var leaves: [String: Variable] = [:]
     var names: Set<String> = []
+    /// Values given for fed inputs, for operators that need an argument known (`known`).
+    var runValues: [String: ONNXTensor] = [:]
+    /// Integer constants made float leaves (`floatVariable`), by ONNX name.
+    var floatLeaves: [String: Variable] = [:]
     var notes: [String] = []
     /// The node being imported ("node 'conv1' (Conv)"), for errors.
     var place = ""
@@ -173,6 +183,13 @@ struct ONNXGraphBuilder {
         return nil
     }
 
+    /// A constant, or the value a run feeds to an input: for arguments an operator needs known.
+    func known(_ name: String) throws -> ONNXTensor? {
+        if let t = try constant(name) { return t }
+        if case .variable(let v)? = values[name], v.isInput, let t = runValues[name] { return t }
+        return nil
+    }
+
     func shape(_ name: String) throws -> [Int] {
         switch try value(name) {
         case .constant(let t, _): return t.shape
@@ -194,6 +211,29 @@ struct ONNXGraphBuilder {
             return v
         case .unavailable: throw ONNXError.at(p ?? place, "reads '\(name)'")
         }
+    }
+
+    /// The value as a float32 graph variable, for operators that compute in float: integer constants
+    /// (ONNX int64 data given as input values or initializers) become float leaves, exact up to 2^24.
+    mutating func floatVariable(_ name: String) throws -> Variable {
+        if case .constant(let t, _)? = values[name], t.isInteger {
+            if let v = floatLeaves[name] { return v }
+            let f = try t.ints(place).map { v -> Float in
+                guard Swift.abs(v) <= 1 << 24 else { throw ONNXError.at(place, "'\(name)' holds \(v), which float32 does not hold exactly") }
+                return Float(v)
+            }
+            let taken = names.contains(name)
+            let n = taken ? freshName("float") : name
+            let v = try leaf(ONNXTensor(shape: t.shape, floats: f), name: n, trainable: false)
+            if !taken { try claim(name) }
+            floatLeaves[name] = v
+            return v
+        }
+        let v = try variable(name)
+        guard v.dtype == .float32 else {
+            throw ONNXError.at(place, "'\(name)' is a computed integer tensor; Kiln computes this operator in float32 only")
+        }
+        return v
     }
 
     /// A leaf holding `t`: float32, or int32 for integer values (which must fit).

@@ -12,13 +12,15 @@ extension ONNXGraphBuilder {
         "Conv", "ConvTranspose", "BatchNormalization", "Gemm", "MatMul",
         "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
         "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Split", "Slice",
-        "ReduceMean", "ReduceSum", "Cast",
+        "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "Cast",
+        "Exp", "Log", "Abs", "Floor", "Ceil", "Erf", "Softplus", "Softsign", "Selu", "HardSigmoid", "HardSwish",
+        "PRelu", "Clip", "Max", "Min", "Pad", "Gather", "LayerNormalization", "InstanceNormalization", "LRN",
     ]
 
     mutating func importOperator(_ op: String, _ inputs: [String], _ a: ONNXAttributes, outputCount: Int) throws -> [ONNXValue] {
         func x(_ k: Int = 0) throws -> Variable {
             guard let n = present(inputs, k) else { throw ONNXError.at(place, "input \(k) is missing") }
-            return try variable(n)
+            return try floatVariable(n)
         }
         func one(_ v: Variable) -> [ONNXValue] { [.variable(v)] }
         switch op {
@@ -41,7 +43,7 @@ extension ONNXGraphBuilder {
         case "Softmax", "LogSoftmax": return one(try softmax(op == "Softmax" ? "Softmax" : "LogSoftmax", try x(), a))
         case "Add", "Sub", "Mul", "Div": return one(try binary(op, inputs, a))
         case "Sum", "Mean":
-            let parts = try inputs.filter { !$0.isEmpty }.map { try variable($0) }
+            let parts = try inputs.filter { !$0.isEmpty }.map { try floatVariable($0) }
             guard var acc = parts.first else { throw ONNXError.at(place, "has no inputs") }
             for p in parts.dropFirst() {
                 let (l, r) = try broadcastPair(acc, p)
@@ -50,14 +52,74 @@ extension ONNXGraphBuilder {
             if op == "Mean" && parts.count > 1 { acc = try emit1("MulScalar", ["val": .double(1 / Double(parts.count))], [acc], suffix: "mean") }
             else if parts.count == 1 { acc = try emit1("Identity", [:], [acc]) }
             return one(acc)
+        case "Exp", "Log", "Abs", "Floor", "Ceil", "Erf", "HardSwish":
+            return one(try emit1(op, [:], [try x()]))
+        case "Softplus": return one(try emit1("SoftPlus", ["beta": .double(1)], [try x()]))
+        case "Softsign": return one(try emit1("SoftSign", [:], [try x()]))
+        case "Selu":
+            return one(try emit1("SELU", ["scale": .double(Double(try a.float("gamma", default: 1.05070102214813232421875))),
+                                          "alpha": .double(Double(try a.float("alpha", default: 1.67326319217681884765625)))], [try x()]))
+        case "HardSigmoid":
+            let alpha = try a.float("alpha", default: 0.2), beta = try a.float("beta", default: 0.5)
+            if alpha == 0.2 && beta == 0.5 { return one(try emit1("HardSigmoid", [:], [try x()])) }
+            // Other slopes: nnabla's HardSigmoid has none, so max(0, min(1, alpha x + beta)) as its parts.
+            var y = try emit1("MulScalar", ["val": .double(Double(alpha))], [try x()], suffix: "alpha")
+            y = try emit1("AddScalar", ["val": .double(Double(beta))], [y], suffix: "beta")
+            y = try emit1("MaximumScalar", ["val": .double(0)], [y], suffix: "low")
+            return one(try emit1("MinimumScalar", ["val": .double(1)], [y]))
+        case "PRelu": return one(try prelu(inputs))
+        case "Clip": return one(try clip(inputs, a))
+        case "Max", "Min":
+            let parts = try inputs.filter { !$0.isEmpty }.map { try floatVariable($0) }
+            guard var acc = parts.first else { throw ONNXError.at(place, "has no inputs") }
+            if parts.count == 1 { return one(try emit1("Identity", [:], [acc])) }
+            for p in parts.dropFirst() {
+                let (l, r) = try broadcastPair(acc, p)
+                acc = try emit1(op == "Max" ? "Maximum2" : "Minimum2", [:], [l, r], suffix: op == "Max" ? "max" : "min")
+            }
+            return one(acc)
+        case "Pad": return one(try pad(inputs, a))
+        case "Gather":
+            let v = try x()
+            guard let iname = present(inputs, 1) else { throw ONNXError.at(place, "needs indices") }
+            let axis = try normalizedAxis(try a.int("axis", default: 0), rank: v.shape.count)
+            return one(try emit1("Gather", ["axis": .int(axis)], [v, try variable(iname)]))
+        case "LayerNormalization":
+            let y = try layerNormalization(inputs, a)
+            guard outputCount > 1 else { return one(y) }
+            // The optional Mean and InvStdDev outputs, as graph functions over the normalised axes.
+            let v = try x()
+            let axis = try normalizedAxis(try a.int("axis", default: -1), rank: v.shape.count)
+            let axes: ArgValue = .ints(Array(axis..<v.shape.count))
+            let mean = try emit1("Mean", ["axes": axes, "keep_dims": .bool(true)], [v], suffix: "mean")
+            let (l, r) = try broadcastPair(v, mean)
+            let centred = try emit1("Sub2", [:], [l, r], suffix: "centred")
+            let square = try emit1("PowScalar", ["val": .double(2)], [centred], suffix: "square")
+            let variance = try emit1("Mean", ["axes": axes, "keep_dims": .bool(true)], [square], suffix: "variance")
+            let shifted = try emit1("AddScalar", ["val": .double(Double(try a.float("epsilon", default: 1e-5)))], [variance], suffix: "eps")
+            let inv = try emit1("PowScalar", ["val": .double(-0.5)], [shifted], suffix: "invstddev")
+            return [.variable(y), .variable(mean), .variable(inv)]
+        case "InstanceNormalization":
+            let v = try x()
+            guard v.shape.count >= 3 else { throw ONNXError.at(place, "needs an input with spatial axes, got \(v.shape)") }
+            let ps = [1, v.shape[1]] + [Int](repeating: 1, count: v.shape.count - 2)
+            let gamma = try parameter(inputs, 1, ps), beta = try parameter(inputs, 2, ps)
+            return one(try emit1("InstanceNormalization", ["eps": .double(Double(try a.float("epsilon", default: 1e-5)))], [v, beta, gamma]))
+        case "LRN":
+            guard let size = try a.int("size") else { throw ONNXError.at(place, "has no size") }
+            return one(try emit1("LRN", ["size": .int(size), "alpha": .double(Double(try a.float("alpha", default: 1e-4))),
+                                         "beta": .double(Double(try a.float("beta", default: 0.75))),
+                                         "bias": .double(Double(try a.float("bias", default: 1)))], [try x()]))
         case "Neg": return one(try emit1("MulScalar", ["val": .double(-1)], [try x()]))
         case "Reciprocal": return one(try emit1("RDivScalar", ["val": .double(1)], [try x()]))
         case "Sqrt": return one(try emit1("PowScalar", ["val": .double(0.5)], [try x()]))
         case "Pow":
-            guard let e = present(inputs, 1), let t = try constant(e), t.count == 1 else {
-                throw ONNXError.at(place, "only a constant scalar exponent is supported")
+            guard let e = present(inputs, 1) else { throw ONNXError.at(place, "needs an exponent") }
+            if let t = try constant(e), t.count == 1, try x().shape.count >= t.shape.count {
+                return one(try emit1("PowScalar", ["val": .double(Double(t.floats[0]))], [try x()]))
             }
-            return one(try emit1("PowScalar", ["val": .double(Double(t.floats[0]))], [try x()]))
+            let (l, r) = try broadcastPair(try x(), try floatVariable(e))
+            return one(try emit1("Pow2", [:], [l, r]))
         case "Conv": return one(try convolution(inputs, a))
         case "ConvTranspose": return one(try deconvolution(inputs, a))
         case "BatchNormalization": return one(try batchNormalization(inputs, a, outputCount: outputCount))
@@ -96,7 +158,7 @@ extension ONNXGraphBuilder {
             let v = try x()
             return one(try emit1("Transpose", ["axes": .ints(try transposePerm(v.shape.count, a))], [v]))
         case "Concat":
-            let parts = try inputs.filter { !$0.isEmpty }.map { try variable($0) }
+            let parts = try inputs.filter { !$0.isEmpty }.map { try floatVariable($0) }
             guard let r = parts.first?.shape.count else { throw ONNXError.at(place, "has no inputs") }
             let axis = try normalizedAxis(try a.int("axis") ?? (opset < 4 ? 1 : 0), rank: r)
             if parts.count == 1 { return one(try emit1("Identity", [:], parts)) }
@@ -107,7 +169,7 @@ extension ONNXGraphBuilder {
             let known = try inputs.map { $0.isEmpty ? nil : try constant($0) }
             let (start, stop, step) = try sliceArguments(v.shape, inputs, known, a)
             return one(try emit1("Slice", ["start": .ints(start), "stop": .ints(stop), "step": .ints(step)], [v]))
-        case "ReduceMean", "ReduceSum":
+        case "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin":
             let v = try x()
             let known = try inputs.map { $0.isEmpty ? nil : try constant($0) }
             // ReduceSum takes its axes as an input from opset 13, the others from 18.
@@ -121,7 +183,8 @@ extension ONNXGraphBuilder {
             }
             let ax = try (axes ?? []).map { try normalizedAxis($0, rank: v.shape.count) }.sorted()
             let keep = try a.int("keepdims", default: 1) != 0
-            return one(try emit1(op == "ReduceMean" ? "Mean" : "Sum", ["axes": .ints(ax), "keep_dims": .bool(keep)], [v]))
+            let type = ["ReduceMean": "Mean", "ReduceSum": "Sum", "ReduceMax": "Max", "ReduceMin": "Min"][op] ?? op
+            return one(try emit1(type, ["axes": .ints(ax), "keep_dims": .bool(keep)], [v]))
         default:
             throw ONNXError.at(place, "operator \(op) is not supported")
         }
@@ -143,7 +206,7 @@ extension ONNXGraphBuilder {
         guard let ln = present(inputs, 0), let rn = present(inputs, 1) else { throw ONNXError.at(place, "needs two inputs") }
         // A constant single element on one side is a scalar function, as nnabla writes it.
         if let c = try constant(rn), c.count == 1, case .variable = try value(ln) {
-            let v = Double(c.floats[0]), x = try variable(ln)
+            let v = Double(c.floats[0]), x = try floatVariable(ln)
             let outRank = max(x.shape.count, c.shape.count)
             var y: Variable
             switch op {
@@ -151,14 +214,14 @@ extension ONNXGraphBuilder {
             case "Sub": y = try emit1("AddScalar", ["val": .double(-v)], [x])
             case "Mul": y = try emit1("MulScalar", ["val": .double(v)], [x])
             default:
-                let (l, r) = try broadcastPair(x, try variable(rn))
+                let (l, r) = try broadcastPair(x, try floatVariable(rn))
                 y = try emit1("Div2", [:], [l, r])
             }
             if y.shape.count < outRank { y = try reshape(y, [Int](repeating: 1, count: outRank - y.shape.count) + y.shape) }
             return y
         }
         if let c = try constant(ln), c.count == 1, case .variable = try value(rn), op == "Add" || op == "Mul" || op == "Sub" || op == "Div" {
-            let v = Double(c.floats[0]), x = try variable(rn)
+            let v = Double(c.floats[0]), x = try floatVariable(rn)
             switch op {
             case "Add": return try emit1("AddScalar", ["val": .double(v)], [x])
             case "Mul": return try emit1("MulScalar", ["val": .double(v)], [x])
@@ -166,7 +229,7 @@ extension ONNXGraphBuilder {
             default: return try emit1("RDivScalar", ["val": .double(v)], [x])
             }
         }
-        var l = try variable(ln), r = try variable(rn)
+        var l = try floatVariable(ln), r = try floatVariable(rn)
         // Before opset 7, B broadcasts only with `broadcast`, aligned at `axis` (by default its trailing dims).
         if opset < 7, try a.int("broadcast", default: 0) != 0, r.shape.count < l.shape.count {
             let axis = try a.int("axis") ?? (l.shape.count - r.shape.count)
@@ -231,7 +294,7 @@ extension ONNXGraphBuilder {
 
     mutating func convolution(_ inputs: [String], _ a: ONNXAttributes) throws -> Variable {
         guard let xn = present(inputs, 0), let wn = present(inputs, 1) else { throw ONNXError.at(place, "needs X and W") }
-        let x = try variable(xn), w = try variable(wn)
+        let x = try floatVariable(xn), w = try floatVariable(wn)
         let n = w.shape.count - 2
         guard n >= 1, x.shape.count == n + 2 else { throw ONNXError.at(place, "X \(x.shape) and W \(w.shape) do not match") }
         let kernel = try a.ints("kernel_shape") ?? Array(w.shape[2...])
@@ -242,16 +305,22 @@ extension ONNXGraphBuilder {
             throw ONNXError.at(place, "strides \(stride) and dilations \(dilation) must be \(n) positive numbers")
         }
         let eff = (0..<n).map { (kernel[$0] - 1) * dilation[$0] + 1 }
-        let pad = try symmetric(try padding(a, size: Array(x.shape[2...]), k: eff, s: stride))
-        var ins = [x, w]
-        if let bn = present(inputs, 2) { ins.append(try variable(bn)) }
+        let p = try padding(a, size: Array(x.shape[2...]), k: eff, s: stride)
+        var input = x, pad = p.begin
+        if p.begin != p.end {
+            // Uneven padding (SAME with an odd total): zeros added by a Pad, the convolution pads nothing.
+            input = try padded(x, begin: [0, 0] + p.begin, end: [0, 0] + p.end, suffix: "pad")
+            pad = [Int](repeating: 0, count: n)
+        }
+        var ins = [input, w]
+        if let bn = present(inputs, 2) { ins.append(try floatVariable(bn)) }
         return try emit1("Convolution", ["base_axis": .int(1), "pad": .ints(pad), "stride": .ints(stride),
                                          "dilation": .ints(dilation), "group": .int(try a.int("group", default: 1))], ins)
     }
 
     mutating func deconvolution(_ inputs: [String], _ a: ONNXAttributes) throws -> Variable {
         guard let xn = present(inputs, 0), let wn = present(inputs, 1) else { throw ONNXError.at(place, "needs X and W") }
-        let x = try variable(xn), w = try variable(wn)
+        let x = try floatVariable(xn), w = try floatVariable(wn)
         let n = w.shape.count - 2
         guard n >= 1, x.shape.count == n + 2 else { throw ONNXError.at(place, "X \(x.shape) and W \(w.shape) do not match") }
         let stride = try a.ints("strides") ?? [Int](repeating: 1, count: n)
@@ -297,7 +366,7 @@ extension ONNXGraphBuilder {
         let keep = (0..<n).map { outPad[$0] + begin[$0] - end[$0] }
         let extra = keep.map { max($0, 0) }
         var ins = [x, w]
-        if let bn = present(inputs, 2) { ins.append(try variable(bn)) }
+        if let bn = present(inputs, 2) { ins.append(try floatVariable(bn)) }
         let y = try emit1("Deconvolution", ["base_axis": .int(1), "pad": .ints(pad), "stride": .ints(stride),
                                             "dilation": .ints(dilation), "group": .int(try a.int("group", default: 1)),
                                             "output_padding": .ints(extra)], ins, suffix: keep.allSatisfy { $0 >= 0 } ? nil : "uncropped")
@@ -332,17 +401,42 @@ extension ONNXGraphBuilder {
         let p = try padding(a, size: size, k: kernel, s: stride)
         let ceil = try a.int("ceil_mode", default: 0) != 0
         let want = (0..<n).map { Self.poolOutputSize(size[$0], k: kernel[$0], s: stride[$0], begin: p.begin[$0], end: p.end[$0], ceil: ceil) }
-        let pad = try symmetric(p)
+        var input = x, pad = p.begin
+        let includePad = try a.int("count_include_pad", default: 0) != 0
+        if p.begin != p.end && op == "AveragePool" && !includePad {
+            // Padding must not count here: pool with the larger side on both ends, then keep the windows that
+            // start where ONNX's do (possible when the two sides differ by a multiple of the stride).
+            let big = (0..<n).map { max(p.begin[$0], p.end[$0]) }
+            let offset = (0..<n).map { (big[$0] - p.begin[$0]) / stride[$0] }
+            guard (0..<n).allSatisfy({ (big[$0] - p.begin[$0]) % stride[$0] == 0 }) else {
+                throw ONNXError.at(place, "uneven padding (begin \(p.begin), end \(p.end)) with these strides is not supported")
+            }
+            let args: [String: ArgValue] = ["kernel": .ints(kernel), "stride": .ints(stride), "pad": .ints(big),
+                                            "including_pad": .bool(false), "ignore_border": .bool(true)]
+            let wide = try emit1("AveragePooling", args, [x], suffix: "wide")
+            guard (0..<n).allSatisfy({ offset[$0] + want[$0] <= wide.shape[$0 + 2] }) else {
+                throw ONNXError.at(place, "uneven padding (begin \(p.begin), end \(p.end)) is not supported for these shapes")
+            }
+            return try emit1("Slice", ["start": .ints([0, 0] + offset), "stop": .ints(Array(wide.shape[..<2]) + (0..<n).map { offset[$0] + want[$0] }),
+                                       "step": .ints([Int](repeating: 1, count: n + 2))], [wide])
+        }
+        if p.begin != p.end {
+            // Uneven padding: a Pad adds it (the lowest float for MaxPool, zeros counted by AveragePool with
+            // count_include_pad), the pooling pads nothing.
+            input = try padded(x, begin: [0, 0] + p.begin, end: [0, 0] + p.end,
+                               value: op == "MaxPool" ? -Float.greatestFiniteMagnitude : 0, suffix: "pad")
+            pad = [Int](repeating: 0, count: n)
+        }
         var args: [String: ArgValue] = ["kernel": .ints(kernel), "stride": .ints(stride), "pad": .ints(pad)]
-        if op == "AveragePool" { args["including_pad"] = .bool(try a.int("count_include_pad", default: 0) != 0) }
+        if op == "AveragePool" { args["including_pad"] = .bool(includePad) }
         let type = op == "MaxPool" ? "MaxPooling" : "AveragePooling"
         // nnabla's ignore_border=True is ONNX's floor; its False is a ceiling that agrees with ceil_mode on
         // most shapes. Whichever matches ONNX's output size is used; none matching is an error.
         for ignoreBorder in ceil ? [false, true] : [true] {
             args["ignore_border"] = .bool(ignoreBorder)
             let f = try FunctionRegistry.make(type: type, arguments: args)
-            if let t = try? f.outputTypes([x.type]).first, Array(t.shape[2...]) == want {
-                return try emit1(type, args, [x])
+            if let t = try? f.outputTypes([input.type]).first, Array(t.shape[2...]) == want {
+                return try emit1(type, args, [input])
             }
         }
         throw ONNXError.at(place, "ceil_mode with these shapes (output \(want)) is not supported")
@@ -355,7 +449,7 @@ extension ONNXGraphBuilder {
         if opset < 9, try a.int("spatial", default: 1) == 0 { throw ONNXError.at(place, "spatial=0 is not supported") }
         if try a.int("training_mode", default: 0) != 0 { throw ONNXError.at(place, "training_mode=1 is not supported (inference only)") }
         if outputCount > 1 { notes.append("\(place): only Y is computed (inference)") }
-        let x = try variable(xn)
+        let x = try floatVariable(xn)
         guard x.shape.count >= 2 else { throw ONNXError.at(place, "X \(x.shape) has no channel axis") }
         let c = x.shape[1]
         // nnabla keeps BN's parameters as [1, C, 1, ...] and takes them as beta, gamma, mean, variance.
@@ -364,7 +458,7 @@ extension ONNXGraphBuilder {
         for k in [2, 1, 3, 4] {
             guard let n = present(inputs, k) else { throw ONNXError.at(place, "input \(k) is missing") }
             guard try shape(n).reduce(1, *) == c else { throw ONNXError.at(place, "input '\(n)' must hold \(c) values") }
-            let v = try variable(n)
+            let v = try floatVariable(n)
             params.append(v.parent == nil && v.shape != statShape && !v.isInput ? try reshapedLeaf(v, statShape) : try reshape(v, statShape))
         }
         return try emit1("BatchNormalization", ["axes": .ints([1]), "eps": .double(Double(try a.float("epsilon", default: 1e-5))),
@@ -386,21 +480,21 @@ extension ONNXGraphBuilder {
         guard let an = present(inputs, 0), let bn = present(inputs, 1) else { throw ONNXError.at(place, "needs A and B") }
         let alpha = try a.float("alpha", default: 1), beta = try a.float("beta", default: 1)
         let transA = try a.int("transA", default: 0) != 0, transB = try a.int("transB", default: 0) != 0
-        var x = try variable(an)
+        var x = try floatVariable(an)
         guard x.shape.count == 2, try shape(bn).count == 2 else { throw ONNXError.at(place, "A and B must be matrices") }
         if transA { x = try emit1("Transpose", ["axes": .ints([1, 0])], [x], suffix: "transA") }
         let w = try weightMatrix(bn, transposed: transB)
         let nOut = w.shape[1]
         // The common case, alpha = beta = 1 and a bias of N values, is one Affine with bias.
         if alpha == 1, beta == 1, let cn = present(inputs, 2), try shape(cn).reduce(1, *) == nOut, try shape(cn).last == nOut {
-            var bias = try variable(cn)
+            var bias = try floatVariable(cn)
             if bias.shape != [nOut] { bias = bias.parent == nil && !bias.isInput ? try reshapedLeaf(bias, [nOut]) : try reshape(bias, [nOut]) }
             return try emit1("Affine", ["base_axis": .int(1)], [x, w, bias])
         }
         var y = try emit1("Affine", ["base_axis": .int(1)], [x, w], suffix: present(inputs, 2) == nil && alpha == 1 ? nil : "product")
         if alpha != 1 { y = try emit1("MulScalar", ["val": .double(Double(alpha))], [y], suffix: "alpha") }
         if let cn = present(inputs, 2) {
-            var c = try variable(cn)
+            var c = try floatVariable(cn)
             if beta != 1 { c = try emit1("MulScalar", ["val": .double(Double(beta))], [c], suffix: "beta") }
             let (l, r) = try broadcastPair(y, c)
             y = try emit1("Add2", [:], [l, r])
@@ -411,7 +505,7 @@ extension ONNXGraphBuilder {
     /// B of a matrix product as nnabla's Affine weight [K, N]. A transposed initializer is stored transposed
     /// (a parameter, so training sees one weight); a computed one gets a Transpose function.
     mutating func weightMatrix(_ name: String, transposed: Bool) throws -> Variable {
-        guard transposed else { return try variable(name) }
+        guard transposed else { return try floatVariable(name) }
         if case .constant(let t, let isInitializer) = try value(name), leaves[name] == nil {
             let s = t.shape
             let moved = t.gathered(transposedPositions(s, [1, 0]), shape: [s[1], s[0]])
@@ -421,18 +515,164 @@ extension ONNXGraphBuilder {
             notes.append("'\(name)' is stored transposed, [\(s[1]), \(s[0])], as nnabla's Affine weight")
             return v
         }
-        return try emit1("Transpose", ["axes": .ints([1, 0])], [try variable(name)], suffix: "transB")
+        return try emit1("Transpose", ["axes": .ints([1, 0])], [try floatVariable(name)], suffix: "transB")
     }
 
     mutating func matmul(_ inputs: [String]) throws -> Variable {
         guard let an = present(inputs, 0), let bn = present(inputs, 1) else { throw ONNXError.at(place, "needs A and B") }
-        let x = try variable(an)
+        let x = try floatVariable(an)
         let bs = try shape(bn)
-        // A product with a matrix is nnabla's Affine over the last axis.
-        guard bs.count == 2, x.shape.count >= 2 else {
-            throw ONNXError.at(place, "only a product with a 2-D B is supported (A \(x.shape), B \(bs))")
+        // A product with a matrix is nnabla's Affine over the last axis; batches of products BatchMatmul.
+        if bs.count == 2, x.shape.count >= 2 {
+            return try emit1("Affine", ["base_axis": .int(x.shape.count - 1)], [x, try floatVariable(bn)])
         }
-        return try emit1("Affine", ["base_axis": .int(x.shape.count - 1)], [x, try variable(bn)])
+        let b = try floatVariable(bn)
+        guard x.shape.count >= 3, b.shape.count == x.shape.count, x.shape.dropLast(2) == b.shape.dropLast(2) else {
+            throw ONNXError.at(place, "only products with a 2-D B or with equal batch dimensions are supported (A \(x.shape), B \(bs))")
+        }
+        return try emit1("BatchMatmul", [:], [x, b])
+    }
+
+    mutating func prelu(_ inputs: [String]) throws -> Variable {
+        guard let xn = present(inputs, 0), let sn = present(inputs, 1) else { throw ONNXError.at(place, "needs X and slope") }
+        let x = try floatVariable(xn)
+        let s = try shape(sn)
+        let slope = try floatVariable(sn)
+        if s.reduce(1, *) == 1 { return try emit1("PReLU", ["base_axis": .int(min(1, max(x.shape.count - 1, 0)))], [x, try reshape(slope, [])]) }
+        // Before opset 7 a 1-D slope of C values is per channel (axis 1), as PyTorch exported it.
+        if opset < 7, s.count == 1, x.shape.count >= 2, s[0] == x.shape[1] {
+            return try emit1("PReLU", ["base_axis": .int(1)], [x, slope])
+        }
+        // The slope broadcasts against X from the right: it must vary along one axis only, nnabla's channel.
+        guard s.count <= x.shape.count else { throw ONNXError.at(place, "slope \(s) has more dimensions than X \(x.shape)") }
+        let offset = x.shape.count - s.count
+        let varying = s.indices.filter { s[$0] != 1 }
+        guard varying.count == 1, let k = varying.first, s[k] == x.shape[offset + k] else {
+            // A slope over several axes: relu(x) + slope * min(x, 0), which is PReLU exactly.
+            let positive = try emit1("ReLU", [:], [x], suffix: "positive")
+            let negative = try emit1("MinimumScalar", ["val": .double(0)], [x], suffix: "negative")
+            let (l, r) = try broadcastPair(negative, slope)
+            let scaled = try emit1("Mul2", [:], [l, r], suffix: "scaled")
+            let (p, q) = try broadcastPair(positive, scaled)
+            return try emit1("Add2", [:], [p, q])
+        }
+        let c = s[k]
+        let w = slope.parent == nil && !slope.isInput && slope.shape != [c] ? try reshapedLeaf(slope, [c]) : try reshape(slope, [c])
+        return try emit1("PReLU", ["base_axis": .int(offset + k)], [x, w])
+    }
+
+    /// Input `k` as a parameter of shape `s` (a leaf stored so, a computed value reshaped).
+    mutating func parameter(_ inputs: [String], _ k: Int, _ s: [Int]) throws -> Variable {
+        guard let n = present(inputs, k) else { throw ONNXError.at(place, "input \(k) is missing") }
+        guard try shape(n).reduce(1, *) == s.reduce(1, *) else {
+            throw ONNXError.at(place, "input '\(n)' has shape \(try shape(n)), \(s.reduce(1, *)) values are needed")
+        }
+        let v = try floatVariable(n)
+        if v.shape == s { return v }
+        return v.parent == nil && !v.isInput ? try reshapedLeaf(v, s) : try reshape(v, s)
+    }
+
+    /// ONNX normalises over the axes from `axis` on: nnabla's LayerNormalization with the axes before as its
+    /// batch axes, Scale and B expanded to x's trailing shape.
+    mutating func layerNormalization(_ inputs: [String], _ a: ONNXAttributes) throws -> Variable {
+        guard let xn = present(inputs, 0) else { throw ONNXError.at(place, "needs X") }
+        let x = try floatVariable(xn)
+        let r = x.shape.count
+        let axis = try normalizedAxis(try a.int("axis", default: -1), rank: r)
+        let ps = [Int](repeating: 1, count: axis) + Array(x.shape[axis...])
+        func expanded(_ k: Int) throws -> Variable? {
+            guard let n = present(inputs, k) else { return nil }
+            let s = try shape(n)
+            if s.reduce(1, *) == ps.reduce(1, *) { return try parameter(inputs, k, ps) }
+            // A smaller Scale or B broadcasts: multiply a ones tensor of the full shape by it.
+            let v = try floatVariable(n)
+            let ones = try leaf(ONNXTensor(shape: ps, floats: [Float](repeating: 1, count: ps.reduce(1, *))), name: freshName("ones"), trainable: false)
+            let (l, rr) = try broadcastPair(ones, v)
+            return try emit1("Mul2", [:], [l, rr], suffix: "expand")
+        }
+        guard let gamma = try expanded(1) else { throw ONNXError.at(place, "needs Scale") }
+        let beta = try expanded(2)
+        var args: [String: ArgValue] = ["batch_axis": .ints(Array(0..<axis)), "eps": .double(Double(try a.float("epsilon", default: 1e-5)))]
+        if beta == nil { args["no_bias"] = .bool(true) }
+        return try emit1("LayerNormalization", args, [x] + (beta.map { [$0] } ?? []) + [gamma])
+    }
+
+    /// Clip as nnabla's clip_by_value writes it: MaximumScalar(min) then MinimumScalar(max); [0, 6] is ReLU6.
+    mutating func clip(_ inputs: [String], _ a: ONNXAttributes) throws -> Variable {
+        guard let xn = present(inputs, 0) else { throw ONNXError.at(place, "needs an input") }
+        var lo: Float?, hi: Float?
+        if opset < 11 {
+            lo = try a.float("min")
+            hi = try a.float("max")
+        } else {
+            func bound(_ k: Int) throws -> Float? {
+                guard let n = present(inputs, k) else { return nil }
+                guard let t = try known(n), t.count == 1 else {
+                    throw ONNXError.at(place, "its bounds are computed by the graph: Kiln needs them known when the model is imported")
+                }
+                return t.floats[0]
+            }
+            lo = try bound(1)
+            hi = try bound(2)
+        }
+        let x = try floatVariable(xn)
+        if lo == 0 && hi == 6 { return try emit1("ReLU6", [:], [x]) }
+        let useLow = lo.map { $0 > -Float.greatestFiniteMagnitude } ?? false
+        let useHigh = hi.map { $0 < Float.greatestFiniteMagnitude } ?? false
+        var y = x
+        if useLow, let lo { y = try emit1("MaximumScalar", ["val": .double(Double(lo))], [y], suffix: useHigh ? "min" : nil) }
+        if useHigh, let hi { y = try emit1("MinimumScalar", ["val": .double(Double(hi))], [y]) }
+        return useLow || useHigh ? y : try emit1("Identity", [:], [x])
+    }
+
+    mutating func pad(_ inputs: [String], _ a: ONNXAttributes) throws -> Variable {
+        guard let xn = present(inputs, 0) else { throw ONNXError.at(place, "needs an input") }
+        let x = try floatVariable(xn)
+        let r = x.shape.count
+        var pads: [Int]
+        var value: Float = 0
+        if opset < 11 {
+            guard let p = try a.ints("pads") ?? a.ints("paddings") else { throw ONNXError.at(place, "has no pads") }
+            pads = p
+            value = try a.float("value", default: 0)
+        } else {
+            guard let pn = present(inputs, 1), let t = try known(pn) else {
+                throw ONNXError.at(place, "its pads are computed by the graph: Kiln needs them known when the model is imported")
+            }
+            pads = try t.indices("\(place) pads")
+            if let cn = present(inputs, 2) {
+                guard let c = try known(cn), c.count == 1 else { throw ONNXError.at(place, "constant_value must be a known scalar") }
+                value = c.floats[0]
+            }
+            if let an = present(inputs, 3) {
+                guard let t = try constant(an) else { throw ONNXError.at(place, "its axes must be known when the model is imported") }
+                let axes = try t.indices("\(place) axes").map { try normalizedAxis($0, rank: r) }
+                guard pads.count == 2 * axes.count else { throw ONNXError.at(place, "pads \(pads) must have two entries per axis \(axes)") }
+                var full = [Int](repeating: 0, count: 2 * r)
+                for (k, d) in axes.enumerated() {
+                    full[d] = pads[k]
+                    full[r + d] = pads[axes.count + k]
+                }
+                pads = full
+            }
+        }
+        guard pads.count == 2 * r else { throw ONNXError.at(place, "pads \(pads) must have \(2 * r) entries for X \(x.shape)") }
+        guard pads.allSatisfy({ $0 >= 0 }) else { throw ONNXError.at(place, "negative pads (cropping) \(pads) are not supported") }
+        let modeName = try a.string("mode") ?? "constant"
+        let mode: String
+        switch modeName {
+        case "constant": mode = "constant"
+        case "reflect": mode = "reflect"
+        case "edge": mode = "repeat"
+        default: throw ONNXError.at(place, "mode '\(modeName)' is not supported (constant, reflect, edge)")
+        }
+        return try padded(x, begin: Array(pads[..<r]), end: Array(pads[r...]), mode: mode, value: value)
+    }
+
+    /// `x` padded per axis (nnabla's Pad, pairs over every axis).
+    mutating func padded(_ x: Variable, begin: [Int], end: [Int], mode: String = "constant", value: Float = 0, suffix: String? = nil) throws -> Variable {
+        let width = zip(begin, end).flatMap { [$0, $1] }
+        return try emit1("Pad", ["pad_width": .ints(width), "mode": .string(mode), "constant_value": .double(Double(value))], [x], suffix: suffix)
     }
 
     // MARK: - Shapes

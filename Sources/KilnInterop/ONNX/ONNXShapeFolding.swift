@@ -46,12 +46,12 @@ extension ONNXGraphBuilder {
             }
         default: break
         }
-        // The rest fold only when every present input is known.
+        // The rest fold only when every present input is known (Range also from the values a run feeds: its
+        // output's length depends on them).
         var known: [ONNXTensor?] = []
-        for (k, name) in inputs.enumerated() {
+        for name in inputs {
             if name.isEmpty { known.append(nil); continue }
-            guard let t = try constant(name) else { return nil }
-            _ = k
+            guard let t = op == "Range" ? try self.known(name) : try constant(name) else { return nil }
             known.append(t)
         }
         guard let x = known.first ?? nil else { return nil }

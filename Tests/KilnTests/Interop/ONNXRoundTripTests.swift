@@ -40,6 +40,64 @@ import Testing
         }
     }
 
+    /// One chain through every function the exporter writes besides the zoo's: exported, imported, run, the
+    /// same values.
+    static func kitchenSink() throws -> (x: Variable, outputs: [Variable]) {
+        let x = try Variable(shape: [2, 3, 4, 5], name: "x")
+        var rng = SplitMix64(seed: 5)
+        func param(_ name: String, _ shape: [Int], _ range: ClosedRange<Float> = -1...1) throws -> Variable {
+            let v = try Variable(shape: shape, needGrad: true, name: name)
+            try v.setData((0..<v.size).map { _ in Float.random(in: range, using: &rng) })
+            v.isParameter = true
+            return v
+        }
+        func f(_ type: String, _ args: [String: ArgValue] = [:], _ inputs: [Variable]) throws -> Variable {
+            try apply(FunctionRegistry.make(type: type, arguments: args), inputs)[0]
+        }
+        var h = try f("Pad", ["pad_width": .ints([1, 1, 0, 2]), "mode": .string("reflect")], [x])        // 2x3x6x7
+        h = try f("PReLU", ["base_axis": .int(1)], [h, try param("slope", [3])])
+        h = try f("LayerNormalization", ["batch_axis": .ints([0, 1])], [h, try param("ln/beta", [1, 1, 6, 7]), try param("ln/gamma", [1, 1, 6, 7])])
+        h = try f("InstanceNormalization", ["eps": .double(1e-3)], [h, try param("in/beta", [1, 3, 1, 1]), try param("in/gamma", [1, 3, 1, 1])])
+        h = try f("LRN", ["size": .int(3)], [h])
+        let a = try f("SELU", [:], [try f("Exp", [:], [try f("MinimumScalar", ["val": .double(0.5)], [h])])])
+        let b = try f("SoftPlus", [:], [try f("HardSwish", [:], [try f("Erf", [:], [h])])])
+        h = try f("Maximum2", [:], [a, try f("Pow2", [:], [try f("Abs", [:], [b]), try f("HardSigmoid", [:], [h])])])
+        h = try f("Log", [:], [try f("AddScalar", ["val": .double(1)], [try f("SoftSign", [:], [try f("ReLU6", [:], [h])])])])
+        h = try f("Minimum2", [:], [h, try f("MaximumScalar", ["val": .double(-0.25)], [try f("Floor", [:], [h])])])
+        let m = try f("Max", ["axes": .ints([3]), "keep_dims": .bool(true)], [h])
+        let idx = try Variable(shape: [2], dtype: .int32, name: "idx")
+        try idx.setData([5, 0])
+        idx.isParameter = true
+        let g = try f("Gather", ["axis": .int(2)], [h, idx])                                                 // 2x3x2x7
+        let mm = try f("BatchMatmul", ["transpose_b": .bool(true)], [try f("Reshape", ["shape": .ints([6, 2, 7])], [g]),
+                                                                     try f("Reshape", ["shape": .ints([6, 2, 7])], [g])])
+        return (x, [try f("Min", ["axes": .ints([1])], [mm]), m])
+    }
+
+    @Test func everyExportedFunctionSurvivesExportAndImport() throws {
+        try Parameters.isolated {
+            let (x, outputs) = try Self.kitchenSink()
+            var rng = SplitMix64(seed: 6)
+            let data = (0..<x.size).map { _ in Float.random(in: -2...2, using: &rng) }
+            try x.setData(data)
+            try Compiler.compile(outputs, .inference, options: CompileOptions()).run()
+            let want = outputs.map { $0.d }
+            let model = try ONNXModel(bytes: ONNXExporter.export(outputs).serializedBytes())
+            let ops = Set(model.operatorCounts.map { $0.op })
+            for op in ["Pad", "PRelu", "LayerNormalization", "InstanceNormalization", "LRN", "Selu", "Softplus", "HardSwish", "Pow",
+                       "Max", "Min", "Clip", "Softsign", "Floor", "ReduceMax", "ReduceMin", "Gather", "MatMul", "Transpose"] {
+                #expect(ops.contains(op), "the export has no \(op)")
+            }
+            let imported = try ONNXImporter.importGraph(model)
+            try #require(imported.graph.variables["x"]).setData(data)
+            try Compiler.compile(imported.graph.outputs, .inference, options: CompileOptions()).run()
+            for (o, w) in zip(imported.graph.outputs, want) {
+                let worst = zip(o.d, w).map { Swift.abs($0 - $1) }.max() ?? 0
+                #expect(worst <= 1e-5, "\(o.name): largest difference \(worst)")
+            }
+        }
+    }
+
     @Test func lossesAreRefusedNamingTheFunction() throws {
         try Parameters.isolated {
             let m = try Zoo.mlp.build(batchSize: 2, training: true)
