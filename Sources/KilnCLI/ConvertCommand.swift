@@ -17,7 +17,7 @@ extension QuantizationStep: ExpressibleByArgument {
 struct ConvertCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "convert",
-        abstract: "Convert a kiln-graph/1 file with one of nnabla's graph converters (several run in order).",
+        abstract: "Convert a graph file (kiln-graph/1 or ONNX) with one of nnabla's graph converters (several run in order).",
         discussion: """
         identity: the same graph. bn-linear: each test-mode BatchNormalization becomes c0*x + c1. bn-folded: \
         each test-mode BatchNormalization right after an Affine/Convolution/Deconvolution whose output it alone \

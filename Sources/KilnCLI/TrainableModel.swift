@@ -35,7 +35,10 @@ struct TrainableModel {
 
     /// A graph file: its image input is the first declared input of rank 4 (N, C, H, W) or 3 (N, H, W, grey),
     /// its class scores the first output, of shape (N, classes).
-    static func graphFile(_ path: String, batchSize: Int?, allowNonFinite: Bool) throws -> TrainableModel {
+    static func graphFile(_ path: String, batchSize: Int?, evalBatchSize: Int, allowNonFinite: Bool) throws -> TrainableModel {
+        if try ModelFile.format(of: path) == .onnx {
+            return try onnx(path, batchSize: batchSize, evalBatchSize: evalBatchSize, allowNonFinite: allowNonFinite)
+        }
         let g = try GraphFile.load(path: path, allowNonFinite: allowNonFinite)
         guard let input = g.leaves.first(where: { $0.isInput && ($0.ndim == 4 || $0.ndim == 3) }) else {
             throw KilnError.invalidData("\(path): no input of shape (N, C, H, W) or (N, H, W) to feed images to")
@@ -58,5 +61,45 @@ struct TrainableModel {
         return TrainableModel(name: path, input: input, label: label, loss: loss, evalInput: input, evalLabel: label,
                               error: error, trainable: trainable, saved: named, sampleShape: shape,
                               classes: scores.shape[1], batchSize: n, evalBatchSize: n)
+    }
+
+    /// An ONNX model, imported twice on one set of weights: a training graph (batch statistics, Dropout) at
+    /// the batch size asked for when the model's batch dimension is symbolic, and an inference graph for
+    /// evaluation. Its image input is its first input, its class scores its first output.
+    static func onnx(_ path: String, batchSize: Int?, evalBatchSize: Int, allowNonFinite: Bool) throws -> TrainableModel {
+        let model = try ONNXModel.load(path: path)
+        guard let first = model.inputs.first, first.shape.count == 4 || first.shape.count == 3 else {
+            throw KilnError.invalidData("\(path): the first input must be images, (N, C, H, W) or (N, H, W)")
+        }
+        let fixed = first.shape[0]
+        if let fixed, let batchSize, batchSize != fixed {
+            throw KilnError.invalidData("\(path) is built for batches of \(fixed): drop --batch-size or give \(fixed)")
+        }
+        func load(_ training: Bool, _ batch: Int, _ shared: ParameterDictionary?) throws -> ONNXImporter.Result {
+            do {
+                return try ONNXImporter.importGraph(model, options: .init(training: training, batchSize: batch, parameters: shared))
+            } catch KilnError.invalidGraphFile(let m) { throw KilnError.invalidGraphFile("\(path): \(m)") }
+        }
+        let t = try load(true, fixed ?? batchSize ?? 64, nil)
+        if !allowNonFinite {
+            for (name, v) in t.parameters {
+                if let m = ParameterFile.nonFiniteMessage(name, v.data) { throw KilnError.invalidGraphFile("\(path): \(m)") }
+            }
+        }
+        let e = try load(false, fixed ?? evalBatchSize, t.parameters)
+        guard let input = t.graph.variables[first.name], let evalInput = e.graph.variables[first.name],
+              let scores = t.graph.outputs.first, let evalScores = e.graph.outputs.first,
+              scores.ndim == 2, scores.shape[0] == input.shape[0] else {
+            throw KilnError.invalidData("\(path): the first output must be class scores of shape (N, classes)")
+        }
+        let label = try Variable(shape: [input.shape[0], 1], dtype: .int32, name: "label")
+        let evalLabel = try Variable(shape: [evalInput.shape[0], 1], dtype: .int32, name: "label")
+        let trainable = ParameterDictionary(t.parameters.filter { $0.variable.needGrad && $0.variable.dtype == .float32 })
+        guard !trainable.isEmpty else { throw KilnError.invalidData("\(path): no parameter needs a gradient: nothing to train") }
+        let shape = input.ndim == 4 ? Array(input.shape.dropFirst()) : [1] + input.shape.dropFirst()
+        return TrainableModel(name: path, input: input, label: label, loss: try F.mean(F.softmaxCrossEntropy(scores, label)),
+                              evalInput: evalInput, evalLabel: evalLabel, error: try F.mean(F.topNError(evalScores, evalLabel)),
+                              trainable: trainable, saved: t.parameters, sampleShape: shape, classes: scores.shape[1],
+                              batchSize: input.shape[0], evalBatchSize: evalInput.shape[0])
     }
 }

@@ -21,11 +21,24 @@ public enum ONNXImporter {
         /// (Clip's bounds, Pad's value given as inputs), which then no longer reads the input.
         public var runValues: [String: ONNXTensor] = [:]
 
+        /// A training graph: BatchNormalization normalises with batch statistics (and updates the running
+        /// ones), Dropout drops. Otherwise the graph is the model's inference.
+        public var training = false
+        /// The size of a symbolic leading (batch) dimension of every input, instead of 1.
+        public var batchSize: Int?
+        /// Parameters to use instead of new ones, by name and shape (an evaluation graph sharing a training
+        /// graph's weights).
+        public var parameters: ParameterDictionary?
+
         public init(inputShapes: [String: [Int]] = [:], constantInputs: [String: ONNXTensor] = [:],
-                    runValues: [String: ONNXTensor] = [:]) {
+                    runValues: [String: ONNXTensor] = [:], training: Bool = false, batchSize: Int? = nil,
+                    parameters: ParameterDictionary? = nil) {
             self.inputShapes = inputShapes
             self.constantInputs = constantInputs
             self.runValues = runValues
+            self.training = training
+            self.batchSize = batchSize
+            self.parameters = parameters
         }
     }
 
@@ -44,6 +57,8 @@ public enum ONNXImporter {
     public static func importGraph(_ model: ONNXModel, options: Options = Options()) throws -> Result {
         var b = ONNXGraphBuilder(opset: model.opsetVersion)
         b.runValues = options.runValues
+        b.training = options.training
+        b.shared = options.parameters
         let graph = model.proto.graph
         // Initializers first: a graph input of the same name is then a default value, not a fed input.
         for t in graph.initializer {
@@ -79,7 +94,7 @@ public enum ONNXImporter {
                     }
                     shape.append(Int(v))
                 } else {
-                    shape.append(given?[k] ?? 1)
+                    shape.append(given?[k] ?? (k == 0 ? options.batchSize ?? 1 : 1))
                 }
             }
             let dtype: DType
@@ -147,6 +162,16 @@ struct ONNXGraphBuilder {
     var runValues: [String: ONNXTensor] = [:]
     /// Integer constants made float leaves (`floatVariable`), by ONNX name.
     var floatLeaves: [String: Variable] = [:]
+    /// Whether the graph trains (`ONNXImporter.Options.training`).
+    var training = false
+    /// Parameters to reuse by name and shape (`ONNXImporter.Options.parameters`).
+    var shared: ParameterDictionary?
+
+    /// A parameter of the shared dictionary with this name and shape, when one is given.
+    func sharedParameter(_ name: String, _ shape: [Int]) -> Variable? {
+        guard let v = shared?[name], v.shape == shape else { return nil }
+        return v
+    }
     var notes: [String] = []
     /// The node being imported ("node 'conv1' (Conv)"), for errors.
     var place = ""
@@ -238,6 +263,7 @@ struct ONNXGraphBuilder {
 
     /// A leaf holding `t`: float32, or int32 for integer values (which must fit).
     func leaf(_ t: ONNXTensor, name: String, trainable: Bool) throws -> Variable {
+        if trainable, let v = sharedParameter(name, t.shape) { return v }
         let v: Variable
         switch t.values {
         case .floats(let f):

@@ -26,9 +26,15 @@ extension ONNXGraphBuilder {
         switch op {
         case "Identity": return one(try x())
         case "Dropout":
-            // Inference: the input passes through. The mask output is not computed.
-            if outputCount > 1 { notes.append("\(place): the mask output is not computed (inference)") }
-            return one(try x())
+            if outputCount > 1 { notes.append("\(place): the mask output is not computed") }
+            guard training else { return one(try x()) }    // inference: the input passes through
+            var ratio = try a.float("ratio", default: 0.5)
+            if opset >= 12, let rn = present(inputs, 1) {
+                guard let t = try known(rn), t.count == 1 else { throw ONNXError.at(place, "its ratio must be known when the model is imported") }
+                ratio = t.floats[0]
+            }
+            guard (0..<1).contains(ratio) else { throw ONNXError.at(place, "ratio \(ratio) must be in [0, 1)") }
+            return one(try emit1("Dropout", ["p": .double(Double(ratio))], [try x()]))
         case "Cast":
             let to = try a.int("to", default: 1)
             guard [1, 10, 11].contains(to), try x().dtype == .float32 else {
@@ -459,16 +465,23 @@ extension ONNXGraphBuilder {
             guard let n = present(inputs, k) else { throw ONNXError.at(place, "input \(k) is missing") }
             guard try shape(n).reduce(1, *) == c else { throw ONNXError.at(place, "input '\(n)' must hold \(c) values") }
             let v = try floatVariable(n)
-            params.append(v.parent == nil && v.shape != statShape && !v.isInput ? try reshapedLeaf(v, statShape) : try reshape(v, statShape))
+            let p = v.parent == nil && v.shape != statShape && !v.isInput ? try reshapedLeaf(v, statShape) : try reshape(v, statShape)
+            // The running statistics are state, not weights: no gradient, as nnabla's.
+            if k >= 3 && p.parent == nil { p.needGrad = false }
+            params.append(p)
         }
         return try emit1("BatchNormalization", ["axes": .ints([1]), "eps": .double(Double(try a.float("epsilon", default: 1e-5))),
                                                 "decay_rate": .double(Double(try a.float("momentum", default: 0.9))),
-                                                "batch_stat": .bool(false)], [x] + params)
+                                                "batch_stat": .bool(training)], [x] + params)
     }
 
     /// A parameter leaf stored under another shape of the same size (BN's [C] as nnabla's [1, C, 1, 1]):
     /// the parameter keeps its ONNX name, and export writes it back as [C].
     mutating func reshapedLeaf(_ v: Variable, _ s: [Int]) throws -> Variable {
+        if let u = sharedParameter(v.name, s) {
+            for (k, leaf) in leaves where leaf === v { leaves[k] = u }
+            return u
+        }
         let u = try Variable(shape: s, dtype: v.dtype, needGrad: v.needGrad, name: v.name)
         try u.data.setFloats(v.d, name: v.name)
         u.isParameter = v.isParameter

@@ -54,6 +54,18 @@ import Testing
             try Parameters.load(path: path)
             #expect(FileManager.default.fileExists(atPath: path))
             try? FileManager.default.removeItem(atPath: path)
+
+            let onnxPath = FileManager.default.temporaryDirectory.appendingPathComponent("lenet.onnx").path
+            try ONNXExporter.export([yTest]).save(path: onnxPath)
+            let model = try ONNXModel.load(path: onnxPath)
+            let imported = try ONNXImporter.importGraph(model)
+            let scores = imported.graph.outputs[0]
+            let images = imported.graph.inputsWithoutData.compactMap { imported.graph.variables[$0] }
+            try images[0].setData(xTest.d)
+            try Compiler.compile(scores, .inference).run()
+            print(scores.d.prefix(10))                     // the same class scores as yTest
+            #expect(mismatch(scores.d, yTest.d, rtol: 1e-5, atol: 1e-5) == nil, "the ONNX round trip keeps the outputs")
+            try? FileManager.default.removeItem(atPath: onnxPath)
         }
     }
 

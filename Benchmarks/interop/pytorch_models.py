@@ -1,0 +1,138 @@
+"""ResNet-18 and MobileNetV2 written in PyTorch (random weights, eval mode, 224x224), exported to ONNX by
+PyTorch, imported by Kiln (`kiln run`) and run by onnxruntime: the largest difference, and median ms per
+batch side by side (Kiln's `kiln bench` against onnxruntime with all graph optimisations, sequential
+execution, T intra-op threads), for batch 1 and 8. The models are written here so no torchvision is needed.
+
+Usage (make bench-peers sets up the virtualenvs): python pytorch_models.py KILN_BINARY [THREADS]
+run with the onnxruntime venv's python; the torch venv's python (KILN_TORCH_PYTHON, default
+~/.cache/kiln-peers/torch/bin/python) exports the models. Never run in CI."""
+import json, os, re, subprocess, sys, tempfile, time
+
+
+def export(directory):
+    import torch
+    import torch.nn as nn
+
+    class Basic(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.b1 = nn.BatchNorm2d(cout)
+            self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.b2 = nn.BatchNorm2d(cout)
+            self.down = None
+            if stride != 1 or cin != cout:
+                self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            y = torch.relu(self.b1(self.c1(x)))
+            y = self.b2(self.c2(y))
+            return torch.relu(y + (x if self.down is None else self.down(x)))
+
+    class ResNet18(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+            layers, cin = [], 64
+            for cout, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
+                layers += [Basic(cin, cout, stride), Basic(cout, cout, 1)]
+                cin = cout
+            self.layers = nn.Sequential(*layers)
+            self.fc = nn.Linear(512, 1000)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(self.layers(self.stem(x)), 1), 1))
+
+    def cbr(cin, cout, k, s, groups=1):
+        return [nn.Conv2d(cin, cout, k, s, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout), nn.ReLU6()]
+
+    class Inverted(nn.Module):
+        def __init__(self, cin, cout, stride, t):
+            super().__init__()
+            hidden = cin * t
+            layers = [] if t == 1 else cbr(cin, hidden, 1, 1)
+            layers += cbr(hidden, hidden, 3, stride, groups=hidden)
+            layers += [nn.Conv2d(hidden, cout, 1, 1, 0, bias=False), nn.BatchNorm2d(cout)]
+            self.body = nn.Sequential(*layers)
+            self.residual = stride == 1 and cin == cout
+
+        def forward(self, x):
+            return x + self.body(x) if self.residual else self.body(x)
+
+    class MobileNetV2(nn.Module):
+        def __init__(self):
+            super().__init__()
+            layers, cin = cbr(3, 32, 3, 2), 32
+            for t, c, n, s in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]:
+                for i in range(n):
+                    layers.append(Inverted(cin, c, s if i == 0 else 1, t))
+                    cin = c
+            layers += cbr(cin, 1280, 1, 1)
+            self.features = nn.Sequential(*layers)
+            self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, 1000))
+
+        def forward(self, x):
+            return self.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1))
+
+    torch.manual_seed(0)
+    for name, net in [("resnet18", ResNet18()), ("mobilenetv2", MobileNetV2())]:
+        net.eval()
+        # Non-trivial BN statistics, as a trained model has.
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+        for batch in (1, 8):
+            torch.onnx.export(net, torch.randn(batch, 3, 224, 224), f"{directory}/{name}_b{batch}.onnx", dynamo=False,
+                              opset_version=13, input_names=["x"], output_names=["y"])
+
+
+if len(sys.argv) > 2 and sys.argv[1] == "--export":
+    export(sys.argv[2])
+    sys.exit(0)
+
+import numpy as np
+import onnxruntime as ort
+
+kiln = sys.argv[1]
+threads = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+torch_python = os.environ.get("KILN_TORCH_PYTHON", os.path.expanduser("~/.cache/kiln-peers/torch/bin/python"))
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown CPU")
+print(f"CPU: {cpu}; threads {threads}")
+worst = 0.0
+with tempfile.TemporaryDirectory() as d:
+    subprocess.run([torch_python, __file__, "--export", d], check=True, capture_output=True)
+    for name in ("resnet18", "mobilenetv2"):
+        for batch in (1, 8):
+            path = f"{d}/{name}_b{batch}.onnx"
+            x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(np.float32)
+            with open(f"{d}/in.json", "w") as f:
+                json.dump({"x": {"shape": list(x.shape), "data": x.ravel().tolist()}}, f)
+            subprocess.run([kiln, "run", path, "--inputs", f"{d}/in.json", "--outputs", f"{d}/out.json"], check=True)
+            with open(f"{d}/out.json") as f:
+                got = np.array(json.load(f)["y"]["data"], dtype=np.float32)
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            options.intra_op_num_threads = threads
+            sess = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+            ref = sess.run(None, {"x": x})[0].ravel()
+            diff = float(np.max(np.abs(got - ref) / (1e-3 + np.abs(ref)).clip(min=1)))
+            worst = max(worst, diff)
+            iters = 20 if batch == 1 else 8
+            # Kiln and onnxruntime alternately, three rounds; medians of each.
+            kiln_ms, ort_ms = [], []
+            for _ in range(3):
+                out = subprocess.run([kiln, "bench", path, "--iterations", str(iters), "--threads", str(threads)],
+                                     check=True, capture_output=True, text=True).stdout
+                kiln_ms.append(float(re.search(r"ms_per_iteration: ([0-9.]+)", out).group(1)))
+                times = []
+                for _ in range(iters + 2):
+                    t0 = time.perf_counter()
+                    sess.run(None, {"x": x})
+                    times.append((time.perf_counter() - t0) * 1000)
+                ort_ms.append(float(np.median(times[2:])))
+            k, o = float(np.median(kiln_ms)), float(np.median(ort_ms))
+            print(f"{name} batch {batch}: max relative |diff| {diff:.2g}; kiln {k:.1f} ms, onnxruntime {o:.1f} ms, kiln/ort {k / o:.2f}")
+print(f"worst {worst:.2g}: {'within' if worst <= 1e-3 else 'ABOVE'} 1e-3")
+sys.exit(0 if worst <= 1e-3 else 1)
