@@ -1,7 +1,7 @@
 # Kiln: the two set-up commands are `make demo` and `make test`. Both install missing Debian packages when
 # run as root, and otherwise say exactly what to install.
 
-DEBIAN_PACKAGES := libopenblas-dev libgraphviz-dev zlib1g-dev dataset-fashion-mnist openmpi-bin libopenmpi-dev libcairo2-dev libonnx-testdata
+DEBIAN_PACKAGES := libopenblas-dev libgraphviz-dev zlib1g-dev dataset-fashion-mnist openmpi-bin libopenmpi-dev libcairo2-dev libhdf5-dev libonnx-testdata
 SWIFT ?= swift
 # Release builds target haswell (AVX2, FMA, F16C); see docs/ARCHITECTURE.md for why the flag lives here.
 RELEASE_FLAGS := -c release -Xswiftc -target-cpu -Xswiftc haswell
@@ -108,6 +108,18 @@ bench-conv: deps
 bench-peers: release
 	Benchmarks/peers/run.sh $(PEERS_ARGS)
 
+# Models through other engines (docs/INTEROP.md): Kiln -> ONNX -> onnxruntime, PyTorch's ResNet-18 and
+# MobileNetV2 -> ONNX -> Kiln against onnxruntime (with speed), Kiln -> .nnp/.h5 -> nnabla. The peers'
+# virtualenvs (Benchmarks/peers/setup.sh), outside git; never run in CI.
+PEERS_VENV ?= $(or $(KILN_PEERS_VENV),$(HOME)/.cache/kiln-peers)
+.PHONY: bench-interop
+bench-interop: release
+	Benchmarks/peers/setup.sh
+	$(PEERS_VENV)/ort/bin/python Benchmarks/interop/onnx_roundtrip.py $(KILN_RELEASE)
+	$(PEERS_VENV)/ort/bin/python Benchmarks/interop/onnx_functions.py $(KILN_RELEASE)
+	KILN_TORCH_PYTHON=$(PEERS_VENV)/torch/bin/python $(PEERS_VENV)/ort/bin/python Benchmarks/interop/pytorch_models.py $(KILN_RELEASE) 1
+	$(PEERS_VENV)/nnabla/bin/python Benchmarks/interop/nnabla_roundtrip.py $(KILN_RELEASE)
+
 # The Swift code of the protobuf schemas in Protos/ (committed: building Kiln needs neither tool). Needs
 # protoc (Debian: protobuf-compiler) and PROTOC_GEN_SWIFT, apple/swift-protobuf's plugin at the version
 # Package.swift names (`swift build -c release --product protoc-gen-swift` in its checkout).
@@ -115,6 +127,7 @@ PROTOC_GEN_SWIFT ?= protoc-gen-swift
 .PHONY: protos
 protos:
 	protoc --plugin=protoc-gen-swift=$(PROTOC_GEN_SWIFT) --proto_path=Protos --swift_out=Sources/KilnInterop/ONNX Protos/onnx.proto
+	protoc --plugin=protoc-gen-swift=$(PROTOC_GEN_SWIFT) --proto_path=Protos --swift_out=Sources/KilnInterop/NNabla Protos/nnabla.proto
 
 clean:
 	rm -rf .build

@@ -35,6 +35,8 @@ let package = Package(
         .systemLibrary(name: "CCairo", path: "Sources/CCairo", pkgConfig: "cairo", providers: [.apt(["libcairo2-dev"])]),
         // Open MPI (Debian: libopenmpi-dev), only with the MPI trait.
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
+        // HDF5 (Debian: libhdf5-dev), for nnabla's .h5 parameter files.
+        .systemLibrary(name: "CHDF5", path: "Sources/CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CKilnZlib", path: "Sources/CKilnZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // The library, in layers: each target depends only on the layers below it (naming every one its files
         // import), so a reference upward (a graph type naming an executable, a kernel naming a variable) does
@@ -62,9 +64,10 @@ let package = Package(
         // Graph converters (BatchNormalization folding, fixed point): graph rewrites, which need nothing above
         // the graph.
         .target(name: "KilnConverters", dependencies: ["KilnCore", "KilnGraph", "KilnRuntime"]),
-        // Other engines' model files read into graphs and graphs written back out: ONNX.
+        // Other engines' model files read into graphs and graphs written back out: ONNX, nnabla's .nnp and .h5.
         .target(name: "KilnInterop", dependencies: [
-            "KilnCore", "KilnGraph", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            "KilnCore", "KilnGraph", "CHDF5", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            .product(name: "ZIPFoundation", package: "ZIPFoundation"),
         ]),
         // Everything, re-exported (Exports.swift), plus the model zoo and graph-file tools.
         .target(name: "Kiln", dependencies: [
@@ -85,6 +88,7 @@ let package = Package(
         .testTarget(name: "KilnTests", dependencies: [
             // The layers too, for `@testable import` of their internals.
             "Kiln", "KilnCore", "KilnKernels", "KilnGraph", "KilnCompiler", "KilnRuntime", "KilnTraining", "KilnConverters", "KilnInterop",
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             // Training curves, and cairo itself to read the pictures back.
             "KilnPlot", "CCairo",
         ], resources: [.copy("Fixtures")]),

@@ -36,3 +36,5 @@ make_venv nnabla "import nnabla" "nnabla==1.39.0" "numpy<2"
 make_venv jax "import jax; jax.jit(lambda x: x + 1)(1.0)" "jax[cpu]"
 make_venv torch "import torch; torch.zeros(1)" "torch" "numpy"
 make_venv ort "import onnxruntime, onnx" "onnxruntime" "onnx" "numpy"
+# PyTorch's ONNX exporter needs the onnx package (Benchmarks/interop/pytorch_models.py).
+"$ROOT/torch/bin/python" -c "import onnx" 2>/dev/null || "$ROOT/torch/bin/python" -m pip install -q onnx

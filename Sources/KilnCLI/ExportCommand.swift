@@ -4,10 +4,10 @@ import Kiln
 
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "export", abstract: "Write a zoo model or graph file, with its weights, as ONNX or kiln-graph/1.")
+        commandName: "export", abstract: "Write a zoo model or graph file with its weights (ONNX, nnabla .nnp, kiln-graph/1), or its weights alone.")
 
     @Argument(help: "A zoo model (\(Zoo.names.joined(separator: ", "))) or a graph file (.json, .onnx).") var model: String
-    @Option(name: .shortAndLong, help: "Where to write it: .onnx (ONNX, opset 13) or .json (kiln-graph/1).") var output: String
+    @Option(name: .shortAndLong, help: "Where to write it: .onnx (ONNX, opset 17), .nnp (nnabla), .json (kiln-graph/1); or the weights alone: .h5, .protobuf (nnabla's), .safetensors.") var output: String
     @OptionGroup var params: ParametersOption
     @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Batch size of a zoo model's input.") var batchSize: Int = 1
     @Option(parsing: .unconditional, help: "Seed of a zoo model's initial weights (used without --params).") var seed: UInt32 = 313
@@ -18,15 +18,20 @@ struct ExportCommand: ParsableCommand {
     func validate() throws {
         try Check.model(model, files: true)
         let ext = (output as NSString).pathExtension.lowercased()
-        guard ext == "onnx" || ext == "json" else { throw ValidationError("-o must end in .onnx or .json, got '\(output)'") }
+        guard Self.formats.contains(ext) else {
+            throw ValidationError("-o must end in \(Self.formats.map { "." + $0 }.joined(separator: ", ")), got '\(output)'")
+        }
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive, got \(batchSize)") }
     }
+
+    static let formats = ["onnx", "nnp", "json", "h5", "protobuf", "safetensors"]
 
     func run() throws {
         try reportingErrors {
             try memory.apply()
             let outputs: [Variable]
             var withoutData: [Variable] = []
+            var weights = ParameterDictionary()
             if let zoo = Zoo(rawValue: model) {
                 // The zoo's inference graph (BatchNormalization with running statistics), seeded weights unless
                 // trained ones are given: the same on every run and in every format.
@@ -37,15 +42,27 @@ struct ExportCommand: ParsableCommand {
                 }
                 m.prediction.name = "y"
                 outputs = [m.prediction]
+                weights = net.getParameters(gradOnly: false)
                 withoutData = [m.input]
             } else {
                 let g = try ModelFile.load(path: model, parameters: params.path, allowNonFinite: allowNonFinite).graph
                 outputs = g.outputs
                 withoutData = g.inputsWithoutData.compactMap { g.variables[$0] }
             }
-            if output.lowercased().hasSuffix(".onnx") {
-                try ONNXExporter.export(outputs, producerVersion: KilnVersion.number).save(path: output)
-            } else {
+            if weights.isEmpty {
+                var seen = Set<ObjectIdentifier>()
+                for n in GraphCollector.nodes(from: outputs) {
+                    for v in n.inputs where v.parent == nil && v.isParameter && !v.isInput && seen.insert(ObjectIdentifier(v)).inserted {
+                        weights[v.name] = v
+                    }
+                }
+            }
+            switch (output as NSString).pathExtension.lowercased() {
+            case "onnx": try ONNXExporter.export(outputs, producerVersion: KilnVersion.number).save(path: output)
+            case "nnp": try NNPFile.save(outputs, to: output)
+            case "h5", "protobuf": try NNablaParameterFile.save(weights, to: output)
+            case "safetensors": try ParameterFile.save(weights, to: output)
+            default:
                 let json = GraphFile.save(outputs, withoutData: withoutData)
                 try AtomicFile.write(to: output) { emit in
                     try json.serialize(emit)

@@ -36,7 +36,7 @@ struct TrainableModel {
     /// A graph file: its image input is the first declared input of rank 4 (N, C, H, W) or 3 (N, H, W, grey),
     /// its class scores the first output, of shape (N, classes).
     static func graphFile(_ path: String, batchSize: Int?, evalBatchSize: Int, allowNonFinite: Bool) throws -> TrainableModel {
-        if try ModelFile.format(of: path) == .onnx {
+        if ModelFile.format(of: path) == .onnx {
             return try onnx(path, batchSize: batchSize, evalBatchSize: evalBatchSize, allowNonFinite: allowNonFinite)
         }
         let g = try GraphFile.load(path: path, allowNonFinite: allowNonFinite)

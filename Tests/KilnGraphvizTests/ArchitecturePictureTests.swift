@@ -31,7 +31,7 @@ struct ArchitecturePictureTests {
               dependsOn: ["KilnRuntime"]),
         Layer(name: "KilnConverters", holds: ["GraphRewrite, BN folding / linear,", "fixed-point converters"],
               dependsOn: ["KilnGraph"]),
-        Layer(name: "KilnInterop", holds: ["ONNX: protobuf schema, importer with", "shape folding, exporter"],
+        Layer(name: "KilnInterop", holds: ["ONNX, nnabla .nnp / .h5:", "importers and exporters"],
               dependsOn: ["KilnGraph"]),
         Layer(name: "Kiln", holds: ["re-exports every layer; zoo models,", "ModelFile, kiln run / convert runners"],
               dependsOn: ["KilnTraining", "KilnConverters", "KilnInterop"]),

@@ -3,19 +3,17 @@ import KilnCore
 import KilnGraph
 import KilnInterop
 
-/// A model file in any format Kiln reads, told by its extension: a kiln-graph/1 graph file (`.json`) or an
-/// ONNX model (`.onnx`). Every command that takes a graph loads it here.
+/// A model file in any format Kiln reads, told by its extension: an ONNX model (`.onnx`), an nnabla model
+/// (`.nnp`), or else a kiln-graph/1 graph file. Every command that takes a graph loads it here.
 public enum ModelFile {
     public enum Format: String, CaseIterable, Sendable {
-        case graph = "json", onnx
+        case graph = "json", onnx, nnp
     }
 
-    public static func format(of path: String) throws -> Format {
+    /// `.onnx` and `.nnp` name those formats; any other file is read as a kiln-graph/1 graph file.
+    public static func format(of path: String) -> Format {
         let ext = (path as NSString).pathExtension.lowercased()
-        guard let f = Format(rawValue: ext) else {
-            throw KilnError.invalidGraphFile("\(path): the extension '.\(ext)' is not a model format Kiln reads (.json for kiln-graph/1, .onnx)")
-        }
-        return f
+        return Format(rawValue: ext) ?? .graph
     }
 
     /// A loaded model, the inputs a run still feeds, and notes on what an import decided.
@@ -42,6 +40,8 @@ public enum ModelFile {
     public static func loadParameters(_ path: String, into graph: GraphFile, allowNonFinite: Bool = false) throws -> [String] {
         var params = ParameterDictionary()
         for v in graph.leaves where v.isParameter && !v.isInput { params[v.name] = v }
+        let ext = (path as NSString).pathExtension.lowercased()
+        if ext == "h5" || ext == "protobuf" { return try loadNNablaParameters(path, into: params, allowNonFinite: allowNonFinite) }
         let unmatched = try ParameterFile.load(into: params, from: path, requireAll: false, allowNonFinite: allowNonFinite)
         let file = try SafeTensors.read(path: path).tensors.count
         if file > 0 && unmatched.count == file {
@@ -52,11 +52,21 @@ public enum ModelFile {
 
     static func read(path: String, inputs: [(String, TensorFile.Entry)], allowNonFinite: Bool,
                      initializeParameters: Bool) throws -> Loaded {
-        switch try format(of: path) {
+        switch format(of: path) {
         case .graph:
             return Loaded(graph: try GraphFile.load(path: path, allowNonFinite: allowNonFinite,
                                                     initializeParameters: initializeParameters),
                           inputs: inputs, notes: [])
+        case .nnp:
+            // nnabla's networks have a batch size; inputs given with another one rebuild it.
+            let batch = inputs.first { !$0.0.hasPrefix("grad:") }?.1.shape.first
+            let loaded = try NNPFile.load(path: path, batchSize: batch)
+            if !allowNonFinite {
+                for (name, v) in loaded.parameters {
+                    if let m = ParameterFile.nonFiniteMessage(name, v.data) { throw KilnError.invalidGraphFile("\(path): \(m)") }
+                }
+            }
+            return Loaded(graph: loaded.graph, inputs: inputs, notes: [])
         case .onnx:
             let model = try ONNXModel.load(path: path)
             var options = ONNXImporter.Options()
@@ -92,5 +102,31 @@ public enum ModelFile {
                 throw KilnError.invalidGraphFile("\(path): \(m)")
             }
         }
+    }
+
+    /// nnabla's `.h5` or `.protobuf` parameters into `params`, by name: shapes must match, and nothing
+    /// changes unless every match does.
+    static func loadNNablaParameters(_ path: String, into params: ParameterDictionary, allowNonFinite: Bool) throws -> [String] {
+        let entries = try NNablaParameterFile.read(path: path)
+        var assignments: [(Variable, NDArray)] = []
+        var unmatched: [String] = []
+        for e in entries {
+            guard let v = params[e.name] else { unmatched.append(e.name); continue }
+            guard v.shape == e.array.shape, v.dtype == e.array.dtype else {
+                throw KilnError.invalidParameters("parameter '\(e.name)' has shape \(v.shape) but \(path) holds shape \(e.array.shape)")
+            }
+            if !allowNonFinite, let m = ParameterFile.nonFiniteMessage(e.name, e.array) {
+                throw KilnError.invalidParameters("\(path): \(m)")
+            }
+            assignments.append((v, e.array))
+        }
+        if !entries.isEmpty && assignments.isEmpty {
+            throw KilnError.invalidParameters("\(path): none of its \(entries.count) parameters names a parameter of the graph")
+        }
+        for (v, a) in assignments {
+            v.dataView = nil
+            try v.data.copy(from: a)
+        }
+        return unmatched.isEmpty ? [] : ["\(path): \(unmatched.count) parameter(s) match no parameter of the graph: \(unmatched.prefix(5).joined(separator: ", "))"]
     }
 }
