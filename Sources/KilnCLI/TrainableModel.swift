@@ -39,7 +39,7 @@ struct TrainableModel {
         if ModelFile.format(of: path) == .onnx {
             return try onnx(path, batchSize: batchSize, evalBatchSize: evalBatchSize, allowNonFinite: allowNonFinite)
         }
-        let g = try GraphFile.load(path: path, allowNonFinite: allowNonFinite)
+        let g = try ModelFile.load(path: path, allowNonFinite: allowNonFinite).graph
         guard let input = g.leaves.first(where: { $0.isInput && ($0.ndim == 4 || $0.ndim == 3) }) else {
             throw KilnError.invalidData("\(path): no input of shape (N, C, H, W) or (N, H, W) to feed images to")
         }

@@ -1,6 +1,7 @@
 import Foundation
 import KilnCore
 import KilnGraph
+import KilnTraining
 
 /// Named tensors as JSON (`{"x": {"shape": [...], "data": [...]}}`), the input and output format of
 /// `kiln run`. NaN and the infinities are written as the strings "NaN", "Infinity" and "-Infinity" (JSON
@@ -48,6 +49,57 @@ public enum TensorFile {
             entry.written = written
             return (name, entry)
         }
+    }
+
+    /// Reads named tensors by the file's extension: `.safetensors` (every tensor by name), `.npy` (one
+    /// array, named by the file's stem: `x.npy` is input `x`), else the JSON format above.
+    public static func readAny(path: String) throws -> [(String, Entry)] {
+        switch (path as NSString).pathExtension.lowercased() {
+        case "safetensors":
+            return try SafeTensors.read(path: path).tensors.map { name, a in
+                var e = Entry(shape: a.shape, data: a.toFloats())
+                if a.dtype == .int32 { e.written = try a.toInt32s().map { Double($0) } }
+                return (name, e)
+            }
+        case "npy":
+            let a = try NumpyArray.read(path: path)
+            let name = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
+            var e = Entry(shape: a.shape, data: a.values.map { Float($0) })
+            e.written = a.values
+            return [(name, e)]
+        default:
+            return try read(path: path)
+        }
+    }
+
+    /// Writes named tensors atomically by the file's extension: `.safetensors`, `.npy` (exactly one tensor,
+    /// float32), else JSON.
+    public static func write(_ entries: [(String, Entry)], to path: String) throws {
+        switch (path as NSString).pathExtension.lowercased() {
+        case "safetensors":
+            try SafeTensors.write(try entries.map { ($0.0, try NDArray(shape: $0.1.shape, floats: $0.1.data)) }, to: path)
+        case "npy":
+            guard entries.count == 1, let e = entries.first?.1 else {
+                throw KilnError.invalidData("\(path): an .npy file holds one array; there are \(entries.count) outputs (use .safetensors or .json)")
+            }
+            try AtomicFile.write(npy(e), to: path)
+        default:
+            try AtomicFile.write(json(entries).serialized() + "\n", to: path)
+        }
+    }
+
+    /// A little-endian float32 `.npy` (format 1.0) image.
+    static func npy(_ e: Entry) -> [UInt8] {
+        let shape = e.shape.count == 1 ? "(\(e.shape[0]),)" : "(" + e.shape.map(String.init).joined(separator: ", ") + ")"
+        var header = "{'descr': '<f4', 'fortran_order': False, 'shape': \(shape), }"
+        // Magic, version and header length take 10 bytes; the header ends in a newline, padded to 64.
+        while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+        header += "\n"
+        var out: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count & 0xff), UInt8(header.utf8.count >> 8)]
+        out += Array(header.utf8)
+        out.reserveCapacity(out.count + 4 * e.data.count)
+        for v in e.data { withUnsafeBytes(of: v.bitPattern.littleEndian) { out.append(contentsOf: $0) } }
+        return out
     }
 
     public static func json(_ entries: [(String, Entry)]) -> JSON {
