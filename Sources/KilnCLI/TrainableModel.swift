@@ -36,8 +36,10 @@ struct TrainableModel {
     /// A graph file: its image input is the first declared input of rank 4 (N, C, H, W) or 3 (N, H, W, grey),
     /// its class scores the first output, of shape (N, classes).
     static func graphFile(_ path: String, batchSize: Int?, evalBatchSize: Int, allowNonFinite: Bool) throws -> TrainableModel {
-        if ModelFile.format(of: path) == .onnx {
-            return try onnx(path, batchSize: batchSize, evalBatchSize: evalBatchSize, allowNonFinite: allowNonFinite)
+        switch ModelFile.format(of: path) {
+        case .onnx: return try onnx(path, batchSize: batchSize, evalBatchSize: evalBatchSize, allowNonFinite: allowNonFinite)
+        case .nnp: return try nnp(path, batchSize: batchSize, evalBatchSize: evalBatchSize, allowNonFinite: allowNonFinite)
+        case .graph: break
         }
         let g = try ModelFile.load(path: path, allowNonFinite: allowNonFinite).graph
         guard let input = g.leaves.first(where: { $0.isInput && ($0.ndim == 4 || $0.ndim == 3) }) else {
@@ -61,6 +63,36 @@ struct TrainableModel {
         return TrainableModel(name: path, input: input, label: label, loss: loss, evalInput: input, evalLabel: label,
                               error: error, trainable: trainable, saved: named, sampleShape: shape,
                               classes: scores.shape[1], batchSize: n, evalBatchSize: n)
+    }
+
+    /// An nnabla `.nnp` model, read twice on one set of weights: its network for training (BatchNormalization
+    /// on batch statistics) at the batch size asked for (else the file's), and as it is for evaluation. Its
+    /// image input is the first input of rank 3 or 4, its class scores its first output.
+    static func nnp(_ path: String, batchSize: Int?, evalBatchSize: Int, allowNonFinite: Bool) throws -> TrainableModel {
+        let t = try NNPFile.load(path: path, batchSize: batchSize, training: true)
+        if !allowNonFinite {
+            for (name, v) in t.parameters {
+                if let m = ParameterFile.nonFiniteMessage(name, v.data) { throw KilnError.invalidGraphFile("\(path): \(m)") }
+            }
+        }
+        let e = try NNPFile.load(path: path, batchSize: evalBatchSize, parameters: t.parameters)
+        func images(_ g: GraphFile) throws -> (Variable, Variable) {
+            guard let input = g.inputsWithoutData.compactMap({ g.variables[$0] }).first(where: { $0.ndim == 4 || $0.ndim == 3 }),
+                  let scores = g.outputs.first, scores.ndim == 2, scores.shape[0] == input.shape[0] else {
+                throw KilnError.invalidData("\(path): needs an input of shape (N, C, H, W) or (N, H, W) and class scores (N, classes) as first output")
+            }
+            return (input, scores)
+        }
+        let (input, scores) = try images(t.graph), (evalInput, evalScores) = try images(e.graph)
+        let label = try Variable(shape: [input.shape[0], 1], dtype: .int32, name: "label")
+        let evalLabel = try Variable(shape: [evalInput.shape[0], 1], dtype: .int32, name: "label")
+        let trainable = ParameterDictionary(t.parameters.filter { $0.variable.needGrad && $0.variable.dtype == .float32 })
+        guard !trainable.isEmpty else { throw KilnError.invalidData("\(path): no parameter needs a gradient: nothing to train") }
+        let shape = input.ndim == 4 ? Array(input.shape.dropFirst()) : [1] + input.shape.dropFirst()
+        return TrainableModel(name: path, input: input, label: label, loss: try F.mean(F.softmaxCrossEntropy(scores, label)),
+                              evalInput: evalInput, evalLabel: evalLabel, error: try F.mean(F.topNError(evalScores, evalLabel)),
+                              trainable: trainable, saved: t.parameters, sampleShape: shape, classes: scores.shape[1],
+                              batchSize: input.shape[0], evalBatchSize: evalInput.shape[0])
     }
 
     /// An ONNX model, imported twice on one set of weights: a training graph (batch statistics, Dropout) at

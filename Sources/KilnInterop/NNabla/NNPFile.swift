@@ -22,16 +22,23 @@ public enum NNPFile {
 
     /// Reads an `.nnp` file's network (`network`, else the first executor's, else the first) at `batchSize`
     /// (else the network's own).
-    public static func load(path: String, network: String? = nil, batchSize: Int? = nil) throws -> Loaded {
+    /// `training` builds the network for training: BatchNormalization on batch statistics. `parameters`
+    /// are used instead of the file's where name and shape match (an evaluation graph sharing a training
+    /// graph's weights).
+    public static func load(path: String, network: String? = nil, batchSize: Int? = nil, training: Bool = false,
+                            parameters: ParameterDictionary? = nil) throws -> Loaded {
         let bytes = try FileBytes.read(path: path, limit: Context.current.memoryBudget, what: ".nnp file")
-        do { return try load(bytes: bytes, network: network, batchSize: batchSize) } catch KilnError.invalidGraphFile(let m) {
+        do {
+            return try load(bytes: bytes, network: network, batchSize: batchSize, training: training, parameters: parameters)
+        } catch KilnError.invalidGraphFile(let m) {
             throw KilnError.invalidGraphFile("\(path): \(m)")
         } catch KilnError.invalidParameters(let m) {
             throw KilnError.invalidGraphFile("\(path): \(m)")
         }
     }
 
-    public static func load(bytes: [UInt8], network: String? = nil, batchSize: Int? = nil) throws -> Loaded {
+    public static func load(bytes: [UInt8], network: String? = nil, batchSize: Int? = nil, training: Bool = false,
+                            parameters shared: ParameterDictionary? = nil) throws -> Loaded {
         let members = try unzip(bytes)
         guard let text = members["network.nntxt"] ?? members.first(where: { $0.key.hasSuffix(".nntxt") || $0.key.hasSuffix(".prototxt") })?.value else {
             throw KilnError.invalidGraphFile("the archive has no network.nntxt")
@@ -47,7 +54,7 @@ public enum NNPFile {
         if let h5 = members["parameter.h5"] { parameters += try NNablaParameterFile.readH5(h5) }
         if let pb = members["parameter.protobuf"] { parameters += try NNablaParameterFile.readProtobuf(pb) }
         proto.parameter = []
-        return try graph(proto, parameters, network: network, batchSize: batchSize)
+        return try graph(proto, parameters, network: network, batchSize: batchSize, training: training, shared: shared)
     }
 
     /// The members of a zip archive held in memory, each within the memory budget.
@@ -81,7 +88,7 @@ public enum NNPFile {
     }
 
     static func graph(_ proto: Nnabla_NNablaProtoBuf, _ parameters: [NNablaParameterFile.Entry], network wanted: String?,
-                      batchSize: Int?) throws -> Loaded {
+                      batchSize: Int?, training: Bool = false, shared: ParameterDictionary? = nil) throws -> Loaded {
         let names = proto.network.map { $0.name }
         let chosen = wanted ?? proto.executor.first?.networkName ?? names.first
         guard let name = chosen, let net = proto.network.first(where: { $0.name == name }) else {
@@ -112,6 +119,11 @@ public enum NNPFile {
             if v.type == "Parameter" {
                 guard let p = byName[v.name] else { throw fail("parameter '\(v.name)' has no value in the file") }
                 guard p.array.shape == shape else { throw fail("parameter '\(v.name)' is declared \(shape) but stored \(p.array.shape)") }
+                if let s = shared?[v.name], s.shape == shape {
+                    values[v.name] = s
+                    params[v.name] = s
+                    continue
+                }
                 let leaf = try Variable(p.array, needGrad: p.needGrad, name: v.name)
                 leaf.isParameter = true
                 values[v.name] = leaf
@@ -132,7 +144,8 @@ public enum NNPFile {
                 guard let v = values[n] else { throw fail("\(place) reads '\(n)', which nothing before it gives") }
                 return v
             }
-            let args = NNablaFunctionArguments.arguments(f) ?? [:]
+            var args = NNablaFunctionArguments.arguments(f) ?? [:]
+            if training && f.type == "BatchNormalization" { args["batch_stat"] = .bool(true) }
             let outs: [Variable]
             do { outs = try apply(FunctionRegistry.make(type: f.type, arguments: args), ins, name: f.name) } catch let e as KilnError {
                 throw fail("\(place): \(e)")

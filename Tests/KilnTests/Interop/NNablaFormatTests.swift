@@ -103,6 +103,21 @@ import SwiftProtobuf
         }
     }
 
+    /// `kiln train X.nnp`'s two graphs: BatchNormalization on batch statistics for training, the file's as
+    /// it is for evaluation, both on the same weights.
+    @Test func trainingAndEvaluationGraphsShareWeights() throws {
+        try Parameters.isolated {
+            let t = try NNPFile.load(path: Self.path("convnet.nnp"), batchSize: 4, training: true)
+            let e = try NNPFile.load(path: Self.path("convnet.nnp"), batchSize: 3, parameters: t.parameters)
+            for (name, v) in t.parameters { #expect(e.parameters[name] === v, "\(name) is not shared") }
+            func batchStat(_ g: GraphFile) -> [Bool] {
+                g.functions.compactMap { $0.function as? KilnGraph.BatchNormalization }.map(\.batchStat)
+            }
+            #expect(batchStat(t.graph) == [true] && batchStat(e.graph) == [false])
+            #expect(t.graph.outputs[0].shape == [4, 5] && e.graph.outputs[0].shape == [3, 5])
+        }
+    }
+
     @Test func nnpExportRefusesFunctionsNNablaLacks() throws {
         try Parameters.isolated {
             let x = try Variable(shape: [1, 3, 4, 4], name: "x")
