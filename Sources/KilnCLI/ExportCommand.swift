@@ -58,7 +58,10 @@ struct ExportCommand: ParsableCommand {
                 }
             }
             switch (output as NSString).pathExtension.lowercased() {
-            case "onnx": try ONNXExporter.export(outputs, producerVersion: KilnVersion.number).save(path: output)
+            case "onnx":
+                let model = try ONNXExporter.export(outputs, producerVersion: KilnVersion.number)
+                for n in model.notes { FileHandle.standardError.write(Data("kiln: note: \(n)\n".utf8)) }
+                try model.save(path: output)
             case "nnp": try NNPFile.save(outputs, to: output)
             case "h5", "protobuf": try NNablaParameterFile.save(weights, to: output)
             case "safetensors": try ParameterFile.save(weights, to: output)

@@ -3,13 +3,13 @@ import KilnCore
 import KilnKernels
 
 /// nnabla's element-wise math of one input: Exp, Log, Abs, Floor, Ceil, Erf, SoftPlus, SoftSign, SELU,
-/// HardSigmoid, ReLU6, MaximumScalar, MinimumScalar; and HardSwish, which nnabla lacks (ONNX has it).
+/// HardSigmoid, ReLU6, MaximumScalar, MinimumScalar, Sign; and HardSwish, which nnabla lacks (ONNX has it).
 /// Formulas, kinks and gradients are nnabla's (Floor and Ceil pass the gradient straight through, as nnabla's
 /// do).
 public enum MathFunctions {
     public static let all: [any Function.Type] = [
         Exp.self, Log.self, Abs.self, Floor.self, Ceil.self, Erf.self, SoftPlus.self, SoftSign.self, SELU.self,
-        HardSigmoid.self, HardSwish.self, ReLU6.self, MaximumScalar.self, MinimumScalar.self,
+        HardSigmoid.self, HardSwish.self, ReLU6.self, MaximumScalar.self, MinimumScalar.self, Sign.self,
     ]
 }
 
@@ -234,4 +234,21 @@ public struct MinimumScalar: InputGradientUnary {
         let v = Float(val)
         return BinaryFormula { x, dy in x < v ? dy : 0 }
     }
+}
+
+/// `y = 1` for positive x, `-1` for negative, `alpha` at 0; the gradient passes straight through, as
+/// nnabla's.
+public struct Sign: InputGradientUnary {
+    public static let typeName = "Sign"
+    public var alpha: Double
+
+    public init(alpha: Double = 1.0) { self.alpha = alpha }
+    public init(arguments a: inout ArgReader) throws { alpha = try a.double("alpha", default: 1.0) }
+    public var arguments: [(String, ArgValue)] { [("alpha", .double(alpha))] }
+
+    var forwardOp: UnaryFormula {
+        let a = Float(alpha)
+        return UnaryFormula { $0 > 0 ? 1 : $0 < 0 ? -1 : a }
+    }
+    var backwardOp: BinaryFormula { BinaryFormula { _, dy in dy } }
 }

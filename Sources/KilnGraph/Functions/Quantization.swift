@@ -72,7 +72,7 @@ public struct FixedPointQuantize: Function {
     }
 
     /// nnabla's bounds: computed in double from the float32 delta, stored as float32.
-    var bounds: (max: Float, min: Float) {
+    package var bounds: (max: Float, min: Float) {
         let d = Double(Float(delta))
         let bits = sign ? n - 1 : n
         let mx = Float((pow(2.0, Double(bits)) - 1) * d)

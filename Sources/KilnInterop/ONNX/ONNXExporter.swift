@@ -36,7 +36,9 @@ public enum ONNXExporter {
         op.version = Int64(opset)
         model.opsetImport = [op]
         model.graph = graph
-        return try ONNXModel(proto: model)
+        var result = try ONNXModel(proto: model)
+        result.notes = e.notes
+        return result
     }
 
     static func valueInfo(_ name: String, _ v: Variable) throws -> Onnx_ValueInfoProto {
@@ -77,6 +79,7 @@ struct ONNXGraphWriter {
     var written: Set<ObjectIdentifier> = []
     var counter = 0
     var nodeNames: Set<String> = []
+    var notes: [String] = []
 
     /// The ONNX name of a variable: its Kiln name when it has one not yet taken, else a fresh one. A leaf is
     /// declared (initializer or input) the first time it is named.
@@ -169,6 +172,58 @@ struct ONNXGraphWriter {
         a.type = .float
         a.f = Float(v)
         return a
+    }
+
+    /// nnabla's FixedPointQuantize, exactly. QuantizeLinear rounds halfway cases to even where nnabla rounds
+    /// them away from zero, so QuantizeLinear/DequantizeLinear is written only where no value is halfway: a
+    /// quantized parameter (checked here) with a power-of-two step and at most 8 bits, after a Clip to
+    /// nnabla's range (int8 reaches -128, nnabla's signed 8 bits stop at -127). Anything else, activations
+    /// included, is written as the same arithmetic nnabla does (Clip, Div, Abs, Add 0.5, Floor, Sign, Mul),
+    /// which is exact; a note says which and why.
+    mutating func fixedPoint(_ n: FunctionNode, _ x: String, _ y: String, _ nodeName: String, _ args: [String: ArgValue]) throws {
+        func fail(_ why: String) -> KilnError { .invalidGraphFile("ONNX export: function '\(n.name)' (FixedPointQuantize): \(why)") }
+        guard let f = n.function as? FixedPointQuantize else { throw fail("unexpected function") }
+        guard f.quantize else { node("Identity", [x], [y], name: nodeName); return }
+        // |x| / delta + 0.5 stays exact in float32 while the largest level is below 2^23.
+        guard (f.sign ? f.n - 1 : f.n) <= 23 else { throw fail("n = \(f.n) bits: float32 arithmetic is exact only up to 23 magnitude bits") }
+        let (mx, mn) = f.bounds
+        let d = Float(f.delta)
+        func scalar(_ v: Float, _ tag: String) -> String { constant(ONNXTensor(shape: [], floats: [v]), "\(nodeName)/\(tag)") }
+        let clipped = fresh("\(nodeName)/clipped")
+        node("Clip", [x, scalar(mn, "min"), scalar(mx, "max")], [clipped], name: "\(clipped)_clip")
+        let input = n.inputs[0]
+        let powerOfTwo = d > 0 && d.significandBitPattern == 0 && d.isNormal
+        var halfway: Int?
+        if input.parent == nil && input.isParameter {
+            halfway = input.d.firstIndex { v in
+                let c = min(max(v, mn), mx)
+                let q = Swift.abs(c) / d
+                return q - q.rounded(.down) == 0.5
+            }
+        }
+        if input.parent == nil && input.isParameter && powerOfTwo && f.n <= 8 && halfway == nil {
+            var zero = ONNXTensor(shape: [], ints: [0])
+            zero.elementType = f.sign ? ONNXDataType.int8.rawValue : ONNXDataType.uint8.rawValue
+            let zp = constant(zero, "\(nodeName)/zero_point"), scale = scalar(d, "scale")
+            let q = fresh("\(nodeName)/quantized")
+            node("QuantizeLinear", [clipped, scale, zp], [q], name: "\(q)_quantize")
+            node("DequantizeLinear", [q, scale, zp], [y], name: nodeName)
+            return
+        }
+        let why = input.parent != nil || !input.isParameter ? "it quantizes values computed at run time, where QuantizeLinear's rounding of halfway cases (to even) differs from nnabla's (away from zero)"
+            : !powerOfTwo ? "its step \(f.delta) is not a power of two"
+            : f.n > 8 ? "\(f.n) bits do not fit 8-bit QuantizeLinear"
+            : "'\(input.name)' holds a halfway value at index \(halfway ?? 0), which QuantizeLinear would round to even"
+        notes.append("\(n.name): FixedPointQuantize written as float arithmetic, not QuantizeLinear/DequantizeLinear: \(why)")
+        let steps = fresh("\(nodeName)/steps"), magnitude = fresh("\(nodeName)/abs"), shifted = fresh("\(nodeName)/half")
+        let levels = fresh("\(nodeName)/levels"), sign = fresh("\(nodeName)/sign"), signed = fresh("\(nodeName)/signed")
+        node("Abs", [clipped], [magnitude], name: "\(magnitude)_abs")
+        node("Div", [magnitude, scalar(d, "delta")], [steps], name: "\(steps)_div")
+        node("Add", [steps, scalar(0.5, "half")], [shifted], name: "\(shifted)_add")
+        node("Floor", [shifted], [levels], name: "\(levels)_floor")
+        node("Sign", [clipped], [sign], name: "\(sign)_sign")
+        node("Mul", [levels, sign], [signed], name: "\(signed)_mul")
+        node("Mul", [signed, scalar(d, "delta")], [y], name: nodeName)
     }
 
     mutating func write(_ n: FunctionNode) throws {
@@ -383,6 +438,8 @@ struct ONNXGraphWriter {
         case "LRN":
             node("LRN", x, y, name: nodeName, [Self.int("size", intArg("size") ?? 1), Self.float("alpha", doubleArg("alpha") ?? 1e-4),
                                                Self.float("beta", doubleArg("beta") ?? 0.75), Self.float("bias", doubleArg("bias") ?? 1)])
+        case "FixedPointQuantize":
+            try fixedPoint(n, x[0], y[0], nodeName, args)
         case "FusedNormalization":
             throw fail("export the graph before fusion (its BatchNormalization, Add2 and ReLU)")
         default:

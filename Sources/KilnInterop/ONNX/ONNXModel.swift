@@ -11,6 +11,8 @@ public struct ONNXModel {
     let proto: Onnx_ModelProto
     /// The version of the default ("ai.onnx") operator set the model imports.
     public let opsetVersion: Int
+    /// What an export decided (a quantizer written as float arithmetic, and why).
+    public var notes: [String] = []
 
     /// Reads an ONNX file. Errors name the file and the cause.
     public static func load(path: String) throws -> ONNXModel {

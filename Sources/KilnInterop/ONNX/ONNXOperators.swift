@@ -14,7 +14,7 @@ extension ONNXGraphBuilder {
         "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Split", "Slice",
         "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "Cast",
         "Exp", "Log", "Abs", "Floor", "Ceil", "Erf", "Softplus", "Softsign", "Selu", "HardSigmoid", "HardSwish",
-        "PRelu", "Clip", "Max", "Min", "Pad", "Gather", "LayerNormalization", "InstanceNormalization", "LRN",
+        "PRelu", "Clip", "Max", "Min", "Pad", "Gather", "LayerNormalization", "InstanceNormalization", "LRN", "Sign",
     ]
 
     mutating func importOperator(_ op: String, _ inputs: [String], _ a: ONNXAttributes, outputCount: Int) throws -> [ONNXValue] {
@@ -60,6 +60,7 @@ extension ONNXGraphBuilder {
             return one(acc)
         case "Exp", "Log", "Abs", "Floor", "Ceil", "Erf", "HardSwish":
             return one(try emit1(op, [:], [try x()]))
+        case "Sign": return one(try emit1("Sign", ["alpha": .double(0)], [try x()]))
         case "Softplus": return one(try emit1("SoftPlus", ["beta": .double(1)], [try x()]))
         case "Softsign": return one(try emit1("SoftSign", [:], [try x()]))
         case "Selu":

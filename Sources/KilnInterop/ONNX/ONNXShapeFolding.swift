@@ -11,6 +11,7 @@ extension ONNXGraphBuilder {
     static let foldable: Set<String> = [
         "Constant", "Shape", "Size", "Identity", "Cast", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Concat",
         "Gather", "Slice", "Add", "Sub", "Mul", "Div", "Neg", "ConstantOfShape", "Range", "Transpose", "Dropout",
+        "QuantizeLinear", "DequantizeLinear", "Clip",
     ]
 
     func present(_ inputs: [String], _ k: Int) -> String? {
@@ -139,6 +140,15 @@ extension ONNXGraphBuilder {
                 pos = pos.flatMap { p in (0..<r.length).map { p + (r.first + $0 * r.step) * strides[d] } }
             }
             return [x.gathered(pos, shape: outShape)]
+        case "Clip":
+            // A weight clipped before QuantizeLinear (Kiln's fixed-point export) folds with it.
+            guard opset >= 11, !x.isInteger else { return nil }
+            let lo = known.count > 1 ? known[1]?.floats.first : nil, hi = known.count > 2 ? known[2]?.floats.first : nil
+            return [ONNXTensor(shape: x.shape, floats: x.floats.map { v in min(max(v, lo ?? -.infinity), hi ?? .infinity) })]
+        case "QuantizeLinear", "DequantizeLinear":
+            guard known.count >= 2, let scale = known[1] else { throw ONNXError.at(place, "needs a scale") }
+            let zero = known.count >= 3 ? known[2] : nil
+            return [try quantizeLinear(op == "QuantizeLinear", x, scale, zero, a)]
         case "Neg":
             switch x.values {
             case .floats(let f): return [ONNXTensor(shape: x.shape, floats: f.map { -$0 })]
@@ -336,6 +346,40 @@ extension ONNXGraphBuilder {
             step[d] = sp
         }
         return (start, stop, step)
+    }
+
+    /// QuantizeLinear (`saturate(round_half_even(x / scale) + zero_point)`, to the zero point's type, uint8 by
+    /// default) or DequantizeLinear (`(x - zero_point) * scale`) of known tensors, per tensor or per `axis`.
+    func quantizeLinear(_ quantize: Bool, _ x: ONNXTensor, _ scale: ONNXTensor, _ zero: ONNXTensor?, _ a: ONNXAttributes) throws -> ONNXTensor {
+        let r = x.shape.count
+        let axis = scale.count == 1 ? 0 : try normalizedAxis(try a.int("axis", default: 1), rank: r)
+        guard scale.count == 1 || (r > 0 && scale.count == x.shape[axis]) else {
+            throw ONNXError.at(place, "scale of \(scale.count) values does not match X \(x.shape)")
+        }
+        let zp = try zero?.ints(place) ?? [0]
+        guard zp.count == scale.count || zp.count == 1 else { throw ONNXError.at(place, "zero point does not match the scale") }
+        let inner = scale.count == 1 ? 1 : x.shape[(axis + 1)...].reduce(1, *)
+        let s = scale.floats
+        func channel(_ i: Int) -> Int { scale.count == 1 ? 0 : (i / inner) % scale.count }
+        if quantize {
+            let type = zero?.elementType ?? ONNXDataType.uint8.rawValue
+            let range: ClosedRange<Float> = type == ONNXDataType.int8.rawValue ? -128...127 : type == ONNXDataType.uint8.rawValue ? 0...255 : -Float.infinity...Float.infinity
+            guard range.lowerBound.isFinite else { throw ONNXError.at(place, "quantizing to \(ONNXDataType.describe(type)) is not supported") }
+            let f = x.floats
+            var out = ONNXTensor(shape: x.shape, ints: try f.indices.map { i in
+                let c = channel(i)
+                let q = (f[i] / s[c]).rounded(.toNearestOrEven) + Float(zp[zp.count == 1 ? 0 : c])
+                guard q.isFinite || q.isInfinite else { throw ONNXError.at(place, "quantizes NaN") }
+                return Int64(min(max(q, range.lowerBound), range.upperBound))
+            })
+            out.elementType = type
+            return out
+        }
+        let v = try x.ints(place)
+        return ONNXTensor(shape: x.shape, floats: v.indices.map { i in
+            let c = channel(i)
+            return Float(v[i] - zp[zp.count == 1 ? 0 : c]) * s[c]
+        })
     }
 
     func integerArithmetic(_ op: String, _ x: ONNXTensor, _ y: ONNXTensor) throws -> ONNXTensor {

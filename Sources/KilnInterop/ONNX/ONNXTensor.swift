@@ -13,6 +13,9 @@ public struct ONNXTensor: Equatable, Sendable {
 
     public var shape: [Int]
     public var values: Values
+    /// The ONNX element type read (TensorProto numbering; 0 when made here): QuantizeLinear saturates to its
+    /// zero point's type.
+    public var elementType: Int32 = 0
 
     public init(shape: [Int], floats: [Float]) {
         self.shape = shape
@@ -104,6 +107,11 @@ extension ONNXTensor {
     /// Reads a TensorProto. Every count is checked against the dims before anything is allocated, so a few
     /// bytes cannot claim gigabytes; data stored outside the file (external_data) is refused.
     init(proto t: Onnx_TensorProto, place: String) throws {
+        self = try ONNXTensor.decode(t, place: place)
+        elementType = t.dataType
+    }
+
+    private static func decode(_ t: Onnx_TensorProto, place: String) throws -> ONNXTensor {
         guard let type = ONNXDataType(rawValue: t.dataType) else {
             throw ONNXError.at(place, "unknown element type \(t.dataType)")
         }
@@ -124,28 +132,27 @@ extension ONNXTensor {
             guard let size = type.rawSize else { throw ONNXError.at(place, "element type \(type.name) is not supported") }
             try checkCount(t.rawData.count / size, "raw_data")
             guard t.rawData.count % size == 0 else { throw ONNXError.at(place, "raw_data's length \(t.rawData.count) is not a multiple of \(size)") }
-            self = try ONNXTensor.decodeRaw(t.rawData, type: type, shape: shape, place: place)
-            return
+            return try ONNXTensor.decodeRaw(t.rawData, type: type, shape: shape, place: place)
         }
         switch type {
         case .float:
             try checkCount(t.floatData.count, "float_data")
-            self.init(shape: shape, floats: t.floatData)
+            return ONNXTensor(shape: shape, floats: t.floatData)
         case .double:
             try checkCount(t.doubleData.count, "double_data")
-            self.init(shape: shape, floats: t.doubleData.map { Float($0) })
+            return ONNXTensor(shape: shape, floats: t.doubleData.map { Float($0) })
         case .float16, .bfloat16:
             try checkCount(t.int32Data.count, "int32_data")
-            self.init(shape: shape, floats: t.int32Data.map { ONNXTensor.halfToFloat(UInt16(truncatingIfNeeded: $0), bfloat: type == .bfloat16) })
+            return ONNXTensor(shape: shape, floats: t.int32Data.map { ONNXTensor.halfToFloat(UInt16(truncatingIfNeeded: $0), bfloat: type == .bfloat16) })
         case .int64:
             try checkCount(t.int64Data.count, "int64_data")
-            self.init(shape: shape, ints: t.int64Data)
+            return ONNXTensor(shape: shape, ints: t.int64Data)
         case .int32, .int16, .int8, .uint16, .uint8, .bool:
             try checkCount(t.int32Data.count, "int32_data")
-            self.init(shape: shape, ints: t.int32Data.map { Int64($0) })
+            return ONNXTensor(shape: shape, ints: t.int32Data.map { Int64($0) })
         case .uint32, .uint64:
             try checkCount(t.uint64Data.count, "uint64_data")
-            self.init(shape: shape, ints: try t.uint64Data.map {
+            return ONNXTensor(shape: shape, ints: try t.uint64Data.map {
                 guard let v = Int64(exactly: $0) else { throw ONNXError.at(place, "value \($0) does not fit int64") }
                 return v
             })
@@ -189,12 +196,17 @@ extension ONNXTensor {
         bfloat ? Float(bitPattern: UInt32(bits) << 16) : Float(Float16(bitPattern: bits))
     }
 
-    /// The TensorProto of these values: float32 or int64, in raw_data.
+    /// The TensorProto of these values: float32 or int64 in raw_data; int8 or uint8 when `elementType` says so.
     func proto(name: String) -> Onnx_TensorProto {
         var t = Onnx_TensorProto()
         t.name = name
         t.dims = shape.map { Int64($0) }
         var bytes: [UInt8] = []
+        if case .ints(let v) = values, elementType == ONNXDataType.int8.rawValue || elementType == ONNXDataType.uint8.rawValue {
+            t.dataType = elementType
+            t.rawData = Data(v.map { UInt8(truncatingIfNeeded: $0) })
+            return t
+        }
         switch values {
         case .floats(let f):
             t.dataType = ONNXDataType.float.rawValue

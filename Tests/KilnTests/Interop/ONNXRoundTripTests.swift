@@ -98,6 +98,42 @@ import Testing
         }
     }
 
+    /// nnabla's FixedPointQuantize exported exactly: as QuantizeLinear/DequantizeLinear for a parameter with
+    /// a power-of-two step and no halfway value, as nnabla's own arithmetic otherwise (activations, halfway
+    /// values, other steps), with a note; the exported model imported back computes the same values, halfway
+    /// cases and out-of-range values included.
+    @Test(arguments: [(true, 4, 0.25), (false, 8, 0.0625), (true, 8, 0.1)])
+    func fixedPointQuantizersExportExactly(_ c: (Bool, Int, Double)) throws {
+        try Parameters.isolated {
+            let q = FixedPointQuantize(sign: c.0, n: c.1, delta: c.2)
+            let x = try Variable(shape: [12], name: "x")
+            let w = try Variable(shape: [12], needGrad: true, name: "w")
+            w.isParameter = true
+            let d = Float(c.2)
+            let values: [Float] = [0.5 * d, 1.5 * d, -0.5 * d, -2.5 * d, 0.3 * d, 100 * d, -100 * d, 0, 3 * d, 2.49 * d, -7.5 * d, 6.5 * d]
+            try x.setData(values)
+            try w.setData(values.map { $0 + 0.013 * d })         // no halfway value
+            let qx = try apply(q, [x], name: "qx")[0], qw = try apply(q, [w], name: "qw")[0]
+            let y = try apply(Add2(), [qx, qw], name: "sum")[0]
+            try Compiler.compile([y], .inference, options: CompileOptions()).run()
+            let want = y.d
+            let model = try ONNXExporter.export([y])
+            let ops = model.operatorCounts.map { $0.op }
+            let powerOfTwo = Float(c.2).significandBitPattern == 0
+            #expect(ops.contains("QuantizeLinear") == powerOfTwo, "weights as QDQ exactly when the step is a power of two: \(model.notes)")
+            #expect(model.notes.contains { $0.hasPrefix("qx") && $0.contains("run time") }, "the activation quantizer is noted")
+            let imported = try ONNXImporter.importGraph(try ONNXModel(bytes: model.serializedBytes()))
+            try #require(imported.graph.variables["x"]).setData(values)
+            try Compiler.compile(imported.graph.outputs, .inference, options: CompileOptions()).run()
+            #expect(imported.graph.outputs[0].d == want, "the exported quantizers differ from nnabla's")
+            // A parameter holding a halfway value is not written as QDQ.
+            try w.setData(values)
+            let again = try ONNXExporter.export([y])
+            #expect(!again.operatorCounts.map { $0.op }.contains("QuantizeLinear"))
+            #expect(again.notes.contains { $0.contains("halfway") || $0.contains("power of two") })
+        }
+    }
+
     @Test func lossesAreRefusedNamingTheFunction() throws {
         try Parameters.isolated {
             let m = try Zoo.mlp.build(batchSize: 2, training: true)
