@@ -74,7 +74,35 @@ def export(directory):
         def forward(self, x):
             return self.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1))
 
+    class Encoder(nn.Module):   # attention, layer norm, GELU-free feed-forward, batched MatMul
+        def __init__(self):
+            super().__init__()
+            self.enc = nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32, dropout=0.0, batch_first=True)
+            self.fc = nn.Linear(16, 4)
+
+        def forward(self, x):
+            return self.fc(self.enc(x).mean(dim=1))
+
+    class Mixed(nn.Module):   # SAME padding, ConvTranspose, PReLU, HardSwish, uneven pooling, Clip, SiLU, GELU
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(3, 8, 3, padding="same")
+            self.bn = nn.BatchNorm2d(8)
+            self.d = nn.ConvTranspose2d(8, 4, 2, stride=2)
+            self.p = nn.PReLU(4)
+
+        def forward(self, x):
+            h = self.p(self.d(nn.functional.hardswish(self.bn(self.c(x)))))
+            h = nn.functional.avg_pool2d(h, 2, count_include_pad=False, padding=1)
+            h = torch.clamp(h, -1, 1) * torch.sigmoid(h) + nn.functional.silu(h) + nn.functional.gelu(h)
+            return nn.functional.log_softmax(h.flatten(1), dim=1) + h.flatten(1).max(dim=1, keepdim=True).values
+
     torch.manual_seed(0)
+    for name, net, shape in [("encoder", Encoder(), (2, 5, 16)), ("mixed", Mixed(), (2, 3, 8, 8))]:
+        net.eval()
+        for opset in (14, 17):
+            torch.onnx.export(net, torch.randn(*shape), f"{directory}/small_{name}_op{opset}.onnx", dynamo=False,
+                              opset_version=opset, input_names=["x"], output_names=["y"])
     for name, net in [("resnet18", ResNet18()), ("mobilenetv2", MobileNetV2())]:
         net.eval()
         # Non-trivial BN statistics, as a trained model has.
@@ -134,5 +162,18 @@ with tempfile.TemporaryDirectory() as d:
                 ort_ms.append(float(np.median(times[2:])))
             k, o = float(np.median(kiln_ms)), float(np.median(ort_ms))
             print(f"{name} batch {batch}: max relative |diff| {diff:.2g}; kiln {k:.1f} ms, onnxruntime {o:.1f} ms, kiln/ort {k / o:.2f}")
+    # Small models, correctness only.
+    for path in sorted(f for f in os.listdir(d) if f.startswith("small_")):
+        sess = ort.InferenceSession(f"{d}/{path}", providers=["CPUExecutionProvider"])
+        shape = list(sess.get_inputs()[0].shape)
+        x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+        with open(f"{d}/in.json", "w") as f:
+            json.dump({"x": {"shape": shape, "data": x.ravel().tolist()}}, f)
+        subprocess.run([kiln, "run", f"{d}/{path}", "--inputs", f"{d}/in.json", "--outputs", f"{d}/out.json"], check=True)
+        with open(f"{d}/out.json") as f:
+            got = np.array(json.load(f)["y"]["data"], dtype=np.float32)
+        diff = float(np.max(np.abs(got - sess.run(None, {"x": x})[0].ravel())))
+        worst = max(worst, diff)
+        print(f"{path[6:-5]}: max |diff| {diff:.2g}")
 print(f"worst {worst:.2g}: {'within' if worst <= 1e-3 else 'ABOVE'} 1e-3")
 sys.exit(0 if worst <= 1e-3 else 1)

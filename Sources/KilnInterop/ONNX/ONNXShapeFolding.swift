@@ -11,7 +11,7 @@ extension ONNXGraphBuilder {
     static let foldable: Set<String> = [
         "Constant", "Shape", "Size", "Identity", "Cast", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Concat",
         "Gather", "Slice", "Add", "Sub", "Mul", "Div", "Neg", "ConstantOfShape", "Range", "Transpose", "Dropout",
-        "QuantizeLinear", "DequantizeLinear", "Clip",
+        "QuantizeLinear", "DequantizeLinear", "Clip", "Mod",
     ]
 
     func present(_ inputs: [String], _ k: Int) -> String? {
@@ -157,12 +157,12 @@ extension ONNXGraphBuilder {
                 return -$0
             })]
             }
-        case "Add", "Sub", "Mul", "Div":
+        case "Add", "Sub", "Mul", "Div", "Mod":
             guard known.count == 2, let y = known[1] else { throw ONNXError.at(place, "needs two inputs") }
             // Only shape arithmetic (integers) folds: float arithmetic on weights stays in the graph, where it
             // is computed as the model says.
             guard x.isInteger, y.isInteger else { return nil }
-            return [try integerArithmetic(op, x, y)]
+            return [try integerArithmetic(op, x, y, fmod: try a.int("fmod", default: 0) != 0)]
         case "Range":
             guard known.count == 3, let l = known[1], let d = known[2], x.count == 1, l.count == 1, d.count == 1 else {
                 throw ONNXError.at(place, "needs scalar start, limit and delta")
@@ -382,7 +382,7 @@ extension ONNXGraphBuilder {
         })
     }
 
-    func integerArithmetic(_ op: String, _ x: ONNXTensor, _ y: ONNXTensor) throws -> ONNXTensor {
+    func integerArithmetic(_ op: String, _ x: ONNXTensor, _ y: ONNXTensor, fmod: Bool = false) throws -> ONNXTensor {
         let a = try x.ints(place), b = try y.ints(place)
         // Same shape, or one side a single element (the forms shape arithmetic uses).
         let shape: [Int]
@@ -399,6 +399,11 @@ extension ONNXGraphBuilder {
             case "Add": (v, o) = p.addingReportingOverflow(q)
             case "Sub": (v, o) = p.subtractingReportingOverflow(q)
             case "Mul": (v, o) = p.multipliedReportingOverflow(by: q)
+            case "Mod":
+                // ONNX's integer Mod takes the divisor's sign (Python's %), fmod=1 the dividend's (C's).
+                guard q != 0 else { throw ONNXError.at(place, "takes a remainder by zero") }
+                let (r, ro) = p.remainderReportingOverflow(dividingBy: q)
+                (v, o) = (fmod || r == 0 || (r < 0) == (q < 0) ? r : r + q, ro)
             default:
                 guard q != 0 else { throw ONNXError.at(place, "divides by zero") }
                 (v, o) = p.dividedReportingOverflow(by: q)

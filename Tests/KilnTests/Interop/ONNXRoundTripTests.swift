@@ -134,6 +134,16 @@ import Testing
         }
     }
 
+    /// Integer Mod as ONNX defines it when folding shape arithmetic: the divisor's sign (Python's %), or the
+    /// dividend's with fmod (C's).
+    @Test func integerModFollowsONNX() throws {
+        let b = ONNXGraphBuilder(opset: 13)
+        let x = ONNXTensor(shape: [4], ints: [-7, 7, -7, 6]), y = ONNXTensor(shape: [4], ints: [3, -3, -3, 3])
+        #expect(try b.integerArithmetic("Mod", x, y).values == .ints([2, -2, -1, 0]))
+        #expect(try b.integerArithmetic("Mod", x, y, fmod: true).values == .ints([-1, 1, -1, 0]))
+        #expect(throws: KilnError.self) { _ = try b.integerArithmetic("Mod", x, ONNXTensor(shape: [1], ints: [0])) }
+    }
+
     @Test func lossesAreRefusedNamingTheFunction() throws {
         try Parameters.isolated {
             let m = try Zoo.mlp.build(batchSize: 2, training: true)
