@@ -93,4 +93,30 @@ import Testing
             from = i + 1
         }
     }
+
+    /// The README shows the article's ONNX step: its lines too are this file's code, in order.
+    @Test func readmeInteropExampleIsThisCode() throws {
+        let readme = try String(contentsOf: Self.root.appendingPathComponent("README.md"), encoding: .utf8)
+        let here = try String(contentsOf: URL(fileURLWithPath: #filePath), encoding: .utf8)
+        let code = here.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        var blocks: [[String]] = [], current: [String]? = nil
+        for line in readme.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("```swift") { current = [] } else if line.hasPrefix("```"), let c = current {
+                blocks.append(c)
+                current = nil
+            } else if current != nil {
+                let trimmed = line.trimmingCharacters(in: .whitespaces)
+                if !trimmed.isEmpty { current?.append(trimmed) }
+            }
+        }
+        let example = try #require(blocks.first { $0.contains { $0.contains("ONNXImporter.importGraph") } }, "the README's ONNX example")
+        var from = 0
+        for line in example {
+            guard let i = code[from...].firstIndex(of: line) else {
+                Issue.record("the README's line \"\(line)\" is not in GettingStartedArticleTests (in order)")
+                return
+            }
+            from = i + 1
+        }
+    }
 }
