@@ -62,7 +62,7 @@ sanitize: deps
 # FUZZ_SECONDS from the committed seeds in Fuzz/corpus/TARGET, growing its working corpus in
 # .build-fuzz/TARGET; a crash is written there as crash-* and stops the run. FUZZ_TARGETS picks targets.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= FuzzGraphFile FuzzJSON FuzzSafeTensors FuzzIDX FuzzGzip FuzzCSV FuzzCheckpoint FuzzMonitor
+FUZZ_TARGETS ?= FuzzGraphFile FuzzJSON FuzzSafeTensors FuzzIDX FuzzGzip FuzzCSV FuzzCheckpoint FuzzMonitor FuzzONNX FuzzNNP FuzzNNablaParameters
 fuzz: deps
 	cd Fuzz && $(SWIFT) build -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -use-ld=lld
 	@for t in $(FUZZ_TARGETS); do \

@@ -13,6 +13,7 @@ let package = Package(
     name: "KilnFuzz",
     dependencies: [.package(name: "Kiln", path: "..")],
     targets: [.target(name: "FuzzSupport")]
-        + ["FuzzGraphFile", "FuzzJSON", "FuzzSafeTensors", "FuzzIDX", "FuzzCSV", "FuzzGzip", "FuzzCheckpoint", "FuzzMonitor"].map(fuzzTarget),
+        + ["FuzzGraphFile", "FuzzJSON", "FuzzSafeTensors", "FuzzIDX", "FuzzCSV", "FuzzGzip", "FuzzCheckpoint", "FuzzMonitor",
+           "FuzzONNX", "FuzzNNP", "FuzzNNablaParameters"].map(fuzzTarget),
     swiftLanguageModes: [.v6]
 )

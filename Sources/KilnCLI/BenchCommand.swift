@@ -12,7 +12,7 @@ struct BenchCommand: ParsableCommand {
         commandName: "bench",
         abstract: "Time a compiled plan: median ms per iteration, images/s, the plan's memory figures and peak RSS.")
 
-    @Argument(help: "A zoo model (\(Zoo.names.joined(separator: ", "))) or a graph file (.json kiln-graph/1, .onnx).") var model: String
+    @Argument(help: "A zoo model (\(Zoo.names.joined(separator: ", "))) or a graph file (.json kiln-graph/1, .onnx, .nnp).") var model: String
     @Option(help: "inference or training.") var mode: PlanMode = .inference
     @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Batch size for zoo models.") var batchSize: Int = 64
     @Option(parsing: .unconditional, help: "Timed iterations (after the warm-up).") var iterations: Int = 20

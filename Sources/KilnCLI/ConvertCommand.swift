@@ -27,7 +27,7 @@ struct ConvertCommand: ParsableCommand {
         converter leaves as it is (a training-mode BN, a branch) is reported on standard error.
         """)
 
-    @Argument(help: "The graph file to convert: kiln-graph/1 JSON (.json) or ONNX (.onnx).") var graph: String
+    @Argument(help: "The graph file to convert: kiln-graph/1 JSON (.json), ONNX (.onnx) or nnabla (.nnp).") var graph: String
     @Option(name: .customLong("converter"), help: "The converter. Repeat to chain converters in order (e.g. fixed-point-weight, then fixed-point-activation).")
     var converters: [ConverterKind] = []
     @Option(name: .shortAndLong, help: "Where to write the converted graph (kiln-graph/1, parameters with their data).")

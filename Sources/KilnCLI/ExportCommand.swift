@@ -6,7 +6,7 @@ struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export", abstract: "Write a zoo model or graph file with its weights (ONNX, nnabla .nnp, kiln-graph/1), or its weights alone.")
 
-    @Argument(help: "A zoo model (\(Zoo.names.joined(separator: ", "))) or a graph file (.json, .onnx).") var model: String
+    @Argument(help: "A zoo model (\(Zoo.names.joined(separator: ", "))) or a graph file (.json, .onnx, .nnp).") var model: String
     @Option(name: .shortAndLong, help: "Where to write it: .onnx (ONNX, opset 17), .nnp (nnabla), .json (kiln-graph/1); or the weights alone: .h5, .protobuf (nnabla's), .safetensors.") var output: String
     @OptionGroup var params: ParametersOption
     @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Batch size of a zoo model's input.") var batchSize: Int = 1

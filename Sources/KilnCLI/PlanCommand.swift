@@ -8,7 +8,7 @@ struct PlanCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "plan", abstract: "Compile a zoo model or graph file and print its execution plan.")
 
-    @Argument(help: "A zoo model (\(Zoo.names.joined(separator: ", "))) or a graph file (.json kiln-graph/1, .onnx).") var model: String
+    @Argument(help: "A zoo model (\(Zoo.names.joined(separator: ", "))) or a graph file (.json kiln-graph/1, .onnx, .nnp).") var model: String
     @Option(help: "inference or training.") var mode: PlanMode = .inference
     @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Batch size for zoo models.") var batchSize: Int = 64
     @Option(help: "float, or half: activations and their gradients stored as float16.") var precision: Precision = .float

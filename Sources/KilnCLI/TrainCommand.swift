@@ -40,7 +40,7 @@ struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train", abstract: "Train a zoo model or graph file on an image dataset (softmax cross-entropy), on one process or data-parallel under mpirun.")
 
-    @Argument(help: "A zoo model (\(Zoo.names.joined(separator: ", "))) or a graph file (.json kiln-graph/1, .onnx) whose first output scores the classes.") var model: String
+    @Argument(help: "A zoo model (\(Zoo.names.joined(separator: ", "))) or a graph file (.json kiln-graph/1, .onnx, .nnp) whose first output scores the classes.") var model: String
     @Option(help: "fashion-mnist; a directory of IDX files (MNIST layout) or of x_train/y_train/x_test/y_test .npy files; an .npz of those arrays; or a .csv in nnabla's dataset format (with --test-dataset).") var dataset: String = "fashion-mnist"
     @Option(name: .customLong("test-dataset"), help: "The test split of a .csv --dataset.") var testDataset: String?
     @Option(name: .customLong("random-crop"), parsing: .unconditional, help: "Augment: shift each training image by up to N pixels each way (a random crop of the zero-padded image).") var randomCrop: Int = 0

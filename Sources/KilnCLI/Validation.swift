@@ -26,6 +26,6 @@ enum Check {
         if Zoo(rawValue: model) != nil { return }
         if files && (model.contains("/") || model.contains(".") || FileManager.default.fileExists(atPath: model)) { return }
         throw ValidationError("unknown model '\(model)'; the zoo models are \(Zoo.names.joined(separator: ", "))"
-                              + (files ? ", or give a graph file (.json, .onnx)" : ""))
+                              + (files ? ", or give a graph file (.json, .onnx, .nnp)" : ""))
     }
 }

@@ -12,7 +12,7 @@ struct ViewCommand: ParsableCommand {
 
     static let formats = ["png", "svg", "pdf", "dot"]
 
-    @Argument(help: "A zoo model name or a graph file (.json kiln-graph/1, .onnx).") var model: String
+    @Argument(help: "A zoo model name or a graph file (.json kiln-graph/1, .onnx, .nnp).") var model: String
     @Option(name: .shortAndLong, help: "The picture to write; its extension picks the format (png, svg, pdf, dot).")
     var output: String
     @Flag(help: "Show shapes, need_grad and function arguments.") var verbose = false

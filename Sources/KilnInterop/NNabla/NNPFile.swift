@@ -106,6 +106,7 @@ public enum NNPFile {
         var declared: [String: [Int]] = [:]
         var inputs: [String] = []
         var params = ParameterDictionary()
+        var inputBytes = CheckedInt(0)
         for v in net.variable {
             guard !v.name.isEmpty, declared[v.name] == nil else { throw fail("variable '\(v.name)' is unnamed or declared twice") }
             guard v.repeatID.isEmpty else { throw fail("variable '\(v.name)' is in a repeat block, which is not supported") }
@@ -129,6 +130,13 @@ public enum NNPFile {
                 values[v.name] = leaf
                 params[v.name] = leaf
             } else {
+                // Inputs are allocated as declared: their total must fit the memory budget first.
+                let bytes = try CheckedInt(try Shapes.count(shape, context: "variable '\(v.name)'")) * 4
+                inputBytes = inputBytes + bytes
+                let total = try inputBytes.get("the network's inputs")
+                if let budget = Context.current.memoryBudget, total > budget {
+                    throw fail("its inputs would take \(total) bytes, above the memory budget of \(budget) bytes")
+                }
                 let leaf = try Variable(shape: shape, needGrad: false, name: v.name)
                 leaf.isInput = true
                 values[v.name] = leaf

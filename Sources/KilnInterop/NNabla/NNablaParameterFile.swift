@@ -37,6 +37,14 @@ public enum NNablaParameterFile {
         } catch KilnError.invalidParameters(let m) { throw KilnError.invalidParameters("\(path): \(m)") }
     }
 
+    /// Reads a parameter file's bytes (what `read(path:)` does after reading the file).
+    public static func read(bytes: [UInt8], format: Format) throws -> [Entry] {
+        switch format {
+        case .h5: return try readH5(bytes)
+        case .protobuf: return try readProtobuf(bytes)
+        }
+    }
+
     /// Writes `params` (need_grad from each variable) atomically.
     public static func save(_ params: ParameterDictionary, to path: String) throws {
         let entries = params.map { Entry(name: $0.name, array: $0.variable.data, needGrad: $0.variable.needGrad) }

@@ -104,7 +104,10 @@ public enum ONNXImporter {
             default: throw ONNXError.at(place, "element type \(ONNXDataType.describe(t.elemType)) is not supported")
             }
             let v: Variable
-            do { v = try Variable(shape: shape, dtype: dtype, needGrad: false, name: i.name) } catch let e as KilnError {
+            do {
+                try b.reserve(Shapes.count(shape, context: place), place: place)
+                v = try Variable(shape: shape, dtype: dtype, needGrad: false, name: i.name)
+            } catch let e as KilnError {
                 throw ONNXError.at(place, "\(e)")
             }
             v.isInput = true
@@ -162,6 +165,19 @@ struct ONNXGraphBuilder {
     var runValues: [String: ONNXTensor] = [:]
     /// Integer constants made float leaves (`floatVariable`), by ONNX name.
     var floatLeaves: [String: Variable] = [:]
+    /// Bytes of the leaves made so far: inputs are allocated as they are declared, so their total is checked
+    /// against the memory budget first (a few bytes of protobuf can declare terabytes).
+    var leafBytes = 0
+
+    mutating func reserve(_ elements: Int, place p: String) throws {
+        let (bytes, o1) = elements.multipliedReportingOverflow(by: 4)
+        let (total, o2) = leafBytes.addingReportingOverflow(bytes)
+        let budget = Context.current.memoryBudget ?? Int.max
+        guard !o1, !o2, total <= budget else {
+            throw ONNXError.at(p, "the model's inputs and constants would take more than the memory budget of \(budget) bytes (Context.memoryBudget; --max-memory)")
+        }
+        leafBytes = total
+    }
     /// Whether the graph trains (`ONNXImporter.Options.training`).
     var training = false
     /// Parameters to reuse by name and shape (`ONNXImporter.Options.parameters`).
@@ -262,8 +278,9 @@ struct ONNXGraphBuilder {
     }
 
     /// A leaf holding `t`: float32, or int32 for integer values (which must fit).
-    func leaf(_ t: ONNXTensor, name: String, trainable: Bool) throws -> Variable {
+    mutating func leaf(_ t: ONNXTensor, name: String, trainable: Bool) throws -> Variable {
         if trainable, let v = sharedParameter(name, t.shape) { return v }
+        try reserve(t.count, place: place)
         let v: Variable
         switch t.values {
         case .floats(let f):

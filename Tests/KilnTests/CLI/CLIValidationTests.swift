@@ -33,10 +33,10 @@ struct CLIValidationTests {
         (["plan", "mlp", "--batch-size", "-4"], "Error: --batch-size must be positive, got -4"),
         (["view", "mlp", "-o", "x.svg", "--batch-size", "0"], "Error: --batch-size must be positive, got 0"),
         (["convert", "g.json", "--converter", "fixed-point-activation", "--n", "-1", "-o", "o.json"], "Error: --n must be between 1 and 64, got -1"),
-        (["plan", "resnet1000"], "Error: unknown model 'resnet1000'; the zoo models are lenet, resnet20, mlp, or give a graph file (.json, .onnx)"),
-        (["bench", "resnet1000"], "Error: unknown model 'resnet1000'; the zoo models are lenet, resnet20, mlp, or give a graph file (.json, .onnx)"),
-        (["profile", "resnet1000"], "Error: unknown model 'resnet1000'; the zoo models are lenet, resnet20, mlp"),
-        (["train", "resnet1000"], "Error: unknown model 'resnet1000'; the zoo models are lenet, resnet20, mlp, or give a graph file (.json, .onnx)"),
+        (["plan", "resnet1000"], "Error: unknown model 'resnet1000'; the zoo models are lenet, resnet20, mlp, or give a graph file (.json, .onnx, .nnp)"),
+        (["bench", "resnet1000"], "Error: unknown model 'resnet1000'; the zoo models are lenet, resnet20, mlp, or give a graph file (.json, .onnx, .nnp)"),
+        (["profile", "resnet1000"], "Error: unknown model 'resnet1000'; the zoo models are lenet, resnet20, mlp, or give a graph file (.json, .onnx, .nnp)"),
+        (["train", "resnet1000"], "Error: unknown model 'resnet1000'; the zoo models are lenet, resnet20, mlp, or give a graph file (.json, .onnx, .nnp)"),
         (["view", "mlp", "-o", "x.svg", "--mode", "sideways"], "Error: The value 'sideways' is invalid for '--mode <mode>'. Please provide one of 'inference' and 'training'."),
     ])
     func usageErrorsNameTheOptionAndValue(_ arguments: [String], _ message: String) throws {

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import Kiln
 @testable import KilnInterop
+import SwiftProtobuf
 
 /// ONNX export and import against each other: a zoo model written as ONNX and read back computes what the
 /// original graph computes, with the same parameter names and values; what has no ONNX form is refused.
@@ -192,6 +193,46 @@ import Testing
                 let junk = (0..<Int.random(in: 1...300, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
                 do { _ = try ONNXImporter.importGraph(try ONNXModel(bytes: junk)) } catch is KilnError {}
             }
+        }
+    }
+
+    /// A model that declares a huge input is refused before anything is allocated: its inputs count against
+    /// the memory budget.
+    @Test func hugeDeclaredInputsAreRefusedWithinTheBudget() throws {
+        var dim = Onnx_TensorShapeProto.Dimension()
+        dim.dimValue = 1 << 12
+        var input = Onnx_ValueInfoProto()
+        input.name = "x"
+        input.type.tensorType.elemType = 1
+        input.type.tensorType.shape.dim = [dim, dim]
+        var output = Onnx_ValueInfoProto()
+        output.name = "y"
+        var relu = Onnx_NodeProto()
+        relu.opType = "Relu"
+        relu.input = ["x"]
+        relu.output = ["y"]
+        var model = Onnx_ModelProto()
+        var opset = Onnx_OperatorSetIdProto()
+        opset.version = 13
+        model.opsetImport = [opset]
+        model.graph.input = [input]
+        model.graph.output = [output]
+        model.graph.node = [relu]
+        let bytes: [UInt8] = try model.serializedBytes()
+        try Context.with(Context(memoryBudget: 1 << 24)) {
+            #expect {
+                _ = try ONNXImporter.importGraph(try ONNXModel(bytes: bytes))
+            } throws: { "\($0)".contains("memory budget") }
+        }
+        let nntxt = #"network { name: "n" batch_size: 1 variable { name: "x" type: "Buffer" shape { dim: 4096 dim: 4096 } } variable { name: "y" type: "Buffer" shape { dim: 4096 dim: 4096 } } function { name: "r" type: "ReLU" input: "x" output: "y" } }"#
+        try Context.with(Context(memoryBudget: 1 << 24)) {
+            var proto = Nnabla_NNablaProtoBuf()
+            var options = TextFormatDecodingOptions()
+            options.ignoreUnknownFields = true
+            proto = try Nnabla_NNablaProtoBuf(textFormatString: nntxt, options: options)
+            #expect {
+                _ = try NNPFile.graph(proto, [], network: nil, batchSize: nil)
+            } throws: { "\($0)".contains("memory budget") }
         }
     }
 
