@@ -16,10 +16,10 @@ let scratch: String = {
 }()
 
 /// Two parameters and their Adam solver (made for each input: the solver's state is what a restore changes).
-func makeModel() -> (solver: Adam, parameters: [(name: String, variable: Variable)]) {
+func makeModel() -> (solver: Adam, parameters: ParameterDictionary) {
     guard let w = try? Variable(shape: [2, 3], needGrad: true, name: "w"),
-          let b = try? Variable(shape: [3], needGrad: true, name: "b") else { return (Adam(), []) }
-    let parameters = [(name: "w", variable: w), (name: "b", variable: b)]
+          let b = try? Variable(shape: [3], needGrad: true, name: "b") else { return (Adam(), ParameterDictionary()) }
+    let parameters: ParameterDictionary = ["w": w, "b": b]
     let solver = Adam()
     solver.setParameters(parameters)
     return (solver, parameters)

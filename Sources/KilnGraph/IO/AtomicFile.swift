@@ -97,6 +97,22 @@ public enum AtomicFile {
 
     /// `.<name>.tmp-<16 lowercase hex digits>` from the system's secure random generator; the destination's
     /// name is shortened (to 200 bytes) so that the temporary's name stays within the file system's limit.
+    /// Runs `body` on a private temporary copy of `bytes` (created exclusively, never through a symlink, in
+    /// the system's temporary directory), removed afterwards: for libraries that read archives from files.
+    package static func withTemporaryCopy<T>(of bytes: [UInt8], named name: String, _ body: (String) throws -> T) throws -> T {
+        let dir = FileManager.default.temporaryDirectory.path
+        let (fd, tmp) = try createTemporary(in: dir, for: name, destination: name, temporaryName: randomTemporaryName(for:))
+        defer { unlink(tmp) }
+        do {
+            try bytes.withUnsafeBytes { try writeAll(fd, $0, destination: name, temporary: tmp) }
+        } catch {
+            close(fd)
+            throw error
+        }
+        close(fd)
+        return try body(tmp)
+    }
+
     public static func randomTemporaryName(for name: String) -> String {
         var generator = SystemRandomNumberGenerator()
         let hex = String(generator.next() as UInt64, radix: 16)

@@ -57,10 +57,15 @@ public enum NNPFile {
         return try graph(proto, parameters, network: network, batchSize: batchSize, training: training, shared: shared)
     }
 
-    /// The members of a zip archive held in memory, each within the memory budget.
+    /// The members of a zip archive, each within the memory budget. ZIPFoundation reads it from a private
+    /// temporary file: its in-memory reader traps on entries that point past the end of the data.
     static func unzip(_ bytes: [UInt8]) throws -> [String: [UInt8]] {
+        try AtomicFile.withTemporaryCopy(of: bytes, named: "archive.nnp") { try unzip(path: $0) }
+    }
+
+    static func unzip(path: String) throws -> [String: [UInt8]] {
         let archive: Archive
-        do { archive = try Archive(data: Data(bytes), accessMode: .read) } catch {
+        do { archive = try Archive(url: URL(fileURLWithPath: path), accessMode: .read) } catch {
             throw KilnError.invalidGraphFile("not a zip archive (\(error))")
         }
         let limit = Context.current.memoryBudget ?? Int.max

@@ -140,6 +140,13 @@ import SwiftProtobuf
             }
         }
         #expect(throws: KilnError.self) { _ = try NNablaParameterFile.readH5(Array("not an HDF5 file at all".utf8)) }
+        // Found by FuzzNNP: a zip entry pointing past the end of the data trapped ZIPFoundation's in-memory reader.
+        let hostile = [UInt8](try Data(contentsOf: Self.fixtures.appendingPathComponent("hostile-entry-past-end.nnp")))
+        #expect(throws: KilnError.self) { _ = try NNPFile.load(bytes: hostile) }
+        // Found by FuzzNNP: a corrupted parameter.h5 makes libhdf5 ask for petabytes, which malloc refuses; the
+        // load fails with an error (under AddressSanitizer the request itself is reported).
+        let huge = [UInt8](try Data(contentsOf: Self.fixtures.appendingPathComponent("hostile-hdf5-huge-allocation.nnp")))
+        #expect(throws: KilnError.self) { _ = try NNPFile.load(bytes: huge) }
         #expect(throws: KilnError.self) { _ = try NNPFile.load(bytes: Array("not a zip".utf8)) }
     }
 }
