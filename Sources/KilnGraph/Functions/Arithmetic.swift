@@ -346,6 +346,17 @@ public struct RDivScalar: ScalarArithmetic {
 // MARK: - Swift API
 
 public extension F {
+    /// nnabla's `F.pow2`: `x0 ^ x1` with broadcasting.
+    static func pow2(_ x0: Variable, _ x1: Variable, inplace: Bool = false) throws -> Variable {
+        try apply1(Pow2(inplace: inplace), [x0, x1])
+    }
+
+    /// nnabla's `F.maximum2`.
+    static func maximum2(_ x0: Variable, _ x1: Variable) throws -> Variable { try apply1(Maximum2(), [x0, x1]) }
+
+    /// nnabla's `F.minimum2`.
+    static func minimum2(_ x0: Variable, _ x1: Variable) throws -> Variable { try apply1(Minimum2(), [x0, x1]) }
+
     /// nnabla's `F.add2`: same rank, size-1 dimensions broadcast.
     static func add2(_ x0: Variable, _ x1: Variable, inplace: Bool = false) throws -> Variable {
         try apply1(Add2(inplace: inplace), [x0, x1])

@@ -75,3 +75,10 @@ public struct BatchMatmul: Function {
         }
     }
 }
+
+public extension F {
+    /// nnabla's `F.batch_matmul(a, b, transpose_a, transpose_b)`.
+    static func batchMatmul(_ a: Variable, _ b: Variable, transposeA: Bool = false, transposeB: Bool = false) throws -> Variable {
+        try apply1(BatchMatmul(transposeA: transposeA, transposeB: transposeB), [a, b])
+    }
+}

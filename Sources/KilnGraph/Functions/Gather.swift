@@ -76,3 +76,10 @@ public struct Gather: Function {
         }
     }
 }
+
+public extension F {
+    /// nnabla's `F.gather(x, indices, axis, batch_dims)` (batch_dims 0).
+    static func gather(_ x: Variable, _ indices: Variable, axis: Int = 0, batchDims: Int = 0) throws -> Variable {
+        try apply1(Gather(axis: axis, batchDims: batchDims), [x, indices])
+    }
+}

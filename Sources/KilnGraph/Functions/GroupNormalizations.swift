@@ -217,3 +217,22 @@ public struct InstanceNormalization: GroupNormalizationFunction {
         return GroupLayout(groups: x[0] * x[1], size: x[2...].reduce(1, *), perElement: false, channels: x[1])
     }
 }
+
+public extension F {
+    /// nnabla's `F.layer_normalization(x, beta, gamma, batch_axis, eps)`; a nil beta / gamma means no bias /
+    /// no scale.
+    static func layerNormalization(_ x: Variable, _ beta: Variable?, _ gamma: Variable?, batchAxis: [Int] = [0],
+                                   eps: Double = 1e-5) throws -> Variable {
+        let f = LayerNormalization(batchAxis: batchAxis, eps: eps, noScale: gamma == nil, noBias: beta == nil)
+        return try apply1(f, [x] + [beta, gamma].compactMap { $0 })
+    }
+
+    /// nnabla's `F.instance_normalization(x, beta, gamma, channel_axis, batch_axis, eps)`; a nil beta / gamma
+    /// means no bias / no scale.
+    static func instanceNormalization(_ x: Variable, _ beta: Variable?, _ gamma: Variable?, channelAxis: Int = 1,
+                                      batchAxis: [Int] = [0], eps: Double = 1e-5) throws -> Variable {
+        let f = InstanceNormalization(channelAxis: channelAxis, batchAxis: batchAxis, eps: eps, noScale: gamma == nil,
+                                      noBias: beta == nil)
+        return try apply1(f, [x] + [beta, gamma].compactMap { $0 })
+    }
+}

@@ -100,3 +100,10 @@ public struct LRN: Function {
         }
     }
 }
+
+public extension F {
+    /// ONNX's LRN across channels (nnabla has no such function).
+    static func lrn(_ x: Variable, size: Int, alpha: Double = 1e-4, beta: Double = 0.75, bias: Double = 1) throws -> Variable {
+        try apply1(LRN(size: size, alpha: alpha, beta: beta, bias: bias), [x])
+    }
+}

@@ -399,7 +399,7 @@ public extension F {
     static func convolution(_ x: Variable, _ w: Variable, _ b: Variable? = nil, baseAxis: Int = 1,
                             pad: [Int]? = nil, stride: [Int]? = nil, dilation: [Int]? = nil, group: Int = 1,
                             channelLast: Bool = false) throws -> Variable {
-        let d = max(w.shape.count - 2, 0)
+        let d = Swift.max(w.shape.count - 2, 0)
         let f = Convolution(baseAxis: baseAxis, pad: pad ?? [Int](repeating: 0, count: d),
                             stride: stride ?? [Int](repeating: 1, count: d),
                             dilation: dilation ?? [Int](repeating: 1, count: d), group: group,
@@ -412,7 +412,7 @@ public extension F {
     static func deconvolution(_ x: Variable, _ w: Variable, _ b: Variable? = nil, baseAxis: Int = 1,
                               pad: [Int]? = nil, stride: [Int]? = nil, dilation: [Int]? = nil, group: Int = 1,
                               channelLast: Bool = false, outputPadding: [Int]? = nil) throws -> Variable {
-        let d = max(w.shape.count - 2, 0)
+        let d = Swift.max(w.shape.count - 2, 0)
         let f = Deconvolution(baseAxis: baseAxis, pad: pad ?? [Int](repeating: 0, count: d),
                               stride: stride ?? [Int](repeating: 1, count: d),
                               dilation: dilation ?? [Int](repeating: 1, count: d), group: group,

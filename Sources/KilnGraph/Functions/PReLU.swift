@@ -58,3 +58,10 @@ public struct PReLU: Function {
         }
     }
 }
+
+public extension F {
+    /// nnabla's `F.prelu(x0, x1, base_axis)`: `x1` holds the slopes, one per channel or one shared.
+    static func prelu(_ x0: Variable, _ x1: Variable, baseAxis: Int = 1) throws -> Variable {
+        try apply1(PReLU(baseAxis: baseAxis), [x0, x1])
+    }
+}

@@ -118,3 +118,10 @@ public struct Pad: Function {
         }
     }
 }
+
+public extension F {
+    /// nnabla's `F.pad(x, pad_width, mode, constant_value)`.
+    static func pad(_ x: Variable, padWidth: [Int], mode: Pad.Mode = .constant, constantValue: Double = 0) throws -> Variable {
+        try apply1(Pad(padWidth: padWidth, mode: mode, constantValue: constantValue), [x])
+    }
+}

@@ -237,3 +237,15 @@ public struct Min: ExtremeReduction {
         self.keepDims = keepDims
     }
 }
+
+public extension F {
+    /// nnabla's `F.max(x, axis, keepdims)` (without `with_index` / `only_index`); `axes` nil reduces every axis.
+    static func max(_ x: Variable, axes: [Int]? = nil, keepDims: Bool = false) throws -> Variable {
+        try apply1(Max(axes: axes, keepDims: keepDims), [x])
+    }
+
+    /// nnabla's `F.min(x, axis, keepdims)` (without `with_index` / `only_index`); `axes` nil reduces every axis.
+    static func min(_ x: Variable, axes: [Int]? = nil, keepDims: Bool = false) throws -> Variable {
+        try apply1(Min(axes: axes, keepDims: keepDims), [x])
+    }
+}
