@@ -3,6 +3,7 @@
 // depends on Kiln) it becomes a call to libm's fmaf per lane, 20-30 times slower. Here the AVX2+FMA path is
 // compiled for those instructions whatever the build flags, and chosen when the CPU has them.
 #include "CKilnKernels.h"
+#include "Dispatch.h"
 #include <math.h>
 #include <string.h>
 
@@ -117,6 +118,14 @@ void kiln_tile2x4_add(float *acc, const float *a0, const float *a1, const float 
     if (current() == tile_avx2) { dot_avx2(acc, a0, a1, b0, b1, b2, b3, count); return; }
 #endif
     dot_generic(acc, a0, a1, b0, b1, b2, b3, count);
+}
+
+int kiln_tiles_use_avx2(void) {
+#if defined(__x86_64__)
+    return current() == tile_avx2;
+#else
+    return 0;
+#endif
 }
 
 const char *kiln_tile_path(void) {

@@ -19,10 +19,38 @@ void kiln_tile4x16(long rows, long k, const float *a, long rowStep, long kStep, 
 void kiln_tile2x4_add(float *acc, const float *a0, const float *a1, const float *b0, const float *b1,
                       const float *b2, const float *b3, long count);
 
+/// Sizes of one depthwise plane product: an input plane `h` x `w`, an output plane `oh` x `ow`, a kernel
+/// `kh` x `kw`, strides, symmetric zero padding and dilations, as nnabla's Convolution defines them.
+typedef struct {
+    long h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
+} kiln_dw_shape;
+
+/// Floats of scratch one thread needs for the depthwise kernels: the padded input plane with 16 floats of slack,
+/// then room for one output plane (for callers that stage it), then the weight gradient's accumulators
+/// (33 floats per tap).
+long kiln_dw_scratch_floats(const kiln_dw_shape *s);
+
+/// `out` (an `oh` x `ow` plane) = the correlation of plane `x` with kernel `w` (`kh` x `kw`). Uses the start of
+/// `scratch` for the padded plane.
+void kiln_dw_forward(const kiln_dw_shape *s, const float *x, const float *w, float *out, float *scratch);
+
+/// The data gradient of one input plane: `dx` (+)= the sum over `maps` output maps (dy planes `dyStride` floats
+/// apart, kernels `kh * kw` floats apart) of each dy plane scattered through its kernel, plus `bias`.
+void kiln_dw_backward_data(const kiln_dw_shape *s, const float *dy, long dyStride, const float *w, long maps,
+                           float *dx, float bias, int accumulate, float *scratch);
+
+/// The weight gradient of one output map over samples: `begin` zeroes the accumulators `acc` (33 floats per tap),
+/// `add` adds one sample's products of input plane `x` and output gradient plane `dy` (using `scratch` for the
+/// padded plane), `finish` writes (or adds) each tap's sum into `dw`.
+void kiln_dw_weight_begin(const kiln_dw_shape *s, float *acc);
+void kiln_dw_weight_add(const kiln_dw_shape *s, const float *x, const float *dy, float *acc, float *scratch);
+void kiln_dw_weight_finish(const kiln_dw_shape *s, const float *acc, float *dw, int accumulate);
+
 /// The code path the tiles run on this CPU: "avx2+fma" or "generic".
 const char *kiln_tile_path(void);
 
-/// Forces a path for tests ("avx2+fma" is ignored where the CPU lacks it); NULL restores the automatic choice.
+/// Forces a path for tests, for the tiles and every other kernel here ("avx2+fma" is ignored where the CPU lacks
+/// it); NULL restores the automatic choice.
 void kiln_tile_force_path(const char *path);
 
 #endif

@@ -1,4 +1,5 @@
 import KilnGraph
+import KilnKernels
 
 /// Joins a convolution with the per-map element-wise functions after it into one step (an epilogue).
 ///
@@ -6,7 +7,7 @@ import KilnGraph
 /// backward; without clear_buffer every value must stay readable). A Convolution (channels first) followed
 /// by at least one of, in this order: a BatchNormalization in test mode over the convolution's
 /// map axis whose other inputs are leaves; an Add2 whose other operand has the output's shape and exists
-/// before the convolution runs; a ReLU. Each link must be the only reader of the value before it, and no
+/// before the convolution runs; a ReLU or ReLU6. Each link must be the only reader of the value before it, and no
 /// intermediate value may be a root or persistent. The chain becomes one `FusedConvolution` step at the
 /// convolution's place in the schedule. Results are bit-identical to the separate steps.
 enum Fusion {
@@ -43,7 +44,7 @@ enum Fusion {
             var chain = [n]
             var bn: BatchNormalization?
             var residual = false
-            var relu = false
+            var activation = ConvEpilogue.Activation.none
             if let next = onlyReader(of: n), let f = next.function as? BatchNormalization, !f.batchStat,
                next.inputs[0].parent === n, next.inputs.dropFirst().allSatisfy({ $0.parent == nil }),
                (try? f.channelAxis(rank: next.inputs[0].type.rank)) == conv.baseAxis {
@@ -59,13 +60,13 @@ enum Fusion {
                 residual = true
                 chain.append(next)
             }
-            if let last = chain.last, let next = onlyReader(of: last), next.function is ReLU {
-                relu = true
+            if let last = chain.last, let next = onlyReader(of: last), next.function is ReLU || next.function is ReLU6 {
+                activation = next.function is ReLU ? .relu : .relu6
                 chain.append(next)
             }
             guard chain.count > 1 else { continue }
             let fused = FusedConvolution(convolution: conv, convolutionInputs: n.inputs.count, batchNormalization: bn,
-                                         residual: residual, relu: relu, pointwise: geometry.isPointwise)
+                                         residual: residual, activation: activation, pointwise: geometry.isPointwise)
             chains[ObjectIdentifier(n)] = Step(nodes: chain, fused: fused)
             for m in chain.dropFirst() { absorbed[ObjectIdentifier(m)] = at }
         }

@@ -1,8 +1,8 @@
 import KilnCore
 import KilnKernels
 
-/// A convolution with the batch normalisation (fixed statistics), residual addition and ReLU that follow
-/// it, as one step.
+/// A convolution with the batch normalisation (fixed statistics), residual addition and ReLU or ReLU6 that
+/// follow it, as one step.
 ///
 /// Not one of nnabla's functions: only the `Fusion` pass makes it, for inference plans, so it is absent from
 /// `F`, the registry and graph files. Inputs are the convolution's (x, W, optional b), then the
@@ -17,7 +17,7 @@ package struct FusedConvolution: Function {
     let batchNormalization: BatchNormalization?
     /// Whether an Add2 with a tensor shaped like the output follows (the residual is the last input).
     let residual: Bool
-    let relu: Bool
+    let activation: ConvEpilogue.Activation
     /// A 1x1, stride 1, unpadded convolution writes its product straight into the output, so the output must
     /// not share the residual's memory.
     let pointwise: Bool
@@ -27,23 +27,32 @@ package struct FusedConvolution: Function {
     }
 
     package init(convolution: Convolution, convolutionInputs: Int, batchNormalization: BatchNormalization?, residual: Bool,
-         relu: Bool, pointwise: Bool) {
+         activation: ConvEpilogue.Activation, pointwise: Bool) {
         self.convolution = convolution
         self.convolutionInputs = convolutionInputs
         self.batchNormalization = batchNormalization
         self.residual = residual
-        self.relu = relu
+        self.activation = activation
         self.pointwise = pointwise
     }
 
     /// What the step is called in plans: the fused functions joined by "+".
     package var stepName: String {
         (["Convolution"] + (batchNormalization == nil ? [] : ["BatchNormalization"]) + (residual ? ["Add2"] : [])
-            + (relu ? ["ReLU"] : [])).joined(separator: "+")
+            + (activationName.map { [$0] } ?? [])).joined(separator: "+")
+    }
+
+    /// The fused activation's function name, or nil.
+    var activationName: String? {
+        switch activation {
+        case .none: return nil
+        case .relu: return ReLU.typeName
+        case .relu6: return ReLU6.typeName
+        }
     }
 
     package var arguments: [(String, ArgValue)] {
-        convolution.arguments + (batchNormalization?.arguments ?? []) + [("residual", .bool(residual)), ("relu", .bool(relu))]
+        convolution.arguments + (batchNormalization?.arguments ?? []) + [("residual", .bool(residual)), ("activation", .string(activationName ?? "none"))]
     }
 
     /// Position of the residual among the inputs.
@@ -87,12 +96,12 @@ package struct FusedConvolution: Function {
                 }
             }
         } else {
-            // ReLU alone: (v - 0) * 1 + 0 is exactly v.
+            // An activation alone: (v - 0) * 1 + 0 is exactly v.
             for m in 0..<maps { table.p[m] = 0; table.p[maps + m] = 1; table.p[2 * maps + m] = 0 }
         }
         let residualValues = residualIndex.map { UnsafePointer(b.inputs[$0].f) }
         let epilogue = ConvEpilogue(mean: table.p, scale: table.p + maps, shift: table.p + 2 * maps,
-                                    residual: residualValues, relu: relu)
+                                    residual: residualValues, activation: activation)
         return {
             readParameters()
             engine.forward(image: x, weight: w, col: y, bias: bias, accumulate: false, workspace: ws, epilogue: epilogue)

@@ -11,7 +11,8 @@
 ///
 /// Samples are processed in chunks whose columns sit side by side, so each group of a chunk is one sgemm
 /// wide enough to run near the BLAS ceiling (OpenBLAS threads it); im2col/col2im split rows/channels over
-/// the threads. A 1x1 kernel with stride 1 and no padding skips im2col entirely.
+/// the threads. A 1x1 kernel with stride 1 and no padding skips im2col entirely; depthwise 2-D convolutions
+/// run their own kernels (`DepthwiseConvolution`).
 package final class ConvolutionEngine {
     package let batch: Int
     package let channels: Int
@@ -26,6 +27,8 @@ package final class ConvolutionEngine {
     package let plan: Im2ColPlan?
     /// The data gradient's own kernel for 1x1 stride-2 convolutions (see `StridedPointwiseData`), or nil.
     let stridedPointwise: StridedPointwiseData?
+    /// The kernels of depthwise 2-D convolutions, which replace every product here, or nil.
+    let depthwise: DepthwiseConvolution?
     /// Samples whose columns sit side by side in one matrix product (small images would make each
     /// per-sample product too thin for sgemm to run at full speed).
     let chunk: Int
@@ -52,6 +55,7 @@ package final class ConvolutionEngine {
             : Im2ColPlan(channels: cg, image: g.image, col: g.col, kernel: g.kernel, pad: g.pad,
                          stride: g.stride, dilation: g.dilation)
         stridedPointwise = StridedPointwiseData(g)
+        depthwise = DepthwiseConvolution(g)
         chunk = ConvolutionEngine.chunk(g)
         parts = ConvolutionEngine.parts(g)
         slice = ConvolutionEngine.sliceFloats(g)
@@ -236,13 +240,19 @@ package final class ConvolutionEngine {
     /// Workspace: the columns of one chunk of samples and one group, plus one group's output rows for the
     /// chunk (the product's result before it is scattered into the sample-major output).
     package static func workspaceBytes(_ g: ConvGeometry) -> Int {
-        g.isPointwise ? 0 : sliceFloats(g) * parts(g) * 4
+        if let depthwise = DepthwiseConvolution(g) { return depthwise.workspaceFloats * 4 }
+        return g.isPointwise ? 0 : sliceFloats(g) * parts(g) * 4
     }
 
     /// `col = W * im2col(image) + bias` (or `+=` when accumulating), then the epilogue if one is given.
     package func forward(image: UnsafePointer<Float>, weight: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>,
                  bias: UnsafePointer<Float>?, accumulate: Bool, workspace: UnsafeMutablePointer<Float>?,
                  epilogue: ConvEpilogue? = nil) {
+        if let depthwise, let workspace {
+            depthwise.forward(image: image, weight: weight, col: col, bias: bias, accumulate: accumulate,
+                              workspace: workspace, epilogue: epilogue)
+            return
+        }
         guard let plan, let workspace else {
             pointwiseForward(image: image, weight: weight, col: col, bias: bias, accumulate: accumulate)
             if let epilogue {
@@ -299,6 +309,10 @@ package final class ConvolutionEngine {
     package func backwardData(col: UnsafePointer<Float>, weight: UnsafePointer<Float>, image: UnsafeMutablePointer<Float>,
                       bias: UnsafePointer<Float>?, accumulate: Bool, workspace: UnsafeMutablePointer<Float>?) {
         let kk = cg * kernelCount
+        if let depthwise, let workspace {
+            depthwise.backwardData(col: col, weight: weight, image: image, bias: bias, accumulate: accumulate, workspace: workspace)
+            return
+        }
         if let stridedPointwise, bias == nil {
             stridedPointwise.run(dy: col, weight: weight, image: image, accumulate: accumulate)
             return
@@ -342,6 +356,10 @@ package final class ConvolutionEngine {
         let kk = cg * kernelCount
         if batch == 0 {
             if !accumulate { weightGrad.update(repeating: 0, count: outmaps * kk) }
+            return
+        }
+        if let depthwise, let workspace {
+            depthwise.backwardWeight(image: image, col: col, weightGrad: weightGrad, accumulate: accumulate, workspace: workspace)
             return
         }
         guard let plan, let workspace else {
@@ -403,24 +421,33 @@ package final class ConvolutionEngine {
 
 /// What a fused step does to each convolution output value on its way out (see `Fusion`): batch
 /// normalisation with fixed statistics, `(v - mean) * scale + shift` per output map, then optionally the
-/// value at the same place in `residual` (a tensor shaped like the output) is added, then optionally ReLU.
-/// The arithmetic is exactly that of the separate BatchNormalization, Add2 and ReLU kernels, so fusing
-/// changes no bit of the result.
+/// value at the same place in `residual` (a tensor shaped like the output) is added, then optionally ReLU
+/// or ReLU6. The arithmetic is exactly that of the separate BatchNormalization, Add2 and activation kernels,
+/// so fusing changes no bit of the result.
 package struct ConvEpilogue {
+    /// The activation applied last, as its own kernel computes it.
+    package enum Activation: Sendable {
+        case none
+        /// `max(v, 0)`.
+        case relu
+        /// `min(max(v, 0), 6)` (MobileNets').
+        case relu6
+    }
+
     let mean: UnsafePointer<Float>
     let scale: UnsafePointer<Float>
     let shift: UnsafePointer<Float>
     let residual: UnsafePointer<Float>?
-    let relu: Bool
+    let activation: Activation
 
     /// The memberwise initializer, spelled out to be `package` (KilnGraph's fused convolution makes one).
     package init(mean: UnsafePointer<Float>, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>,
-                 residual: UnsafePointer<Float>?, relu: Bool) {
+                 residual: UnsafePointer<Float>?, activation: Activation) {
         self.mean = mean
         self.scale = scale
         self.shift = shift
         self.residual = residual
-        self.relu = relu
+        self.activation = activation
     }
 
     /// `dst[j] = epilogue(src[j] + b)` for one output map's row; `offset` is the row's place in the output.
@@ -432,6 +459,7 @@ package struct ConvEpilogue {
         typealias V = SIMD8<Float>
         let mu = mean[m], s = scale[m], t = shift[m]
         let bv = V(repeating: b), muv = V(repeating: mu), sv = V(repeating: s), tv = V(repeating: t), zero = V()
+        let six = V(repeating: 6), lower = activation != .none, upper = activation == .relu6
         let r = residual.map { UnsafeRawPointer($0 + offset) }
         let from = UnsafeRawPointer(src), to = UnsafeMutableRawPointer(dst)
         var j = 0
@@ -439,14 +467,17 @@ package struct ConvEpilogue {
             var v = (from.loadUnaligned(fromByteOffset: j * 4, as: V.self) + bv - muv) * sv + tv
             if let r { v = v + r.loadUnaligned(fromByteOffset: j * 4, as: V.self) }
             // max(v, 0) lane by lane, exactly as Swift.max: 0 where 0 >= v (so -0 and NaN behave the same).
-            if relu { v.replace(with: zero, where: zero .>= v) }
+            if lower { v.replace(with: zero, where: zero .>= v) }
+            // min(v, 6) as Swift.min: 6 where 6 < v.
+            if upper { v.replace(with: six, where: six .< v) }
             to.storeBytes(of: v, toByteOffset: j * 4, as: V.self)
             j += 8
         }
         while j < n {
             var v = (src[j] + b - mu) * s + t
             if let residual { v = v + residual[offset + j] }
-            if relu { v = max(v, 0) }
+            if lower { v = max(v, 0) }
+            if upper { v = min(v, 6) }
             dst[j] = v
             j += 1
         }

@@ -41,23 +41,28 @@ struct FusionTests {
     }
 
     struct Chain: CustomTestStringConvertible, Sendable {
-        var bias = false, bn = false, residual = false, relu = false, group = 1, kernel = 3
-        var testDescription: String { "bias \(bias) bn \(bn) residual \(residual) relu \(relu) group \(group) kernel \(kernel)" }
+        var bias = false, bn = false, residual = false, relu = false, relu6 = false, group = 1, kernel = 3
+        var testDescription: String {
+            "bias \(bias) bn \(bn) residual \(residual) relu \(relu) relu6 \(relu6) group \(group) kernel \(kernel)"
+        }
     }
 
     /// Small chains with and without bias, groups, a ReLU alone, BN without scale or bias, a residual that is
-    /// computed (and whose memory the output takes over) or a 1x1 convolution's residual (never shared).
+    /// computed (and whose memory the output takes over) or a 1x1 convolution's residual (never shared), ReLU6
+    /// (MobileNets') after BN, a depthwise convolution or a residual.
     @Test(arguments: [
         Chain(bias: true, bn: true, relu: true), Chain(bn: true, group: 2), Chain(bias: true, relu: true),
         Chain(bn: true, relu: true, group: 4), Chain(bn: true, residual: true, relu: true),
         Chain(bias: true, residual: true), Chain(bn: true, residual: true, relu: true, kernel: 1),
+        Chain(bn: true, relu6: true), Chain(bias: true, relu6: true, group: 4), Chain(residual: true, relu6: true, kernel: 1),
     ])
     func chainsAreBitIdentical(_ c: Chain) throws {
         var rng = SplitMix64(seed: 7)
         let x = try Variable(shape: [2, 4, 7, 6])
         let w = try Variable(shape: [8, 4 / c.group, c.kernel, c.kernel])
         try Self.fill(x, &rng, -1...1)
-        try Self.fill(w, &rng, -1...1)
+        // Larger weights for ReLU6, so that values pass its upper bound.
+        try Self.fill(w, &rng, c.relu6 ? -8...8 : -1...1)
         let pad = c.kernel == 3 ? [1, 1] : [0, 0]
         // The residual is made before the convolution, from x, so it dies at the fused step.
         let side = try Variable(shape: [8, 4, 1, 1])
@@ -73,6 +78,7 @@ struct FusionTests {
         }
         if let residual { h = try F.add2(residual, h) }
         if c.relu { h = try F.relu(h) }
+        if c.relu6 { h = try F.relu6(h) }
         // One more step, so that the fused output is an arena value (roots have their own memory).
         h = try F.mulScalar(h, val: 2)
         let (fused, a) = try Self.run([h], fusion: true)
@@ -80,6 +86,8 @@ struct FusionTests {
         #expect(a == b)
         #expect(fused.steps.count == (c.residual ? 4 : 2))
         #expect(a[0].contains { $0 != 0 })
+        // ReLU6's upper bound is reached (the outputs are doubled).
+        if c.relu6 { #expect(a[0].contains(12)) }
         if c.residual {
             // Output over the residual's memory, except where the 1x1 product is written straight to the output.
             #expect((fused.aliases[fused.steps[2].outputs[0]] != nil) == (c.kernel != 1))

@@ -1,0 +1,239 @@
+// Depthwise 2-D convolution (one input channel per group) without im2col: each output map is a correlation of
+// one zero-padded input plane with its own small kernel (see CKilnKernels.h). The input plane is first copied
+// into a padded scratch plane, so every tap reads valid memory and the loops have no bounds tests.
+//
+// Both paths compute every sum in the same order with fused multiply-adds, so they give the same bits:
+// - forward: each output is a chain over the taps in (kh, kw) order, starting from 0;
+// - data gradient: each padded input element receives its contributions in (map, oy, kh, kw) order;
+// - weight gradient: each tap sums its products over 32 lanes (lane = ox mod 32, for the columns below the
+//   row's last multiple of 8) and one chain for the other columns, in (sample, oy, ox) order.
+#include "CKilnKernels.h"
+#include "Dispatch.h"
+#include <math.h>
+#include <string.h>
+
+long kiln_dw_scratch_floats(const kiln_dw_shape *s) {
+    long taps = s->kh * s->kw;
+    return (s->h + 2 * s->ph) * (s->w + 2 * s->pw) + 16 + s->oh * s->ow + taps * 33;
+}
+
+/// Copies plane `x` into the padded plane `xp` (zeros around it, and 16 zeros of slack after it).
+static void pad_plane(const kiln_dw_shape *s, const float *x, float *xp) {
+    long pw = s->w + 2 * s->pw, ph = s->h + 2 * s->ph;
+    memset(xp, 0, (size_t)(s->ph * pw) * sizeof(float));
+    for (long y = 0; y < s->h; y++) {
+        float *row = xp + (y + s->ph) * pw;
+        memset(row, 0, (size_t)s->pw * sizeof(float));
+        memcpy(row + s->pw, x + y * s->w, (size_t)s->w * sizeof(float));
+        memset(row + s->pw + s->w, 0, (size_t)s->pw * sizeof(float));
+    }
+    memset(xp + (s->ph + s->h) * pw, 0, (size_t)((ph - s->ph - s->h) * pw + 16) * sizeof(float));
+}
+
+// MARK: - The scalar bodies (the generic path, and the edges of the vector path)
+
+/// Output (oy, ox) of the correlation of padded plane `xp` with kernel `w`.
+static inline float dw_output(const kiln_dw_shape *s, const float *xp, long pwidth, const float *w, long oy, long ox) {
+    float acc = 0;
+    const float *base = xp + oy * s->sh * pwidth + ox * s->sw;
+    for (long kh = 0; kh < s->kh; kh++) {
+        const float *row = base + kh * s->dh * pwidth;
+        for (long kw = 0; kw < s->kw; kw++) acc = fmaf(w[kh * s->kw + kw], row[kw * s->dw], acc);
+    }
+    return acc;
+}
+
+static void forward_generic(const kiln_dw_shape *s, const float *xp, const float *w, float *out) {
+    long pwidth = s->w + 2 * s->pw;
+    for (long oy = 0; oy < s->oh; oy++)
+        for (long ox = 0; ox < s->ow; ox++) out[oy * s->ow + ox] = dw_output(s, xp, pwidth, w, oy, ox);
+}
+
+/// Adds map `dy`'s contributions (kernel `w`) into the padded data gradient `dxp`, columns [from, ow) of every row.
+static inline void scatter_columns(const kiln_dw_shape *s, const float *dy, const float *w, float *dxp, long from) {
+    long pwidth = s->w + 2 * s->pw;
+    for (long oy = 0; oy < s->oh; oy++)
+        for (long kh = 0; kh < s->kh; kh++)
+            for (long kw = 0; kw < s->kw; kw++) {
+                float wv = w[kh * s->kw + kw];
+                float *dst = dxp + (oy * s->sh + kh * s->dh) * pwidth + kw * s->dw;
+                for (long ox = from; ox < s->ow; ox++) dst[ox * s->sw] = fmaf(wv, dy[oy * s->ow + ox], dst[ox * s->sw]);
+            }
+}
+
+/// Columns of each row that go to the 32 lanes of the weight gradient (the rest go to the remainder chain).
+static inline long lane_columns(const kiln_dw_shape *s) { return s->ow - s->ow % 8; }
+
+static void weight_generic(const kiln_dw_shape *s, const float *xp, const float *dy, float *acc) {
+    long pwidth = s->w + 2 * s->pw, vec = lane_columns(s);
+    for (long t = 0; t < s->kh * s->kw; t++) {
+        long kh = t / s->kw, kw = t % s->kw;
+        float *lanes = acc + t * 33;
+        for (long oy = 0; oy < s->oh; oy++) {
+            const float *row = xp + (oy * s->sh + kh * s->dh) * pwidth + kw * s->dw;
+            const float *d = dy + oy * s->ow;
+            for (long ox = 0; ox < vec; ox++) lanes[ox % 32] = fmaf(d[ox], row[ox * s->sw], lanes[ox % 32]);
+            for (long ox = vec; ox < s->ow; ox++) lanes[32] = fmaf(d[ox], row[ox * s->sw], lanes[32]);
+        }
+    }
+}
+
+// MARK: - AVX2 + FMA
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/// 8 floats at `p` (stride 1) or at p, p+2, ..., p+14 (stride 2).
+__attribute__((target("avx2,fma"))) static inline __m256 load8(const float *p, long stride) {
+    if (stride == 1) return _mm256_loadu_ps(p);
+    __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
+    __m256 even = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));   // a0 a2 b0 b2 | a4 a6 b4 b6
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(even), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+__attribute__((target("avx2,fma")))
+static void forward_avx2(const kiln_dw_shape *s, const float *xp, const float *w, float *out) {
+    long pwidth = s->w + 2 * s->pw, sw = s->sw, taps = s->kh * s->kw;
+    if (sw != 1 && sw != 2) {
+        for (long oy = 0; oy < s->oh; oy++)
+            for (long ox = 0; ox < s->ow; ox++) out[oy * s->ow + ox] = dw_output(s, xp, pwidth, w, oy, ox);
+        return;
+    }
+    long vec = s->ow - s->ow % 8;
+    long oy = 0;
+    // Four output rows at a time: four independent chains of fused multiply-adds per tap.
+    for (; oy + 4 <= s->oh; oy += 4) {
+        const float *r0 = xp + oy * s->sh * pwidth, *r1 = r0 + s->sh * pwidth;
+        const float *r2 = r1 + s->sh * pwidth, *r3 = r2 + s->sh * pwidth;
+        for (long ox = 0; ox < vec; ox += 8) {
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (long t = 0; t < taps; t++) {
+                long off = (t / s->kw) * s->dh * pwidth + (t % s->kw) * s->dw + ox * sw;
+                __m256 wv = _mm256_set1_ps(w[t]);
+                a0 = _mm256_fmadd_ps(wv, load8(r0 + off, sw), a0);
+                a1 = _mm256_fmadd_ps(wv, load8(r1 + off, sw), a1);
+                a2 = _mm256_fmadd_ps(wv, load8(r2 + off, sw), a2);
+                a3 = _mm256_fmadd_ps(wv, load8(r3 + off, sw), a3);
+            }
+            _mm256_storeu_ps(out + oy * s->ow + ox, a0);
+            _mm256_storeu_ps(out + (oy + 1) * s->ow + ox, a1);
+            _mm256_storeu_ps(out + (oy + 2) * s->ow + ox, a2);
+            _mm256_storeu_ps(out + (oy + 3) * s->ow + ox, a3);
+        }
+        for (long r = 0; r < 4; r++)
+            for (long ox = vec; ox < s->ow; ox++) out[(oy + r) * s->ow + ox] = dw_output(s, xp, pwidth, w, oy + r, ox);
+    }
+    for (; oy < s->oh; oy++) {
+        const float *r0 = xp + oy * s->sh * pwidth;
+        for (long ox = 0; ox < vec; ox += 8) {
+            __m256 a0 = _mm256_setzero_ps();
+            for (long t = 0; t < taps; t++) {
+                long off = (t / s->kw) * s->dh * pwidth + (t % s->kw) * s->dw + ox * sw;
+                a0 = _mm256_fmadd_ps(_mm256_set1_ps(w[t]), load8(r0 + off, sw), a0);
+            }
+            _mm256_storeu_ps(out + oy * s->ow + ox, a0);
+        }
+        for (long ox = vec; ox < s->ow; ox++) out[oy * s->ow + ox] = dw_output(s, xp, pwidth, w, oy, ox);
+    }
+}
+
+/// Stride 1 only: a pass per (oy, kh, kw) adds one dy row times the tap into a padded row, 8 columns at a time.
+__attribute__((target("avx2,fma")))
+static void scatter_avx2(const kiln_dw_shape *s, const float *dy, const float *w, float *dxp) {
+    if (s->sw != 1) { scatter_columns(s, dy, w, dxp, 0); return; }
+    long pwidth = s->w + 2 * s->pw, vec = s->ow - s->ow % 8;
+    for (long oy = 0; oy < s->oh; oy++)
+        for (long kh = 0; kh < s->kh; kh++)
+            for (long kw = 0; kw < s->kw; kw++) {
+                float wv = w[kh * s->kw + kw];
+                __m256 wvv = _mm256_set1_ps(wv);
+                float *dst = dxp + (oy * s->sh + kh * s->dh) * pwidth + kw * s->dw;
+                const float *d = dy + oy * s->ow;
+                long ox = 0;
+                for (; ox < vec; ox += 8)
+                    _mm256_storeu_ps(dst + ox, _mm256_fmadd_ps(wvv, _mm256_loadu_ps(d + ox), _mm256_loadu_ps(dst + ox)));
+                for (; ox < s->ow; ox++) dst[ox] = fmaf(wv, d[ox], dst[ox]);
+            }
+}
+
+__attribute__((target("avx2,fma")))
+static void weight_avx2(const kiln_dw_shape *s, const float *xp, const float *dy, float *acc) {
+    long pwidth = s->w + 2 * s->pw, sw = s->sw, vec = lane_columns(s);
+    if (sw != 1 && sw != 2) { weight_generic(s, xp, dy, acc); return; }
+    for (long t = 0; t < s->kh * s->kw; t++) {
+        long kh = t / s->kw, kw = t % s->kw;
+        float *lanes = acc + t * 33;
+        __m256 l[4] = {_mm256_loadu_ps(lanes), _mm256_loadu_ps(lanes + 8), _mm256_loadu_ps(lanes + 16),
+                       _mm256_loadu_ps(lanes + 24)};
+        float rest = lanes[32];
+        for (long oy = 0; oy < s->oh; oy++) {
+            const float *row = xp + (oy * s->sh + kh * s->dh) * pwidth + kw * s->dw;
+            const float *d = dy + oy * s->ow;
+            long ox = 0;
+            for (; ox + 32 <= vec; ox += 32) {
+                l[0] = _mm256_fmadd_ps(_mm256_loadu_ps(d + ox), load8(row + ox * sw, sw), l[0]);
+                l[1] = _mm256_fmadd_ps(_mm256_loadu_ps(d + ox + 8), load8(row + (ox + 8) * sw, sw), l[1]);
+                l[2] = _mm256_fmadd_ps(_mm256_loadu_ps(d + ox + 16), load8(row + (ox + 16) * sw, sw), l[2]);
+                l[3] = _mm256_fmadd_ps(_mm256_loadu_ps(d + ox + 24), load8(row + (ox + 24) * sw, sw), l[3]);
+            }
+            for (; ox < vec; ox += 8) {
+                long k = (ox % 32) / 8;
+                l[k] = _mm256_fmadd_ps(_mm256_loadu_ps(d + ox), load8(row + ox * sw, sw), l[k]);
+            }
+            for (; ox < s->ow; ox++) rest = fmaf(d[ox], row[ox * sw], rest);
+        }
+        _mm256_storeu_ps(lanes, l[0]); _mm256_storeu_ps(lanes + 8, l[1]);
+        _mm256_storeu_ps(lanes + 16, l[2]); _mm256_storeu_ps(lanes + 24, l[3]);
+        lanes[32] = rest;
+    }
+}
+#endif
+
+// MARK: - Entry points
+
+void kiln_dw_forward(const kiln_dw_shape *s, const float *x, const float *w, float *out, float *scratch) {
+    pad_plane(s, x, scratch);
+#if defined(__x86_64__)
+    if (kiln_tiles_use_avx2()) { forward_avx2(s, scratch, w, out); return; }
+#endif
+    forward_generic(s, scratch, w, out);
+}
+
+void kiln_dw_backward_data(const kiln_dw_shape *s, const float *dy, long dyStride, const float *w, long maps,
+                           float *dx, float bias, int accumulate, float *scratch) {
+    long pwidth = s->w + 2 * s->pw, pheight = s->h + 2 * s->ph;
+    memset(scratch, 0, (size_t)(pwidth * pheight + 16) * sizeof(float));
+    long taps = s->kh * s->kw;
+    for (long j = 0; j < maps; j++) {
+#if defined(__x86_64__)
+        if (kiln_tiles_use_avx2()) { scatter_avx2(s, dy + j * dyStride, w + j * taps, scratch); continue; }
+#endif
+        scatter_columns(s, dy + j * dyStride, w + j * taps, scratch, 0);
+    }
+    for (long y = 0; y < s->h; y++) {
+        const float *src = scratch + (y + s->ph) * pwidth + s->pw;
+        float *dst = dx + y * s->w;
+        if (accumulate) for (long i = 0; i < s->w; i++) dst[i] += src[i] + bias;
+        else for (long i = 0; i < s->w; i++) dst[i] = src[i] + bias;
+    }
+}
+
+void kiln_dw_weight_begin(const kiln_dw_shape *s, float *acc) {
+    memset(acc, 0, (size_t)(s->kh * s->kw * 33) * sizeof(float));
+}
+
+void kiln_dw_weight_add(const kiln_dw_shape *s, const float *x, const float *dy, float *acc, float *scratch) {
+    pad_plane(s, x, scratch);
+#if defined(__x86_64__)
+    if (kiln_tiles_use_avx2()) { weight_avx2(s, scratch, dy, acc); return; }
+#endif
+    weight_generic(s, scratch, dy, acc);
+}
+
+void kiln_dw_weight_finish(const kiln_dw_shape *s, const float *acc, float *dw, int accumulate) {
+    for (long t = 0; t < s->kh * s->kw; t++) {
+        float sum = 0;
+        for (long l = 0; l < 33; l++) sum += acc[t * 33 + l];
+        dw[t] = accumulate ? dw[t] + sum : sum;
+    }
+}
