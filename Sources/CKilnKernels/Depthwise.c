@@ -14,20 +14,20 @@
 
 long kiln_dw_scratch_floats(const kiln_dw_shape *s) {
     long taps = s->kh * s->kw;
-    return (s->h + 2 * s->ph) * (s->w + 2 * s->pw) + 16 + s->oh * s->ow + taps * 33;
+    // The padded plane, or its two column-parity halves (one more column), and slack for 8-wide reads past a row.
+    return (s->h + 2 * s->ph) * (s->w + 2 * s->pw + 1) + 32 + s->oh * s->ow + taps * 33;
 }
 
-/// Copies plane `x` into the padded plane `xp` (zeros around it, and 16 zeros of slack after it).
-static void pad_plane(const kiln_dw_shape *s, const float *x, float *xp) {
+/// Copies plane `x` into the padded plane `xp`: zeros around it and 16 zeros of slack after it, written only when
+/// `fresh` (the scratch's first plane of a call: later planes of the same shape leave the zeros where they were).
+static void pad_plane(const kiln_dw_shape *s, const float *x, float *xp, int fresh) {
     long pw = s->w + 2 * s->pw, ph = s->h + 2 * s->ph;
-    memset(xp, 0, (size_t)(s->ph * pw) * sizeof(float));
+    if (fresh) memset(xp, 0, (size_t)(ph * pw + 16) * sizeof(float));
     for (long y = 0; y < s->h; y++) {
-        float *row = xp + (y + s->ph) * pw;
-        memset(row, 0, (size_t)s->pw * sizeof(float));
-        memcpy(row + s->pw, x + y * s->w, (size_t)s->w * sizeof(float));
-        memset(row + s->pw + s->w, 0, (size_t)s->pw * sizeof(float));
+        float *row = xp + (y + s->ph) * pw + s->pw;
+        const float *src = x + y * s->w;
+        for (long i = 0; i < s->w; i++) row[i] = src[i];
     }
-    memset(xp + (s->ph + s->h) * pw, 0, (size_t)((ph - s->ph - s->h) * pw + 16) * sizeof(float));
 }
 
 // MARK: - The scalar bodies (the generic path, and the edges of the vector path)
@@ -91,49 +91,88 @@ __attribute__((target("avx2,fma"))) static inline __m256 load8(const float *p, l
     return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(even), _MM_SHUFFLE(3, 1, 2, 0)));
 }
 
+/// For stride 2: the padded plane split by column parity, even columns then odd ones, each plane `ph` rows of
+/// `pitch = (pw + 1) / 2` floats, so that every tap reads 8 consecutive floats. Input column i lands at padded
+/// column i + pw: the input's even columns go to one parity plane from half-column pw / 2, its odd columns to the
+/// other from (pw + 1) / 2, 16 input columns at a time through a vector deinterleave.
 __attribute__((target("avx2,fma")))
-static void forward_avx2(const kiln_dw_shape *s, const float *xp, const float *w, float *out) {
-    long pwidth = s->w + 2 * s->pw, sw = s->sw, taps = s->kh * s->kw;
-    if (sw != 1 && sw != 2) {
-        for (long oy = 0; oy < s->oh; oy++)
-            for (long ox = 0; ox < s->ow; ox++) out[oy * s->ow + ox] = dw_output(s, xp, pwidth, w, oy, ox);
+static void pad_plane_split(const kiln_dw_shape *s, const float *x, float *xs, int fresh) {
+    long pwidth = s->w + 2 * s->pw, pheight = s->h + 2 * s->ph, pitch = (pwidth + 1) / 2;
+    if (fresh) memset(xs, 0, (size_t)(2 * pheight * pitch + 16) * sizeof(float));
+    long evenPlane = (s->pw & 1) ? pheight * pitch : 0, oddPlane = (s->pw & 1) ? 0 : pheight * pitch;
+    long evenOff = s->pw >> 1, oddOff = (s->pw + 1) >> 1;
+    for (long y = 0; y < s->h; y++) {
+        float *evens = xs + evenPlane + (y + s->ph) * pitch + evenOff;
+        float *odds = xs + oddPlane + (y + s->ph) * pitch + oddOff;
+        const float *src = x + y * s->w;
+        long i = 0;
+        for (; i + 16 <= s->w; i += 16) {
+            __m256 a = _mm256_loadu_ps(src + i), b = _mm256_loadu_ps(src + i + 8);
+            __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)), o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+            _mm256_storeu_ps(evens + i / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0))));
+            _mm256_storeu_ps(odds + i / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), _MM_SHUFFLE(3, 1, 2, 0))));
+        }
+        for (; i < s->w; i++) {
+            if (i & 1) odds[i >> 1] = src[i]; else evens[i >> 1] = src[i];
+        }
+    }
+}
+
+/// Output rows [oy, oy + rows) (rows <= 4), columns [ox, ox + count) (count <= 8), of the correlation with kernel
+/// `w`, in four independent chains of fused multiply-adds in tap order. `rowStep` is the padded layout's step
+/// between output rows; a tap (kh, kw) is `kh * tapRow + tap(kw)` floats past the output row's first input.
+/// Lanes past `count` read the padded plane's slack and are not stored.
+__attribute__((target("avx2,fma")))
+static inline void forward_block(const kiln_dw_shape *s, const float *first, long rowStep, long tapRow, long parityStep,
+                                 const float *w, float *out, long oy, long rows, long count) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    const float *r0 = first, *r1 = r0 + (rows > 1 ? rowStep : 0), *r2 = r0 + (rows > 2 ? 2 * rowStep : 0);
+    const float *r3 = r0 + (rows > 3 ? 3 * rowStep : 0);
+    const float *wt = w;
+    for (long kh = 0; kh < s->kh; kh++) {
+        long rowOff = kh * tapRow;
+        for (long kw = 0; kw < s->kw; kw++) {
+            long c = kw * s->dw;
+            // Stride 1: the column itself; stride 2 (split layout): the parity's plane, then the column's half.
+            long off = rowOff + (parityStep ? (c & 1) * parityStep + (c >> 1) : c);
+            __m256 wv = _mm256_set1_ps(*wt++);
+            a0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(r0 + off), a0);
+            a1 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(r1 + off), a1);
+            a2 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(r2 + off), a2);
+            a3 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(r3 + off), a3);
+        }
+    }
+    __m256 acc[4] = {a0, a1, a2, a3};
+    if (count == 8) {
+        for (long r = 0; r < rows; r++) _mm256_storeu_ps(out + (oy + r) * s->ow, acc[r]);
+    } else {
+        __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        for (long r = 0; r < rows; r++) _mm256_maskstore_ps(out + (oy + r) * s->ow, mask, acc[r]);
+    }
+}
+
+__attribute__((target("avx2,fma")))
+static void forward_avx2(const kiln_dw_shape *s, const float *x, const float *w, float *out, float *scratch, int fresh) {
+    long pwidth = s->w + 2 * s->pw, pheight = s->h + 2 * s->ph;
+    long rowStep, tapRow, parityStep, colStep;
+    if (s->sw == 1) {
+        pad_plane(s, x, scratch, fresh);
+        rowStep = s->sh * pwidth; tapRow = s->dh * pwidth; parityStep = 0; colStep = 8;
+    } else if (s->sw == 2) {
+        long pitch = (pwidth + 1) / 2;
+        pad_plane_split(s, x, scratch, fresh);
+        rowStep = s->sh * pitch; tapRow = s->dh * pitch; parityStep = pheight * pitch; colStep = 8;
+    } else {
+        pad_plane(s, x, scratch, fresh);
+        forward_generic(s, scratch, w, out);
         return;
     }
-    long vec = s->ow - s->ow % 8;
-    long oy = 0;
-    // Four output rows at a time: four independent chains of fused multiply-adds per tap.
-    for (; oy + 4 <= s->oh; oy += 4) {
-        const float *r0 = xp + oy * s->sh * pwidth, *r1 = r0 + s->sh * pwidth;
-        const float *r2 = r1 + s->sh * pwidth, *r3 = r2 + s->sh * pwidth;
-        for (long ox = 0; ox < vec; ox += 8) {
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-            for (long t = 0; t < taps; t++) {
-                long off = (t / s->kw) * s->dh * pwidth + (t % s->kw) * s->dw + ox * sw;
-                __m256 wv = _mm256_set1_ps(w[t]);
-                a0 = _mm256_fmadd_ps(wv, load8(r0 + off, sw), a0);
-                a1 = _mm256_fmadd_ps(wv, load8(r1 + off, sw), a1);
-                a2 = _mm256_fmadd_ps(wv, load8(r2 + off, sw), a2);
-                a3 = _mm256_fmadd_ps(wv, load8(r3 + off, sw), a3);
-            }
-            _mm256_storeu_ps(out + oy * s->ow + ox, a0);
-            _mm256_storeu_ps(out + (oy + 1) * s->ow + ox, a1);
-            _mm256_storeu_ps(out + (oy + 2) * s->ow + ox, a2);
-            _mm256_storeu_ps(out + (oy + 3) * s->ow + ox, a3);
+    for (long oy = 0; oy < s->oh; oy += 4) {
+        long rows = s->oh - oy < 4 ? s->oh - oy : 4;
+        for (long ox = 0; ox < s->ow; ox += colStep) {
+            long count = s->ow - ox < 8 ? s->ow - ox : 8;
+            forward_block(s, scratch + oy * rowStep + ox, rowStep, tapRow, parityStep, w, out + ox, oy, rows, count);
         }
-        for (long r = 0; r < 4; r++)
-            for (long ox = vec; ox < s->ow; ox++) out[(oy + r) * s->ow + ox] = dw_output(s, xp, pwidth, w, oy + r, ox);
-    }
-    for (; oy < s->oh; oy++) {
-        const float *r0 = xp + oy * s->sh * pwidth;
-        for (long ox = 0; ox < vec; ox += 8) {
-            __m256 a0 = _mm256_setzero_ps();
-            for (long t = 0; t < taps; t++) {
-                long off = (t / s->kw) * s->dh * pwidth + (t % s->kw) * s->dw + ox * sw;
-                a0 = _mm256_fmadd_ps(_mm256_set1_ps(w[t]), load8(r0 + off, sw), a0);
-            }
-            _mm256_storeu_ps(out + oy * s->ow + ox, a0);
-        }
-        for (long ox = vec; ox < s->ow; ox++) out[oy * s->ow + ox] = dw_output(s, xp, pwidth, w, oy, ox);
     }
 }
 
@@ -191,11 +230,11 @@ static void weight_avx2(const kiln_dw_shape *s, const float *xp, const float *dy
 
 // MARK: - Entry points
 
-void kiln_dw_forward(const kiln_dw_shape *s, const float *x, const float *w, float *out, float *scratch) {
-    pad_plane(s, x, scratch);
+void kiln_dw_forward(const kiln_dw_shape *s, const float *x, const float *w, float *out, float *scratch, int fresh) {
 #if defined(__x86_64__)
-    if (kiln_tiles_use_avx2()) { forward_avx2(s, scratch, w, out); return; }
+    if (kiln_tiles_use_avx2()) { forward_avx2(s, x, w, out, scratch, fresh); return; }
 #endif
+    pad_plane(s, x, scratch, fresh);
     forward_generic(s, scratch, w, out);
 }
 
@@ -222,8 +261,9 @@ void kiln_dw_weight_begin(const kiln_dw_shape *s, float *acc) {
     memset(acc, 0, (size_t)(s->kh * s->kw * 33) * sizeof(float));
 }
 
-void kiln_dw_weight_add(const kiln_dw_shape *s, const float *x, const float *dy, float *acc, float *scratch) {
-    pad_plane(s, x, scratch);
+void kiln_dw_weight_add(const kiln_dw_shape *s, const float *x, const float *dy, float *acc, float *scratch,
+                        int fresh) {
+    pad_plane(s, x, scratch, fresh);
 #if defined(__x86_64__)
     if (kiln_tiles_use_avx2()) { weight_avx2(s, scratch, dy, acc); return; }
 #endif

@@ -31,8 +31,9 @@ typedef struct {
 long kiln_dw_scratch_floats(const kiln_dw_shape *s);
 
 /// `out` (an `oh` x `ow` plane) = the correlation of plane `x` with kernel `w` (`kh` x `kw`). Uses the start of
-/// `scratch` for the padded plane.
-void kiln_dw_forward(const kiln_dw_shape *s, const float *x, const float *w, float *out, float *scratch);
+/// `scratch` for the padded plane; `fresh` (nonzero) writes its zero border, which later calls with the same shape
+/// and scratch may skip.
+void kiln_dw_forward(const kiln_dw_shape *s, const float *x, const float *w, float *out, float *scratch, int fresh);
 
 /// The data gradient of one input plane: `dx` (+)= the sum over `maps` output maps (dy planes `dyStride` floats
 /// apart, kernels `kh * kw` floats apart) of each dy plane scattered through its kernel, plus `bias`.
@@ -41,9 +42,9 @@ void kiln_dw_backward_data(const kiln_dw_shape *s, const float *dy, long dyStrid
 
 /// The weight gradient of one output map over samples: `begin` zeroes the accumulators `acc` (33 floats per tap),
 /// `add` adds one sample's products of input plane `x` and output gradient plane `dy` (using `scratch` for the
-/// padded plane), `finish` writes (or adds) each tap's sum into `dw`.
+/// padded plane, its border written when `fresh`), `finish` writes (or adds) each tap's sum into `dw`.
 void kiln_dw_weight_begin(const kiln_dw_shape *s, float *acc);
-void kiln_dw_weight_add(const kiln_dw_shape *s, const float *x, const float *dy, float *acc, float *scratch);
+void kiln_dw_weight_add(const kiln_dw_shape *s, const float *x, const float *dy, float *acc, float *scratch, int fresh);
 void kiln_dw_weight_finish(const kiln_dw_shape *s, const float *acc, float *dw, int accumulate);
 
 /// The code path the tiles run on this CPU: "avx2+fma" or "generic".

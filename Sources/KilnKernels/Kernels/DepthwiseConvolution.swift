@@ -49,9 +49,12 @@ struct DepthwiseConvolution {
     func forward(image: UnsafePointer<Float>, weight: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>,
                  bias: UnsafePointer<Float>?, accumulate: Bool, workspace: UnsafeMutablePointer<Float>,
                  epilogue: ConvEpilogue?) {
-        Threads.claims(batch * maps, threads: min(parts, Threads.count),
+        let planes = batch * maps, p = min(parts, Threads.count)
+        // Planes go to the threads in runs, each run writing its scratch's zero border once.
+        let run = max(1, planes / (p * 8))
+        Threads.claims((planes + run - 1) / run, threads: p,
                        Forward(d: self, image: image, weight: weight, col: col, bias: bias, accumulate: accumulate,
-                               workspace: workspace, epilogue: epilogue))
+                               workspace: workspace, epilogue: epilogue, run: run, planes: planes))
     }
 
     private struct Forward: ParallelSlotPart {
@@ -59,8 +62,13 @@ struct DepthwiseConvolution {
         let image: UnsafePointer<Float>, weight: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>
         let bias: UnsafePointer<Float>?, accumulate: Bool, workspace: UnsafeMutablePointer<Float>
         let epilogue: ConvEpilogue?
+        let run: Int, planes: Int
 
-        func callAsFunction(_ plane: Int, slot: Int) {
+        func callAsFunction(_ part: Int, slot: Int) {
+            for plane in (part * run)..<min(planes, (part + 1) * run) { compute(plane, slot: slot, fresh: plane == part * run) }
+        }
+
+        func compute(_ plane: Int, slot: Int, fresh: Bool) {
             let n = plane / d.maps, m = plane % d.maps, c = m / d.multiplier
             let scratch = workspace + slot * d.slice
             let offset = plane * d.planeOut
@@ -70,7 +78,7 @@ struct DepthwiseConvolution {
             let staged = accumulate || epilogue?.residual != nil
             let target = staged ? scratch + (d.slice - d.taps * 33 - d.planeOut) : dst
             var s = d.shape
-            kiln_dw_forward(&s, image + (n * d.channels + c) * d.planeIn, weight + m * d.taps, target, scratch)
+            kiln_dw_forward(&s, image + (n * d.channels + c) * d.planeIn, weight + m * d.taps, target, scratch, fresh ? 1 : 0)
             let b = bias.map { $0[m] } ?? 0
             if let epilogue {
                 epilogue.apply(map: m, target, dst, plus: b, d.planeOut, offset: offset)
@@ -126,7 +134,7 @@ struct DepthwiseConvolution {
             kiln_dw_weight_begin(&s, acc)
             for n in 0..<d.batch {
                 kiln_dw_weight_add(&s, image + (n * d.channels + c) * d.planeIn, col + (n * d.maps + m) * d.planeOut, acc,
-                                   scratch)
+                                   scratch, n == 0 ? 1 : 0)
             }
             kiln_dw_weight_finish(&s, acc, weightGrad + m * d.taps, accumulate ? 1 : 0)
         }
