@@ -1,7 +1,8 @@
 """ResNet-18 and MobileNetV2 written in PyTorch (random weights, eval mode, 224x224), exported to ONNX by
 PyTorch, imported by Kiln (`kiln run`) and run by onnxruntime: the largest difference, and median ms per
 batch side by side (Kiln's `kiln bench` against onnxruntime with all graph optimisations, sequential
-execution, T intra-op threads), for batch 1 and 8. The models are written here so no torchvision is needed.
+execution, T intra-op threads), for batch 1 and 8. ResNet-18 and MobileNetV2 are ../peers/torch_models.py's (no
+torchvision needed).
 
 Usage (make bench-peers sets up the virtualenvs): python pytorch_models.py KILN_BINARY [THREADS]
 run with the onnxruntime venv's python; the torch venv's python (KILN_TORCH_PYTHON, default
@@ -13,66 +14,8 @@ def export(directory):
     import torch
     import torch.nn as nn
 
-    class Basic(nn.Module):
-        def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            self.b1 = nn.BatchNorm2d(cout)
-            self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-            self.b2 = nn.BatchNorm2d(cout)
-            self.down = None
-            if stride != 1 or cin != cout:
-                self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-        def forward(self, x):
-            y = torch.relu(self.b1(self.c1(x)))
-            y = self.b2(self.c2(y))
-            return torch.relu(y + (x if self.down is None else self.down(x)))
-
-    class ResNet18(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1))
-            layers, cin = [], 64
-            for cout, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
-                layers += [Basic(cin, cout, stride), Basic(cout, cout, 1)]
-                cin = cout
-            self.layers = nn.Sequential(*layers)
-            self.fc = nn.Linear(512, 1000)
-
-        def forward(self, x):
-            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(self.layers(self.stem(x)), 1), 1))
-
-    def cbr(cin, cout, k, s, groups=1):
-        return [nn.Conv2d(cin, cout, k, s, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout), nn.ReLU6()]
-
-    class Inverted(nn.Module):
-        def __init__(self, cin, cout, stride, t):
-            super().__init__()
-            hidden = cin * t
-            layers = [] if t == 1 else cbr(cin, hidden, 1, 1)
-            layers += cbr(hidden, hidden, 3, stride, groups=hidden)
-            layers += [nn.Conv2d(hidden, cout, 1, 1, 0, bias=False), nn.BatchNorm2d(cout)]
-            self.body = nn.Sequential(*layers)
-            self.residual = stride == 1 and cin == cout
-
-        def forward(self, x):
-            return x + self.body(x) if self.residual else self.body(x)
-
-    class MobileNetV2(nn.Module):
-        def __init__(self):
-            super().__init__()
-            layers, cin = cbr(3, 32, 3, 2), 32
-            for t, c, n, s in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]:
-                for i in range(n):
-                    layers.append(Inverted(cin, c, s if i == 0 else 1, t))
-                    cin = c
-            layers += cbr(cin, 1280, 1, 1)
-            self.features = nn.Sequential(*layers)
-            self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, 1000))
-
-        def forward(self, x):
-            return self.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1))
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "peers"))
+    from torch_models import MobileNetV2, ResNet18
 
     class Encoder(nn.Module):   # attention, layer norm, GELU-free feed-forward, batched MatMul
         def __init__(self):

@@ -2,6 +2,7 @@
 written as ONNX graphs with onnx.helper and run by onnxruntime's CPU provider.
 
 Usage: python ort_bench.py MODEL inference BATCH ITERATIONS WARMUP
+MODEL is lenet, resnet20, or an .onnx file (the networks of torch_models.py, exported by PyTorch).
 Session: all graph optimisations (onnxruntime fuses Conv+BatchNormalization+Add+Relu and picks its blocked
 NCHWc layout itself), sequential execution, intra-op threads = OMP_NUM_THREADS, inter-op threads 1.
 Weights are random (the same shapes as the zoo; values do not change the work). BatchNormalization runs in
@@ -84,14 +85,18 @@ def main():
     threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
     baseline_rss = resident_bytes()
     rng = np.random.RandomState(0)
-    build, hw, c = {"lenet": (lenet, 28, 1), "resnet20": (resnet20, 32, 3)}[model]
-    b = Builder(rng)
-    y = build(b)
-    graph = helper.make_graph(b.nodes, model, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, c, hw, hw])],
-                              [helper.make_tensor_value_info(y, TensorProto.FLOAT, [batch, 10])], b.inits)
-    # IR version 8 (opset 17): what onnxruntime releases of the last years all read.
-    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    onnx.checker.check_model(onnx_model)
+    if model.endswith(".onnx"):
+        onnx_model = onnx.load(model)
+        c, hw = [d.dim_value for d in onnx_model.graph.input[0].type.tensor_type.shape.dim][1:3]
+    else:
+        build, hw, c = {"lenet": (lenet, 28, 1), "resnet20": (resnet20, 32, 3)}[model]
+        b = Builder(rng)
+        y = build(b)
+        graph = helper.make_graph(b.nodes, model, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, c, hw, hw])],
+                                  [helper.make_tensor_value_info(y, TensorProto.FLOAT, [batch, 10])], b.inits)
+        # IR version 8 (opset 17): what onnxruntime releases of the last years all read.
+        onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+        onnx.checker.check_model(onnx_model)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

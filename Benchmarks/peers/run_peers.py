@@ -37,7 +37,12 @@ After the table: Kiln's time as a fraction of each peer's, its arena against XLA
 2-thread speed-up on the training cases, timed by `kiln bench --threads 2 --speedup` (1-thread and 2-thread
 iterations alternating in one process; 3 runs per case by default).
 Case names: lenet-train-64 resnet20-train-32 resnet20-train-128 lenet-infer-256 resnet20-infer-256
-            lenet-infer-1 resnet20-infer-1 (batch-1 latency) resnet20-train-32-half resnet20-train-128-half.
+            lenet-infer-1 resnet20-infer-1 (batch-1 latency) resnet20-train-32-half resnet20-train-128-half,
+            and networks outside the zoo: resnet18-64-train-32 resnet18-64-infer-64 mobilenetv2-infer-8
+            mobilenetv2-infer-1 mobilenetv2-train-8.
+Networks outside the zoo (torch_models.py: ResNet-18 on 64x64 images, MobileNetV2 on 224x224) are exported by
+PyTorch to ONNX once per batch size (into $KILN_PEERS_VENV/models); Kiln and onnxruntime run that file, PyTorch
+the same module eagerly; nnabla and JAX do not run them.
 """
 import argparse
 import json
@@ -60,7 +65,15 @@ CASES = [
     ("resnet20-infer-1", "resnet20", "inference", 1, 100, "float"),
     ("resnet20-train-32-half", "resnet20", "training", 32, 10, "half"),
     ("resnet20-train-128-half", "resnet20", "training", 128, 5, "half"),
+    ("resnet18-64-train-32", "resnet18-64", "training", 32, 5, "float"),
+    ("resnet18-64-infer-64", "resnet18-64", "inference", 64, 5, "float"),
+    ("mobilenetv2-infer-8", "mobilenetv2-224", "inference", 8, 5, "float"),
+    ("mobilenetv2-infer-1", "mobilenetv2-224", "inference", 1, 30, "float"),
+    ("mobilenetv2-train-8", "mobilenetv2-224", "training", 8, 3, "float"),
 ]
+# Networks outside the zoo (torch_models.py) and the peers that run them.
+EXPORTED = {"resnet18-64", "mobilenetv2-224"}
+EXPORTED_PEERS = {"kiln", "baseline", "torch", "torch-cl", "ort"}
 # Peers that run mixed-precision cases.
 HALF_PEERS = {"kiln", "jax", "baseline"}
 PEERS = ["kiln", "nnabla", "jax", "torch", "torch-cl", "ort"]
@@ -85,7 +98,22 @@ def environment(threads):
     return env
 
 
+def exported(args, model, batch):
+    """The ONNX file of a network outside the zoo at this batch size, exported by PyTorch on first use."""
+    directory = os.path.join(args.venvs, "models")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "%s-b%d.onnx" % (model, batch))
+    if not os.path.exists(path):
+        python = os.path.join(args.venvs, "torch", "bin", "python")
+        subprocess.run([python, os.path.join(HERE, "torch_models.py"), model, str(batch), path + ".tmp"], check=True,
+                       capture_output=True)
+        os.replace(path + ".tmp", path)
+    return path
+
+
 def command(peer, args, model, mode, batch, iterations, warmup, threads, precision):
+    if model in EXPORTED and peer in ("kiln", "baseline", "ort"):
+        model = exported(args, model, batch)
     if peer in ("kiln", "baseline"):
         return [args.kiln if peer == "kiln" else args.baseline, "bench", model, "--mode", mode, "--batch-size", str(batch),
                 "--iterations", str(iterations), "--warmup", str(warmup), "--threads", str(threads),
@@ -102,6 +130,8 @@ def run_one(peer, args, case, threads):
     if precision != "float" and peer not in HALF_PEERS:
         return None
     if peer == "ort" and mode != "inference":
+        return None
+    if model in EXPORTED and peer not in EXPORTED_PEERS:
         return None
     iterations = args.iterations or default_iterations
     cpus = ",".join(str(i) for i in range(threads))
@@ -194,6 +224,8 @@ def measure_speedups(args, cases, peers, threads):
         if case[2] != "training":
             continue
         name, model, mode, batch, default_iterations, precision = case
+        if model in EXPORTED:
+            model = exported(args, model, batch)
         rounds = 2 * (args.iterations or default_iterations)
         runs = []
         for _ in range(args.speedup_pairs):

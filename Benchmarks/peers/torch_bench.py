@@ -1,4 +1,5 @@
-"""PyTorch side of the peer comparison: LeNet and ResNet-20 as Kiln's Zoo.swift builds them, eager CPU.
+"""PyTorch side of the peer comparison: LeNet and ResNet-20 as Kiln's Zoo.swift builds them, and the networks of
+torch_models.py (ResNet-18 on 64x64, MobileNetV2), eager CPU.
 
 Usage: python torch_bench.py MODEL MODE BATCH ITERATIONS WARMUP [channels_last]
 The same layers, sizes, loss (mean softmax cross-entropy) and solver as jax_bench.py (Adam 1e-3; PyTorch's
@@ -15,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from measure import report, resident_bytes, time_steps
+import torch_models
 
 
 class LeNet(nn.Module):
@@ -73,8 +75,12 @@ def main():
     baseline_rss = resident_bytes()
     torch.manual_seed(0)
     rng = np.random.RandomState(0)
-    net, hw, c = {"lenet": (LeNet, 28, 1), "resnet20": (ResNet20, 32, 3)}[model]
-    net = net()
+    if model in torch_models.MODELS:
+        net, hw = torch_models.build(model)
+        c = 3
+    else:
+        net, hw, c = {"lenet": (LeNet, 28, 1), "resnet20": (ResNet20, 32, 3)}[model]
+        net = net()
     x = torch.from_numpy(rng.uniform(0, 255, (batch, c, hw, hw)).astype(np.float32))
     t = torch.from_numpy(rng.randint(0, 10, (batch,)).astype(np.int64))
     if channels_last:
