@@ -99,22 +99,22 @@ __attribute__((target("avx2,fma")))
 static void pad_plane_split(const kiln_dw_shape *s, const float *x, float *xs, int fresh) {
     long pwidth = s->w + 2 * s->pw, pheight = s->h + 2 * s->ph, pitch = (pwidth + 1) / 2;
     if (fresh) memset(xs, 0, (size_t)(2 * pheight * pitch + 16) * sizeof(float));
-    long evenPlane = (s->pw & 1) ? pheight * pitch : 0, oddPlane = (s->pw & 1) ? 0 : pheight * pitch;
-    long evenOff = s->pw >> 1, oddOff = (s->pw + 1) >> 1;
-    for (long y = 0; y < s->h; y++) {
-        float *evens = xs + evenPlane + (y + s->ph) * pitch + evenOff;
-        float *odds = xs + oddPlane + (y + s->ph) * pitch + oddOff;
-        const float *src = x + y * s->w;
-        long i = 0;
-        for (; i + 16 <= s->w; i += 16) {
-            __m256 a = _mm256_loadu_ps(src + i), b = _mm256_loadu_ps(src + i + 8);
-            __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)), o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
-            _mm256_storeu_ps(evens + i / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0))));
-            _mm256_storeu_ps(odds + i / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), _MM_SHUFFLE(3, 1, 2, 0))));
-        }
-        for (; i < s->w; i++) {
-            if (i & 1) odds[i >> 1] = src[i]; else evens[i >> 1] = src[i];
-        }
+    for (long y = 0; y < s->h; y++) kiln_split_row(x + y * s->w, s->w, s->pw, xs + (y + s->ph) * pitch, pheight * pitch);
+}
+
+__attribute__((target("avx2,fma")))
+void kiln_split_row(const float *src, long w, long pad, float *row, long parityStep) {
+    float *evens = row + ((pad & 1) ? parityStep : 0) + (pad >> 1);
+    float *odds = row + ((pad & 1) ? 0 : parityStep) + ((pad + 1) >> 1);
+    long i = 0;
+    for (; i + 16 <= w; i += 16) {
+        __m256 a = _mm256_loadu_ps(src + i), b = _mm256_loadu_ps(src + i + 8);
+        __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)), o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+        _mm256_storeu_ps(evens + i / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0))));
+        _mm256_storeu_ps(odds + i / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), _MM_SHUFFLE(3, 1, 2, 0))));
+    }
+    for (; i < w; i++) {
+        if (i & 1) odds[i >> 1] = src[i]; else evens[i >> 1] = src[i];
     }
 }
 

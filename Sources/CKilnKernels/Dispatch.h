@@ -5,4 +5,11 @@
 /// one choice and one forced path cover every kernel of this target.
 int kiln_tiles_use_avx2(void);
 
+#if defined(__x86_64__)
+/// One input row of `w` floats into a row of the column-parity layout (AVX2 path, stride 2): padded column
+/// i + pad goes to half-column (i + pad) / 2 of the even plane (at `row`) or of the odd plane (`parityStep`
+/// floats after it).
+void kiln_split_row(const float *src, long w, long pad, float *row, long parityStep);
+#endif
+
 #endif

@@ -47,6 +47,28 @@ void kiln_dw_weight_begin(const kiln_dw_shape *s, float *acc);
 void kiln_dw_weight_add(const kiln_dw_shape *s, const float *x, const float *dy, float *acc, float *scratch, int fresh);
 void kiln_dw_weight_finish(const kiln_dw_shape *s, const float *acc, float *dw, int accumulate);
 
+/// Sizes of one direct 2-D convolution of one group: `channels` input planes `h` x `w`, `maps` output planes
+/// `oh` x `ow`, a kernel `kh` x `kw`, strides, symmetric zero padding and dilations, as nnabla's Convolution.
+typedef struct {
+    long channels, maps, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
+} kiln_conv_shape;
+
+/// Output maps per block of `kiln_conv_block`.
+long kiln_conv_block_maps(void);
+/// Floats of the packed weights (a block's maps side by side).
+long kiln_conv_packed_floats(const kiln_conv_shape *s);
+/// Floats of one thread's scratch: one sample's padded channels and the stage of one block of output maps.
+long kiln_conv_scratch_floats(const kiln_conv_shape *s);
+/// The stage (a block's output planes of `oh * ow` floats) inside a thread's scratch.
+float *kiln_conv_stage(const kiln_conv_shape *s, float *scratch);
+/// Packs weights `[maps, channels, kh, kw]` for `kiln_conv_block` (maps past the last are zeros).
+void kiln_conv_pack(const kiln_conv_shape *s, const float *w, float *packed);
+/// Copies one sample's channels into the scratch with their zero padding, the zeros written when `fresh`.
+void kiln_conv_pad(const kiln_conv_shape *s, const float *x, float *scratch, int fresh);
+/// Output maps `kb ..< kb + k` (k = `kiln_conv_block_maps()`) of the padded sample into `stage` (plane j at
+/// `j * oh * ow`).
+void kiln_conv_block(const kiln_conv_shape *s, const float *packed, long b, const float *padded, float *stage);
+
 /// The code path the tiles run on this CPU: "avx2+fma" or "generic".
 const char *kiln_tile_path(void);
 

@@ -12,7 +12,8 @@
 /// Samples are processed in chunks whose columns sit side by side, so each group of a chunk is one sgemm
 /// wide enough to run near the BLAS ceiling (OpenBLAS threads it); im2col/col2im split rows/channels over
 /// the threads. A 1x1 kernel with stride 1 and no padding skips im2col entirely; depthwise 2-D convolutions
-/// run their own kernels (`DepthwiseConvolution`).
+/// run their own kernels (`DepthwiseConvolution`), and so does the forward product of 2-D convolutions whose
+/// output rows suit `DirectConvolution`.
 package final class ConvolutionEngine {
     package let batch: Int
     package let channels: Int
@@ -29,6 +30,8 @@ package final class ConvolutionEngine {
     let stridedPointwise: StridedPointwiseData?
     /// The kernels of depthwise 2-D convolutions, which replace every product here, or nil.
     let depthwise: DepthwiseConvolution?
+    /// The direct kernel of the forward product, or nil.
+    let direct: DirectConvolution?
     /// Samples whose columns sit side by side in one matrix product (small images would make each
     /// per-sample product too thin for sgemm to run at full speed).
     let chunk: Int
@@ -56,6 +59,7 @@ package final class ConvolutionEngine {
                          stride: g.stride, dilation: g.dilation)
         stridedPointwise = StridedPointwiseData(g)
         depthwise = DepthwiseConvolution(g)
+        direct = DirectConvolution(g)
         chunk = ConvolutionEngine.chunk(g)
         parts = ConvolutionEngine.parts(g)
         slice = ConvolutionEngine.sliceFloats(g)
@@ -241,7 +245,9 @@ package final class ConvolutionEngine {
     /// chunk (the product's result before it is scattered into the sample-major output).
     package static func workspaceBytes(_ g: ConvGeometry) -> Int {
         if let depthwise = DepthwiseConvolution(g) { return depthwise.workspaceFloats * 4 }
-        return g.isPointwise ? 0 : sliceFloats(g) * parts(g) * 4
+        let columns = g.isPointwise ? 0 : sliceFloats(g) * parts(g) * 4
+        // The gradients (and deconvolution's forward) still take the im2col route.
+        return max(columns, (DirectConvolution(g)?.workspaceFloats ?? 0) * 4)
     }
 
     /// `col = W * im2col(image) + bias` (or `+=` when accumulating), then the epilogue if one is given.
@@ -251,6 +257,11 @@ package final class ConvolutionEngine {
         if let depthwise, let workspace {
             depthwise.forward(image: image, weight: weight, col: col, bias: bias, accumulate: accumulate,
                               workspace: workspace, epilogue: epilogue)
+            return
+        }
+        if let direct, let workspace {
+            direct.forward(image: image, weight: weight, col: col, bias: bias, accumulate: accumulate,
+                           workspace: workspace, epilogue: epilogue)
             return
         }
         guard let plan, let workspace else {

@@ -1,0 +1,181 @@
+// Direct 2-D convolution (one group) without im2col: register tiles of 6 output maps x 2 segments of 8 output
+// pixels, each accumulating over (input channel, kh, kw) from a zero-padded copy of the sample's channels, with
+// the weights packed 6 maps wide so that each step broadcasts 6 consecutive floats. im2col copies the input
+// kernel-size times and the matrix product then packs that copy again; here the input is read in place.
+//
+// Every output is one chain of fused multiply-adds over (channel, kh, kw) in that order, starting from 0, on
+// every path: the AVX2 path and the generic path give the same bits.
+#include "CKilnKernels.h"
+#include "Dispatch.h"
+#include <math.h>
+#include <string.h>
+
+static inline long taps_of(const kiln_conv_shape *s) { return s->kh * s->kw; }
+/// Output maps per register tile and per packed weight block.
+#define MAPS 6
+
+long kiln_conv_block_maps(void) { return MAPS; }
+
+static inline long blocks_of(const kiln_conv_shape *s) { return (s->maps + MAPS - 1) / MAPS; }
+static inline long padded_width(const kiln_conv_shape *s) { return s->w + 2 * s->pw; }
+static inline long padded_height(const kiln_conv_shape *s) { return s->h + 2 * s->ph; }
+
+/// Whether this call's padded layout splits columns by parity (the AVX2 path with column stride 2).
+static int split_layout(const kiln_conv_shape *s) { return s->sw == 2 && kiln_tiles_use_avx2(); }
+
+/// Floats of one padded channel: the plane, or its two column-parity halves of `(pw + 1) / 2` columns.
+static long channel_floats(const kiln_conv_shape *s) { return padded_height(s) * (padded_width(s) + 1); }
+
+long kiln_conv_packed_floats(const kiln_conv_shape *s) { return blocks_of(s) * MAPS * s->channels * taps_of(s); }
+
+long kiln_conv_scratch_floats(const kiln_conv_shape *s) {
+    return s->channels * channel_floats(s) + 32 + MAPS * s->oh * s->ow;
+}
+
+float *kiln_conv_stage(const kiln_conv_shape *s, float *scratch) { return scratch + s->channels * channel_floats(s) + 32; }
+
+void kiln_conv_pack(const kiln_conv_shape *s, const float *w, float *packed) {
+    long taps = taps_of(s), per = s->channels * taps;
+    for (long b = 0; b < blocks_of(s); b++)
+        for (long i = 0; i < per; i++)
+            for (long j = 0; j < MAPS; j++) {
+                long m = b * MAPS + j;
+                packed[(b * per + i) * MAPS + j] = m < s->maps ? w[m * per + i] : 0.0f;
+            }
+}
+
+void kiln_conv_pad(const kiln_conv_shape *s, const float *x, float *scratch, int fresh) {
+    long pw = padded_width(s), ph = padded_height(s), cf = channel_floats(s);
+    if (fresh) memset(scratch, 0, (size_t)(s->channels * cf + 32) * sizeof(float));
+    int split = split_layout(s);
+    long pitch = (pw + 1) / 2;
+    for (long c = 0; c < s->channels; c++) {
+        float *plane = scratch + c * cf;
+        const float *src = x + c * s->h * s->w;
+        for (long y = 0; y < s->h; y++) {
+            const float *row = src + y * s->w;
+            if (!split) {
+                float *dst = plane + (y + s->ph) * pw + s->pw;
+                for (long i = 0; i < s->w; i++) dst[i] = row[i];
+            } else {
+#if defined(__x86_64__)
+                kiln_split_row(row, s->w, s->pw, plane + (y + s->ph) * pitch, ph * pitch);
+#endif
+            }
+        }
+    }
+}
+
+/// Generic path: the outputs of map block `b` (MAPS maps, those past `maps` from zero weights) into `stage`.
+static void block_generic(const kiln_conv_shape *s, const float *packed, long b, const float *padded, float *stage) {
+    long pw = padded_width(s), cf = channel_floats(s), taps = taps_of(s), plane = s->oh * s->ow;
+    const float *wb = packed + b * MAPS * s->channels * taps;
+    for (long j = 0; j < MAPS; j++)
+        for (long oy = 0; oy < s->oh; oy++)
+            for (long ox = 0; ox < s->ow; ox++) {
+                float acc = 0;
+                const float *wt = wb + j;
+                for (long c = 0; c < s->channels; c++) {
+                    const float *base = padded + c * cf + oy * s->sh * pw + ox * s->sw;
+                    for (long kh = 0; kh < s->kh; kh++)
+                        for (long kw = 0; kw < s->kw; kw++, wt += MAPS)
+                            acc = fmaf(*wt, base[kh * s->dh * pw + kw * s->dw], acc);
+                }
+                stage[j * plane + oy * s->ow + ox] = acc;
+            }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/// One tile: 6 maps x up to 2 segments of up to 8 pixels. `first[k]` is segment k's first input (channel 0,
+/// tap 0) in the padded layout, `out[k]` its first output in map 0's stage plane, `count[k]` its pixels.
+/// 12 accumulators (independent chains enough to keep both FMA units busy), 2 inputs and one weight: 15
+/// registers, so nothing spills (a 4 x 3 tile needs all 16, and clang then spills an accumulator).
+/// Always inlined, so that the callers' constant `split` and `kw3` (a 3-wide kernel row, undilated) specialise
+/// the tap loop: the column offset without the parity arithmetic, and three taps unrolled.
+__attribute__((target("avx2,fma"), always_inline))
+static inline void tile_avx2(const kiln_conv_shape *s, const float *wb, const float **first, float **out,
+                             const long *count, long segments, long tapRow, long parityStep, long cf, long plane,
+                             const int split, const int kw3) {
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+    __m256 a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+    const float *f0 = first[0], *f1 = first[segments > 1 ? 1 : 0];
+    const float *wt = wb;
+    for (long c = 0; c < s->channels; c++) {
+        long chan = c * cf;
+        for (long kh = 0; kh < s->kh; kh++) {
+            long rowOff = chan + kh * tapRow;
+            long kws = kw3 ? 3 : s->kw;
+            for (long kw = 0; kw < kws; kw++, wt += MAPS) {
+                long col = kw3 ? kw : kw * s->dw;
+                long off = rowOff + (split ? (col & 1) * parityStep + (col >> 1) : col);
+                __m256 x0 = _mm256_loadu_ps(f0 + off), x1 = _mm256_loadu_ps(f1 + off);
+                __m256 wv = _mm256_broadcast_ss(wt);
+                a00 = _mm256_fmadd_ps(wv, x0, a00); a01 = _mm256_fmadd_ps(wv, x1, a01);
+                wv = _mm256_broadcast_ss(wt + 1);
+                a10 = _mm256_fmadd_ps(wv, x0, a10); a11 = _mm256_fmadd_ps(wv, x1, a11);
+                wv = _mm256_broadcast_ss(wt + 2);
+                a20 = _mm256_fmadd_ps(wv, x0, a20); a21 = _mm256_fmadd_ps(wv, x1, a21);
+                wv = _mm256_broadcast_ss(wt + 3);
+                a30 = _mm256_fmadd_ps(wv, x0, a30); a31 = _mm256_fmadd_ps(wv, x1, a31);
+                wv = _mm256_broadcast_ss(wt + 4);
+                a40 = _mm256_fmadd_ps(wv, x0, a40); a41 = _mm256_fmadd_ps(wv, x1, a41);
+                wv = _mm256_broadcast_ss(wt + 5);
+                a50 = _mm256_fmadd_ps(wv, x0, a50); a51 = _mm256_fmadd_ps(wv, x1, a51);
+            }
+        }
+    }
+    __m256 acc[MAPS][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}, {a40, a41}, {a50, a51}};
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (long k = 0; k < segments; k++) {
+        if (count[k] == 8) {
+            for (long j = 0; j < MAPS; j++) _mm256_storeu_ps(out[k] + j * plane, acc[j][k]);
+        } else {
+            __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count[k]), lanes);
+            for (long j = 0; j < MAPS; j++) _mm256_maskstore_ps(out[k] + j * plane, mask, acc[j][k]);
+        }
+    }
+}
+
+/// The tile specialised for this layout and kernel width.
+__attribute__((target("avx2,fma")))
+static void tile_dispatch(const kiln_conv_shape *s, const float *wb, const float **first, float **out, const long *count,
+                          long segments, long tapRow, long parityStep, long cf, long plane) {
+    int kw3 = s->kw == 3 && s->dw == 1;
+    if (parityStep == 0 && kw3) tile_avx2(s, wb, first, out, count, segments, tapRow, 0, cf, plane, 0, 1);
+    else if (parityStep == 0) tile_avx2(s, wb, first, out, count, segments, tapRow, 0, cf, plane, 0, 0);
+    else if (kw3) tile_avx2(s, wb, first, out, count, segments, tapRow, parityStep, cf, plane, 1, 1);
+    else tile_avx2(s, wb, first, out, count, segments, tapRow, parityStep, cf, plane, 1, 0);
+}
+
+/// The output plane in segments of 8 pixels along rows (the last of a row may be shorter), 2 segments a tile.
+__attribute__((target("avx2,fma")))
+static void block_avx2(const kiln_conv_shape *s, const float *packed, long b, const float *padded, float *stage) {
+    long pw = padded_width(s), ph = padded_height(s), cf = channel_floats(s), plane = s->oh * s->ow;
+    long parityStep = 0, rowPitch = pw;
+    if (s->sw == 2) { rowPitch = (pw + 1) / 2; parityStep = ph * rowPitch; }
+    long tapRow = s->dh * rowPitch;
+    const float *wb = packed + b * MAPS * s->channels * taps_of(s);
+    const float *first[2];
+    float *out[2];
+    long count[2], n = 0;
+    for (long oy = 0; oy < s->oh; oy++) {
+        for (long ox = 0; ox < s->ow; ox += 8) {
+            // Stride 1: pixel ox reads padded column ox (+ tap); stride 2 (split layout): half-column ox.
+            first[n] = padded + oy * s->sh * rowPitch + ox;
+            out[n] = stage + oy * s->ow + ox;
+            count[n] = s->ow - ox < 8 ? s->ow - ox : 8;
+            if (++n == 2) { tile_dispatch(s, wb, first, out, count, 2, tapRow, parityStep, cf, plane); n = 0; }
+        }
+    }
+    if (n) tile_dispatch(s, wb, first, out, count, n, tapRow, parityStep, cf, plane);
+}
+#endif
+
+void kiln_conv_block(const kiln_conv_shape *s, const float *packed, long b, const float *padded, float *stage) {
+#if defined(__x86_64__)
+    if (kiln_tiles_use_avx2() && (s->sw == 1 || s->sw == 2)) { block_avx2(s, packed, b, padded, stage); return; }
+#endif
+    block_generic(s, packed, b, padded, stage);
+}

@@ -1,0 +1,98 @@
+import CKilnKernels
+
+/// The forward product of 2-D convolutions with one group, computed directly from a padded copy of each sample
+/// (`CKilnKernels/DirectConvolution.c`) instead of im2col and a matrix product that packs the columns again.
+///
+/// Taken where output rows fill the kernel's 8-wide segments well (ResNets' 3x3 layers on 32x32 to 8x8 maps):
+/// rows a multiple of 8, or at least 24 wide; column strides 1 and 2. Each thread takes whole samples (or, with
+/// fewer samples than threads, a share of one sample's output maps), packs nothing itself: the weights are
+/// packed once per run, before the threads start.
+struct DirectConvolution {
+    let shape: kiln_conv_shape
+    let batch: Int
+    let maps: Int
+    let sampleIn: Int
+    let planeOut: Int
+    let blocks: Int
+    let packedFloats: Int
+    /// Floats of one thread's scratch.
+    let slice: Int
+    /// Threads the workspace was sized for.
+    let parts: Int
+
+    init?(_ g: ConvGeometry) {
+        guard g.image.count == 2, g.group == 1, !g.isPointwise, g.stride[1] == 1 || g.stride[1] == 2,
+              g.col[1] % 8 == 0 || g.col[1] >= 24, g.col[1] >= 8 else { return nil }
+        shape = kiln_conv_shape(channels: g.channels, maps: g.outmaps, h: g.image[0], w: g.image[1], oh: g.col[0],
+                                ow: g.col[1], kh: g.kernel[0], kw: g.kernel[1], sh: g.stride[0], sw: g.stride[1],
+                                ph: g.pad[0], pw: g.pad[1], dh: g.dilation[0], dw: g.dilation[1])
+        batch = g.batch
+        maps = g.outmaps
+        sampleIn = g.channels * g.image[0] * g.image[1]
+        planeOut = g.col[0] * g.col[1]
+        blocks = (g.outmaps + DirectConvolution.blockMaps - 1) / DirectConvolution.blockMaps
+        var s = shape
+        packedFloats = kiln_conv_packed_floats(&s)
+        slice = kiln_conv_scratch_floats(&s)
+        parts = max(1, min(Threads.count, g.batch * blocks))
+    }
+
+    var workspaceFloats: Int { packedFloats + slice * parts }
+
+    /// Output maps per block of the kernel.
+    static let blockMaps = kiln_conv_block_maps()
+
+    /// `col = conv(image) + bias` (or `+=` when accumulating), then the epilogue if one is given.
+    func forward(image: UnsafePointer<Float>, weight: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>,
+                 bias: UnsafePointer<Float>?, accumulate: Bool, workspace: UnsafeMutablePointer<Float>,
+                 epilogue: ConvEpilogue?) {
+        var s = shape
+        kiln_conv_pack(&s, weight, workspace)
+        let p = min(parts, Threads.count)
+        // With fewer samples than threads, each sample's blocks of maps are shared out.
+        let shares = batch >= p ? 1 : min(blocks, (p + batch - 1) / max(batch, 1))
+        // Tasks go to the threads in runs, each run writing its scratch's zero padding once.
+        let tasks = batch * shares, run = max(1, tasks / (p * 4))
+        Threads.claims((tasks + run - 1) / run, threads: p,
+                       Forward(d: self, image: image, col: col, bias: bias, accumulate: accumulate,
+                               packed: workspace, scratch: workspace + packedFloats, epilogue: epilogue, shares: shares,
+                               run: run, tasks: tasks))
+    }
+
+    private struct Forward: ParallelSlotPart {
+        let d: DirectConvolution
+        let image: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>?
+        let accumulate: Bool, packed: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>
+        let epilogue: ConvEpilogue?, shares: Int, run: Int, tasks: Int
+
+        func callAsFunction(_ part: Int, slot: Int) {
+            for task in (part * run)..<min(tasks, (part + 1) * run) { compute(task, slot: slot, fresh: task == part * run) }
+        }
+
+        func compute(_ task: Int, slot: Int, fresh: Bool) {
+            let n = task / shares, share = task % shares
+            let first = d.blocks * share / shares, last = d.blocks * (share + 1) / shares
+            var s = d.shape
+            let mine = scratch + slot * d.slice
+            kiln_conv_pad(&s, image + n * d.sampleIn, mine, fresh ? 1 : 0)
+            let stage = kiln_conv_stage(&s, mine)!
+            for b in first..<last {
+                kiln_conv_block(&s, packed, b, mine, stage)
+                let k = DirectConvolution.blockMaps
+                for j in 0..<min(k, d.maps - k * b) {
+                    let m = k * b + j
+                    let offset = (n * d.maps + m) * d.planeOut
+                    let src = stage + j * d.planeOut, dst = col + offset
+                    let v = bias.map { $0[m] } ?? 0
+                    if let epilogue {
+                        epilogue.apply(map: m, src, dst, plus: v, d.planeOut, offset: offset)
+                    } else if accumulate {
+                        ShortRows.add(dst, src, plus: v, d.planeOut)
+                    } else {
+                        ShortRows.copy(dst, src, plus: v, d.planeOut)
+                    }
+                }
+            }
+        }
+    }
+}
