@@ -44,6 +44,18 @@ void kiln_conv_pack(const kiln_conv_shape *s, const float *w, float *packed) {
             }
 }
 
+void kiln_conv_pack_flipped(const kiln_conv_shape *s, const float *w, float *packed) {
+    long taps = taps_of(s), per = s->channels * taps;
+    for (long b = 0; b < blocks_of(s); b++)
+        for (long c = 0; c < s->channels; c++)
+            for (long t = 0; t < taps; t++)
+                for (long j = 0; j < MAPS; j++) {
+                    long m = b * MAPS + j;
+                    // w is [channels][maps][kh][kw] in this shape's terms; the tap turns half way round.
+                    packed[(b * per + c * taps + t) * MAPS + j] = m < s->maps ? w[(c * s->maps + m) * taps + taps - 1 - t] : 0.0f;
+                }
+}
+
 void kiln_conv_pad(const kiln_conv_shape *s, const float *x, float *scratch, int fresh) {
     long pw = padded_width(s), ph = padded_height(s), cf = channel_floats(s);
     if (fresh) memset(scratch, 0, (size_t)(s->channels * cf + 32) * sizeof(float));

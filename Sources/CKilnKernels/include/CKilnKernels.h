@@ -63,6 +63,9 @@ long kiln_conv_scratch_floats(const kiln_conv_shape *s);
 float *kiln_conv_stage(const kiln_conv_shape *s, float *scratch);
 /// Packs weights `[maps, channels, kh, kw]` for `kiln_conv_block` (maps past the last are zeros).
 void kiln_conv_pack(const kiln_conv_shape *s, const float *w, float *packed);
+/// Packs a convolution weight `[channels, maps, kh, kw]` (`s` being the transposed convolution: the data gradient
+/// of a stride-1 convolution is the convolution of dy with its weight transposed and turned half way round).
+void kiln_conv_pack_flipped(const kiln_conv_shape *s, const float *w, float *packed);
 /// Copies one sample's channels into the scratch with their zero padding, the zeros written when `fresh`.
 void kiln_conv_pad(const kiln_conv_shape *s, const float *x, float *scratch, int fresh);
 /// Output maps `kb ..< kb + k` (k = `kiln_conv_block_maps()`) of the padded sample into `stage` (plane j at

@@ -32,6 +32,8 @@ package final class ConvolutionEngine {
     let depthwise: DepthwiseConvolution?
     /// The direct kernel of the forward product, or nil.
     let direct: DirectConvolution?
+    /// The direct kernel of the data-gradient product (stride 1), or nil.
+    let directData: DirectConvolution?
     /// Samples whose columns sit side by side in one matrix product (small images would make each
     /// per-sample product too thin for sgemm to run at full speed).
     let chunk: Int
@@ -60,6 +62,7 @@ package final class ConvolutionEngine {
         stridedPointwise = StridedPointwiseData(g)
         depthwise = DepthwiseConvolution(g)
         direct = DirectConvolution(g)
+        directData = DirectConvolution(dataGradientOf: g)
         chunk = ConvolutionEngine.chunk(g)
         parts = ConvolutionEngine.parts(g)
         slice = ConvolutionEngine.sliceFloats(g)
@@ -246,8 +249,9 @@ package final class ConvolutionEngine {
     package static func workspaceBytes(_ g: ConvGeometry) -> Int {
         if let depthwise = DepthwiseConvolution(g) { return depthwise.workspaceFloats * 4 }
         let columns = g.isPointwise ? 0 : sliceFloats(g) * parts(g) * 4
-        // The gradients (and deconvolution's forward) still take the im2col route.
-        return max(columns, (DirectConvolution(g)?.workspaceFloats ?? 0) * 4)
+        // Products without a direct kernel still take the im2col route.
+        let direct = max(DirectConvolution(g)?.workspaceFloats ?? 0, DirectConvolution(dataGradientOf: g)?.workspaceFloats ?? 0)
+        return max(columns, direct * 4)
     }
 
     /// `col = W * im2col(image) + bias` (or `+=` when accumulating), then the epilogue if one is given.
@@ -329,6 +333,11 @@ package final class ConvolutionEngine {
         let kk = cg * kernelCount
         if let depthwise, let workspace {
             depthwise.backwardData(col: col, weight: weight, image: image, bias: bias, accumulate: accumulate, workspace: workspace)
+            return
+        }
+        if let directData, let workspace {
+            directData.forward(image: col, weight: weight, col: image, bias: bias, accumulate: accumulate, workspace: workspace,
+                               epilogue: nil)
             return
         }
         if let stridedPointwise, bias == nil {

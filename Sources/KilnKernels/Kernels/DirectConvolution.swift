@@ -3,6 +3,9 @@ import CKilnKernels
 /// The forward product of 2-D convolutions with one group, computed directly from a padded copy of each sample
 /// (`CKilnKernels/DirectConvolution.c`) instead of im2col and a matrix product that packs the columns again.
 ///
+/// The data gradient of a stride-1 convolution is itself such a product: dy convolved with the weight transposed
+/// and turned half way round, padded by `dilation * (kernel - 1) - pad` (`init(dataGradientOf:)`).
+///
 /// Taken where output rows fill the kernel's 8-wide segments well (ResNets' 3x3 layers on 32x32 to 8x8 maps):
 /// rows a multiple of 8, or at least 24 wide; column strides 1 and 2. Each thread takes whole samples (or, with
 /// fewer samples than threads, a share of one sample's output maps), packs nothing itself: the weights are
@@ -19,14 +22,42 @@ struct DirectConvolution {
     let slice: Int
     /// Threads the workspace was sized for.
     let parts: Int
+    /// Whether the weight is packed transposed and turned (the data gradient's product).
+    let flipped: Bool
 
     init?(_ g: ConvGeometry) {
         guard g.image.count == 2, g.group == 1, !g.isPointwise, g.stride[1] == 1 || g.stride[1] == 2,
-              g.col[1] % 8 == 0 || g.col[1] >= 24, g.col[1] >= 8 else { return nil }
-        shape = kiln_conv_shape(channels: g.channels, maps: g.outmaps, h: g.image[0], w: g.image[1], oh: g.col[0],
-                                ow: g.col[1], kh: g.kernel[0], kw: g.kernel[1], sh: g.stride[0], sw: g.stride[1],
-                                ph: g.pad[0], pw: g.pad[1], dh: g.dilation[0], dw: g.dilation[1])
-        batch = g.batch
+              DirectConvolution.suits(row: g.col[1]) else { return nil }
+        self.init(kiln_conv_shape(channels: g.channels, maps: g.outmaps, h: g.image[0], w: g.image[1], oh: g.col[0],
+                                  ow: g.col[1], kh: g.kernel[0], kw: g.kernel[1], sh: g.stride[0], sw: g.stride[1],
+                                  ph: g.pad[0], pw: g.pad[1], dh: g.dilation[0], dw: g.dilation[1]), batch: g.batch,
+                  flipped: false)
+    }
+
+    /// The data gradient of `g` (dy to dx) as a direct product, for stride-1 convolutions of one group.
+    init?(dataGradientOf g: ConvGeometry) {
+        guard g.image.count == 2, g.group == 1, !g.isPointwise, g.stride.allSatisfy({ $0 == 1 }),
+              DirectConvolution.suits(row: g.image[1]) else { return nil }
+        var pad = [0, 0]
+        for a in 0..<2 {
+            let reach: Int = g.dilation[a] * (g.kernel[a] - 1)
+            pad[a] = reach - g.pad[a]
+            // dy padded this much, convolved at stride 1, gives x's size back.
+            guard pad[a] >= 0, g.col[a] + 2 * pad[a] - reach == g.image[a] else { return nil }
+        }
+        self.init(kiln_conv_shape(channels: g.outmaps, maps: g.channels, h: g.col[0], w: g.col[1], oh: g.image[0],
+                                  ow: g.image[1], kh: g.kernel[0], kw: g.kernel[1], sh: 1, sw: 1, ph: pad[0], pw: pad[1],
+                                  dh: g.dilation[0], dw: g.dilation[1]), batch: g.batch, flipped: true)
+    }
+
+    /// Output rows the 8-wide segments fill well: a multiple of 8, or at least 24 wide.
+    static func suits(row: Int) -> Bool { row >= 8 && (row % 8 == 0 || row >= 24) }
+
+    private init(_ shape: kiln_conv_shape, batch: Int, flipped: Bool) {
+        let g = (channels: shape.channels, outmaps: shape.maps, image: [shape.h, shape.w], col: [shape.oh, shape.ow])
+        self.shape = shape
+        self.flipped = flipped
+        self.batch = batch
         maps = g.outmaps
         sampleIn = g.channels * g.image[0] * g.image[1]
         planeOut = g.col[0] * g.col[1]
@@ -34,7 +65,7 @@ struct DirectConvolution {
         var s = shape
         packedFloats = kiln_conv_packed_floats(&s)
         slice = kiln_conv_scratch_floats(&s)
-        parts = max(1, min(Threads.count, g.batch * blocks))
+        parts = max(1, min(Threads.count, batch * blocks))
     }
 
     var workspaceFloats: Int { packedFloats + slice * parts }
@@ -47,7 +78,7 @@ struct DirectConvolution {
                  bias: UnsafePointer<Float>?, accumulate: Bool, workspace: UnsafeMutablePointer<Float>,
                  epilogue: ConvEpilogue?) {
         var s = shape
-        kiln_conv_pack(&s, weight, workspace)
+        if flipped { kiln_conv_pack_flipped(&s, weight, workspace) } else { kiln_conv_pack(&s, weight, workspace) }
         let p = min(parts, Threads.count)
         // With fewer samples than threads, each sample's blocks of maps are shared out.
         let shares = batch >= p ? 1 : min(blocks, (p + batch - 1) / max(batch, 1))

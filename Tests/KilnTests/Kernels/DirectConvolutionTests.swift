@@ -4,9 +4,10 @@ import Testing
 @testable import KilnKernels
 
 /// The direct forward kernel of 2-D convolutions (`DirectConvolution`) through the Convolution function against
-/// LinearReference's naive convolution, with bias, set and accumulated, maps not a multiple of 4, strides 1 and 2,
+/// LinearReference's naive convolution, with bias, set and accumulated, maps not a multiple of 6, strides 1 and 2,
 /// padding, dilation, rows that end in a partial segment; the same bits on every kernel path and for one thread
-/// or two (batch 1 shares its maps between the threads).
+/// or two (batch 1 shares its maps between the threads). The data gradient of stride-1 cases runs the same kernel
+/// on the turned weight: against the transposed convolution of dy.
 @Suite(.serialized)
 struct DirectConvolutionTests {
     struct Case: CustomTestStringConvertible, Sendable {
@@ -31,6 +32,7 @@ struct DirectConvolutionTests {
             let g = try f.geometry([TensorType([c.batch, c.channels] + c.image, .float32),
                                     TensorType([c.maps, c.channels] + c.kernel, .float32)]).0
             #expect(DirectConvolution(g) != nil, "\(c.testDescription)")
+            #expect((DirectConvolution(dataGradientOf: g) != nil) == (c.stride == [1, 1]), "dx \(c.testDescription)")
         }
         // Rows too short for 8-wide segments, groups, and strides the kernel has no layout for keep im2col.
         func geometry(col: Int, group: Int = 1, stride: Int = 1) -> ConvGeometry {
@@ -44,7 +46,8 @@ struct DirectConvolutionTests {
     }
 
     static func run(_ c: Case, seed: UInt64) throws -> (y: NDArray, added: NDArray, x: NDArray, w: NDArray, b: NDArray,
-                                                         start: NDArray) {
+                                                         start: NDArray, dy: NDArray, dx: NDArray, dxAdded: NDArray,
+                                                         dxStart: NDArray) {
         let f = Convolution(pad: c.pad, stride: c.stride, dilation: c.dilation)
         let x = Harness.random([c.batch, c.channels] + c.image, seed: seed)
         let w = Harness.random([c.maps, c.channels] + c.kernel, seed: seed + 1)
@@ -59,7 +62,12 @@ struct DirectConvolutionTests {
         let engine = ConvolutionEngine(try f.geometry([x.type, w.type]).0)
         engine.forward(image: Harness.tensor(x).f, weight: Harness.tensor(w).f, col: Harness.tensor(out).f,
                        bias: Harness.tensor(b).f, accumulate: true, workspace: ws?.assumingMemoryBound(to: Float.self))
-        return (y, out, x, w, b, start)
+        // The data gradient, set and accumulated.
+        let dy = Harness.random(y.shape, seed: seed + 4), dxStart = Harness.random(x.shape, seed: seed + 5)
+        let dx = try Harness.backward(f, inputs: [x, w, b], outputGrads: [dy], want: [true, false, false])[0]!
+        let dxAdded = try Harness.backward(f, inputs: [x, w, b], outputGrads: [dy], want: [true, false, false],
+                                           initial: [dxStart, nil, nil])[0]!
+        return (y, out, x, w, b, start, dy, dx, dxAdded, dxStart)
     }
 
     func check(path: String) throws {
@@ -73,6 +81,18 @@ struct DirectConvolutionTests {
             #expect(mismatch(r.y.toFloats(), ref.data, rtol: 1e-5, atol: 1e-5) == nil, "\(path) \(c.testDescription)")
             let sum = zip(r.start.toFloats(), ref.data).map { $0 + $1 }
             #expect(mismatch(r.added.toFloats(), sum, rtol: 1e-5, atol: 1e-5) == nil, "\(path) += \(c.testDescription)")
+            // dx: the transposed convolution of dy, with output padding where the stride leaves rows unfed.
+            let reach = (0..<2).map { (a: Int) -> Int in
+                let span: Int = c.dilation[a] * (c.kernel[a] - 1) + 1
+                return c.stride[a] * (r.y.shape[2 + a] - 1) + span - 2 * c.pad[a]
+            }
+            let dxRef = LinearReference.deconvolution(r.dy, r.w, nil, baseAxis: 1, pad: c.pad, stride: c.stride,
+                                                      dilation: c.dilation, group: 1,
+                                                      outputPadding: [c.image[0] - reach[0], c.image[1] - reach[1]])
+            #expect(dxRef.shape == r.x.shape)
+            #expect(mismatch(r.dx.toFloats(), dxRef.data, rtol: 1e-5, atol: 1e-5) == nil, "\(path) dx \(c.testDescription)")
+            let dxSum = zip(r.dxStart.toFloats(), dxRef.data).map { $0 + $1 }
+            #expect(mismatch(r.dxAdded.toFloats(), dxSum, rtol: 1e-5, atol: 1e-5) == nil, "\(path) dx += \(c.testDescription)")
         }
     }
 
@@ -89,7 +109,7 @@ struct DirectConvolutionTests {
                 kiln_tile_force_path(path)
                 defer { kiln_tile_force_path(nil) }
                 let r = try Threads.with(threads) { try Self.run(c, seed: UInt64(90 + i)) }
-                results.append(r.y.toFloats().map(\.bitPattern) + r.added.toFloats().map(\.bitPattern))
+                results.append((r.y.toFloats() + r.added.toFloats() + r.dx.toFloats() + r.dxAdded.toFloats()).map(\.bitPattern))
             }
             #expect(results[0] == results[1], "generic vs avx2 \(c.testDescription)")
             #expect(results[1] == results[2], "1 vs 2 threads \(c.testDescription)")
