@@ -191,3 +191,139 @@ void kiln_conv_block(const kiln_conv_shape *s, const float *packed, long b, cons
 #endif
     block_generic(s, packed, b, padded, stage);
 }
+
+// MARK: - Weight gradient
+//
+// dW[m][c][kh][kw] = sum over samples and output pixels of dy[m][pixel] * x[c][the pixel's tap (kh, kw)]. Register
+// tiles of 6 maps x 2 taps (taps numbered over (channel, kh, kw)), each accumulating 8 lanes, lane l taking the
+// pixels at offset l of every 8-pixel segment of the rows, in (sample, oy, ox) order; the lanes are summed in lane
+// order at the end. Lanes of a row's partial last segment add 0 x 0 on every path.
+
+static inline long pairs_of(const kiln_conv_shape *s) { return (s->channels * taps_of(s) + 1) / 2; }
+
+long kiln_conv_wgrad_tiles(const kiln_conv_shape *s) { return blocks_of(s) * pairs_of(s); }
+
+long kiln_conv_wgrad_acc_floats(const kiln_conv_shape *s) { return kiln_conv_wgrad_tiles(s) * MAPS * 2 * 8; }
+
+/// Where tap q (over (channel, kh, kw)) of an output pixel reads, relative to the pixel's first input.
+static long tap_offset(const kiln_conv_shape *s, long q, long rowPitch, long parityStep, long cf) {
+    long taps = taps_of(s), c = q / taps, t = q % taps, kh = t / s->kw, kw = t % s->kw;
+    long col = kw * s->dw;
+    return c * cf + kh * s->dh * rowPitch + (parityStep ? (col & 1) * parityStep + (col >> 1) : col);
+}
+
+/// The padded layout's row pitch and parity-plane step for this path.
+static void layout_steps(const kiln_conv_shape *s, long *rowPitch, long *parityStep) {
+    long pw = padded_width(s);
+    if (split_layout(s)) { *rowPitch = (pw + 1) / 2; *parityStep = padded_height(s) * *rowPitch; }
+    else { *rowPitch = pw; *parityStep = 0; }
+}
+
+static void wgrad_generic(const kiln_conv_shape *s, const float *padded, long sampleStride, long samples, const float *dy,
+                          const float *zeros, float *acc, long first, long last) {
+    long rowPitch, parityStep, cf = channel_floats(s), plane = s->oh * s->ow, taps = s->channels * taps_of(s);
+    layout_steps(s, &rowPitch, &parityStep);
+    for (long tile = first; tile < last; tile++) {
+        long b = tile / pairs_of(s), p = tile % pairs_of(s);
+        float *a = acc + tile * MAPS * 2 * 8;
+        for (long k = 0; k < 2; k++) {
+            long q = 2 * p + k < taps ? 2 * p + k : 2 * p;
+            long off = tap_offset(s, q, rowPitch, parityStep, cf);
+            for (long j = 0; j < MAPS; j++) {
+                long m = b * MAPS + j;
+                float *lanes = a + (j * 2 + k) * 8;
+                for (long n = 0; n < samples; n++) {
+                    const float *d = m < s->maps ? dy + (n * s->maps + m) * plane : zeros;
+                    const float *x = padded + n * sampleStride + off;
+                    for (long oy = 0; oy < s->oh; oy++)
+                        for (long ox = 0; ox < s->ow; ox += 8)
+                            for (long l = 0; l < 8; l++) {
+                                int on = ox + l < s->ow;
+                                float dv = on ? d[oy * s->ow + ox + l] : 0.0f;
+                                // Generic layout: pixel ox + l reads padded column (ox + l) * sw.
+                                float xv = on ? x[oy * s->sh * rowPitch + (ox + l) * s->sw] : 0.0f;
+                                lanes[l] = fmaf(dv, xv, lanes[l]);
+                            }
+                }
+            }
+        }
+    }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma")))
+static void wgrad_avx2(const kiln_conv_shape *s, const float *padded, long sampleStride, long samples, const float *dy,
+                       const float *zeros, float *acc, long first, long last) {
+    long rowPitch, parityStep, cf = channel_floats(s), plane = s->oh * s->ow, taps = s->channels * taps_of(s);
+    layout_steps(s, &rowPitch, &parityStep);
+    // The generic layout only for strides the split layout does not cover (then segments read column-strided).
+    if (s->sw != 1 && !parityStep) { wgrad_generic(s, padded, sampleStride, samples, dy, zeros, acc, first, last); return; }
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (long tile = first; tile < last; tile++) {
+        // Block-major: a block's tiles go through the taps in order, its output gradients staying in cache.
+        long b = tile / pairs_of(s), p = tile % pairs_of(s);
+        long o0 = tap_offset(s, 2 * p, rowPitch, parityStep, cf);
+        long o1 = tap_offset(s, 2 * p + 1 < taps ? 2 * p + 1 : 2 * p, rowPitch, parityStep, cf);
+        float *a = acc + tile * MAPS * 2 * 8;
+        __m256 a00 = _mm256_loadu_ps(a), a01 = _mm256_loadu_ps(a + 8), a10 = _mm256_loadu_ps(a + 16);
+        __m256 a11 = _mm256_loadu_ps(a + 24), a20 = _mm256_loadu_ps(a + 32), a21 = _mm256_loadu_ps(a + 40);
+        __m256 a30 = _mm256_loadu_ps(a + 48), a31 = _mm256_loadu_ps(a + 56), a40 = _mm256_loadu_ps(a + 64);
+        __m256 a41 = _mm256_loadu_ps(a + 72), a50 = _mm256_loadu_ps(a + 80), a51 = _mm256_loadu_ps(a + 88);
+        for (long n = 0; n < samples; n++) {
+            const float *d[MAPS];
+            for (long j = 0; j < MAPS; j++) d[j] = b * MAPS + j < s->maps ? dy + (n * s->maps + b * MAPS + j) * plane : zeros;
+            const float *sample = padded + n * sampleStride;
+            for (long oy = 0; oy < s->oh; oy++) {
+                const float *row = sample + oy * s->sh * rowPitch;
+                long at = oy * s->ow;
+                for (long ox = 0; ox < s->ow; ox += 8) {
+                    __m256 x0, x1, dv;
+                    if (s->ow - ox >= 8) {
+                        x0 = _mm256_loadu_ps(row + ox + o0); x1 = _mm256_loadu_ps(row + ox + o1);
+#define WGRAD_MAP(j, A0, A1) dv = _mm256_loadu_ps(d[j] + at + ox); \
+                        A0 = _mm256_fmadd_ps(dv, x0, A0); A1 = _mm256_fmadd_ps(dv, x1, A1);
+                        WGRAD_MAP(0, a00, a01) WGRAD_MAP(1, a10, a11) WGRAD_MAP(2, a20, a21)
+                        WGRAD_MAP(3, a30, a31) WGRAD_MAP(4, a40, a41) WGRAD_MAP(5, a50, a51)
+#undef WGRAD_MAP
+                    } else {
+                        __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(s->ow - ox)), lanes);
+                        x0 = _mm256_maskload_ps(row + ox + o0, mask); x1 = _mm256_maskload_ps(row + ox + o1, mask);
+#define WGRAD_MAP(j, A0, A1) dv = _mm256_maskload_ps(d[j] + at + ox, mask); \
+                        A0 = _mm256_fmadd_ps(dv, x0, A0); A1 = _mm256_fmadd_ps(dv, x1, A1);
+                        WGRAD_MAP(0, a00, a01) WGRAD_MAP(1, a10, a11) WGRAD_MAP(2, a20, a21)
+                        WGRAD_MAP(3, a30, a31) WGRAD_MAP(4, a40, a41) WGRAD_MAP(5, a50, a51)
+#undef WGRAD_MAP
+                    }
+                }
+            }
+        }
+        _mm256_storeu_ps(a, a00); _mm256_storeu_ps(a + 8, a01); _mm256_storeu_ps(a + 16, a10);
+        _mm256_storeu_ps(a + 24, a11); _mm256_storeu_ps(a + 32, a20); _mm256_storeu_ps(a + 40, a21);
+        _mm256_storeu_ps(a + 48, a30); _mm256_storeu_ps(a + 56, a31); _mm256_storeu_ps(a + 64, a40);
+        _mm256_storeu_ps(a + 72, a41); _mm256_storeu_ps(a + 80, a50); _mm256_storeu_ps(a + 88, a51);
+    }
+}
+#endif
+
+long kiln_conv_sample_floats(const kiln_conv_shape *s) { return s->channels * channel_floats(s); }
+
+void kiln_conv_wgrad_add(const kiln_conv_shape *s, const float *padded, long samples, const float *dy, const float *zeros,
+                         float *acc, long first, long last) {
+    long stride = kiln_conv_sample_floats(s);
+#if defined(__x86_64__)
+    if (kiln_tiles_use_avx2()) { wgrad_avx2(s, padded, stride, samples, dy, zeros, acc, first, last); return; }
+#endif
+    wgrad_generic(s, padded, stride, samples, dy, zeros, acc, first, last);
+}
+
+void kiln_conv_wgrad_finish(const kiln_conv_shape *s, const float *acc, float *dw, int accumulate) {
+    long taps = s->channels * taps_of(s);
+    for (long m = 0; m < s->maps; m++)
+        for (long q = 0; q < taps; q++) {
+            long b = m / MAPS, j = m % MAPS, p = q / 2, k = q % 2;
+            const float *lanes = acc + (b * pairs_of(s) + p) * MAPS * 2 * 8 + (j * 2 + k) * 8;
+            float sum = 0;
+            for (long l = 0; l < 8; l++) sum += lanes[l];
+            dw[m * taps + q] = accumulate ? dw[m * taps + q] + sum : sum;
+        }
+}

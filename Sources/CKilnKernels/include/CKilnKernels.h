@@ -72,6 +72,18 @@ void kiln_conv_pad(const kiln_conv_shape *s, const float *x, float *scratch, int
 /// `j * oh * ow`).
 void kiln_conv_block(const kiln_conv_shape *s, const float *packed, long b, const float *padded, float *stage);
 
+/// The weight gradient of a direct convolution: accumulators (`kiln_conv_wgrad_acc_floats`, zeroed by the caller)
+/// of `kiln_conv_wgrad_tiles` tiles (blocks of maps x pairs of taps, block-major); `add` adds tiles
+/// `first ..< last` of `samples` consecutive samples, each padded by `kiln_conv_pad` at `padded` +
+/// i * `kiln_conv_sample_floats`, their output gradients `dy` (`[samples, maps, oh, ow]`) and a plane of `zeros`
+/// (`oh * ow`); `finish` writes (or adds) each weight's sum into `dw` (`[maps, channels, kh, kw]`).
+long kiln_conv_wgrad_tiles(const kiln_conv_shape *s);
+long kiln_conv_wgrad_acc_floats(const kiln_conv_shape *s);
+long kiln_conv_sample_floats(const kiln_conv_shape *s);
+void kiln_conv_wgrad_add(const kiln_conv_shape *s, const float *padded, long samples, const float *dy, const float *zeros,
+                         float *acc, long first, long last);
+void kiln_conv_wgrad_finish(const kiln_conv_shape *s, const float *acc, float *dw, int accumulate);
+
 /// The code path the tiles run on this CPU: "avx2+fma" or "generic".
 const char *kiln_tile_path(void);
 

@@ -250,7 +250,10 @@ package final class ConvolutionEngine {
         if let depthwise = DepthwiseConvolution(g) { return depthwise.workspaceFloats * 4 }
         let columns = g.isPointwise ? 0 : sliceFloats(g) * parts(g) * 4
         // Products without a direct kernel still take the im2col route.
-        let direct = max(DirectConvolution(g)?.workspaceFloats ?? 0, DirectConvolution(dataGradientOf: g)?.workspaceFloats ?? 0)
+        let forward = DirectConvolution(g)
+        let weight = forward.map { $0.takesWeightGradient ? $0.weightGradientFloats : 0 } ?? 0
+        let direct = max(forward?.workspaceFloats ?? 0, weight,
+                         DirectConvolution(dataGradientOf: g)?.workspaceFloats ?? 0)
         return max(columns, direct * 4)
     }
 
@@ -387,6 +390,10 @@ package final class ConvolutionEngine {
         }
         if let depthwise, let workspace {
             depthwise.backwardWeight(image: image, col: col, weightGrad: weightGrad, accumulate: accumulate, workspace: workspace)
+            return
+        }
+        if let direct, direct.takesWeightGradient, let workspace {
+            direct.backwardWeight(image: image, col: col, weightGrad: weightGrad, accumulate: accumulate, workspace: workspace)
             return
         }
         guard let plan, let workspace else {

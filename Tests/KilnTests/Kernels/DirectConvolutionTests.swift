@@ -7,7 +7,8 @@ import Testing
 /// LinearReference's naive convolution, with bias, set and accumulated, maps not a multiple of 6, strides 1 and 2,
 /// padding, dilation, rows that end in a partial segment; the same bits on every kernel path and for one thread
 /// or two (batch 1 shares its maps between the threads). The data gradient of stride-1 cases runs the same kernel
-/// on the turned weight: against the transposed convolution of dy.
+/// on the turned weight: against the transposed convolution of dy. The weight gradient (every case) against sums
+/// in Double straight from the definition.
 @Suite(.serialized)
 struct DirectConvolutionTests {
     struct Case: CustomTestStringConvertible, Sendable {
@@ -19,11 +20,12 @@ struct DirectConvolutionTests {
     static let cases: [Case] = [
         Case(batch: 2, channels: 3, maps: 8, image: [8, 8]),                                   // one segment a row
         Case(batch: 3, channels: 5, maps: 6, image: [9, 32]),                                  // 4 segments a row, 2 maps short
-        Case(batch: 2, channels: 4, maps: 5, image: [12, 52], stride: [2, 2]),                 // 26 wide: a partial segment
+        Case(batch: 2, channels: 4, maps: 5, image: [34, 52], stride: [2, 2]),                 // 26 wide: a partial segment
         Case(batch: 1, channels: 2, maps: 7, image: [10, 26], kernel: [5, 5], pad: [2, 2]),    // batch 1, odd size
         Case(batch: 2, channels: 3, maps: 4, image: [11, 28], pad: [2, 2], dilation: [2, 2]),
         Case(batch: 2, channels: 2, maps: 9, image: [7, 24], kernel: [3, 1], stride: [2, 1], pad: [1, 0]),
         Case(batch: 1, channels: 16, maps: 8, image: [8, 32]),                                 // ResNet-20-like channels
+        Case(batch: 2, channels: 1, maps: 1, image: [190, 190]),   // large samples: the weight gradient pads one at a time
     ]
 
     @Test func everyCaseTakesTheDirectKernel() throws {
@@ -33,6 +35,9 @@ struct DirectConvolutionTests {
                                     TensorType([c.maps, c.channels] + c.kernel, .float32)]).0
             #expect(DirectConvolution(g) != nil, "\(c.testDescription)")
             #expect((DirectConvolution(dataGradientOf: g) != nil) == (c.stride == [1, 1]), "dx \(c.testDescription)")
+            // The weight gradient's own kernel runs for planes of 256 outputs or more: strides 1 and 2 among them.
+            if c.image == [34, 52] || c.image == [9, 32] { #expect(DirectConvolution(g)?.takesWeightGradient == true) }
+            if c.image == [190, 190] { #expect(DirectConvolution(g).map { $0.weightGradientSamples < c.batch } == true) }
         }
         // Rows too short for 8-wide segments, groups, and strides the kernel has no layout for keep im2col.
         func geometry(col: Int, group: Int = 1, stride: Int = 1) -> ConvGeometry {
@@ -47,7 +52,8 @@ struct DirectConvolutionTests {
 
     static func run(_ c: Case, seed: UInt64) throws -> (y: NDArray, added: NDArray, x: NDArray, w: NDArray, b: NDArray,
                                                          start: NDArray, dy: NDArray, dx: NDArray, dxAdded: NDArray,
-                                                         dxStart: NDArray) {
+                                                         dxStart: NDArray, dw: NDArray, dwAdded: NDArray,
+                                                         dwStart: NDArray) {
         let f = Convolution(pad: c.pad, stride: c.stride, dilation: c.dilation)
         let x = Harness.random([c.batch, c.channels] + c.image, seed: seed)
         let w = Harness.random([c.maps, c.channels] + c.kernel, seed: seed + 1)
@@ -67,7 +73,37 @@ struct DirectConvolutionTests {
         let dx = try Harness.backward(f, inputs: [x, w, b], outputGrads: [dy], want: [true, false, false])[0]!
         let dxAdded = try Harness.backward(f, inputs: [x, w, b], outputGrads: [dy], want: [true, false, false],
                                            initial: [dxStart, nil, nil])[0]!
-        return (y, out, x, w, b, start, dy, dx, dxAdded, dxStart)
+        let dwStart = Harness.random(w.shape, seed: seed + 6)
+        let dw = try Harness.backward(f, inputs: [x, w, b], outputGrads: [dy], want: [false, true, false])[1]!
+        let dwAdded = try Harness.backward(f, inputs: [x, w, b], outputGrads: [dy], want: [false, true, false],
+                                           initial: [nil, dwStart, nil])[1]!
+        return (y, out, x, w, b, start, dy, dx, dxAdded, dxStart, dw, dwAdded, dwStart)
+    }
+
+    /// dW[m][c][i][j] = sum over samples and output pixels of dy * x at the pixel's tap, in Double.
+    static func weightGradient(_ c: Case, x: [Float], dy: [Float], out: [Int]) -> [Float] {
+        let (h, wd) = (c.image[0], c.image[1]), (kh, kw) = (c.kernel[0], c.kernel[1])
+        var dw = [Double](repeating: 0, count: c.maps * c.channels * kh * kw)
+        for n in 0..<c.batch {
+            for m in 0..<c.maps {
+                for oy in 0..<out[0] {
+                    for ox in 0..<out[1] {
+                        let g = Double(dy[((n * c.maps + m) * out[0] + oy) * out[1] + ox])
+                        for ch in 0..<c.channels {
+                            for i in 0..<kh {
+                                for j in 0..<kw {
+                                    let iy = oy * c.stride[0] - c.pad[0] + i * c.dilation[0]
+                                    let ix = ox * c.stride[1] - c.pad[1] + j * c.dilation[1]
+                                    guard iy >= 0, iy < h, ix >= 0, ix < wd else { continue }
+                                    dw[((m * c.channels + ch) * kh + i) * kw + j] += g * Double(x[((n * c.channels + ch) * h + iy) * wd + ix])
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return dw.map { Float($0) }
     }
 
     func check(path: String) throws {
@@ -91,6 +127,10 @@ struct DirectConvolutionTests {
                                                       outputPadding: [c.image[0] - reach[0], c.image[1] - reach[1]])
             #expect(dxRef.shape == r.x.shape)
             #expect(mismatch(r.dx.toFloats(), dxRef.data, rtol: 1e-5, atol: 1e-5) == nil, "\(path) dx \(c.testDescription)")
+            let dwRef = Self.weightGradient(c, x: r.x.toFloats(), dy: r.dy.toFloats(), out: Array(r.y.shape.dropFirst(2)))
+            #expect(mismatch(r.dw.toFloats(), dwRef, rtol: 1e-4, atol: 1e-4) == nil, "\(path) dW \(c.testDescription)")
+            let dwSum = zip(r.dwStart.toFloats(), dwRef).map { $0 + $1 }
+            #expect(mismatch(r.dwAdded.toFloats(), dwSum, rtol: 1e-4, atol: 1e-4) == nil, "\(path) dW += \(c.testDescription)")
             let dxSum = zip(r.dxStart.toFloats(), dxRef.data).map { $0 + $1 }
             #expect(mismatch(r.dxAdded.toFloats(), dxSum, rtol: 1e-5, atol: 1e-5) == nil, "\(path) dx += \(c.testDescription)")
         }
@@ -109,7 +149,9 @@ struct DirectConvolutionTests {
                 kiln_tile_force_path(path)
                 defer { kiln_tile_force_path(nil) }
                 let r = try Threads.with(threads) { try Self.run(c, seed: UInt64(90 + i)) }
-                results.append((r.y.toFloats() + r.added.toFloats() + r.dx.toFloats() + r.dxAdded.toFloats()).map(\.bitPattern))
+                let all = r.y.toFloats() + r.added.toFloats() + r.dx.toFloats() + r.dxAdded.toFloats() + r.dw.toFloats()
+                    + r.dwAdded.toFloats()
+                results.append(all.map(\.bitPattern))
             }
             #expect(results[0] == results[1], "generic vs avx2 \(c.testDescription)")
             #expect(results[1] == results[2], "1 vs 2 threads \(c.testDescription)")
