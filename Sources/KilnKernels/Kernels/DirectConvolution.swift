@@ -76,10 +76,11 @@ struct DirectConvolution {
     var takesWeightGradient: Bool { planeOut >= 256 }
 
     /// Samples the weight gradient pads at once, so that each tile's accumulators stay in registers through all of
-    /// them (about 256 KiB of padded samples: within the second-level cache).
+    /// them: up to 64 KiB of padded samples, which keeps this workspace within the im2col route's on the zoo's
+    /// layers (planes of 256 outputs or more give each tile enough work per sample anyway).
     var weightGradientSamples: Int {
         var s = shape
-        return max(1, min(batch, 65536 / max(kiln_conv_sample_floats(&s), 1)))
+        return max(1, min(batch, 16384 / max(kiln_conv_sample_floats(&s), 1)))
     }
 
     /// Floats of one thread's scratch for the weight gradient: its padded samples, slack, and a plane of zeros.
