@@ -439,15 +439,31 @@ package final class ConvolutionEngine {
     }
 
     /// `db[c] (+)= sum over samples and positions of t[n, c, :]` for `t` of shape `[batch, channels, count]`.
+    /// Each row is summed in 8 lanes (position i in lane i mod 8, the rest after the last multiple of 8 in a ninth
+    /// sum), the lanes then in order: a sum whose order does not depend on the machine, and vectorised (one scalar
+    /// chain per row ran at a quarter of the speed).
     package static func channelSums(_ t: UnsafePointer<Float>, batch: Int, channels: Int, count: Int,
                             into db: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        typealias V = SIMD8<Float>
         if !accumulate { db.update(repeating: 0, count: channels) }
+        let whole = count - count % 8
         for n in 0..<batch {
             for c in 0..<channels {
-                let row = t + (n * channels + c) * count
+                let row = UnsafeRawPointer(t + (n * channels + c) * count)
+                var lanes = V()
+                var i = 0
+                while i < whole {
+                    lanes += row.loadUnaligned(fromByteOffset: i * 4, as: V.self)
+                    i += 8
+                }
+                var rest: Float = 0
+                while i < count {
+                    rest += row.load(fromByteOffset: i * 4, as: Float.self)
+                    i += 1
+                }
                 var s: Float = 0
-                for i in 0..<count { s += row[i] }
-                db[c] += s
+                for l in 0..<8 { s += lanes[l] }
+                db[c] += s + rest
             }
         }
     }

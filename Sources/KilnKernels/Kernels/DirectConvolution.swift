@@ -50,7 +50,8 @@ struct DirectConvolution {
                                   dh: g.dilation[0], dw: g.dilation[1]), batch: g.batch, flipped: true)
     }
 
-    /// Output rows the 8-wide segments fill well: a multiple of 8, or at least 24 wide.
+    /// Output rows the 8-wide segments fill well: a multiple of 8, or at least 24 wide. (Allowing rows three quarters
+    /// full was measured: LeNet's 12-wide data gradient then ran slower, 3.1 against 2.4 ms at batch 64.)
     static func suits(row: Int) -> Bool { row >= 8 && (row % 8 == 0 || row >= 24) }
 
     private init(_ shape: kiln_conv_shape, batch: Int, flipped: Bool) {
