@@ -11,12 +11,44 @@
 #include <string.h>
 
 static inline long taps_of(const kiln_conv_shape *s) { return s->kh * s->kw; }
-/// Output maps per register tile and per packed weight block.
+/// Output maps per register tile and per packed weight block: 6, and 4 for the last blocks where the maps are not a
+/// multiple of 6 (16 = 6 + 6 + 4, 32 = 4 x 6 + 2 x 4), so that no tile computes maps that do not exist.
 #define MAPS 6
 
 long kiln_conv_block_maps(void) { return MAPS; }
 
-static inline long blocks_of(const kiln_conv_shape *s) { return (s->maps + MAPS - 1) / MAPS; }
+/// Blocks of 6 and of 4 maps covering the maps rounded up to even.
+static void block_counts(const kiln_conv_shape *s, long *six, long *four) {
+    long even = s->maps + (s->maps & 1), q = even / 6, r = even % 6;
+    if (r == 0) { *six = q; *four = 0; }
+    else if (r == 4) { *six = q; *four = 1; }
+    else if (q >= 1) { *six = q - 1; *four = 2; }   // r == 2: one 6 becomes two 4s
+    else { *six = 0; *four = 1; }                   // 2 maps: one block of 4
+}
+
+static inline long blocks_of(const kiln_conv_shape *s) {
+    long six, four;
+    block_counts(s, &six, &four);
+    return six + four;
+}
+
+/// Block b's first map and size (6 or 4; maps past the last have zero weights).
+static inline void block_span(const kiln_conv_shape *s, long b, long *first, long *size) {
+    long six, four;
+    block_counts(s, &six, &four);
+    if (b < six) { *first = 6 * b; *size = 6; } else { *first = 6 * six + 4 * (b - six); *size = 4; }
+}
+
+long kiln_conv_blocks(const kiln_conv_shape *s) { return blocks_of(s); }
+
+void kiln_conv_block_span(const kiln_conv_shape *s, long b, long *first, long *count) {
+    long size;
+    block_span(s, b, first, &size);
+    *count = *first + size <= s->maps ? size : s->maps - *first;
+}
+
+/// The weight gradient's tiles keep blocks of 6 maps.
+static inline long wblocks_of(const kiln_conv_shape *s) { return (s->maps + MAPS - 1) / MAPS; }
 static inline long padded_width(const kiln_conv_shape *s) { return s->w + 2 * s->pw; }
 static inline long padded_height(const kiln_conv_shape *s) { return s->h + 2 * s->ph; }
 
@@ -26,7 +58,11 @@ static int split_layout(const kiln_conv_shape *s) { return s->sw == 2 && kiln_ti
 /// Floats of one padded channel: the plane, or its two column-parity halves of `(pw + 1) / 2` columns.
 static long channel_floats(const kiln_conv_shape *s) { return padded_height(s) * (padded_width(s) + 1); }
 
-long kiln_conv_packed_floats(const kiln_conv_shape *s) { return blocks_of(s) * MAPS * s->channels * taps_of(s); }
+long kiln_conv_packed_floats(const kiln_conv_shape *s) {
+    long six, four;
+    block_counts(s, &six, &four);
+    return (6 * six + 4 * four) * s->channels * taps_of(s);
+}
 
 long kiln_conv_scratch_floats(const kiln_conv_shape *s) {
     return s->channels * channel_floats(s) + 32 + MAPS * s->oh * s->ow;
@@ -36,24 +72,32 @@ float *kiln_conv_stage(const kiln_conv_shape *s, float *scratch) { return scratc
 
 void kiln_conv_pack(const kiln_conv_shape *s, const float *w, float *packed) {
     long taps = taps_of(s), per = s->channels * taps;
-    for (long b = 0; b < blocks_of(s); b++)
+    for (long b = 0; b < blocks_of(s); b++) {
+        long first, size;
+        block_span(s, b, &first, &size);
+        float *block = packed + first * per;
         for (long i = 0; i < per; i++)
-            for (long j = 0; j < MAPS; j++) {
-                long m = b * MAPS + j;
-                packed[(b * per + i) * MAPS + j] = m < s->maps ? w[m * per + i] : 0.0f;
+            for (long j = 0; j < size; j++) {
+                long m = first + j;
+                block[i * size + j] = m < s->maps ? w[m * per + i] : 0.0f;
             }
+    }
 }
 
 void kiln_conv_pack_flipped(const kiln_conv_shape *s, const float *w, float *packed) {
     long taps = taps_of(s), per = s->channels * taps;
-    for (long b = 0; b < blocks_of(s); b++)
+    for (long b = 0; b < blocks_of(s); b++) {
+        long first, size;
+        block_span(s, b, &first, &size);
+        float *block = packed + first * per;
         for (long c = 0; c < s->channels; c++)
             for (long t = 0; t < taps; t++)
-                for (long j = 0; j < MAPS; j++) {
-                    long m = b * MAPS + j;
+                for (long j = 0; j < size; j++) {
+                    long m = first + j;
                     // w is [channels][maps][kh][kw] in this shape's terms; the tap turns half way round.
-                    packed[(b * per + c * taps + t) * MAPS + j] = m < s->maps ? w[(c * s->maps + m) * taps + taps - 1 - t] : 0.0f;
+                    block[(c * taps + t) * size + j] = m < s->maps ? w[(c * s->maps + m) * taps + taps - 1 - t] : 0.0f;
                 }
+    }
 }
 
 void kiln_conv_pad(const kiln_conv_shape *s, const float *x, float *scratch, int fresh) {
@@ -78,11 +122,13 @@ void kiln_conv_pad(const kiln_conv_shape *s, const float *x, float *scratch, int
     }
 }
 
-/// Generic path: the outputs of map block `b` (MAPS maps, those past `maps` from zero weights) into `stage`.
+/// Generic path: the outputs of map block `b` (those past `maps` from zero weights) into `stage`.
 static void block_generic(const kiln_conv_shape *s, const float *packed, long b, const float *padded, float *stage) {
     long pw = padded_width(s), cf = channel_floats(s), taps = taps_of(s), plane = s->oh * s->ow;
-    const float *wb = packed + b * MAPS * s->channels * taps;
-    for (long j = 0; j < MAPS; j++)
+    long first, size;
+    block_span(s, b, &first, &size);
+    const float *wb = packed + first * s->channels * taps;
+    for (long j = 0; j < size; j++)
         for (long oy = 0; oy < s->oh; oy++)
             for (long ox = 0; ox < s->ow; ox++) {
                 float acc = 0;
@@ -90,7 +136,7 @@ static void block_generic(const kiln_conv_shape *s, const float *packed, long b,
                 for (long c = 0; c < s->channels; c++) {
                     const float *base = padded + c * cf + oy * s->sh * pw + ox * s->sw;
                     for (long kh = 0; kh < s->kh; kh++)
-                        for (long kw = 0; kw < s->kw; kw++, wt += MAPS)
+                        for (long kw = 0; kw < s->kw; kw++, wt += size)
                             acc = fmaf(*wt, base[kh * s->dh * pw + kw * s->dw], acc);
                 }
                 stage[j * plane + oy * s->ow + ox] = acc;
@@ -100,7 +146,7 @@ static void block_generic(const kiln_conv_shape *s, const float *packed, long b,
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-/// One tile: 6 maps x up to 2 segments of up to 8 pixels. `first[k]` is segment k's first input (channel 0,
+/// One tile: `maps` (6 or 4) maps x up to 2 segments of up to 8 pixels. `first[k]` is segment k's first input (channel 0,
 /// tap 0) in the padded layout, `out[k]` its first output in map 0's stage plane, `count[k]` its pixels.
 /// 12 accumulators (independent chains enough to keep both FMA units busy), 2 inputs and one weight: 15
 /// registers, so nothing spills (a 4 x 3 tile needs all 16, and clang then spills an accumulator).
@@ -109,7 +155,7 @@ static void block_generic(const kiln_conv_shape *s, const float *packed, long b,
 __attribute__((target("avx2,fma"), always_inline))
 static inline void tile_avx2(const kiln_conv_shape *s, const float *wb, const float **first, float **out,
                              const long *count, long segments, long tapRow, long parityStep, long cf, long plane,
-                             const int split, const int kw3) {
+                             const int split, const int kw3, const int maps) {
     __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
     __m256 a40 = a00, a41 = a00, a50 = a00, a51 = a00;
     const float *f0 = first[0], *f1 = first[segments > 1 ? 1 : 0];
@@ -119,7 +165,7 @@ static inline void tile_avx2(const kiln_conv_shape *s, const float *wb, const fl
         for (long kh = 0; kh < s->kh; kh++) {
             long rowOff = chan + kh * tapRow;
             long kws = kw3 ? 3 : s->kw;
-            for (long kw = 0; kw < kws; kw++, wt += MAPS) {
+            for (long kw = 0; kw < kws; kw++, wt += maps) {
                 long col = kw3 ? kw : kw * s->dw;
                 long off = rowOff + (split ? (col & 1) * parityStep + (col >> 1) : col);
                 __m256 x0 = _mm256_loadu_ps(f0 + off), x1 = _mm256_loadu_ps(f1 + off);
@@ -131,10 +177,12 @@ static inline void tile_avx2(const kiln_conv_shape *s, const float *wb, const fl
                 a20 = _mm256_fmadd_ps(wv, x0, a20); a21 = _mm256_fmadd_ps(wv, x1, a21);
                 wv = _mm256_broadcast_ss(wt + 3);
                 a30 = _mm256_fmadd_ps(wv, x0, a30); a31 = _mm256_fmadd_ps(wv, x1, a31);
-                wv = _mm256_broadcast_ss(wt + 4);
-                a40 = _mm256_fmadd_ps(wv, x0, a40); a41 = _mm256_fmadd_ps(wv, x1, a41);
-                wv = _mm256_broadcast_ss(wt + 5);
-                a50 = _mm256_fmadd_ps(wv, x0, a50); a51 = _mm256_fmadd_ps(wv, x1, a51);
+                if (maps == 6) {
+                    wv = _mm256_broadcast_ss(wt + 4);
+                    a40 = _mm256_fmadd_ps(wv, x0, a40); a41 = _mm256_fmadd_ps(wv, x1, a41);
+                    wv = _mm256_broadcast_ss(wt + 5);
+                    a50 = _mm256_fmadd_ps(wv, x0, a50); a51 = _mm256_fmadd_ps(wv, x1, a51);
+                }
             }
         }
     }
@@ -142,23 +190,28 @@ static inline void tile_avx2(const kiln_conv_shape *s, const float *wb, const fl
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for (long k = 0; k < segments; k++) {
         if (count[k] == 8) {
-            for (long j = 0; j < MAPS; j++) _mm256_storeu_ps(out[k] + j * plane, acc[j][k]);
+            for (long j = 0; j < maps; j++) _mm256_storeu_ps(out[k] + j * plane, acc[j][k]);
         } else {
             __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count[k]), lanes);
-            for (long j = 0; j < MAPS; j++) _mm256_maskstore_ps(out[k] + j * plane, mask, acc[j][k]);
+            for (long j = 0; j < maps; j++) _mm256_maskstore_ps(out[k] + j * plane, mask, acc[j][k]);
         }
     }
 }
 
-/// The tile specialised for this layout and kernel width.
+/// The tile specialised for this layout, kernel width and block size.
 __attribute__((target("avx2,fma")))
 static void tile_dispatch(const kiln_conv_shape *s, const float *wb, const float **first, float **out, const long *count,
-                          long segments, long tapRow, long parityStep, long cf, long plane) {
+                          long segments, long tapRow, long parityStep, long cf, long plane, long maps) {
     int kw3 = s->kw == 3 && s->dw == 1;
-    if (parityStep == 0 && kw3) tile_avx2(s, wb, first, out, count, segments, tapRow, 0, cf, plane, 0, 1);
-    else if (parityStep == 0) tile_avx2(s, wb, first, out, count, segments, tapRow, 0, cf, plane, 0, 0);
-    else if (kw3) tile_avx2(s, wb, first, out, count, segments, tapRow, parityStep, cf, plane, 1, 1);
-    else tile_avx2(s, wb, first, out, count, segments, tapRow, parityStep, cf, plane, 1, 0);
+#define TILE(split, k3, m) tile_avx2(s, wb, first, out, count, segments, tapRow, split ? parityStep : 0, cf, plane, split, k3, m)
+    if (maps == 6) {
+        if (parityStep == 0 && kw3) TILE(0, 1, 6); else if (parityStep == 0) TILE(0, 0, 6);
+        else if (kw3) TILE(1, 1, 6); else TILE(1, 0, 6);
+    } else {
+        if (parityStep == 0 && kw3) TILE(0, 1, 4); else if (parityStep == 0) TILE(0, 0, 4);
+        else if (kw3) TILE(1, 1, 4); else TILE(1, 0, 4);
+    }
+#undef TILE
 }
 
 /// The output plane in segments of 8 pixels along rows (the last of a row may be shorter), 2 segments a tile.
@@ -168,7 +221,9 @@ static void block_avx2(const kiln_conv_shape *s, const float *packed, long b, co
     long parityStep = 0, rowPitch = pw;
     if (s->sw == 2) { rowPitch = (pw + 1) / 2; parityStep = ph * rowPitch; }
     long tapRow = s->dh * rowPitch;
-    const float *wb = packed + b * MAPS * s->channels * taps_of(s);
+    long firstMap, maps;
+    block_span(s, b, &firstMap, &maps);
+    const float *wb = packed + firstMap * s->channels * taps_of(s);
     const float *first[2];
     float *out[2];
     long count[2], n = 0;
@@ -178,10 +233,10 @@ static void block_avx2(const kiln_conv_shape *s, const float *packed, long b, co
             first[n] = padded + oy * s->sh * rowPitch + ox;
             out[n] = stage + oy * s->ow + ox;
             count[n] = s->ow - ox < 8 ? s->ow - ox : 8;
-            if (++n == 2) { tile_dispatch(s, wb, first, out, count, 2, tapRow, parityStep, cf, plane); n = 0; }
+            if (++n == 2) { tile_dispatch(s, wb, first, out, count, 2, tapRow, parityStep, cf, plane, maps); n = 0; }
         }
     }
-    if (n) tile_dispatch(s, wb, first, out, count, n, tapRow, parityStep, cf, plane);
+    if (n) tile_dispatch(s, wb, first, out, count, n, tapRow, parityStep, cf, plane, maps);
 }
 #endif
 
@@ -201,7 +256,7 @@ void kiln_conv_block(const kiln_conv_shape *s, const float *packed, long b, cons
 
 static inline long pairs_of(const kiln_conv_shape *s) { return (s->channels * taps_of(s) + 1) / 2; }
 
-long kiln_conv_wgrad_tiles(const kiln_conv_shape *s) { return blocks_of(s) * pairs_of(s); }
+long kiln_conv_wgrad_tiles(const kiln_conv_shape *s) { return wblocks_of(s) * pairs_of(s); }
 
 long kiln_conv_wgrad_acc_floats(const kiln_conv_shape *s) { return kiln_conv_wgrad_tiles(s) * MAPS * 2 * 8; }
 

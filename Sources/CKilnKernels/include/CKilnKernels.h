@@ -53,8 +53,11 @@ typedef struct {
     long channels, maps, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
 } kiln_conv_shape;
 
-/// Output maps per block of `kiln_conv_block`.
+/// The most output maps of one block of `kiln_conv_block` (the stage holds that many planes).
 long kiln_conv_block_maps(void);
+/// Blocks of output maps, and block b's first map and number of real maps.
+long kiln_conv_blocks(const kiln_conv_shape *s);
+void kiln_conv_block_span(const kiln_conv_shape *s, long b, long *first, long *count);
 /// Floats of the packed weights (a block's maps side by side).
 long kiln_conv_packed_floats(const kiln_conv_shape *s);
 /// Floats of one thread's scratch: one sample's padded channels and the stage of one block of output maps.
@@ -68,8 +71,7 @@ void kiln_conv_pack(const kiln_conv_shape *s, const float *w, float *packed);
 void kiln_conv_pack_flipped(const kiln_conv_shape *s, const float *w, float *packed);
 /// Copies one sample's channels into the scratch with their zero padding, the zeros written when `fresh`.
 void kiln_conv_pad(const kiln_conv_shape *s, const float *x, float *scratch, int fresh);
-/// Output maps `kb ..< kb + k` (k = `kiln_conv_block_maps()`) of the padded sample into `stage` (plane j at
-/// `j * oh * ow`).
+/// Output maps of block b (`kiln_conv_block_span`) of the padded sample into `stage` (plane j at `j * oh * ow`).
 void kiln_conv_block(const kiln_conv_shape *s, const float *packed, long b, const float *padded, float *stage);
 
 /// The weight gradient of a direct convolution: accumulators (`kiln_conv_wgrad_acc_floats`, zeroed by the caller)

@@ -62,7 +62,8 @@ struct DirectConvolution {
         maps = g.outmaps
         sampleIn = g.channels * g.image[0] * g.image[1]
         planeOut = g.col[0] * g.col[1]
-        blocks = (g.outmaps + DirectConvolution.blockMaps - 1) / DirectConvolution.blockMaps
+        var s0 = shape
+        blocks = kiln_conv_blocks(&s0)
         var s = shape
         packedFloats = kiln_conv_packed_floats(&s)
         slice = kiln_conv_scratch_floats(&s)
@@ -95,9 +96,6 @@ struct DirectConvolution {
         var s = shape
         return kiln_conv_wgrad_acc_floats(&s) + weightGradientSlice * parts
     }
-
-    /// Output maps per block of the kernel.
-    static let blockMaps = kiln_conv_block_maps()
 
     /// `col = conv(image) + bias` (or `+=` when accumulating), then the epilogue if one is given.
     func forward(image: UnsafePointer<Float>, weight: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>,
@@ -135,9 +133,10 @@ struct DirectConvolution {
             let stage = kiln_conv_stage(&s, mine)!
             for b in first..<last {
                 kiln_conv_block(&s, packed, b, mine, stage)
-                let k = DirectConvolution.blockMaps
-                for j in 0..<min(k, d.maps - k * b) {
-                    let m = k * b + j
+                var firstMap = 0, count = 0
+                kiln_conv_block_span(&s, b, &firstMap, &count)
+                for j in 0..<count {
+                    let m = firstMap + j
                     let offset = (n * d.maps + m) * d.planeOut
                     let src = stage + j * d.planeOut, dst = col + offset
                     let v = bias.map { $0[m] } ?? 0
