@@ -125,15 +125,9 @@ struct DepthwiseConvolutionTests {
     @Test(.enabled(if: CPUFeatures.current.hasAVX2, "this CPU has no AVX2 and FMA"))
     func pathsAndThreadsGiveTheSameBits() throws {
         for (i, c) in Self.cases.enumerated() {
-            var results: [[[UInt32]]] = []
-            for (path, threads) in [("generic", 1), ("avx2+fma", 1), ("avx2+fma", 2)] {
-                kiln_tile_force_path(path)
-                defer { kiln_tile_force_path(nil) }
-                let r = try Threads.with(threads) { try Self.run(c, seed: UInt64(90 + i)) }
-                results.append(r.prefix(5).map { $0.map(\.bitPattern) })
-            }
-            #expect(results[0] == results[1], "generic vs avx2 \(c.testDescription)")
-            #expect(results[1] == results[2], "1 vs 2 threads \(c.testDescription)")
+            let r = try onGenericAndAVX2Paths { try Self.run(c, seed: UInt64(90 + i)).prefix(5).map { $0.map(\.bitPattern) } }
+            #expect(r.generic == r.avx2, "generic vs avx2 \(c.testDescription)")
+            #expect(r.avx2 == r.twoThreads, "1 vs 2 threads \(c.testDescription)")
         }
     }
 
