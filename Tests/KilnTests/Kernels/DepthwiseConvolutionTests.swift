@@ -24,6 +24,7 @@ struct DepthwiseConvolutionTests {
         Case(batch: 2, channels: 2, multiplier: 2, image: [10, 13], kernel: [5, 5], stride: [2, 2], pad: [2, 2]),
         Case(batch: 2, channels: 3, image: [9, 9], kernel: [3, 3], stride: [3, 3], pad: [0, 0]),  // the scalar stride
         Case(batch: 1, channels: 2, image: [12, 11], kernel: [3, 3], pad: [2, 2], dilation: [2, 2]),
+        Case(batch: 1, channels: 3, image: [20, 37], kernel: [3, 3], stride: [2, 2], pad: [2, 2], dilation: [2, 2]),
         Case(batch: 2, channels: 2, image: [9, 70], kernel: [3, 3]),                              // 32-wide lanes, 8-wide, rest
         Case(batch: 1, channels: 5, multiplier: 3, image: [6, 10], kernel: [3, 1], stride: [1, 2], pad: [1, 0]),
         Case(batch: 2, channels: 2, image: [17, 35], kernel: [3, 3], stride: [2, 2]),             // odd rows of 4

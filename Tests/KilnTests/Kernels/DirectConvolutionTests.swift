@@ -24,6 +24,7 @@ struct DirectConvolutionTests {
         Case(batch: 1, channels: 2, maps: 7, image: [10, 26], kernel: [5, 5], pad: [2, 2]),    // batch 1, odd size
         Case(batch: 2, channels: 3, maps: 4, image: [11, 28], pad: [2, 2], dilation: [2, 2]),
         Case(batch: 2, channels: 2, maps: 9, image: [7, 24], kernel: [3, 1], stride: [2, 1], pad: [1, 0]),
+        Case(batch: 1, channels: 2, maps: 3, image: [20, 52], stride: [2, 2], pad: [2, 2], dilation: [2, 2]),  // parity planes, dilated
         Case(batch: 1, channels: 16, maps: 8, image: [8, 32]),                                 // ResNet-20-like channels
         Case(batch: 2, channels: 1, maps: 1, image: [190, 190]),   // large samples: the weight gradient pads one at a time
     ]
