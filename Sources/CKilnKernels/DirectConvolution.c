@@ -15,8 +15,6 @@ static inline long taps_of(const kiln_conv_shape *s) { return s->kh * s->kw; }
 /// multiple of 6 (16 = 6 + 6 + 4, 32 = 4 x 6 + 2 x 4), so that no tile computes maps that do not exist.
 #define MAPS 6
 
-long kiln_conv_block_maps(void) { return MAPS; }
-
 /// Blocks of 6 and of 4 maps covering the maps rounded up to even.
 static void block_counts(const kiln_conv_shape *s, long *six, long *four) {
     long even = s->maps + (s->maps & 1), q = even / 6, r = even % 6;
@@ -70,7 +68,9 @@ long kiln_conv_scratch_floats(const kiln_conv_shape *s) {
 
 float *kiln_conv_stage(const kiln_conv_shape *s, float *scratch) { return scratch + s->channels * channel_floats(s) + 32; }
 
-void kiln_conv_pack(const kiln_conv_shape *s, const float *w, float *packed) {
+/// The weights of each block side by side, in (channel, tap) order; maps past the last are zeros. `flipped`: `w` is
+/// `[channels][maps][kh][kw]` in this shape's terms and each tap turns half way round (the data gradient's weight).
+static void pack(const kiln_conv_shape *s, const float *w, float *packed, int flipped) {
     long taps = taps_of(s), per = s->channels * taps;
     for (long b = 0; b < blocks_of(s); b++) {
         long first, size;
@@ -78,27 +78,16 @@ void kiln_conv_pack(const kiln_conv_shape *s, const float *w, float *packed) {
         float *block = packed + first * per;
         for (long i = 0; i < per; i++)
             for (long j = 0; j < size; j++) {
-                long m = first + j;
-                block[i * size + j] = m < s->maps ? w[m * per + i] : 0.0f;
+                long m = first + j, c = i / taps, t = i % taps;
+                float v = flipped ? w[(c * s->maps + m) * taps + taps - 1 - t] : w[m * per + i];
+                block[i * size + j] = m < s->maps ? v : 0.0f;
             }
     }
 }
 
-void kiln_conv_pack_flipped(const kiln_conv_shape *s, const float *w, float *packed) {
-    long taps = taps_of(s), per = s->channels * taps;
-    for (long b = 0; b < blocks_of(s); b++) {
-        long first, size;
-        block_span(s, b, &first, &size);
-        float *block = packed + first * per;
-        for (long c = 0; c < s->channels; c++)
-            for (long t = 0; t < taps; t++)
-                for (long j = 0; j < size; j++) {
-                    long m = first + j;
-                    // w is [channels][maps][kh][kw] in this shape's terms; the tap turns half way round.
-                    block[(c * taps + t) * size + j] = m < s->maps ? w[(c * s->maps + m) * taps + taps - 1 - t] : 0.0f;
-                }
-    }
-}
+void kiln_conv_pack(const kiln_conv_shape *s, const float *w, float *packed) { pack(s, w, packed, 0); }
+
+void kiln_conv_pack_flipped(const kiln_conv_shape *s, const float *w, float *packed) { pack(s, w, packed, 1); }
 
 void kiln_conv_pad(const kiln_conv_shape *s, const float *x, float *scratch, int fresh) {
     long pw = padded_width(s), ph = padded_height(s), cf = channel_floats(s);

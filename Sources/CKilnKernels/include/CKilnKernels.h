@@ -53,8 +53,6 @@ typedef struct {
     long channels, maps, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
 } kiln_conv_shape;
 
-/// The most output maps of one block of `kiln_conv_block` (the stage holds that many planes).
-long kiln_conv_block_maps(void);
 /// Blocks of output maps, and block b's first map and number of real maps.
 long kiln_conv_blocks(const kiln_conv_shape *s);
 void kiln_conv_block_span(const kiln_conv_shape *s, long b, long *first, long *count);

@@ -55,16 +55,14 @@ struct DirectConvolution {
     static func suits(row: Int) -> Bool { row >= 8 && (row % 8 == 0 || row >= 24) }
 
     private init(_ shape: kiln_conv_shape, batch: Int, flipped: Bool) {
-        let g = (channels: shape.channels, outmaps: shape.maps, image: [shape.h, shape.w], col: [shape.oh, shape.ow])
         self.shape = shape
         self.flipped = flipped
         self.batch = batch
-        maps = g.outmaps
-        sampleIn = g.channels * g.image[0] * g.image[1]
-        planeOut = g.col[0] * g.col[1]
-        var s0 = shape
-        blocks = kiln_conv_blocks(&s0)
+        maps = shape.maps
+        sampleIn = shape.channels * shape.h * shape.w
+        planeOut = shape.oh * shape.ow
         var s = shape
+        blocks = kiln_conv_blocks(&s)
         packedFloats = kiln_conv_packed_floats(&s)
         slice = kiln_conv_scratch_floats(&s)
         parts = max(1, min(Threads.count, batch * blocks))
