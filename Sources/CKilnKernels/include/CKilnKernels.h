@@ -1,6 +1,8 @@
 #ifndef CKILNKERNELS_H
 #define CKILNKERNELS_H
 
+#include <stdint.h>
+
 /// Kiln's kernels that need machine instructions Swift cannot ask for per function: each has code paths
 /// compiled for specific instruction sets (with `target` attributes, so the package needs no compiler flags
 /// and runs on any x86-64) and picks one at run time from the CPU's features.
@@ -83,6 +85,62 @@ long kiln_conv_sample_floats(const kiln_conv_shape *s);
 void kiln_conv_wgrad_add(const kiln_conv_shape *s, const float *padded, long samples, const float *dy, const float *zeros,
                          float *acc, long first, long last);
 void kiln_conv_wgrad_finish(const kiln_conv_shape *s, const float *acc, float *dw, int accumulate);
+
+/// Integer products of quantized plans (QuantizedGemm.c). Paths: 0 "generic", 1 "avx2" (16-bit pairs through
+/// vpmaddwd), 2 "avx-vnni", 3 "avx512-vnni" (bytes through vpdpbusd), and for tests 4 "avx-vnni-layout" and
+/// 5 "avx512-vnni-layout" (plain C over the VNNI paths' packed layouts). Every path gives the same integers; packed
+/// operands are in the format of the path they were packed for, so one run packs and multiplies on one path.
+int kiln_q8_current_path(void);
+const char *kiln_q8_path_name(int path);
+/// Whether the CPU can run the named path.
+int kiln_q8_path_available(const char *name);
+/// Forces the named path for tests (0 when the CPU lacks it; nothing changes then); NULL restores the automatic choice.
+int kiln_q8_force_path(const char *name);
+
+/// How values are stored: plain floats, 8-bit codes, or (as an output) floats rounded to the quantizer's grid.
+enum { KILN_Q8_NONE = 0, KILN_Q8_FLOAT = 1, KILN_Q8_U8 = 2, KILN_Q8_S8 = 3, KILN_Q8_FLOAT_GRID = 4 };
+
+/// Bytes of A (`m` x `k` weight codes) and B (`k` x `n` activation codes) packed for `path`; the most any path needs.
+long kiln_q8_packed_a_bytes(int path, long m, long k);
+long kiln_q8_packed_b_bytes(int path, long k, long n);
+long kiln_q8_packed_b_bytes_max(long k, long n);
+/// Packs weights on a grid of step 1 / `inverseStep` (element (r, p) at `a + r*mStride + p*kStride`) as signed codes
+/// in [-127, 127], with each row's code sum.
+void kiln_q8_pack_a(int path, long m, long k, const float *a, long mStride, long kStride, float inverseStep, void *packed);
+/// Packs activations (element (p, j) at index `p*kStride + j*nStride` of `b`): `source` KILN_Q8_U8 or KILN_Q8_S8
+/// codes, or KILN_Q8_FLOAT values on a grid of step 1 / `inverseStep`; `isSigned` says which codes they are.
+void kiln_q8_pack_b(int path, long k, long n, const void *b, int source, int isSigned, long kStride, long nStride,
+                    float inverseStep, void *packed);
+/// `c[r*ldc + j] = sum over p of A[r][p] * B[p][j]` for packed A and B (`bSigned`: B holds signed codes).
+void kiln_q8_gemm(int path, long m, long n, long k, const void *packedA, const void *packedB, int bSigned, int32_t *c,
+                  long ldc);
+
+/// What a quantized step does with one accumulator on its way out, in the float plan's order and arithmetic:
+/// `v = acc * scale`, `+ bias[row]`, batch normalisation `(v - mean) * normScale + shift`, `+` the residual
+/// (floats, or codes times `residualStep`), ReLU (1) or ReLU6 (2), then stored as floats (KILN_Q8_FLOAT) or through
+/// nnabla's FixedPointQuantize with step `outStep` and codes in [`outMinCode`, `outMaxCode`] as codes
+/// (KILN_Q8_U8 / KILN_Q8_S8) or as the floats they stand for (KILN_Q8_FLOAT_GRID).
+typedef struct {
+    float scale;
+    const float *bias;
+    const float *mean, *normScale, *shift;
+    const void *residual;
+    int residualKind;
+    float residualStep;
+    int activation;
+    int output;
+    float outStep;
+    long outMinCode, outMaxCode;
+} kiln_q8_epilogue;
+/// One row of accumulators: element j goes to (and its residual comes from) index `offset + j*stride`.
+void kiln_q8_finish_row(const kiln_q8_epilogue *e, long row, const int32_t *acc, long count, void *out, long offset,
+                        long stride);
+/// One group's columns of one sample of 8-bit codes (`channels` planes, either signedness: the code of 0 is 0), as
+/// `[channels * kh * kw][oh * ow]` bytes.
+void kiln_q8_im2col(const kiln_conv_shape *s, const uint8_t *x, uint8_t *cols);
+/// FixedPointQuantize of `count` floats into codes (`output` KILN_Q8_U8 or KILN_Q8_S8), and codes back to floats.
+void kiln_q8_quantize(const float *x, long count, float step, long minCode, long maxCode, int output, void *out);
+void kiln_q8_dequantize(const void *codes, int source, long count, float step, float *out);
 
 /// The code path the tiles run on this CPU: "avx2+fma" or "generic".
 const char *kiln_tile_path(void);

@@ -1,0 +1,355 @@
+// Integer matrix products of quantized plans (see CKilnKernels.h): C[m][n] = sum over p of A[m][p] * B[p][n], A signed
+// 8-bit weight codes, B 8-bit activation codes (unsigned or signed), C 32-bit. Integer sums are exact in any
+// order, so every path gives the same integers; only the speed differs.
+//
+// Two packed formats. "Pairs" (generic and AVX2): 16-bit codes two k at a time, multiplied by vpmaddwd, which
+// adds the two products into one 32-bit lane without saturating (vpmaddubsw would be twice as fast on AVX2 but
+// saturates 16-bit sums once activations use all 8 bits). "Quads" (AVX-VNNI, AVX512-VNNI): bytes four k at a
+// time for vpdpbusd, which multiplies unsigned by signed bytes: signed activations are stored plus 128 and
+// 128 * (the row's weight sum) is taken off afterwards.
+#include "CKilnKernels.h"
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+// The epilogue must compute exactly what the float plan's separate steps compute: no fused multiply-adds.
+#pragma clang fp contract(off)
+
+// The last two are plain C over the VNNI paths' packed layouts: they check the packing and the signed-code
+// correction of those paths on CPUs without VNNI (only the tiles' instructions then go untested).
+enum { PATH_GENERIC = 0, PATH_AVX2 = 1, PATH_AVX_VNNI = 2, PATH_AVX512_VNNI = 3, PATH_AVX_VNNI_LAYOUT = 4,
+       PATH_AVX512_VNNI_LAYOUT = 5, PATH_COUNT = 6 };
+
+static long group_of(int path) { return path == PATH_GENERIC || path == PATH_AVX2 ? 2 : 4; }
+static long block_of(int path) { return path == PATH_AVX512_VNNI || path == PATH_AVX512_VNNI_LAYOUT ? 32 : 16; }
+static int uses_tiles(int path) { return path >= PATH_AVX2 && path <= PATH_AVX512_VNNI; }
+static long words_of(int path, long k) { return (k + group_of(path) - 1) / group_of(path); }
+
+// ---- Paths ----
+
+#if defined(__x86_64__)
+static int cpu_has(int path) {
+    __builtin_cpu_init();
+    switch (path) {
+    case PATH_AVX2: return __builtin_cpu_supports("avx2");
+    case PATH_AVX_VNNI: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni");
+    case PATH_AVX512_VNNI:
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+    default: return 1;
+    }
+}
+#else
+static int cpu_has(int path) { return path == PATH_GENERIC; }
+#endif
+
+static const char *const path_names[] = {"generic", "avx2", "avx-vnni", "avx512-vnni", "avx-vnni-layout",
+                                          "avx512-vnni-layout"};
+static int forced = -1;
+
+static int automatic_path(void) {
+    for (int p = PATH_AVX512_VNNI; p > PATH_GENERIC; p--) if (cpu_has(p)) return p;
+    return PATH_GENERIC;
+}
+
+int kiln_q8_current_path(void) {
+    int f = __atomic_load_n(&forced, __ATOMIC_ACQUIRE);
+    return f >= 0 ? f : automatic_path();
+}
+
+const char *kiln_q8_path_name(int path) { return path >= 0 && path < PATH_COUNT ? path_names[path] : "unknown"; }
+
+int kiln_q8_path_available(const char *name) {
+    for (int p = 0; p < PATH_COUNT; p++) if (name && strcmp(name, path_names[p]) == 0) return cpu_has(p);
+    return 0;
+}
+
+int kiln_q8_force_path(const char *name) {
+    if (name == NULL) { __atomic_store_n(&forced, -1, __ATOMIC_RELEASE); return 1; }
+    for (int p = 0; p < PATH_COUNT; p++) {
+        if (strcmp(name, path_names[p]) == 0 && cpu_has(p)) { __atomic_store_n(&forced, p, __ATOMIC_RELEASE); return 1; }
+    }
+    return 0;
+}
+
+// ---- Packing ----
+
+long kiln_q8_packed_a_bytes(int path, long m, long k) { return (m * words_of(path, k) + m) * 4; }
+
+long kiln_q8_packed_b_bytes(int path, long k, long n) {
+    long nb = block_of(path);
+    return ((n + nb - 1) / nb) * nb * words_of(path, k) * 4;
+}
+
+long kiln_q8_packed_b_bytes_max(long k, long n) {
+    long most = 0;
+    for (int p = 0; p < PATH_COUNT; p++) { long b = kiln_q8_packed_b_bytes(p, k, n); if (b > most) most = b; }
+    return most;
+}
+
+static long clamp_code(long v, long lo, long hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+// A code from a value on a grid of step 1/inverse: exact for values on the grid; anything else (a NaN, a value off
+// the grid) is rounded and clamped rather than left to undefined conversions.
+static long code_of(float v, float inverse, long lo, long hi) {
+    float q = v * inverse;
+    if (!(q == q)) return 0;
+    if (q >= (float)hi) return hi;
+    if (q <= (float)lo) return lo;
+    return (long)nearbyintf(q);
+}
+
+void kiln_q8_pack_a(int path, long m, long k, const float *a, long mStride, long kStride, float inverseStep, void *packed) {
+    long words = words_of(path, k), g = group_of(path);
+    int32_t *out = (int32_t *)packed, *sums = out + m * words;
+    for (long r = 0; r < m; r++) {
+        int32_t sum = 0;
+        for (long w = 0; w < words; w++) {
+            uint32_t word = 0;
+            for (long e = 0; e < g; e++) {
+                long p = w * g + e;
+                long c = p < k ? code_of(a[r * mStride + p * kStride], inverseStep, -127, 127) : 0;
+                sum += (int32_t)c;
+                word |= g == 2 ? ((uint32_t)(uint16_t)(int16_t)c) << (16 * e) : ((uint32_t)(uint8_t)(int8_t)c) << (8 * e);
+            }
+            out[r * words + w] = (int32_t)word;
+        }
+        sums[r] = sum;
+    }
+}
+
+void kiln_q8_pack_b(int path, long k, long n, const void *b, int source, int isSigned, long kStride, long nStride,
+                    float inverseStep, void *packed) {
+    long words = words_of(path, k), g = group_of(path), nb = block_of(path), blocks = (n + nb - 1) / nb;
+    long lo = isSigned ? -128 : 0, hi = isSigned ? 127 : 255;
+    const uint8_t *u = (const uint8_t *)b;
+    const int8_t *s = (const int8_t *)b;
+    const float *f = (const float *)b;
+    for (long jb = 0; jb < blocks; jb++) {
+        uint8_t *block = (uint8_t *)packed + jb * nb * words * 4;
+        for (long w = 0; w < words; w++) {
+            for (long j = 0; j < nb; j++) {
+                long col = jb * nb + j;
+                uint8_t *word = block + (w * nb + j) * 4;
+                for (long e = 0; e < g; e++) {
+                    long p = w * g + e, c = 0;
+                    if (p < k && col < n) {
+                        long at = p * kStride + col * nStride;
+                        c = source == KILN_Q8_U8 ? (long)u[at] : source == KILN_Q8_S8 ? (long)s[at]
+                                                                : code_of(f[at], inverseStep, lo, hi);
+                    }
+                    if (g == 2) {
+                        int16_t h = (int16_t)c;
+                        memcpy(word + 2 * e, &h, 2);
+                    } else {
+                        // vpdpbusd reads unsigned bytes: signed codes are shifted by 128 (undone with the row sums).
+                        word[e] = (uint8_t)(isSigned ? c + 128 : c);
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---- Products ----
+
+// Rows of A per tile; a tile's rows past `rows` repeat the last real row and are not stored.
+enum { TILE_ROWS = 6 };
+
+static void store_tile(const int32_t *tile, long rows, long cols, long nb, int32_t *c, long ldc) {
+    for (long r = 0; r < rows; r++) memcpy(c + r * ldc, tile + r * nb, (size_t)cols * 4);
+}
+
+// Plain C over either layout: pairs of 16-bit codes, or quads of bytes (unsigned activations, signed weights).
+static void gemm_generic(int path, long m, long n, long k, const int32_t *a, const uint8_t *b, int32_t *c, long ldc) {
+    long words = words_of(path, k), nb = block_of(path), g = group_of(path);
+    for (long r = 0; r < m; r++) {
+        for (long col = 0; col < n; col++) {
+            const uint8_t *block = b + (col / nb) * nb * words * 4;
+            int32_t acc = 0;
+            for (long w = 0; w < words; w++) {
+                uint32_t aw = (uint32_t)a[r * words + w];
+                const uint8_t *bw = block + (w * nb + col % nb) * 4;
+                for (long e = 0; e < g; e++) {
+                    if (g == 2) {
+                        int16_t be;
+                        memcpy(&be, bw + 2 * e, 2);
+                        acc += (int32_t)(int16_t)(aw >> (16 * e)) * be;
+                    } else {
+                        acc += (int32_t)(int8_t)(aw >> (8 * e)) * (int32_t)bw[e];
+                    }
+                }
+            }
+            c[r * ldc + col] = acc;
+        }
+    }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+// One tile: 6 rows x 16 columns (two vectors of 8 lanes), accumulated over every word of k.
+#define TILE_256(NAME, TARGET, STEP)                                                                                 \
+    __attribute__((target(TARGET))) static void NAME(long rows, long words, const int32_t *a, const uint8_t *b,    \
+                                                     int32_t *tile) {                                              \
+        const int32_t *r0 = a, *r1 = a + (rows > 1 ? 1 : rows - 1) * words, *r2 = a + (rows > 2 ? 2 : rows - 1) * words; \
+        const int32_t *r3 = a + (rows > 3 ? 3 : rows - 1) * words, *r4 = a + (rows > 4 ? 4 : rows - 1) * words;   \
+        const int32_t *r5 = a + (rows > 5 ? 5 : rows - 1) * words;                                                 \
+        __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;              \
+        __m256i c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;                                  \
+        for (long w = 0; w < words; w++) {                                                                         \
+            __m256i b0 = _mm256_loadu_si256((const __m256i *)(b + w * 64));                                        \
+            __m256i b1 = _mm256_loadu_si256((const __m256i *)(b + w * 64 + 32));                                   \
+            __m256i x = _mm256_set1_epi32(r0[w]); c00 = STEP(c00, b0, x); c01 = STEP(c01, b1, x);                  \
+            x = _mm256_set1_epi32(r1[w]); c10 = STEP(c10, b0, x); c11 = STEP(c11, b1, x);                          \
+            x = _mm256_set1_epi32(r2[w]); c20 = STEP(c20, b0, x); c21 = STEP(c21, b1, x);                          \
+            x = _mm256_set1_epi32(r3[w]); c30 = STEP(c30, b0, x); c31 = STEP(c31, b1, x);                          \
+            x = _mm256_set1_epi32(r4[w]); c40 = STEP(c40, b0, x); c41 = STEP(c41, b1, x);                          \
+            x = _mm256_set1_epi32(r5[w]); c50 = STEP(c50, b0, x); c51 = STEP(c51, b1, x);                          \
+        }                                                                                                          \
+        __m256i *t = (__m256i *)tile;                                                                              \
+        _mm256_storeu_si256(t, c00); _mm256_storeu_si256(t + 1, c01); _mm256_storeu_si256(t + 2, c10);            \
+        _mm256_storeu_si256(t + 3, c11); _mm256_storeu_si256(t + 4, c20); _mm256_storeu_si256(t + 5, c21);        \
+        _mm256_storeu_si256(t + 6, c30); _mm256_storeu_si256(t + 7, c31); _mm256_storeu_si256(t + 8, c40);        \
+        _mm256_storeu_si256(t + 9, c41); _mm256_storeu_si256(t + 10, c50); _mm256_storeu_si256(t + 11, c51);      \
+    }
+
+#define MADD_STEP(acc, bv, av) _mm256_add_epi32(acc, _mm256_madd_epi16(av, bv))
+#define AVX_VNNI_STEP(acc, bv, av) _mm256_dpbusd_avx_epi32(acc, bv, av)
+TILE_256(tile_avx2, "avx2", MADD_STEP)
+TILE_256(tile_avx_vnni, "avx2,avxvnni", AVX_VNNI_STEP)
+
+// 6 rows x 32 columns: two vectors of 16 lanes.
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void tile_avx512_vnni(long rows, long words,
+                                                                                    const int32_t *a, const uint8_t *b,
+                                                                                    int32_t *tile) {
+    const int32_t *rp[TILE_ROWS];
+    for (long r = 0; r < TILE_ROWS; r++) rp[r] = a + (r < rows ? r : rows - 1) * words;
+    __m512i c[TILE_ROWS][2];
+    for (long r = 0; r < TILE_ROWS; r++) c[r][0] = c[r][1] = _mm512_setzero_si512();
+    for (long w = 0; w < words; w++) {
+        __m512i b0 = _mm512_loadu_si512((const void *)(b + w * 128)), b1 = _mm512_loadu_si512((const void *)(b + w * 128 + 64));
+        for (long r = 0; r < TILE_ROWS; r++) {
+            __m512i x = _mm512_set1_epi32(rp[r][w]);
+            c[r][0] = _mm512_dpbusd_epi32(c[r][0], b0, x);
+            c[r][1] = _mm512_dpbusd_epi32(c[r][1], b1, x);
+        }
+    }
+    for (long r = 0; r < TILE_ROWS; r++) {
+        _mm512_storeu_si512((void *)(tile + r * 32), c[r][0]);
+        _mm512_storeu_si512((void *)(tile + r * 32 + 16), c[r][1]);
+    }
+}
+#endif
+
+void kiln_q8_gemm(int path, long m, long n, long k, const void *packedA, const void *packedB, int bSigned, int32_t *c,
+                  long ldc) {
+    const int32_t *a = (const int32_t *)packedA;
+    const uint8_t *b = (const uint8_t *)packedB;
+    long words = words_of(path, k), nb = block_of(path);
+#if defined(__x86_64__)
+    if (uses_tiles(path)) {
+        int32_t tile[TILE_ROWS * 32];
+        for (long jb = 0; jb * nb < n; jb++) {
+            long cols = n - jb * nb < nb ? n - jb * nb : nb;
+            const uint8_t *block = b + jb * nb * words * 4;
+            for (long r0 = 0; r0 < m; r0 += TILE_ROWS) {
+                long rows = m - r0 < TILE_ROWS ? m - r0 : TILE_ROWS;
+                if (path == PATH_AVX2) tile_avx2(rows, words, a + r0 * words, block, tile);
+                else if (path == PATH_AVX_VNNI) tile_avx_vnni(rows, words, a + r0 * words, block, tile);
+                else tile_avx512_vnni(rows, words, a + r0 * words, block, tile);
+                store_tile(tile, rows, cols, nb, c + r0 * ldc + jb * nb, ldc);
+            }
+        }
+    } else
+#endif
+    gemm_generic(path, m, n, k, a, b, c, ldc);
+    if (bSigned && group_of(path) == 4) {
+        const int32_t *sums = a + m * words;
+        for (long r = 0; r < m; r++) {
+            int32_t off = 128 * sums[r];
+            for (long col = 0; col < n; col++) c[r * ldc + col] -= off;
+        }
+    }
+}
+
+// ---- Epilogue ----
+
+// nnabla's FixedPointQuantize as a code: clip, then |v| / step rounded half away from zero (exact here: the step is
+// a power of two and |v| / step <= 255). A NaN has no code: it becomes 0.
+static long fixed_point_code(float v, float step, long minCode, long maxCode) {
+    if (v > (float)maxCode * step) return maxCode;
+    if (v < (float)minCode * step) return minCode;
+    if (!(v == v)) return 0;
+    long q = (long)floorf(fabsf(v) / step + 0.5f);
+    return v < 0 ? -q : q;
+}
+
+void kiln_q8_finish_row(const kiln_q8_epilogue *e, long row, const int32_t *acc, long count, void *out, long offset,
+                        long stride) {
+    float bias = e->bias ? e->bias[row] : 0.0f;
+    int normalise = e->mean != NULL;
+    float mu = normalise ? e->mean[row] : 0.0f, scale = normalise ? e->normScale[row] : 1.0f;
+    float shift = normalise ? e->shift[row] : 0.0f;
+    for (long j = 0; j < count; j++) {
+        long at = offset + j * stride;
+        float v = (float)acc[j] * e->scale;
+        if (e->bias) v = v + bias;
+        if (normalise) {
+            v = v - mu;
+            v = v * scale;
+            v = v + shift;
+        }
+        switch (e->residualKind) {
+        case KILN_Q8_FLOAT: v = v + ((const float *)e->residual)[at]; break;
+        case KILN_Q8_U8: v = v + (float)((const uint8_t *)e->residual)[at] * e->residualStep; break;
+        case KILN_Q8_S8: v = v + (float)((const int8_t *)e->residual)[at] * e->residualStep; break;
+        default: break;
+        }
+        if (e->activation >= 1 && 0.0f >= v) v = 0.0f;
+        if (e->activation == 2 && 6.0f < v) v = 6.0f;
+        if (e->output == KILN_Q8_FLOAT) { ((float *)out)[at] = v; continue; }
+        long code = fixed_point_code(v, e->outStep, e->outMinCode, e->outMaxCode);
+        switch (e->output) {
+        case KILN_Q8_U8: ((uint8_t *)out)[at] = (uint8_t)code; break;
+        case KILN_Q8_S8: ((int8_t *)out)[at] = (int8_t)code; break;
+        default: ((float *)out)[at] = (float)code * e->outStep; break; // KILN_Q8_FLOAT_GRID
+        }
+    }
+}
+
+void kiln_q8_quantize(const float *x, long count, float step, long minCode, long maxCode, int output, void *out) {
+    for (long j = 0; j < count; j++) {
+        long code = fixed_point_code(x[j], step, minCode, maxCode);
+        if (output == KILN_Q8_U8) ((uint8_t *)out)[j] = (uint8_t)code;
+        else ((int8_t *)out)[j] = (int8_t)code;
+    }
+}
+
+void kiln_q8_dequantize(const void *codes, int source, long count, float step, float *out) {
+    for (long j = 0; j < count; j++) {
+        long c = source == KILN_Q8_U8 ? (long)((const uint8_t *)codes)[j] : (long)((const int8_t *)codes)[j];
+        out[j] = (float)c * step;
+    }
+}
+
+void kiln_q8_im2col(const kiln_conv_shape *s, const uint8_t *x, uint8_t *cols) {
+    long n = s->oh * s->ow;
+    for (long c = 0; c < s->channels; c++) {
+        for (long i = 0; i < s->kh; i++) {
+            for (long j = 0; j < s->kw; j++) {
+                uint8_t *row = cols + ((c * s->kh + i) * s->kw + j) * n;
+                for (long oy = 0; oy < s->oh; oy++) {
+                    long y = oy * s->sh - s->ph + i * s->dh;
+                    uint8_t *dst = row + oy * s->ow;
+                    if (y < 0 || y >= s->h) { memset(dst, 0, (size_t)s->ow); continue; }
+                    const uint8_t *src = x + (c * s->h + y) * s->w;
+                    for (long ox = 0; ox < s->ow; ox++) {
+                        long xx = ox * s->sw - s->pw + j * s->dw;
+                        dst[ox] = xx >= 0 && xx < s->w ? src[xx] : 0;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,240 @@
+import CKilnKernels
+import KilnCore
+
+/// How an operand or result of a quantized product is held in memory.
+public enum QuantizedStorage: Hashable, Sendable, CustomStringConvertible {
+    /// Plain float32 values.
+    case floats
+    /// float32 values known to lie on a grid (outputs of a quantizer, kept as floats for a float reader).
+    case floatsOnGrid(QuantizedCodes)
+    /// 8-bit codes.
+    case codes(QuantizedCodes)
+
+    /// The grid, if the values lie on one.
+    public var grid: QuantizedCodes? {
+        switch self {
+        case .floats: return nil
+        case .floatsOnGrid(let c), .codes(let c): return c
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .floats: return "f32"
+        case .floatsOnGrid(let c): return "f32 on \(c)"
+        case .codes(let c): return "\(c)"
+        }
+    }
+
+    /// The C kernels' name for it (`KILN_Q8_*`): codes by signedness, floats on a grid as rounded floats.
+    var kernelKind: Int32 {
+        switch self {
+        case .floats: return Int32(KILN_Q8_FLOAT)
+        case .floatsOnGrid: return Int32(KILN_Q8_FLOAT_GRID)
+        case .codes(let c): return Int32(c.signed ? KILN_Q8_S8 : KILN_Q8_U8)
+        }
+    }
+}
+
+/// The integer product of a quantized convolution (2-D, any groups, strides, padding, dilation) or affine:
+/// 8-bit input codes times 8-bit weight codes into 32-bit sums (`CKilnKernels/QuantizedGemm.c`), then the float
+/// epilogue (`kiln_q8_epilogue`), which writes floats or the next quantizer's codes.
+///
+/// Weights are read as floats on their quantizer's grid and packed into codes on every run (a user may change
+/// the parameters between runs); inputs are codes, or floats on a grid converted on the way. Each thread takes
+/// whole samples of a convolution; an affine is one product.
+package struct QuantizedProduct {
+    enum Kind {
+        case convolution(kiln_conv_shape, groups: Int, pointwise: Bool)
+        case affine
+    }
+
+    let kind: Kind
+    let batch: Int
+    /// Output maps (convolution) or units (affine), all groups.
+    let outputs: Int
+    /// Per group: rows (maps), depth (inputs per output) and columns (pixels per sample, or samples) of the product.
+    let rows: Int, depth: Int, columns: Int
+    let sampleIn: Int
+    let packedABytes: Int
+    let sliceBytes: Int
+    let parts: Int
+
+    package init(convolution g: ConvGeometry) throws {
+        guard g.image.count == 2 else {
+            throw KilnError.invalidFunction(function: "Convolution", reason: "integer kernels take 2-D convolutions only")
+        }
+        let cg = g.channels / g.group
+        let shape = kiln_conv_shape(channels: cg, maps: g.outmaps / g.group, h: g.image[0], w: g.image[1], oh: g.col[0],
+                                    ow: g.col[1], kh: g.kernel[0], kw: g.kernel[1], sh: g.stride[0], sw: g.stride[1],
+                                    ph: g.pad[0], pw: g.pad[1], dh: g.dilation[0], dw: g.dilation[1])
+        self.init(kind: .convolution(shape, groups: g.group, pointwise: g.isPointwise), batch: g.batch,
+                  outputs: g.outmaps, rows: g.outmaps / g.group, depth: cg * g.kernel[0] * g.kernel[1],
+                  columns: g.col[0] * g.col[1], sampleIn: g.channels * g.image[0] * g.image[1])
+    }
+
+    /// `y[n][m] = sum over k of x[n][k] * w[k][m]` (nnabla's Affine with its input flattened from the base axis).
+    package init(affineBatch batch: Int, inputs: Int, outputs: Int) {
+        self.init(kind: .affine, batch: batch, outputs: outputs, rows: outputs, depth: inputs, columns: batch,
+                  sampleIn: inputs)
+    }
+
+    private init(kind: Kind, batch: Int, outputs: Int, rows: Int, depth: Int, columns: Int, sampleIn: Int) {
+        self.kind = kind
+        self.batch = batch
+        self.outputs = outputs
+        self.rows = rows
+        self.depth = depth
+        self.columns = columns
+        self.sampleIn = sampleIn
+        let groups: Int
+        if case .convolution(_, let gs, _) = kind { groups = gs } else { groups = 1 }
+        // The packed formats differ by path; size for the largest.
+        let perGroup = (0...5).map { kiln_q8_packed_a_bytes(Int32($0), rows, depth) }.max() ?? 0
+        packedABytes = Self.aligned(perGroup) * groups
+        var slice = Self.aligned(sampleIn)                                          // a sample's codes
+        if case .convolution(_, _, false) = kind { slice += Self.aligned(depth * columns) } // its columns
+        slice += Self.aligned(kiln_q8_packed_b_bytes_max(depth, columns))          // packed columns
+        slice += Self.aligned(rows * columns * 4)                                   // 32-bit sums
+        sliceBytes = slice
+        if case .convolution = kind { parts = max(1, min(Threads.count, batch)) } else { parts = 1 }
+    }
+
+    static func aligned(_ bytes: Int) -> Int { (bytes + 63) / 64 * 64 }
+
+    package var workspaceBytes: Int { packedABytes + sliceBytes * parts }
+
+    /// The per-output-map (or unit) parts of the epilogue; `residual` and `output` index like the output tensor.
+    package struct Epilogue {
+        package var bias: UnsafePointer<Float>?
+        package var mean: UnsafePointer<Float>?, scale: UnsafePointer<Float>?, shift: UnsafePointer<Float>?
+        package var residual: UnsafeRawPointer?
+        package var residualStorage: QuantizedStorage
+        package var activation: ConvEpilogue.Activation
+        package var output: QuantizedStorage
+
+        package init(bias: UnsafePointer<Float>?, mean: UnsafePointer<Float>?, scale: UnsafePointer<Float>?,
+                     shift: UnsafePointer<Float>?, residual: UnsafeRawPointer?, residualStorage: QuantizedStorage,
+                     activation: ConvEpilogue.Activation, output: QuantizedStorage) {
+            self.bias = bias
+            self.mean = mean
+            self.scale = scale
+            self.shift = shift
+            self.residual = residual
+            self.residualStorage = residualStorage
+            self.activation = activation
+            self.output = output
+        }
+    }
+
+    /// Runs the product: `input` stored as `inputGrid` says (codes, or floats on that grid), `weight` floats on
+    /// `weightStep`'s grid with signed codes of at most 127.
+    package func run(input: UnsafeRawPointer, inputStorage: QuantizedStorage, weight: UnsafePointer<Float>,
+                     weightStep: Float, output: UnsafeMutableRawPointer, epilogue: Epilogue,
+                     workspace: UnsafeMutableRawPointer) {
+        guard let grid = inputStorage.grid else { return }
+        let path = kiln_q8_current_path()
+        var e = kiln_q8_epilogue()
+        e.scale = grid.step * weightStep
+        e.bias = epilogue.bias
+        e.mean = epilogue.mean
+        e.normScale = epilogue.scale
+        e.shift = epilogue.shift
+        e.residual = epilogue.residual
+        e.residualKind = epilogue.residual == nil ? Int32(KILN_Q8_NONE) : epilogue.residualStorage.kernelKind
+        e.residualStep = epilogue.residualStorage.grid?.step ?? 1
+        e.activation = epilogue.activation == .none ? 0 : epilogue.activation == .relu ? 1 : 2
+        e.output = epilogue.output.kernelKind
+        let out = epilogue.output.grid
+        e.outStep = out?.step ?? 1
+        e.outMinCode = out.map { $0.signed ? -127 : 0 } ?? 0
+        e.outMaxCode = out.map { $0.signed ? 127 : 255 } ?? 0
+        let job = Job(p: self, path: path, input: input, inputStorage: inputStorage, grid: grid, output: output,
+                      epilogue: e, workspace: workspace)
+        let inverse = 1 / weightStep
+        switch kind {
+        case .affine:
+            kiln_q8_pack_a(path, rows, depth, weight, 1, rows, inverse, workspace)
+            job.affine()
+        case .convolution(_, let groups, _):
+            let perGroup = packedABytes / groups
+            for g in 0..<groups {
+                kiln_q8_pack_a(path, rows, depth, weight + g * rows * depth, depth, 1, inverse, workspace + g * perGroup)
+            }
+            Threads.claims(batch, threads: min(parts, Threads.count), job)
+        }
+    }
+
+    /// One run's fixed arguments: the affine product, or one sample of a convolution per part.
+    private struct Job: ParallelSlotPart {
+        let p: QuantizedProduct
+        let path: Int32
+        let input: UnsafeRawPointer
+        let inputStorage: QuantizedStorage
+        let grid: QuantizedCodes
+        let output: UnsafeMutableRawPointer
+        let epilogue: kiln_q8_epilogue
+        let workspace: UnsafeMutableRawPointer
+
+        /// Where a thread's scratch parts start: the sample's codes, its columns, the packed columns, the sums.
+        func scratch(_ slot: Int) -> (codes: UnsafeMutableRawPointer, cols: UnsafeMutableRawPointer,
+                                      packed: UnsafeMutableRawPointer, sums: UnsafeMutablePointer<Int32>) {
+            let base = workspace + p.packedABytes + slot * p.sliceBytes
+            let cols = base + QuantizedProduct.aligned(p.sampleIn)
+            var packed = cols
+            if case .convolution(_, _, false) = p.kind { packed += QuantizedProduct.aligned(p.depth * p.columns) }
+            let sums = packed + QuantizedProduct.aligned(kiln_q8_packed_b_bytes_max(p.depth, p.columns))
+            return (base, cols, packed, sums.assumingMemoryBound(to: Int32.self))
+        }
+
+        var sourceKind: Int32 {
+            if case .codes = inputStorage { return Int32(grid.signed ? KILN_Q8_S8 : KILN_Q8_U8) }
+            return Int32(KILN_Q8_FLOAT)
+        }
+
+        func affine() {
+            let s = scratch(0)
+            kiln_q8_pack_b(path, p.depth, p.columns, input, sourceKind, grid.signed ? 1 : 0, 1, p.depth, 1 / grid.step,
+                           s.packed)
+            kiln_q8_gemm(path, p.rows, p.columns, p.depth, workspace, s.packed, grid.signed ? 1 : 0, s.sums, p.columns)
+            var e = epilogue
+            for r in 0..<p.rows {
+                kiln_q8_finish_row(&e, r, s.sums + r * p.columns, p.columns, output, r, p.outputs)
+            }
+        }
+
+        func callAsFunction(_ n: Int, slot: Int) {
+            guard case .convolution(let shape, let groups, let pointwise) = p.kind else { return }
+            let s = scratch(slot)
+            let codeKind = Int32(grid.signed ? KILN_Q8_S8 : KILN_Q8_U8)
+            // The sample as codes: in place when stored so, else rounded onto its grid (exact: the values lie on it).
+            let sample: UnsafeRawPointer
+            if case .codes = inputStorage {
+                sample = input + n * p.sampleIn
+            } else {
+                let x = input.assumingMemoryBound(to: Float.self) + n * p.sampleIn
+                kiln_q8_quantize(x, p.sampleIn, grid.step, grid.signed ? -128 : 0, grid.signed ? 127 : 255, codeKind,
+                                 s.codes)
+                sample = UnsafeRawPointer(s.codes)
+            }
+            let perGroup = p.packedABytes / groups, planeIn = p.sampleIn / groups
+            var e = epilogue
+            for g in 0..<groups {
+                let groupIn = sample + g * planeIn
+                var cols = groupIn
+                if !pointwise {
+                    var sh = shape
+                    kiln_q8_im2col(&sh, groupIn.assumingMemoryBound(to: UInt8.self), s.cols.assumingMemoryBound(to: UInt8.self))
+                    cols = UnsafeRawPointer(s.cols)
+                }
+                kiln_q8_pack_b(path, p.depth, p.columns, cols, codeKind, grid.signed ? 1 : 0, p.columns, 1, 1, s.packed)
+                kiln_q8_gemm(path, p.rows, p.columns, p.depth, workspace + g * perGroup, s.packed, grid.signed ? 1 : 0,
+                             s.sums, p.columns)
+                for r in 0..<p.rows {
+                    let m = g * p.rows + r
+                    kiln_q8_finish_row(&e, m, s.sums + r * p.columns, p.columns, output, (n * p.outputs + m) * p.columns, 1)
+                }
+            }
+        }
+    }
+}
