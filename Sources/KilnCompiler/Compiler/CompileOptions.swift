@@ -22,6 +22,11 @@ public struct CompileOptions: Hashable, Sendable {
     /// ReLU after it as one step (see `Fusion`). Off: every function is its own step.
     public var fusion: Bool
 
+    /// In inference plans with fusion, run convolutions and affines whose input and weight are
+    /// fixed-point-quantized on integer kernels, and keep the quantizers' outputs as 8-bit codes where every
+    /// reader takes codes (see `Quantization`). Off: they run in float32 as the graph says.
+    public var integerKernels = true
+
     /// How transient values (activations and their gradients) are stored in the arena. Kernels always
     /// compute in float32; see `HalfStorage`.
     public var precision: Precision

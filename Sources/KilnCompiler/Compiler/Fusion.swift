@@ -16,23 +16,15 @@ enum Fusion {
     /// One step of the fused schedule: a node alone, or a chain with the function that runs it.
     struct Step {
         var nodes: [FunctionNode]
-        var fused: FusedConvolution?
+        var fused: (any FusedFunction)?
     }
 
     static func steps(_ order: [FunctionNode], mode: PlanMode, options: CompileOptions, roots: [Variable]) -> [Step] {
         guard mode == .inference, options.clearBuffer, options.fusion else {
             return order.map { Step(nodes: [$0], fused: nil) }
         }
-        // Readers of every value (a function reading a value twice counts twice).
-        var readers: [Key: [FunctionNode]] = [:]
-        for n in order { for v in n.inputs { readers[Key(v), default: []].append(n) } }
-        let rootKeys = Set(roots.map { Key($0) })
-        func onlyReader(of n: FunctionNode) -> FunctionNode? {
-            let key = Key.output(node: ObjectIdentifier(n), index: 0)
-            guard n.outputTypes.count == 1, !rootKeys.contains(key), n.outputs[0]?.persistent != true,
-                  let r = readers[key], r.count == 1 else { return nil }
-            return r[0]
-        }
+        let readers = Readers(order, roots: roots)
+        func onlyReader(of n: FunctionNode) -> FunctionNode? { readers.onlyReader(of: n) }
 
         let position = Dictionary(uniqueKeysWithValues: order.enumerated().map { (ObjectIdentifier($1), $0) })
         // Where an absorbed node's value now appears: at its chain's convolution.
@@ -65,7 +57,7 @@ enum Fusion {
                 chain.append(next)
             }
             guard chain.count > 1 else { continue }
-            let fused = FusedConvolution(convolution: conv, convolutionInputs: n.inputs.count, batchNormalization: bn,
+            let fused: any FusedFunction = FusedConvolution(convolution: conv, convolutionInputs: n.inputs.count, batchNormalization: bn,
                                          residual: residual, activation: activation, pointwise: geometry.isPointwise)
             chains[ObjectIdentifier(n)] = Step(nodes: chain, fused: fused)
             for m in chain.dropFirst() { absorbed[ObjectIdentifier(m)] = at }
@@ -74,5 +66,36 @@ enum Fusion {
             if absorbed[ObjectIdentifier(n)] != nil { return nil }
             return chains[ObjectIdentifier(n)] ?? Step(nodes: [n], fused: nil)
         }
+    }
+}
+
+extension Fusion {
+    /// The values a chain reads from outside itself: the first node's inputs, then each later node's inputs that
+    /// are not the value passed along from the node before (the inputs of its fused step, in order).
+    static func externalInputs(_ chain: [FunctionNode]) -> [Variable] {
+        var inVars = chain[0].inputs
+        for (prev, n) in zip(chain, chain.dropFirst()) { inVars += n.inputs.filter { $0.parent !== prev } }
+        return inVars
+    }
+}
+
+/// Who reads each value of a schedule (a function reading a value twice counts twice), for passes that join a
+/// function with the one after it.
+struct Readers {
+    typealias Key = GraphCollector.ValueKey
+    private var readers: [Key: [FunctionNode]] = [:]
+    let rootKeys: Set<Key>
+
+    init(_ order: [FunctionNode], roots: [Variable]) {
+        for n in order { for v in n.inputs { readers[Key(v), default: []].append(n) } }
+        rootKeys = Set(roots.map { Key($0) })
+    }
+
+    /// The one function reading `n`'s single output, if that output is neither a root nor persistent.
+    func onlyReader(of n: FunctionNode) -> FunctionNode? {
+        let key = Key.output(node: ObjectIdentifier(n), index: 0)
+        guard n.outputTypes.count == 1, !rootKeys.contains(key), n.outputs[0]?.persistent != true,
+              let r = readers[key], r.count == 1 else { return nil }
+        return r[0]
     }
 }

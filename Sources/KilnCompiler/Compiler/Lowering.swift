@@ -10,9 +10,12 @@ import KilnGraph
 /// activations (in the arena), plus a workspace per step that needs one. Decides nothing about memory:
 /// lifetimes, sharing and offsets are the memory passes' work.
 enum Lowering {
-    static func forward(_ steps: [Fusion.Step], mode: PlanMode, options: CompileOptions,
+    static func forward(_ steps: [Fusion.Step], codes: [GraphCollector.ValueKey: QuantizedCodes] = [:],
+                        notes: [String] = [], mode: PlanMode, options: CompileOptions,
                         roots: [Variable]) throws -> PlanBuilder {
         var b = PlanBuilder(mode: mode, options: options, roots: roots)
+        b.codes = codes
+        b.notes = notes
         for step in steps {
             if let fused = step.fused { try b.addFused(step.nodes, fused) } else { try b.addForward(step.nodes[0]) }
         }

@@ -7,7 +7,8 @@ import KilnGraph
 /// may not touch). Options are resolved before the pipeline runs (`CompileOptions`, `Context`) and every
 /// pass reads the same value.
 ///
-///     roots ─ GraphCollector ─> nodes ─ Schedule ─> order ─ Fusion ─> steps ─ Lowering ─> forward plan
+///     roots ─ GraphCollector ─> nodes ─ Schedule ─> order ─ Fusion ─> steps ─ Quantization ─> steps, codes
+///           ─ Lowering ─> forward plan
 ///           ─ Autodiff (Rematerialization decides what backward rebuilds) ─> candidate plans
 ///           ─ memory passes, per candidate: Liveness ─> InPlace ─> HalfStorage ─> Placement ─> Plan
 ///           ─ Rematerialization.choose ─> the plan kept ─ GradientBuckets (distributed training) ─> Plan
@@ -28,8 +29,10 @@ enum Pipeline {
     static func lower(_ roots: [Variable], _ mode: PlanMode, _ options: CompileOptions) throws -> Lowered {
         let nodes = try GraphCollector.checkedNodes(from: roots)
         let order = Schedule.order(nodes)
-        let steps = Fusion.steps(order, mode: mode, options: options, roots: roots)
-        let forward = try Lowering.forward(steps, mode: mode, options: options, roots: roots)
+        let fused = Fusion.steps(order, mode: mode, options: options, roots: roots)
+        let quantized = Quantization.apply(fused, order: order, mode: mode, options: options, roots: roots)
+        let forward = try Lowering.forward(quantized.steps, codes: quantized.codes, notes: quantized.notes, mode: mode,
+                                           options: options, roots: roots)
         let candidates = mode == .training ? try Autodiff.candidates(forward, order) : [forward]
         let lowered = candidates.map { candidate in
             var l = candidate.finished()

@@ -12,7 +12,9 @@ extension Plan {
         if options.precision != .float { out.insert(contentsOf: "  precision=\(options.precision.rawValue)", at: out.index(before: out.endIndex)) }
         if threads != 1 { out.insert(contentsOf: "  threads=\(threads)", at: out.index(before: out.endIndex)) }
         let rebuilt = recomputeStepCount
-        out += "steps \(steps.count) (forward \(forwardStepCount)\(rebuilt > 0 ? ", recompute \(rebuilt)" : ""))  buffers \(buffers.count)\n\n"
+        out += "steps \(steps.count) (forward \(forwardStepCount)\(rebuilt > 0 ? ", recompute \(rebuilt)" : ""))  buffers \(buffers.count)\n"
+        for n in notes { out += "note: \(n)\n" }
+        out += "\n"
         for (i, s) in steps.enumerated() {
             let head = "\(pad(String(i), 4)) \(pad(s.kind.rawValue, 8)) \(pad(s.function, 22)) \(s.node)"
             out += head + "\n"
@@ -46,7 +48,7 @@ extension Plan {
         let b = buffers[id]
         var place = b.offset.map { "@\($0)" } ?? "(\(b.kind.rawValue))"
         if let r = aliases[id] { place += " in place of \(buffers[r].name)" }
-        return "\(b.name) \(b.type) \(place)"
+        return "\(b.name) \(b.type)\(b.codes.map { " as \($0)" } ?? "") \(place)"
     }
 
     public func summary() -> String {
@@ -143,7 +145,7 @@ extension Plan {
             ("name", .string(b.name)), ("kind", .string(b.kind.rawValue)),
             ("shape", .array(b.type.shape.map { .int($0) })), ("dtype", .string(b.type.dtype.rawValue)),
             ("offset", b.offset.map { .int($0) } ?? .null), ("size", .int(b.bytes)),
-        ])
+        ] + (b.codes.map { [("codes", JSON.string($0.description))] } ?? []))
     }
 }
 

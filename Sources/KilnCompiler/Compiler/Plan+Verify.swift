@@ -21,7 +21,7 @@ extension Plan {
             guard let off = b.offset else { throw fail("transient buffer \(b.name) has no offset") }
             guard off % Plan.alignment == 0 else { throw fail("\(b.name) at \(off) is not \(Plan.alignment)-aligned") }
             guard off >= 0, off + b.bytes <= arenaBytes else { throw fail("\(b.name) [\(off), \(off + b.bytes)) exceeds the arena of \(arenaBytes)") }
-            guard b.bytes >= b.type.byteCount else { throw fail("\(b.name) has \(b.bytes) bytes for \(b.type)") }
+            guard b.bytes >= b.storedByteCount else { throw fail("\(b.name) has \(b.bytes) bytes for \(b.type)") }
         }
         for b in buffers where !b.kind.isTransient {
             guard b.offset == nil else { throw fail("persistent buffer \(b.name) was placed in the arena") }

@@ -32,6 +32,8 @@ public struct Plan: Sendable {
     /// Distributed training plans (`CompileOptions.gradientBucketBytes`): the parameter gradients grouped
     /// into contiguous buckets, each ready for an all-reduce after one backward step. Empty otherwise.
     public var gradientBuckets: [GradientBucket] = []
+    /// What the compiler decided against and why (a quantized layer left in float32, ...), for dumps and `kiln plan`.
+    public var notes: [String] = []
 
     public static let alignment = 64
 
@@ -86,6 +88,11 @@ public struct PlanBuffer: Hashable, Sendable {
     public var bytes: Int
     /// Offset in the arena; nil for buffers outside it.
     public var offset: Int?
+    /// Quantized plans: the float value is held as 8-bit codes of this grid (`Quantization`).
+    public var codes: QuantizedCodes? = nil
+
+    /// Bytes the value occupies as stored (before rounding up to the alignment).
+    public var storedByteCount: Int { codes == nil ? type.byteCount : type.count }
 }
 
 public enum StepKind: String, Sendable {

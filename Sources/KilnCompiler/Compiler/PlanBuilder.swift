@@ -21,6 +21,9 @@ struct PlanBuilder {
     var recomputedBuffer: [Key: Int] = [:]
     /// Unique display names of nodes ("ReLU", "ReLU_2", ...) in schedule order.
     var nodeNames: [ObjectIdentifier: String] = [:]
+    /// Values held as 8-bit codes (`Quantization`), and the notes of the passes before lowering.
+    var codes: [Key: QuantizedCodes] = [:]
+    var notes: [String] = []
     var nameCounts: [String: Int] = [:]
 
     init(mode: PlanMode, options: CompileOptions, roots: [Variable]) {
@@ -56,6 +59,10 @@ struct PlanBuilder {
             bindings.externals[id] = .data(v)
         } else {
             id = newBuffer(name, .activation, type)
+            if let c = codes[key] {
+                buffers[id].codes = c
+                buffers[id].bytes = PlanBuilder.rounded(buffers[id].storedByteCount)
+            }
             if let v { bindings.arenaVariables.append((id, WeakVariable(value: v), false)) }
         }
         dataBuffer[key] = id
@@ -103,10 +110,9 @@ struct PlanBuilder {
 
     /// One step for a chain the Fusion pass joined: the inputs of every node in the chain except the values
     /// passed along it, the outputs of the last node.
-    mutating func addFused(_ chain: [FunctionNode], _ fused: FusedConvolution) throws {
+    mutating func addFused(_ chain: [FunctionNode], _ fused: any FusedFunction) throws {
         let displayName = chain.map { nodeName($0) }[0]
-        var inVars = chain[0].inputs
-        for (prev, n) in zip(chain, chain.dropFirst()) { inVars += n.inputs.filter { $0.parent !== prev } }
+        let inVars = Fusion.externalInputs(chain)
         let ins = inVars.map { data(of: $0, node: nil, index: 0, type: $0.type) }
         let last = chain[chain.count - 1]
         let outs = [data(of: last.outputs[0], node: last, index: 0, type: last.outputTypes[0])]
@@ -121,9 +127,10 @@ struct PlanBuilder {
 
     /// The plan as lowered, before any memory decision: no lifetimes, offsets or figures yet.
     func finished() -> Lowered {
-        let plan = Plan(mode: mode, options: options, buffers: buffers, steps: steps,
+        var plan = Plan(mode: mode, options: options, buffers: buffers, steps: steps,
                         forwardStepCount: forwardStepCount, arenaBytes: 0, lowerBoundBytes: 0, naiveBytes: 0,
                         persistentBytes: 0, placementAlgorithm: "none")
+        plan.notes = notes
         return Lowered(plan: plan, bindings: bindings)
     }
 }

@@ -14,10 +14,10 @@ package struct FusedConvolution: Function {
     let convolution: Convolution
     /// Number of the convolution's inputs (2 without bias, 3 with).
     let convolutionInputs: Int
-    let batchNormalization: BatchNormalization?
+    package let batchNormalization: BatchNormalization?
     /// Whether an Add2 with a tensor shaped like the output follows (the residual is the last input).
-    let residual: Bool
-    let activation: ConvEpilogue.Activation
+    package let residual: Bool
+    package let activation: ConvEpilogue.Activation
     /// A 1x1, stride 1, unpadded convolution writes its product straight into the output, so the output must
     /// not share the residual's memory.
     let pointwise: Bool
@@ -80,43 +80,45 @@ package struct FusedConvolution: Function {
         let bias = convolutionInputs == 3 ? b.inputs[2].f : nil
         let ws = b.workspace?.assumingMemoryBound(to: Float.self)
         if engine.plan != nil && ws == nil { throw error("missing workspace") }
+        let table = NormalizationTable(batchNormalization, maps: engine.outmaps, inputs: b.inputs, first: convolutionInputs)
         let maps = engine.outmaps
-        // Per-map mean, scale and shift, recomputed every run (the statistics are parameters a user may change).
-        let table = FloatScratch(count: 3 * maps)
-        var readParameters: () -> Void = {}
-        if let bn = batchNormalization {
-            let p = b.inputs[convolutionInputs..<(convolutionInputs + bn.inputCount - 1)].map { $0.f }
-            let beta = bn.betaIndex.map { p[$0 - 1] }, gamma = bn.gammaIndex.map { p[$0 - 1] }
-            let mean = p[bn.meanIndex - 1], variance = p[bn.varianceIndex - 1], eps = bn.eps
-            readParameters = {
-                for m in 0..<maps {
-                    table.p[m] = mean[m]
-                    table.p[maps + m] = BatchNormKernels.testScale(gamma: gamma?[m], variance: variance[m], eps: eps)
-                    table.p[2 * maps + m] = beta?[m] ?? 0
-                }
-            }
-        } else {
-            // An activation alone: (v - 0) * 1 + 0 is exactly v.
-            for m in 0..<maps { table.p[m] = 0; table.p[maps + m] = 1; table.p[2 * maps + m] = 0 }
-        }
         let residualValues = residualIndex.map { UnsafePointer(b.inputs[$0].f) }
         let epilogue = ConvEpilogue(mean: table.p, scale: table.p + maps, shift: table.p + 2 * maps,
                                     residual: residualValues, activation: activation)
         return {
-            readParameters()
+            table.read()
             engine.forward(image: x, weight: w, col: y, bias: bias, accumulate: false, workspace: ws, epilogue: epilogue)
-            withExtendedLifetime(table) {}
         }
     }
 }
 
-/// Floats owned by a kernel, allocated when the kernel is built (never while it runs).
-final class FloatScratch {
+/// A fused step's per-map batch normalisation with fixed statistics as `mean`, `scale` and `shift` rows
+/// (`(v - mean) * scale + shift`, as the BatchNormalization kernel computes it), read from the parameters on
+/// every run (a user may change them). Without a normalisation the rows are 0, 1 and 0: `(v - 0) * 1 + 0` is v.
+final class NormalizationTable {
     let p: UnsafeMutablePointer<Float>
+    let read: () -> Void
 
-    init(count: Int) {
-        p = .allocate(capacity: max(count, 1))
-        p.initialize(repeating: 0, count: max(count, 1))
+    /// `bn`'s parameters are `inputs[first...]` without its x (beta, gamma as present, mean, variance).
+    init(_ bn: BatchNormalization?, maps: Int, inputs: [Tensor], first: Int) {
+        let table = UnsafeMutablePointer<Float>.allocate(capacity: max(3 * maps, 1))
+        table.initialize(repeating: 0, count: max(3 * maps, 1))
+        p = table
+        guard let bn else {
+            for m in 0..<maps { table[maps + m] = 1 }
+            read = {}
+            return
+        }
+        let params = inputs[first..<(first + bn.inputCount - 1)].map { $0.f }
+        let beta = bn.betaIndex.map { params[$0 - 1] }, gamma = bn.gammaIndex.map { params[$0 - 1] }
+        let mean = params[bn.meanIndex - 1], variance = params[bn.varianceIndex - 1], eps = bn.eps
+        read = {
+            for m in 0..<maps {
+                table[m] = mean[m]
+                table[maps + m] = BatchNormKernels.testScale(gamma: gamma?[m], variance: variance[m], eps: eps)
+                table[2 * maps + m] = beta?[m] ?? 0
+            }
+        }
     }
 
     deinit { p.deallocate() }

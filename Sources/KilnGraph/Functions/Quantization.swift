@@ -61,7 +61,8 @@ public struct FixedPointQuantize: Function {
         try Check.float(inputs[0], Self.typeName, "x")
         guard n > 0 else { throw error("bit width n must be positive, got \(n)") }
         guard sign ? n > 1 : true else { throw error("bit width n must be at least 2 with sign=true (the sign takes 1 bit), got \(n)") }
-        guard n <= 64 else { throw error("bit width n must be at most 64, got \(n)") }
+        // Codes past 2^24 have no exact float32 value: wider grids would not be fixed-point at all.
+        guard n <= 32 else { throw error("bit width n must be at most 32, got \(n)") }
         let d = Float(delta)
         guard d > 0 && d.isFinite else { throw error("delta must be a positive float32 number, got \(delta)") }
         return [inputs[0]]

@@ -52,7 +52,7 @@ package struct QuantizedProduct {
     let kind: Kind
     let batch: Int
     /// Output maps (convolution) or units (affine), all groups.
-    let outputs: Int
+    package let outputs: Int
     /// Per group: rows (maps), depth (inputs per output) and columns (pixels per sample, or samples) of the product.
     let rows: Int, depth: Int, columns: Int
     let sampleIn: Int
@@ -101,6 +101,18 @@ package struct QuantizedProduct {
     }
 
     static func aligned(_ bytes: Int) -> Int { (bytes + 63) / 64 * 64 }
+
+    /// nnabla's FixedPointQuantize of `count` floats into codes in [`minCode`, `maxCode`] on a grid of `step`.
+    package static func quantize(_ x: UnsafePointer<Float>, count: Int, step: Float, minCode: Int, maxCode: Int,
+                                 signed: Bool, into out: UnsafeMutableRawPointer) {
+        kiln_q8_quantize(x, count, step, minCode, maxCode, Int32(signed ? KILN_Q8_S8 : KILN_Q8_U8), out)
+    }
+
+    /// Codes back to the floats they stand for.
+    package static func dequantize(_ codes: UnsafeRawPointer, _ grid: QuantizedCodes, count: Int,
+                                   into out: UnsafeMutablePointer<Float>) {
+        kiln_q8_dequantize(codes, Int32(grid.signed ? KILN_Q8_S8 : KILN_Q8_U8), count, grid.step, out)
+    }
 
     package var workspaceBytes: Int { packedABytes + sliceBytes * parts }
 

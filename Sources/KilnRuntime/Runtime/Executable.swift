@@ -131,7 +131,8 @@ public final class Executable {
         for l in plan.lifetimes { last[l.buffer] = l.last }
         for (buffer, variable, isGrad) in bindings.arenaVariables {
             guard let p = pointers[buffer], let l = last[buffer] else { continue }
-            views.append((ArenaView(owner: storage, pointer: p, dtype: plan.buffers[buffer].type.dtype), variable, isGrad, l))
+            views.append((ArenaView(owner: storage, pointer: p, dtype: plan.buffers[buffer].type.dtype,
+                                    codes: plan.buffers[buffer].codes), variable, isGrad, l))
         }
     }
 

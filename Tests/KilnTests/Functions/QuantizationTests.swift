@@ -188,7 +188,8 @@ struct QuantizationTests {
     @Test func quantizerErrors() throws {
         let x = TensorType([4])
         for f in [FixedPointQuantize(n: 0), FixedPointQuantize(n: -3), FixedPointQuantize(sign: true, n: 1),
-                  FixedPointQuantize(delta: 0), FixedPointQuantize(delta: -0.5),
+                  FixedPointQuantize(n: 33), FixedPointQuantize(delta: 0), FixedPointQuantize(delta: -0.5),
+                  FixedPointQuantize(delta: .nan), FixedPointQuantize(delta: .infinity), FixedPointQuantize(delta: 1e-50),
                   Pow2Quantize(n: 0), Pow2Quantize(n: -1), Pow2Quantize(sign: true, withZero: true, n: 2)] as [any Function] {
             #expect(throws: KilnError.self, "\(f.arguments)") { try f.outputTypes([x]) }
         }
@@ -197,6 +198,7 @@ struct QuantizationTests {
         #expect(throws: KilnError.self) { try FunctionRegistry.make(type: "Pow2Quantize", arguments: ["delta": .double(1)]) }
         // the smallest valid widths
         #expect(try FixedPointQuantize(sign: false, n: 1).outputTypes([x]) == [x])
+        #expect(try FixedPointQuantize(sign: true, n: 32).outputTypes([x]) == [x])
         #expect(try Pow2Quantize(sign: false, withZero: false, n: 1).outputTypes([x]) == [x])
     }
 }
