@@ -63,7 +63,7 @@ let package = Package(
         ]),
         // Graph converters (BatchNormalization folding, fixed point): graph rewrites, which need nothing above
         // the graph.
-        .target(name: "KilnConverters", dependencies: ["KilnCore", "KilnGraph", "KilnRuntime"]),
+        .target(name: "KilnConverters", dependencies: ["KilnCore", "KilnGraph", "KilnCompiler", "KilnRuntime"]),
         // Other engines' model files read into graphs and graphs written back out: ONNX, nnabla's .nnp and .h5.
         .target(name: "KilnInterop", dependencies: [
             "KilnCore", "KilnGraph", "CHDF5", .product(name: "SwiftProtobuf", package: "swift-protobuf"),

@@ -118,9 +118,58 @@ void kiln_q8_pack_a(int path, long m, long k, const float *a, long mStride, long
     }
 }
 
+// Rows of codes (row p at `b + p*ld`) into the pairs layout: 16-bit codes, two rows interleaved per block column.
+static void pack_code_rows_pairs(long k, long n, const uint8_t *b, long ld, int isSigned, int16_t *out) {
+    long words = (k + 1) / 2, nb = 16;
+    for (long jb = 0; jb * nb < n; jb++) {
+        long cols = n - jb * nb < nb ? n - jb * nb : nb;
+        int16_t *block = out + jb * words * nb * 2;
+        for (long w = 0; w < words; w++) {
+            int16_t *o = block + w * nb * 2;
+            const uint8_t *r0 = b + 2 * w * ld + jb * nb, *r1 = 2 * w + 1 < k ? r0 + ld : NULL;
+            long j = 0;
+            if (isSigned) {
+                for (; j < cols; j++) { o[2 * j] = (int8_t)r0[j]; o[2 * j + 1] = r1 ? (int8_t)r1[j] : 0; }
+            } else {
+                for (; j < cols; j++) { o[2 * j] = r0[j]; o[2 * j + 1] = r1 ? r1[j] : 0; }
+            }
+            for (; j < nb; j++) o[2 * j] = o[2 * j + 1] = 0;
+        }
+    }
+}
+
+// Rows of codes into the quads layout: bytes, four rows interleaved per block column, signed codes plus 128.
+static void pack_code_rows_quads(long k, long n, long nb, const uint8_t *b, long ld, int isSigned, uint8_t *out) {
+    long words = (k + 3) / 4;
+    uint8_t flip = isSigned ? 0x80 : 0;  // int8 c as uint8, xor 0x80, is c + 128
+    for (long jb = 0; jb * nb < n; jb++) {
+        long cols = n - jb * nb < nb ? n - jb * nb : nb;
+        uint8_t *block = out + jb * words * nb * 4;
+        for (long w = 0; w < words; w++) {
+            uint8_t *o = block + w * nb * 4;
+            for (long e = 0; e < 4; e++) {
+                long p = 4 * w + e;
+                if (p >= k) {
+                    for (long j = 0; j < nb; j++) o[4 * j + e] = flip;
+                    continue;
+                }
+                const uint8_t *r = b + p * ld + jb * nb;
+                long j = 0;
+                for (; j < cols; j++) o[4 * j + e] = r[j] ^ flip;
+                for (; j < nb; j++) o[4 * j + e] = flip;
+            }
+        }
+    }
+}
+
 void kiln_q8_pack_b(int path, long k, long n, const void *b, int source, int isSigned, long kStride, long nStride,
                     float inverseStep, void *packed) {
     long words = words_of(path, k), g = group_of(path), nb = block_of(path), blocks = (n + nb - 1) / nb;
+    if (source != KILN_Q8_FLOAT && nStride == 1) {
+        if (g == 2) pack_code_rows_pairs(k, n, (const uint8_t *)b, kStride, isSigned, (int16_t *)packed);
+        else pack_code_rows_quads(k, n, nb, (const uint8_t *)b, kStride, isSigned, (uint8_t *)packed);
+        return;
+    }
     long lo = isSigned ? -128 : 0, hi = isSigned ? 127 : 255;
     const uint8_t *u = (const uint8_t *)b;
     const int8_t *s = (const int8_t *)b;
@@ -281,40 +330,43 @@ static long fixed_point_code(float v, float step, long minCode, long maxCode) {
     if (v > (float)maxCode * step) return maxCode;
     if (v < (float)minCode * step) return minCode;
     if (!(v == v)) return 0;
-    long q = (long)floorf(fabsf(v) / step + 0.5f);
+    // Truncation is floor for the non-negative values here (and needs no libm call without SSE4.1).
+    long q = (long)(fabsf(v) / step + 0.5f);
     return v < 0 ? -q : q;
 }
 
 void kiln_q8_finish_row(const kiln_q8_epilogue *e, long row, const int32_t *acc, long count, void *out, long offset,
                         long stride) {
-    float bias = e->bias ? e->bias[row] : 0.0f;
-    int normalise = e->mean != NULL;
-    float mu = normalise ? e->mean[row] : 0.0f, scale = normalise ? e->normScale[row] : 1.0f;
-    float shift = normalise ? e->shift[row] : 0.0f;
+    // Everything the loop reads, in locals: loop-invariant, so the compiler can take each case's branches out.
+    const float scale = e->scale, bias = e->bias ? e->bias[row] : 0.0f;
+    const int hasBias = e->bias != NULL, normalise = e->mean != NULL;
+    const float mu = normalise ? e->mean[row] : 0.0f, norm = normalise ? e->normScale[row] : 1.0f;
+    const float shift = normalise ? e->shift[row] : 0.0f;
+    const int residualKind = e->residualKind, activation = e->activation, output = e->output;
+    const float residualStep = e->residualStep, outStep = e->outStep;
+    const long lo = e->outMinCode, hi = e->outMaxCode;
+    const float *rf = (const float *)e->residual;
+    const uint8_t *ru = (const uint8_t *)e->residual;
+    const int8_t *rs = (const int8_t *)e->residual;
     for (long j = 0; j < count; j++) {
         long at = offset + j * stride;
-        float v = (float)acc[j] * e->scale;
-        if (e->bias) v = v + bias;
+        float v = (float)acc[j] * scale;
+        if (hasBias) v = v + bias;
         if (normalise) {
             v = v - mu;
-            v = v * scale;
+            v = v * norm;
             v = v + shift;
         }
-        switch (e->residualKind) {
-        case KILN_Q8_FLOAT: v = v + ((const float *)e->residual)[at]; break;
-        case KILN_Q8_U8: v = v + (float)((const uint8_t *)e->residual)[at] * e->residualStep; break;
-        case KILN_Q8_S8: v = v + (float)((const int8_t *)e->residual)[at] * e->residualStep; break;
-        default: break;
-        }
-        if (e->activation >= 1 && 0.0f >= v) v = 0.0f;
-        if (e->activation == 2 && 6.0f < v) v = 6.0f;
-        if (e->output == KILN_Q8_FLOAT) { ((float *)out)[at] = v; continue; }
-        long code = fixed_point_code(v, e->outStep, e->outMinCode, e->outMaxCode);
-        switch (e->output) {
-        case KILN_Q8_U8: ((uint8_t *)out)[at] = (uint8_t)code; break;
-        case KILN_Q8_S8: ((int8_t *)out)[at] = (int8_t)code; break;
-        default: ((float *)out)[at] = (float)code * e->outStep; break; // KILN_Q8_FLOAT_GRID
-        }
+        if (residualKind == KILN_Q8_FLOAT) v = v + rf[at];
+        else if (residualKind == KILN_Q8_U8) v = v + (float)ru[at] * residualStep;
+        else if (residualKind == KILN_Q8_S8) v = v + (float)rs[at] * residualStep;
+        if (activation >= 1 && 0.0f >= v) v = 0.0f;
+        if (activation == 2 && 6.0f < v) v = 6.0f;
+        if (output == KILN_Q8_FLOAT) { ((float *)out)[at] = v; continue; }
+        long code = fixed_point_code(v, outStep, lo, hi);
+        if (output == KILN_Q8_U8) ((uint8_t *)out)[at] = (uint8_t)code;
+        else if (output == KILN_Q8_S8) ((int8_t *)out)[at] = (int8_t)code;
+        else ((float *)out)[at] = (float)code * outStep; // KILN_Q8_FLOAT_GRID
     }
 }
 

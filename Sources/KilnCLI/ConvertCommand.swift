@@ -85,7 +85,7 @@ struct ConvertCommand: ParsableCommand {
             }
         }
         for (flag, v) in [("--n", n), ("--n-w", nW), ("--n-b", nB)] {
-            if let v, !(1...64).contains(v) { throw ValidationError("\(flag) must be between 1 and 64, got \(v)") }
+            if let v, !(1...32).contains(v) { throw ValidationError("\(flag) must be between 1 and 32, got \(v)") }
         }
         if let d = delta, !(d > 0 && Float(d).isFinite && Float(d) > 0) {
             throw ValidationError("--delta must be a positive float32 number, got \(d)")

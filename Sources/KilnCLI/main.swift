@@ -8,7 +8,7 @@ struct KilnCommand: ParsableCommand {
         commandName: "kiln",
         abstract: "Define-then-run neural networks compiled ahead of time into memory-planned CPU plans.",
         version: KilnVersion.description,
-        subcommands: [TrainCommand.self, PlanCommand.self, RunCommand.self, ConvertCommand.self, DemoCommand.self, ViewCommand.self, BenchCommand.self, ProfileCommand.self, PlotCommand.self, ImportCommand.self, ExportCommand.self])
+        subcommands: [TrainCommand.self, PlanCommand.self, RunCommand.self, ConvertCommand.self, DemoCommand.self, ViewCommand.self, BenchCommand.self, ProfileCommand.self, PlotCommand.self, ImportCommand.self, ExportCommand.self, QuantizeCommand.self, EvaluateCommand.self])
 
     /// `kiln` alone is a usage error, as for other tools with subcommands: the help goes to standard error and
     /// the status is 64 (`kiln --help` prints it to standard output with status 0).

@@ -162,6 +162,11 @@ struct GraphRewrite {
         }
     }
 
+    /// Makes `v` the new graph's value of the source leaf `leaf` for every reader (a quantized graph input).
+    mutating func stand(_ v: Variable, forLeaf leaf: Variable) {
+        mapped[Key(leaf)] = v
+    }
+
     /// A name no variable of either graph has: `base`, or `base_1`, `base_2`, ...
     mutating func uniqueName(_ base: String) -> String {
         var name = base, k = 1

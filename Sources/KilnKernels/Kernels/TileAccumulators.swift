@@ -49,4 +49,6 @@ struct Tile2x4 {
 public enum KernelPaths {
     /// The matrix tiles: "avx2+fma" or "generic".
     public static var tiles: String { String(cString: kiln_tile_path()) }
+    /// The integer products of quantized plans: "avx512-vnni", "avx-vnni", "avx2" or "generic".
+    public static var integerPath: String { String(cString: kiln_q8_path_name(kiln_q8_current_path())) }
 }

@@ -19,6 +19,9 @@ public final class Executable {
     private var views: [(view: ArenaView, variable: WeakVariable, isGrad: Bool, last: Int)] = []
     /// Parameters whose gradient the backward phase writes (their `gradWritten` is set after a run).
     private var writtenGrads: [WeakVariable] = []
+    /// Variables whose own storage a step writes (requested outputs, gradients), with that step: after a run
+    /// covering it, the variable's own value is the current one, not what another plan's arena left.
+    private var ownStorageWrites: [(variable: WeakVariable, isGrad: Bool, step: Int)] = []
     public private(set) var runs = 0
     /// Distributed training plans: the memory of every gradient bucket (`Plan.gradientBuckets`), one region
     /// that the parameters' gradient arrays view, and each bucket's values in it.
@@ -51,6 +54,15 @@ public final class Executable {
             }
             retained.append(array)
             pointers[b.id] = array.raw
+        }
+        for (s, step) in plan.steps.enumerated() {
+            for b in Set(step.outputs) {
+                switch bindings.externals[b] {
+                case .data(let v)?: ownStorageWrites.append((WeakVariable(value: v), false, s))
+                case .grad(let v)?: ownStorageWrites.append((WeakVariable(value: v), true, s))
+                case nil: break
+                }
+            }
         }
         func tensor(_ id: Int) throws -> Tensor {
             guard let p = pointers[id] else { throw KilnError.planFailed("buffer \(plan.buffers[id].name) has no storage") }
@@ -205,6 +217,9 @@ public final class Executable {
         runs += 1
         if plan.mode == .training && phase != .forward {
             for w in writtenGrads { w.value?.gradWritten = true }
+        }
+        for w in ownStorageWrites where range.contains(w.step) {
+            if w.isGrad { w.variable.value?.gradView = nil } else { w.variable.value?.dataView = nil }
         }
         // Values still in place at the end of what ran can be read through their variables.
         let end = range.upperBound - 1

@@ -32,7 +32,7 @@ struct CLIValidationTests {
         (["demo", "--batch-size", "-64"], "Error: --batch-size must be positive, got -64"),
         (["plan", "mlp", "--batch-size", "-4"], "Error: --batch-size must be positive, got -4"),
         (["view", "mlp", "-o", "x.svg", "--batch-size", "0"], "Error: --batch-size must be positive, got 0"),
-        (["convert", "g.json", "--converter", "fixed-point-activation", "--n", "-1", "-o", "o.json"], "Error: --n must be between 1 and 64, got -1"),
+        (["convert", "g.json", "--converter", "fixed-point-activation", "--n", "-1", "-o", "o.json"], "Error: --n must be between 1 and 32, got -1"),
         (["plan", "resnet1000"], "Error: unknown model 'resnet1000'; the zoo models are lenet, resnet20, mlp, or give a graph file (.json, .onnx, .nnp)"),
         (["bench", "resnet1000"], "Error: unknown model 'resnet1000'; the zoo models are lenet, resnet20, mlp, or give a graph file (.json, .onnx, .nnp)"),
         (["profile", "resnet1000"], "Error: unknown model 'resnet1000'; the zoo models are lenet, resnet20, mlp, or give a graph file (.json, .onnx, .nnp)"),
