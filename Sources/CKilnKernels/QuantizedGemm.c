@@ -45,11 +45,15 @@ static int cpu_has(int path) { return path == PATH_GENERIC; }
 
 static const char *const path_names[] = {"generic", "avx2", "avx-vnni", "avx512-vnni", "avx-vnni-layout",
                                           "avx512-vnni-layout"};
-static int forced = -1;
+static int forced = -1, automatic = -1;
 
 static int automatic_path(void) {
-    for (int p = PATH_AVX512_VNNI; p > PATH_GENERIC; p--) if (cpu_has(p)) return p;
-    return PATH_GENERIC;
+    int a = __atomic_load_n(&automatic, __ATOMIC_ACQUIRE);
+    if (a >= 0) return a;
+    a = PATH_GENERIC;
+    for (int p = PATH_AVX512_VNNI; p > PATH_GENERIC; p--) if (cpu_has(p)) { a = p; break; }
+    __atomic_store_n(&automatic, a, __ATOMIC_RELEASE);
+    return a;
 }
 
 int kiln_q8_current_path(void) {
@@ -162,10 +166,46 @@ static void pack_code_rows_quads(long k, long n, long nb, const uint8_t *b, long
     }
 }
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+// pack_code_rows_pairs with AVX2: a full block of 16 columns of two rows widened and interleaved in registers.
+__attribute__((target("avx2"))) static void pack_code_rows_pairs_avx2(long k, long n, const uint8_t *b, long ld,
+                                                                      int isSigned, int16_t *out) {
+    long words = (k + 1) / 2, nb = 16, full = n / nb;
+    const __m128i zero = _mm_setzero_si128();
+    for (long jb = 0; jb < full; jb++) {
+        int16_t *block = out + jb * words * nb * 2;
+        for (long w = 0; w < words; w++) {
+            const uint8_t *r0 = b + 2 * w * ld + jb * nb;
+            __m128i x0 = _mm_loadu_si128((const __m128i *)r0);
+            __m128i x1 = 2 * w + 1 < k ? _mm_loadu_si128((const __m128i *)(r0 + ld)) : zero;
+            __m256i a = isSigned ? _mm256_cvtepi8_epi16(x0) : _mm256_cvtepu8_epi16(x0);
+            __m256i c = isSigned ? _mm256_cvtepi8_epi16(x1) : _mm256_cvtepu8_epi16(x1);
+            __m256i lo = _mm256_unpacklo_epi16(a, c), hi = _mm256_unpackhi_epi16(a, c);
+            __m256i *o = (__m256i *)(block + w * nb * 2);
+            _mm256_storeu_si256(o, _mm256_permute2x128_si256(lo, hi, 0x20));
+            _mm256_storeu_si256(o + 1, _mm256_permute2x128_si256(lo, hi, 0x31));
+        }
+    }
+    if (full * nb < n) {
+        // The partial last block: the plain loop on the columns left.
+        long done = full * nb;
+        pack_code_rows_pairs(k, n - done, b + done, ld, isSigned, out + full * words * nb * 2);
+    }
+}
+#endif
+
 void kiln_q8_pack_b(int path, long k, long n, const void *b, int source, int isSigned, long kStride, long nStride,
                     float inverseStep, void *packed) {
     long words = words_of(path, k), g = group_of(path), nb = block_of(path), blocks = (n + nb - 1) / nb;
     if (source != KILN_Q8_FLOAT && nStride == 1) {
+#if defined(__x86_64__)
+        if (path == PATH_AVX2) {
+            pack_code_rows_pairs_avx2(k, n, (const uint8_t *)b, kStride, isSigned, (int16_t *)packed);
+            return;
+        }
+#endif
         if (g == 2) pack_code_rows_pairs(k, n, (const uint8_t *)b, kStride, isSigned, (int16_t *)packed);
         else pack_code_rows_quads(k, n, nb, (const uint8_t *)b, kStride, isSigned, (uint8_t *)packed);
         return;
@@ -335,8 +375,90 @@ static long fixed_point_code(float v, float step, long minCode, long maxCode) {
     return v < 0 ? -q : q;
 }
 
+#if defined(__x86_64__)
+// fixed_point_code on 8 lanes: the same comparisons and rounding.
+__attribute__((target("avx2"))) static inline __m256i fixed_point_codes_avx2(__m256 v, float step, long minCode,
+                                                                               long maxCode) {
+    const __m256 zero = _mm256_setzero_ps(), half = _mm256_set1_ps(0.5f);
+    const __m256 top = _mm256_set1_ps((float)maxCode * step), bottom = _mm256_set1_ps((float)minCode * step);
+    const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    // |v| / step is |v| * (1 / step) exactly (a power of two), rounded half away from zero by truncation.
+    __m256i q = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(_mm256_and_ps(v, absMask), _mm256_set1_ps(1.0f / step)), half));
+    __m256 negative = _mm256_cmp_ps(v, zero, _CMP_LT_OQ);
+    __m256i code = _mm256_blendv_epi8(q, _mm256_sub_epi32(_mm256_setzero_si256(), q), _mm256_castps_si256(negative));
+    code = _mm256_blendv_epi8(code, _mm256_set1_epi32((int)maxCode), _mm256_castps_si256(_mm256_cmp_ps(v, top, _CMP_GT_OQ)));
+    code = _mm256_blendv_epi8(code, _mm256_set1_epi32((int)minCode), _mm256_castps_si256(_mm256_cmp_ps(v, bottom, _CMP_LT_OQ)));
+    return _mm256_andnot_si256(_mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)), code);
+}
+
+// Eight codes (in int32 lanes, within int8 or uint8 range) stored as bytes.
+__attribute__((target("avx2"))) static inline void store_codes_avx2(__m256i code, int isUnsigned, uint8_t *out) {
+    __m128i c16 = _mm_packs_epi32(_mm256_castsi256_si128(code), _mm256_extracti128_si256(code, 1));
+    _mm_storel_epi64((__m128i *)out, isUnsigned ? _mm_packus_epi16(c16, c16) : _mm_packs_epi16(c16, c16));
+}
+
+// kiln_q8_finish_row on a contiguous row, 8 values at a time with the scalar code's operations and comparisons
+// (the same results bit for bit); returns how many it did.
+__attribute__((target("avx2"))) static long finish_row_avx2(const kiln_q8_epilogue *e, long row, const int32_t *acc,
+                                                            long count, void *out, long offset) {
+    const int hasBias = e->bias != NULL, normalise = e->mean != NULL;
+    const __m256 scale = _mm256_set1_ps(e->scale), bias = _mm256_set1_ps(hasBias ? e->bias[row] : 0.0f);
+    const __m256 mu = _mm256_set1_ps(normalise ? e->mean[row] : 0.0f);
+    const __m256 norm = _mm256_set1_ps(normalise ? e->normScale[row] : 1.0f);
+    const __m256 shift = _mm256_set1_ps(normalise ? e->shift[row] : 0.0f);
+    const int residualKind = e->residualKind, activation = e->activation, output = e->output;
+    const __m256 residualStep = _mm256_set1_ps(e->residualStep), zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
+    const float step = e->outStep;
+    const __m256 stepv = _mm256_set1_ps(step);
+    long j = 0;
+    for (; j + 8 <= count; j += 8) {
+        long at = offset + j;
+        __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(acc + j))), scale);
+        if (hasBias) v = _mm256_add_ps(v, bias);
+        if (normalise) v = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v, mu), norm), shift);
+        if (residualKind == KILN_Q8_FLOAT) {
+            v = _mm256_add_ps(v, _mm256_loadu_ps((const float *)e->residual + at));
+        } else if (residualKind == KILN_Q8_U8 || residualKind == KILN_Q8_S8) {
+            __m128i r = _mm_loadl_epi64((const __m128i *)((const uint8_t *)e->residual + at));
+            __m256i r32 = residualKind == KILN_Q8_U8 ? _mm256_cvtepu8_epi32(r) : _mm256_cvtepi8_epi32(r);
+            v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_cvtepi32_ps(r32), residualStep));
+        }
+        // 0 where 0 >= v, 6 where 6 < v: the scalar comparisons (NaN stays NaN).
+        if (activation >= 1) v = _mm256_blendv_ps(v, zero, _mm256_cmp_ps(zero, v, _CMP_GE_OQ));
+        if (activation == 2) v = _mm256_blendv_ps(v, six, _mm256_cmp_ps(six, v, _CMP_LT_OQ));
+        if (output == KILN_Q8_FLOAT) { _mm256_storeu_ps((float *)out + at, v); continue; }
+        __m256i code = fixed_point_codes_avx2(v, step, e->outMinCode, e->outMaxCode);
+        if (output == KILN_Q8_FLOAT_GRID) {
+            _mm256_storeu_ps((float *)out + at, _mm256_mul_ps(_mm256_cvtepi32_ps(code), stepv));
+            continue;
+        }
+        store_codes_avx2(code, output == KILN_Q8_U8, (uint8_t *)out + at);
+    }
+    return j;
+}
+
+__attribute__((target("avx2"))) static long quantize_avx2(const float *x, long count, float step, long minCode,
+                                                          long maxCode, int output, uint8_t *out) {
+    long j = 0;
+    for (; j + 8 <= count; j += 8) {
+        store_codes_avx2(fixed_point_codes_avx2(_mm256_loadu_ps(x + j), step, minCode, maxCode), output == KILN_Q8_U8,
+                         out + j);
+    }
+    return j;
+}
+#endif
+
 void kiln_q8_finish_row(const kiln_q8_epilogue *e, long row, const int32_t *acc, long count, void *out, long offset,
                         long stride) {
+#if defined(__x86_64__)
+    int path = kiln_q8_current_path();
+    if (stride == 1 && path >= PATH_AVX2 && path <= PATH_AVX512_VNNI) {
+        long done = finish_row_avx2(e, row, acc, count, out, offset);
+        acc += done;
+        count -= done;
+        offset += done;
+    }
+#endif
     // Everything the loop reads, in locals: loop-invariant, so the compiler can take each case's branches out.
     const float scale = e->scale, bias = e->bias ? e->bias[row] : 0.0f;
     const int hasBias = e->bias != NULL, normalise = e->mean != NULL;
@@ -371,7 +493,12 @@ void kiln_q8_finish_row(const kiln_q8_epilogue *e, long row, const int32_t *acc,
 }
 
 void kiln_q8_quantize(const float *x, long count, float step, long minCode, long maxCode, int output, void *out) {
-    for (long j = 0; j < count; j++) {
+    long j = 0;
+#if defined(__x86_64__)
+    int path = kiln_q8_current_path();
+    if (path >= PATH_AVX2 && path <= PATH_AVX512_VNNI) j = quantize_avx2(x, count, step, minCode, maxCode, output, (uint8_t *)out);
+#endif
+    for (; j < count; j++) {
         long code = fixed_point_code(x[j], step, minCode, maxCode);
         if (output == KILN_Q8_U8) ((uint8_t *)out)[j] = (uint8_t)code;
         else ((int8_t *)out)[j] = (int8_t)code;
@@ -385,21 +512,44 @@ void kiln_q8_dequantize(const void *codes, int source, long count, float step, f
     }
 }
 
-void kiln_q8_im2col(const kiln_conv_shape *s, const uint8_t *x, uint8_t *cols) {
-    long n = s->oh * s->ow;
+long kiln_q8_padded_bytes(const kiln_conv_shape *s) { return s->channels * (s->h + 2 * s->ph) * (s->w + 2 * s->pw); }
+
+void kiln_q8_pad(const kiln_conv_shape *s, const uint8_t *x, uint8_t *padded) {
+    long hp = s->h + 2 * s->ph, wp = s->w + 2 * s->pw;
+    for (long c = 0; c < s->channels; c++) {
+        uint8_t *plane = padded + c * hp * wp;
+        memset(plane, 0, (size_t)(s->ph * wp));
+        for (long y = 0; y < s->h; y++) {
+            uint8_t *row = plane + (y + s->ph) * wp;
+            memset(row, 0, (size_t)s->pw);
+            memcpy(row + s->pw, x + (c * s->h + y) * s->w, (size_t)s->w);
+            memset(row + s->pw + s->w, 0, (size_t)s->pw);
+        }
+        memset(plane + (s->h + s->ph) * wp, 0, (size_t)(s->ph * wp));
+    }
+}
+
+// Copies `count` bytes with 8-byte moves (the last one overlapping), for rows too short for memcpy to pay.
+static inline void copy_short(uint8_t *dst, const uint8_t *src, long count) {
+    if (count < 8) { for (long b = 0; b < count; b++) dst[b] = src[b]; return; }
+    uint64_t v;
+    for (long b = 0; b + 8 <= count; b += 8) { __builtin_memcpy(&v, src + b, 8); __builtin_memcpy(dst + b, &v, 8); }
+    __builtin_memcpy(&v, src + count - 8, 8);
+    __builtin_memcpy(dst + count - 8, &v, 8);
+}
+
+void kiln_q8_im2col_padded(const kiln_conv_shape *s, const uint8_t *padded, uint8_t *cols) {
+    long hp = s->h + 2 * s->ph, wp = s->w + 2 * s->pw, n = s->oh * s->ow, ow = s->ow;
     for (long c = 0; c < s->channels; c++) {
         for (long i = 0; i < s->kh; i++) {
             for (long j = 0; j < s->kw; j++) {
                 uint8_t *row = cols + ((c * s->kh + i) * s->kw + j) * n;
+                const uint8_t *src = padded + c * hp * wp + i * s->dh * wp + j * s->dw;
                 for (long oy = 0; oy < s->oh; oy++) {
-                    long y = oy * s->sh - s->ph + i * s->dh;
-                    uint8_t *dst = row + oy * s->ow;
-                    if (y < 0 || y >= s->h) { memset(dst, 0, (size_t)s->ow); continue; }
-                    const uint8_t *src = x + (c * s->h + y) * s->w;
-                    for (long ox = 0; ox < s->ow; ox++) {
-                        long xx = ox * s->sw - s->pw + j * s->dw;
-                        dst[ox] = xx >= 0 && xx < s->w ? src[xx] : 0;
-                    }
+                    const uint8_t *from = src + oy * s->sh * wp;
+                    uint8_t *to = row + oy * ow;
+                    if (s->sw == 1) copy_short(to, from, ow);
+                    else for (long ox = 0; ox < ow; ox++) to[ox] = from[ox * s->sw];
                 }
             }
         }

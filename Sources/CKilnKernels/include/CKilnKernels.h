@@ -135,9 +135,12 @@ typedef struct {
 /// One row of accumulators: element j goes to (and its residual comes from) index `offset + j*stride`.
 void kiln_q8_finish_row(const kiln_q8_epilogue *e, long row, const int32_t *acc, long count, void *out, long offset,
                         long stride);
-/// One group's columns of one sample of 8-bit codes (`channels` planes, either signedness: the code of 0 is 0), as
-/// `[channels * kh * kw][oh * ow]` bytes.
-void kiln_q8_im2col(const kiln_conv_shape *s, const uint8_t *x, uint8_t *cols);
+/// One group of one sample of 8-bit codes (`channels` planes of `h` x `w`) copied with its zero padding (the code of
+/// 0 is 0 in either signedness), `kiln_q8_padded_bytes` bytes; and the columns of that padded sample,
+/// `[channels * kh * kw][oh * ow]` bytes (rows of output pixels copied whole, no bounds checks).
+long kiln_q8_padded_bytes(const kiln_conv_shape *s);
+void kiln_q8_pad(const kiln_conv_shape *s, const uint8_t *x, uint8_t *padded);
+void kiln_q8_im2col_padded(const kiln_conv_shape *s, const uint8_t *padded, uint8_t *cols);
 /// FixedPointQuantize of `count` floats into codes (`output` KILN_Q8_U8 or KILN_Q8_S8), and codes back to floats.
 void kiln_q8_quantize(const float *x, long count, float step, long minCode, long maxCode, int output, void *out);
 void kiln_q8_dequantize(const void *codes, int source, long count, float step, float *out);

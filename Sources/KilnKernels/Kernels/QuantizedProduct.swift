@@ -93,7 +93,9 @@ package struct QuantizedProduct {
         let perGroup = (0...5).map { kiln_q8_packed_a_bytes(Int32($0), rows, depth) }.max() ?? 0
         packedABytes = Self.aligned(perGroup) * groups
         var slice = Self.aligned(sampleIn)                                          // a sample's codes
-        if case .convolution(_, _, false) = kind { slice += Self.aligned(depth * columns) } // its columns
+        if case .convolution(var shape, _, false) = kind {
+            slice += Self.aligned(kiln_q8_padded_bytes(&shape)) + Self.aligned(depth * columns)  // padded, its columns
+        }
         slice += Self.aligned(kiln_q8_packed_b_bytes_max(depth, columns))          // packed columns
         slice += Self.aligned(rows * columns * 4)                                   // 32-bit sums
         sliceBytes = slice
@@ -188,15 +190,19 @@ package struct QuantizedProduct {
         let epilogue: kiln_q8_epilogue
         let workspace: UnsafeMutableRawPointer
 
-        /// Where a thread's scratch parts start: the sample's codes, its columns, the packed columns, the sums.
-        func scratch(_ slot: Int) -> (codes: UnsafeMutableRawPointer, cols: UnsafeMutableRawPointer,
-                                      packed: UnsafeMutableRawPointer, sums: UnsafeMutablePointer<Int32>) {
+        /// Where a thread's scratch parts start: the sample's codes, one group padded and its columns, the packed
+        /// columns, the sums.
+        func scratch(_ slot: Int) -> (codes: UnsafeMutableRawPointer, padded: UnsafeMutableRawPointer,
+                                      cols: UnsafeMutableRawPointer, packed: UnsafeMutableRawPointer,
+                                      sums: UnsafeMutablePointer<Int32>) {
             let base = workspace + p.packedABytes + slot * p.sliceBytes
-            let cols = base + QuantizedProduct.aligned(p.sampleIn)
+            let padded = base + QuantizedProduct.aligned(p.sampleIn)
+            var cols = padded
+            if case .convolution(var shape, _, false) = p.kind { cols += QuantizedProduct.aligned(kiln_q8_padded_bytes(&shape)) }
             var packed = cols
             if case .convolution(_, _, false) = p.kind { packed += QuantizedProduct.aligned(p.depth * p.columns) }
             let sums = packed + QuantizedProduct.aligned(kiln_q8_packed_b_bytes_max(p.depth, p.columns))
-            return (base, cols, packed, sums.assumingMemoryBound(to: Int32.self))
+            return (base, padded, cols, packed, sums.assumingMemoryBound(to: Int32.self))
         }
 
         var sourceKind: Int32 {
@@ -236,7 +242,9 @@ package struct QuantizedProduct {
                 var cols = groupIn
                 if !pointwise {
                     var sh = shape
-                    kiln_q8_im2col(&sh, groupIn.assumingMemoryBound(to: UInt8.self), s.cols.assumingMemoryBound(to: UInt8.self))
+                    let padded = s.padded.assumingMemoryBound(to: UInt8.self)
+                    kiln_q8_pad(&sh, groupIn.assumingMemoryBound(to: UInt8.self), padded)
+                    kiln_q8_im2col_padded(&sh, padded, s.cols.assumingMemoryBound(to: UInt8.self))
                     cols = UnsafeRawPointer(s.cols)
                 }
                 kiln_q8_pack_b(path, p.depth, p.columns, cols, codeKind, grid.signed ? 1 : 0, p.columns, 1, 1, s.packed)

@@ -162,8 +162,40 @@ struct QuantizedProductTests {
 
     /// The whole epilogue against the float steps it replaces: `acc * scale + b`, `(v - mean) * s + t`, `+ residual`,
     /// ReLU, then FixedPointQuantize (nnabla's formula as Kiln's float kernel computes it) into codes and into floats.
-    @Test func epilogueMatchesTheSeparateFloatSteps() throws {
-        let count = 64
+    /// Quantizing floats into codes: the codes stand for exactly what FixedPointQuantize computes, halfway values,
+    /// both clips, signed zeros and tails included; a NaN (no code) becomes 0.
+    @Test(arguments: epiloguePaths)
+    func quantizeMatchesFixedPointQuantize(path: String) throws {
+        try #require(kiln_q8_force_path(path) == 1)
+        defer { kiln_q8_force_path(nil) }
+        var rng = SplitMix64(seed: 8)
+        let step: Float = 1.0 / 8
+        var x = (0..<203).map { _ in Float.random(in: -40...40, using: &rng) }
+        x += [0, -0.0, 0.0625, -0.0625, 0.1875, -0.1875, 15.9375, 15.96875, 31.9375, -15.9375, .infinity, -.infinity]
+        for signed in [false, true] {
+            let q = FixedPointQuantize(sign: signed, n: 8, delta: Double(step))
+            let (mx, mn) = q.bounds
+            let forward = FixedPointQuantize.Forward(mx: mx, mn: mn, d: step)
+            var codes = [UInt8](repeating: 0, count: x.count)
+            QuantizedProduct.quantize(x, count: x.count, step: step, minCode: signed ? -127 : 0, maxCode: signed ? 127 : 255,
+                                      signed: signed, into: &codes)
+            let grid = QuantizedCodes(signed: signed, step: step)
+            let got = codes.map { grid.value(signed ? Int(Int8(bitPattern: $0)) : Int($0)) }
+            #expect(got == x.map { forward($0) }, "signed \(signed)")
+            var nan: [UInt8] = [7]
+            QuantizedProduct.quantize([Float.nan], count: 1, step: step, minCode: 0, maxCode: 255, signed: false, into: &nan)
+            #expect(nan == [0])
+        }
+    }
+
+    /// The epilogue's paths this CPU has: plain C, and AVX2 vectors (the AVX2 and VNNI paths' epilogue).
+    static let epiloguePaths: [String] = ["generic", "avx2"].filter { kiln_q8_path_available($0) != 0 }
+
+    @Test(arguments: epiloguePaths)
+    func epilogueMatchesTheSeparateFloatSteps(path: String) throws {
+        try #require(kiln_q8_force_path(path) == 1)
+        defer { kiln_q8_force_path(nil) }
+        let count = 67  // eight vectors of 8 and a tail
         var rng = SplitMix64(seed: 5)
         let acc = (0..<count).map { _ in Int32(Int(rng.next() % 20001) - 10000) }
         let residualCodes = (0..<count).map { _ in UInt8(rng.next() % 256) }
