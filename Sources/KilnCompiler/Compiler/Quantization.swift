@@ -16,8 +16,10 @@ import KilnKernels
 ///   after it) also takes the FixedPointQuantize reading its output when that quantizer is eligible and the only
 ///   reader: it becomes one `QuantizedLayer` step.
 /// - A grid value is **stored as codes** (a quarter of the bytes) when it is made by an eligible quantizer
-///   (alone, as a `QuantizeToCodes` step, or ending a quantized layer), is neither a root nor persistent, and
-///   every reader is a quantized layer taking it as x or as the residual. Others stay float32.
+///   (alone, as a `QuantizeToCodes` step, or ending a quantized layer) or by a MaxPooling of codes, is neither a
+///   root nor persistent, and every reader takes codes: a quantized layer (as x or the residual) or a MaxPooling
+///   (channels first), which then pools the codes (`QuantizedMaxPooling`, codes or floats out). Others stay
+///   float32.
 /// - A Convolution or Affine whose weight comes from a FixedPointQuantize but which cannot be quantized stays
 ///   float32, with a note on the plan saying why.
 enum Quantization {
@@ -148,6 +150,12 @@ enum Quantization {
             for n in nodes.dropFirst(step.nodes.count) { absorbed.insert(ObjectIdentifier(n)) }
         }
 
+        // A MaxPooling of a grid value can pool its codes.
+        func poolsCodes(_ step: Fusion.Step) -> MaxPooling? {
+            guard step.nodes.count == 1, step.fused == nil, let p = step.nodes[0].function as? MaxPooling,
+                  !p.channelLast, grids[Key(step.nodes[0].inputs[0])] != nil else { return nil }
+            return p
+        }
         // Which grid values every reader takes as codes.
         var codeReaders: [Key: Int] = [:]
         var allReaders: [Key: Int] = [:]
@@ -156,6 +164,8 @@ enum Quantization {
             for (k, v) in Fusion.externalInputs(nodes).enumerated() {
                 allReaders[Key(v), default: 0] += 1
                 if let l = layers[i], k == 0 || (k == Fusion.externalInputs(l.nodes).count - 1 && l.fused?.residual == true) {
+                    codeReaders[Key(v), default: 0] += 1
+                } else if k == 0, poolsCodes(step) != nil {
                     codeReaders[Key(v), default: 0] += 1
                 }
             }
@@ -171,6 +181,10 @@ enum Quantization {
             } else if step.nodes.count == 1, step.fused == nil, let g = quantizerGrid[ObjectIdentifier(step.nodes[0])],
                       !absorbed.contains(ObjectIdentifier(step.nodes[0])), step.nodes[0].outputs[0]?.persistent != true {
                 storedAsCodes(Key.output(node: ObjectIdentifier(step.nodes[0]), index: 0), g)
+            } else if poolsCodes(step) != nil, codes[Key(step.nodes[0].inputs[0])] != nil,
+                      let g = grids[Key(step.nodes[0].inputs[0])], step.nodes[0].outputs[0]?.persistent != true {
+                // Codes in, codes out when its readers take them too.
+                storedAsCodes(Key.output(node: ObjectIdentifier(step.nodes[0]), index: 0), g)
             }
         }
 
@@ -182,6 +196,8 @@ enum Quantization {
                 let key = Key.output(node: ObjectIdentifier(head), index: 0)
                 if let c = codes[key], let q = head.function as? FixedPointQuantize, step.fused == nil {
                     result.append(Fusion.Step(nodes: step.nodes, fused: QuantizeToCodes(quantizer: q, codes: c)))
+                } else if let p = poolsCodes(step), let c = codes[Key(head.inputs[0])] {
+                    result.append(Fusion.Step(nodes: step.nodes, fused: QuantizedMaxPooling(pooling: p, codes: c, codesOut: codes[key] != nil)))
                 } else {
                     result.append(step)
                 }

@@ -98,6 +98,31 @@ public struct FixedPointCalibration {
             ranges.append(range)
         }
 
+        // A quantizer moves up through the MaxPoolings and ReLUs before it, where each is its input's only reader,
+        // so that the integer plan pools 8-bit codes: the values are the same. A quantizer never reverses an
+        // order, so the maximum of quantized values is the quantized maximum; and an unsigned quantizer's values
+        // are never negative, so a ReLU after it changes nothing and is dropped (a ReLU before a signed quantizer
+        // stops the move).
+        let quantizedInputs = Set(grids.keys)
+        var readers: [Key: Int] = [:]
+        for n in nodes { for v in n.inputs { readers[Key(v), default: 0] += 1 } }
+        let rootKeys = Set(outputs.map { Key($0) })
+        var dropped = Set<ObjectIdentifier>()
+        for t in targets {
+            guard let q = grids[Key(t)] else { continue }
+            var at = t, passed: [FunctionNode] = []
+            while let f = at.parent, f.function is MaxPooling || (f.function is ReLU && !q.sign),
+                  let input = Optional(f.inputs[0]), input.parent != nil, readers[Key(input)] == 1,
+                  !rootKeys.contains(Key(input)), grids[Key(input)] == nil {
+                passed.append(f)
+                at = input
+            }
+            guard !passed.isEmpty else { continue }
+            grids[Key(t)] = nil
+            grids[Key(at)] = q
+            for f in passed where f.function is ReLU { dropped.insert(ObjectIdentifier(f)) }
+        }
+
         var g = GraphRewrite(roots: outputs, prefix: "fixed-point-calibration", params: ParameterDictionary(), entryVariables: [])
         for t in targets where t.parent == nil {
             guard let q = grids[Key(t)] else { continue }
@@ -106,8 +131,12 @@ public struct FixedPointCalibration {
             g.stand(y, forLeaf: t)
         }
         for node in g.nodes {
+            if dropped.contains(ObjectIdentifier(node)) {
+                g.stand(try g.value(node.inputs[0]), for: node, output: 0)
+                continue
+            }
             var inputs = try g.inputs(of: node)
-            if Self.isQuantizable(node), grids[Key(node.inputs[0])] != nil {
+            if Self.isQuantizable(node), quantizedInputs.contains(Key(node.inputs[0])) {
                 let w = node.inputs[1]
                 do {
                     let step = try QuantizationStep.powerOfTwo.resolve(

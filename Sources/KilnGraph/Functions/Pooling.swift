@@ -79,6 +79,8 @@ struct PoolingSpec {
 public struct MaxPooling: Function {
     public static let typeName = "MaxPooling"
     var spec: PoolingSpec
+    /// Whether channels come last (NHWC).
+    package var channelLast: Bool { spec.channelLast }
 
     public init(kernel: [Int], stride: [Int]? = nil, ignoreBorder: Bool = true, pad: [Int]? = nil, channelLast: Bool = false) {
         spec = PoolingSpec(kernel: kernel, stride: stride, ignoreBorder: ignoreBorder, pad: pad, channelLast: channelLast)

@@ -156,3 +156,47 @@ package struct QuantizeToCodes: FusedFunction {
         return { QuantizedProduct.quantize(x, count: count, step: step, minCode: lo, maxCode: hi, signed: signed, into: y) }
     }
 }
+
+/// nnabla's MaxPooling on 8-bit codes: the codes of a grid order as the values they stand for, so pooling codes
+/// gives the codes of the pooled values (`Quantization`). Writes codes, or the floats they stand for when a
+/// reader needs floats (through a workspace holding the pooled codes).
+package struct QuantizedMaxPooling: FusedFunction {
+    package static let typeName = "QuantizedMaxPooling"
+    let pooling: MaxPooling
+    let codes: QuantizedCodes
+    /// Codes out (true), or floats.
+    let codesOut: Bool
+
+    package init(arguments a: inout ArgReader) throws {
+        throw KilnError.invalidFunction(function: Self.typeName, reason: "is made by the compiler, not by graph files")
+    }
+
+    package init(pooling: MaxPooling, codes: QuantizedCodes, codesOut: Bool) {
+        self.pooling = pooling
+        self.codes = codes
+        self.codesOut = codesOut
+    }
+
+    package var stepName: String { MaxPooling.typeName }
+    package var arguments: [(String, ArgValue)] {
+        pooling.arguments + [("input", .string(codes.description)), ("output", .string(codesOut ? codes.description : "f32"))]
+    }
+    package var isDifferentiable: Bool { false }
+
+    package func outputTypes(_ inputs: [TensorType]) throws -> [TensorType] { try pooling.outputTypes(inputs) }
+
+    package func forwardWorkspace(_ b: TypeBinding) -> Int { codesOut ? 0 : b.outputs[0].count }
+
+    package func makeForward(_ b: ForwardBinding) throws -> Kernel {
+        let g = pooling.spec.windows(b.inputs[0].type, b.outputs[0].type, averageDivisor: nil)
+        let x = UnsafeRawPointer(b.inputs[0].raw), y = b.outputs[0].raw, count = b.outputs[0].count
+        let codes = codes
+        if codesOut { return { PoolingKernels.maxForward(g, codes: x, signed: codes.signed, into: y) } }
+        guard let ws = b.workspace else { throw error("missing workspace") }
+        let floats = b.outputs[0].f
+        return {
+            PoolingKernels.maxForward(g, codes: x, signed: codes.signed, into: ws)
+            QuantizedProduct.dequantize(ws, codes, count: count, into: floats)
+        }
+    }
+}

@@ -124,6 +124,29 @@ public enum PoolingKernels {
         Threads.items(g.maps, workPerItem: g.inMap, MaxPoolMaps(g: g, x: x, y: y))
     }
 
+    /// Max pooling of 8-bit codes (quantized plans): the codes of a grid order as the values they stand for, so
+    /// the maximum code stands for the maximum value.
+    public static func maxForward(_ g: PoolWindows, codes x: UnsafeRawPointer, signed: Bool, into y: UnsafeMutableRawPointer) {
+        if g.plain2x2 {
+            let planes = g.maps * g.outD
+            if signed {
+                Threads.items(planes, workPerItem: g.inH * g.inW, MaxPool2x2Codes(g: g, x: x.assumingMemoryBound(to: Int8.self),
+                                                                                 y: y.assumingMemoryBound(to: Int8.self)))
+            } else {
+                Threads.items(planes, workPerItem: g.inH * g.inW, MaxPool2x2Codes(g: g, x: x.assumingMemoryBound(to: UInt8.self),
+                                                                                 y: y.assumingMemoryBound(to: UInt8.self)))
+            }
+            return
+        }
+        if signed {
+            Threads.items(g.maps, workPerItem: g.inMap, MaxPoolMaps(g: g, x: x.assumingMemoryBound(to: Int8.self),
+                                                                    y: y.assumingMemoryBound(to: Int8.self)))
+        } else {
+            Threads.items(g.maps, workPerItem: g.inMap, MaxPoolMaps(g: g, x: x.assumingMemoryBound(to: UInt8.self),
+                                                                    y: y.assumingMemoryBound(to: UInt8.self)))
+        }
+    }
+
     /// Routes each output gradient to the first maximum of its window, recomputed from `x`.
     public static func maxBackward(_ g: PoolWindows, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
                                    _ dx: UnsafeMutablePointer<Float>, accumulate: Bool) {
@@ -270,8 +293,23 @@ struct MaxPool2x2Planes: ParallelItem {
 }
 
 /// Max pooling forward, one map per item.
-struct MaxPoolMaps: ParallelItem {
-    let g: PoolWindows, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>
+/// 2x2 stride-2 max pooling of codes, one plane per item: a plain loop, no window tables.
+struct MaxPool2x2Codes<T: Comparable>: ParallelItem {
+    let g: PoolWindows, x: UnsafePointer<T>, y: UnsafeMutablePointer<T>
+    @inline(__always) func callAsFunction(_ plane: Int) {
+        let inW = g.inW, outW = g.outW
+        let xp = x + plane * g.inH * inW, yp = y + plane * g.outH * outW
+        for oh in 0..<g.outH {
+            let r0 = xp + 2 * oh * inW, r1 = r0 + inW, out = yp + oh * outW
+            for ow in 0..<outW {
+                out[ow] = max(max(r0[2 * ow], r0[2 * ow + 1]), max(r1[2 * ow], r1[2 * ow + 1]))
+            }
+        }
+    }
+}
+
+struct MaxPoolMaps<T: Comparable>: ParallelItem {
+    let g: PoolWindows, x: UnsafePointer<T>, y: UnsafeMutablePointer<T>
     @inline(__always) func callAsFunction(_ m: Int) {
         let xm = x + m * g.inMap, ym = y + m * g.outMap
         let hw = g.inH * g.inW, inW = g.inW

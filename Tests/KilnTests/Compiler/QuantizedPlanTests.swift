@@ -78,11 +78,13 @@ struct QuantizedPlanTests {
                     #expect(names.contains("QuantizedConvolution+FixedPointQuantize"))
                     #expect(names.contains("QuantizedAffine+ReLU+FixedPointQuantize"))
                     #expect(names.contains("QuantizedAffine"))
-                    // The input quantizer writes codes (read by the first convolution and its residual); the
-                    // affine's quantizer writes codes for the last affine; the strided convolution's output is
-                    // read by MaxPooling, so it stays float32 on its grid.
+                    // Codes everywhere between integer steps: the input quantizer's (read by the first convolution
+                    // and its residual), the first and strided convolutions' quantizers, the MaxPooling's (which
+                    // pools codes) and the affine's quantizer (read by the last affine).
                     let coded = plan.buffers.filter { $0.codes != nil }
-                    #expect(coded.count == 3, "\(coded.map(\.name))")
+                    #expect(coded.count == 5, "\(coded.map(\.name))")
+                    #expect(plan.steps.contains { $0.function == "MaxPooling" && plan.buffers[$0.inputs[0]].codes != nil
+                                                  && plan.buffers[$0.outputs[0]].codes != nil })
                     #expect(plan.notes.isEmpty, "\(plan.notes)")
                     #expect(plan.dump().contains(" as u8*2^-6 "))
                     #expect(plan.arenaBytes < floatPlan.arenaBytes)
@@ -105,6 +107,27 @@ struct QuantizedPlanTests {
             #expect(plan.buffers.contains { $0.codes != nil })
             let want = x.d.map { FixedPointQuantize.Forward(mx: 255.0 / 32, mn: 0, d: 1.0 / 32)($0) }
             #expect(xq.d == want)
+        }
+    }
+
+    /// A quantizer's codes read by a convolution and by a MaxPooling whose own reader takes floats: the pooling
+    /// reads codes and writes the floats they stand for.
+    @Test func poolingOfCodesForAFloatReader() throws {
+        try Parameters.isolated {
+            var rng = SplitMix64(seed: 12)
+            let x = try Variable(shape: [2, 3, 8, 8])
+            try Self.fill(x, &rng, -1...3)
+            let xq = try Self.quantized(x, sign: true, delta: 1.0 / 32)
+            let w = try Variable(shape: [2, 3, 3, 3], needGrad: true)
+            try Self.fill(w, &rng, -1...1)
+            let conv = try F.convolution(xq, Self.quantized(w, sign: true, delta: 1.0 / 64), nil)
+            let pooled = try F.tanh(F.maxPooling(xq, kernel: [3, 3], stride: [2, 2], ignoreBorder: false))
+            let y = try F.add2(F.sum(conv, axes: [1, 2, 3]), F.sum(pooled, axes: [1, 2, 3]))
+            let (plan, got) = try Self.run(y, integerKernels: true)
+            let (_, want) = try Self.run(y, integerKernels: false)
+            #expect(got == want)
+            let pool = try #require(plan.steps.first { $0.function == "MaxPooling" })
+            #expect(plan.buffers[pool.inputs[0]].codes != nil && plan.buffers[pool.outputs[0]].codes == nil)
         }
     }
 

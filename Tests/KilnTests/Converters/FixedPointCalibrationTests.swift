@@ -66,6 +66,10 @@ struct FixedPointCalibrationTests {
             #expect(plan.steps.filter { $0.function.hasPrefix("Quantized") }.count == readers.count, "\(plan.steps.map(\.function))")
             #expect(plan.notes.isEmpty, "\(plan.notes)")
             #expect(plan.buffers.contains { $0.codes != nil })
+            // The quantizer of the pooled value moved before the pooling (and the ReLU before it, which an unsigned
+            // quantizer makes a no-op, is gone): the plan pools codes.
+            #expect(plan.steps.contains { $0.function == "MaxPooling" && plan.buffers[$0.inputs[0]].codes != nil })
+            #expect(!plan.steps.contains { $0.function == "ReLU" })
 
             // The quantized network computes what its float fake-quantization plan computes, and stays close to
             // the float network (8-bit steps on every layer).
