@@ -111,6 +111,12 @@ bench-conv: deps
 bench-peers: release
 	Benchmarks/peers/run.sh $(PEERS_ARGS)
 
+# Kiln's int8 plans against its float32 plans (ResNet-20 and LeNet at b256, calibrated on random images),
+# alternating in one run, with both arenas; QUANT_ARGS goes to the script (e.g. --threads 2, --params lenet=P).
+.PHONY: bench-quantized
+bench-quantized: release
+	python3 Benchmarks/quantized/compare.py $(KILN_RELEASE) $(QUANT_ARGS)
+
 # Models through other engines (docs/INTEROP.md): Kiln -> ONNX -> onnxruntime, PyTorch's ResNet-18 and
 # MobileNetV2 -> ONNX -> Kiln against onnxruntime (with speed), Kiln -> .nnp/.h5 -> nnabla. The peers'
 # virtualenvs (Benchmarks/peers/setup.sh), outside git; never run in CI.

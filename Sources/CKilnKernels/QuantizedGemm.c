@@ -93,6 +93,17 @@ long kiln_q8_packed_b_bytes_max(long k, long n) {
 
 static long clamp_code(long v, long lo, long hi) { return v < lo ? lo : v > hi ? hi : v; }
 
+// nnabla's FixedPointQuantize as a code: clip, then |v| / step rounded half away from zero (exact here: the step is
+// a power of two and |v| / step <= 255). A NaN has no code: it becomes 0.
+static long fixed_point_code(float v, float step, long minCode, long maxCode) {
+    if (v > (float)maxCode * step) return maxCode;
+    if (v < (float)minCode * step) return minCode;
+    if (!(v == v)) return 0;
+    // Truncation is floor for the non-negative values here (and needs no libm call without SSE4.1).
+    long q = (long)(fabsf(v) / step + 0.5f);
+    return v < 0 ? -q : q;
+}
+
 // A code from a value on a grid of step 1/inverse: exact for values on the grid; anything else (a NaN, a value off
 // the grid) is rounded and clamped rather than left to undefined conversions.
 static long code_of(float v, float inverse, long lo, long hi) {
@@ -103,7 +114,8 @@ static long code_of(float v, float inverse, long lo, long hi) {
     return (long)nearbyintf(q);
 }
 
-void kiln_q8_pack_a(int path, long m, long k, const float *a, long mStride, long kStride, float inverseStep, void *packed) {
+void kiln_q8_pack_a(int path, long m, long k, const float *a, long mStride, long kStride, float step, long minCode,
+                    long maxCode, void *packed) {
     long words = words_of(path, k), g = group_of(path);
     int32_t *out = (int32_t *)packed, *sums = out + m * words;
     for (long r = 0; r < m; r++) {
@@ -112,7 +124,7 @@ void kiln_q8_pack_a(int path, long m, long k, const float *a, long mStride, long
             uint32_t word = 0;
             for (long e = 0; e < g; e++) {
                 long p = w * g + e;
-                long c = p < k ? code_of(a[r * mStride + p * kStride], inverseStep, -127, 127) : 0;
+                long c = p < k ? fixed_point_code(a[r * mStride + p * kStride], step, minCode, maxCode) : 0;
                 sum += (int32_t)c;
                 word |= g == 2 ? ((uint32_t)(uint16_t)(int16_t)c) << (16 * e) : ((uint32_t)(uint8_t)(int8_t)c) << (8 * e);
             }
@@ -364,16 +376,6 @@ void kiln_q8_gemm(int path, long m, long n, long k, const void *packedA, const v
 
 // ---- Epilogue ----
 
-// nnabla's FixedPointQuantize as a code: clip, then |v| / step rounded half away from zero (exact here: the step is
-// a power of two and |v| / step <= 255). A NaN has no code: it becomes 0.
-static long fixed_point_code(float v, float step, long minCode, long maxCode) {
-    if (v > (float)maxCode * step) return maxCode;
-    if (v < (float)minCode * step) return minCode;
-    if (!(v == v)) return 0;
-    // Truncation is floor for the non-negative values here (and needs no libm call without SSE4.1).
-    long q = (long)(fabsf(v) / step + 0.5f);
-    return v < 0 ? -q : q;
-}
 
 #if defined(__x86_64__)
 // fixed_point_code on 8 lanes: the same comparisons and rounding.

@@ -104,9 +104,11 @@ enum { KILN_Q8_NONE = 0, KILN_Q8_FLOAT = 1, KILN_Q8_U8 = 2, KILN_Q8_S8 = 3, KILN
 long kiln_q8_packed_a_bytes(int path, long m, long k);
 long kiln_q8_packed_b_bytes(int path, long k, long n);
 long kiln_q8_packed_b_bytes_max(long k, long n);
-/// Packs weights on a grid of step 1 / `inverseStep` (element (r, p) at `a + r*mStride + p*kStride`) as signed codes
-/// in [-127, 127], with each row's code sum.
-void kiln_q8_pack_a(int path, long m, long k, const float *a, long mStride, long kStride, float inverseStep, void *packed);
+/// Packs weights (element (r, p) at `a + r*mStride + p*kStride`) as the codes nnabla's FixedPointQuantize with step
+/// `step` and codes in [`minCode`, `maxCode`] (within [-127, 127]) gives them, with each row's code sum: the
+/// weights' quantizer runs here (a weight already on that grid keeps its code).
+void kiln_q8_pack_a(int path, long m, long k, const float *a, long mStride, long kStride, float step, long minCode,
+                    long maxCode, void *packed);
 /// Packs activations (element (p, j) at index `p*kStride + j*nStride` of `b`): `source` KILN_Q8_U8 or KILN_Q8_S8
 /// codes, or KILN_Q8_FLOAT values on a grid of step 1 / `inverseStep`; `isSigned` says which codes they are.
 void kiln_q8_pack_b(int path, long k, long n, const void *b, int source, int isSigned, long kStride, long nStride,

@@ -17,6 +17,12 @@ enum Fusion {
     struct Step {
         var nodes: [FunctionNode]
         var fused: (any FusedFunction)?
+        /// The step's inputs when they are not the chain's external inputs (a quantized layer that absorbed its
+        /// weight's quantizer reads the float weight).
+        var inputs: [Variable]? = nil
+
+        /// What the step reads.
+        var readValues: [Variable] { inputs ?? Fusion.externalInputs(nodes) }
     }
 
     static func steps(_ order: [FunctionNode], mode: PlanMode, options: CompileOptions, roots: [Variable]) -> [Step] {

@@ -17,7 +17,7 @@ enum Lowering {
         b.codes = codes
         b.notes = notes
         for step in steps {
-            if let fused = step.fused { try b.addFused(step.nodes, fused) } else { try b.addForward(step.nodes[0]) }
+            if let fused = step.fused { try b.addFused(step.nodes, fused, inputs: step.inputs) } else { try b.addForward(step.nodes[0]) }
         }
         b.forwardStepCount = b.steps.count
         return b

@@ -110,9 +110,9 @@ struct PlanBuilder {
 
     /// One step for a chain the Fusion pass joined: the inputs of every node in the chain except the values
     /// passed along it, the outputs of the last node.
-    mutating func addFused(_ chain: [FunctionNode], _ fused: any FusedFunction) throws {
+    mutating func addFused(_ chain: [FunctionNode], _ fused: any FusedFunction, inputs: [Variable]? = nil) throws {
         let displayName = chain.map { nodeName($0) }[0]
-        let inVars = Fusion.externalInputs(chain)
+        let inVars = inputs ?? Fusion.externalInputs(chain)
         let ins = inVars.map { data(of: $0, node: nil, index: 0, type: $0.type) }
         let last = chain[chain.count - 1]
         let outs = [data(of: last.outputs[0], node: last, index: 0, type: last.outputTypes[0])]

@@ -67,6 +67,15 @@ enum Quantization {
         var output: Grid?
         var fused: FusedConvolution?
         var activation: ConvEpilogue.Activation
+        /// The weight's quantizer, when this layer is its only reader: the layer quantizes the float weight itself.
+        var weightQuantizer: FunctionNode?
+
+        /// What the step reads: the chain's inputs, with the float weight for an absorbed quantizer.
+        var inputs: [Variable] {
+            var v = Fusion.externalInputs(nodes)
+            if let q = weightQuantizer { v[1] = q.inputs[0] }
+            return v
+        }
     }
 
     static func apply(_ steps: [Fusion.Step], order: [FunctionNode], mode: PlanMode, options: CompileOptions,
@@ -145,9 +154,15 @@ enum Quantization {
                 output = g
                 nodes.append(next)
             }
+            // The weight's quantizer runs inside the layer when nothing else reads its output (its float copy of
+            // the weight then never exists).
+            let weightQuantizer = w.parent.flatMap { q in
+                quantizerGrid[ObjectIdentifier(q)] != nil && readers.onlyReader(of: q) === head ? q : nil
+            }
             layers[i] = Layer(step: i, nodes: nodes, product: product, input: xg, weight: wg, output: output,
-                              fused: fused, activation: activation)
+                              fused: fused, activation: activation, weightQuantizer: weightQuantizer)
             for n in nodes.dropFirst(step.nodes.count) { absorbed.insert(ObjectIdentifier(n)) }
+            if let q = weightQuantizer { absorbed.insert(ObjectIdentifier(q)) }
         }
 
         // A MaxPooling of a grid value can pool its codes.
@@ -160,10 +175,10 @@ enum Quantization {
         var codeReaders: [Key: Int] = [:]
         var allReaders: [Key: Int] = [:]
         for (i, step) in steps.enumerated() where !absorbed.contains(ObjectIdentifier(step.nodes[0])) {
-            let nodes = layers[i]?.nodes ?? step.nodes
-            for (k, v) in Fusion.externalInputs(nodes).enumerated() {
+            let read = layers[i]?.inputs ?? step.readValues
+            for (k, v) in read.enumerated() {
                 allReaders[Key(v), default: 0] += 1
-                if let l = layers[i], k == 0 || (k == Fusion.externalInputs(l.nodes).count - 1 && l.fused?.residual == true) {
+                if let l = layers[i], k == 0 || (k == read.count - 1 && l.fused?.residual == true) {
                     codeReaders[Key(v), default: 0] += 1
                 } else if k == 0, poolsCodes(step) != nil {
                     codeReaders[Key(v), default: 0] += 1
@@ -203,7 +218,7 @@ enum Quantization {
                 }
                 continue
             }
-            let inputs = Fusion.externalInputs(l.nodes)
+            let inputs = l.inputs
             func storage(_ v: Variable, _ g: Grid?) -> QuantizedStorage {
                 guard let g else { return .floats }
                 return codes[Key(v)] != nil ? .codes(g.codes) : .floatsOnGrid(g.codes)
@@ -214,10 +229,11 @@ enum Quantization {
             let output: QuantizedStorage = l.output.map { codes[outKey] != nil ? .codes($0.codes) : .floatsOnGrid($0.codes) } ?? .floats
             let layer = QuantizedLayer(
                 product: l.product, productInputs: head.inputs.count, batchNormalization: l.fused?.batchNormalization,
-                residual: residual, activation: l.activation, input: storage(inputs[0], l.input), weightStep: l.weight.codes.step,
+                residual: residual, activation: l.activation, input: storage(inputs[0], l.input), weight: l.weight.codes,
+                weightMaxCode: l.weight.maxCode,
                 residualStorage: residual ? (codes[Key(residualValue)].map { .codes($0) } ?? .floats) : .floats,
                 output: output)
-            result.append(Fusion.Step(nodes: l.nodes, fused: layer))
+            result.append(Fusion.Step(nodes: l.nodes, fused: layer, inputs: l.weightQuantizer == nil ? nil : inputs))
         }
         return Result(steps: result, codes: codes, notes: notes)
     }

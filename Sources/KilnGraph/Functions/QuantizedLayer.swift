@@ -35,8 +35,10 @@ package struct QuantizedLayer: FusedFunction {
     let activation: ConvEpilogue.Activation
     /// How x is held: codes, or floats on its grid.
     let input: QuantizedStorage
-    /// The weight's grid step (its signed codes are at most 127).
-    let weightStep: Float
+    /// The weight's quantizer: its grid and largest code magnitude (127 at most). The weight input is either the
+    /// quantizer's output (already on the grid) or, where this step absorbed the quantizer, its float input.
+    let weight: QuantizedCodes
+    let weightMaxCode: Int
     let residualStorage: QuantizedStorage
     /// The last quantizer's grid as codes or floats, or `.floats` without one.
     let output: QuantizedStorage
@@ -46,7 +48,7 @@ package struct QuantizedLayer: FusedFunction {
     }
 
     package init(product: Product, productInputs: Int, batchNormalization: BatchNormalization?, residual: Bool,
-                 activation: ConvEpilogue.Activation, input: QuantizedStorage, weightStep: Float,
+                 activation: ConvEpilogue.Activation, input: QuantizedStorage, weight: QuantizedCodes, weightMaxCode: Int,
                  residualStorage: QuantizedStorage, output: QuantizedStorage) {
         self.product = product
         self.productInputs = productInputs
@@ -54,7 +56,8 @@ package struct QuantizedLayer: FusedFunction {
         self.residual = residual
         self.activation = activation
         self.input = input
-        self.weightStep = weightStep
+        self.weight = weight
+        self.weightMaxCode = weightMaxCode
         self.residualStorage = residualStorage
         self.output = output
     }
@@ -79,7 +82,7 @@ package struct QuantizedLayer: FusedFunction {
 
     package var arguments: [(String, ArgValue)] {
         productFunction.arguments + (batchNormalization?.arguments ?? [])
-            + [("input", .string(input.description)), ("weight_step", .double(Double(weightStep))),
+            + [("input", .string(input.description)), ("weight", .string("\(weight) max \(weightMaxCode)")),
                ("residual", .string(residual ? residualStorage.description : "none")),
                ("output", .string(output.description))]
     }
@@ -118,10 +121,10 @@ package struct QuantizedLayer: FusedFunction {
             residual: residualIndex.map { UnsafeRawPointer(b.inputs[$0].raw) }, residualStorage: residualStorage,
             activation: activation, output: output)
         let x = UnsafeRawPointer(b.inputs[0].raw), w = UnsafePointer(b.inputs[1].f), y = b.outputs[0].raw
-        let input = input, weightStep = weightStep
+        let input = input, grid = weight, maxCode = weightMaxCode
         return {
             table?.read()
-            k.run(input: x, inputStorage: input, weight: w, weightStep: weightStep, output: y, epilogue: epilogue,
+            k.run(input: x, inputStorage: input, weight: w, weightGrid: grid, weightMaxCode: maxCode, output: y, epilogue: epilogue,
                   workspace: ws)
         }
     }

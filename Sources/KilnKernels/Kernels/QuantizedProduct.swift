@@ -141,11 +141,13 @@ package struct QuantizedProduct {
         }
     }
 
-    /// Runs the product: `input` stored as `inputGrid` says (codes, or floats on that grid), `weight` floats on
-    /// `weightStep`'s grid with signed codes of at most 127.
+    /// Runs the product: `input` stored as `inputStorage` says (codes, or floats on that grid), `weight` floats
+    /// quantized here to `weightGrid` with codes of magnitude at most `weightMaxCode` (127 at most; weights
+    /// already on that grid keep their values).
     package func run(input: UnsafeRawPointer, inputStorage: QuantizedStorage, weight: UnsafePointer<Float>,
-                     weightStep: Float, output: UnsafeMutableRawPointer, epilogue: Epilogue,
+                     weightGrid: QuantizedCodes, weightMaxCode: Int, output: UnsafeMutableRawPointer, epilogue: Epilogue,
                      workspace: UnsafeMutableRawPointer) {
+        let weightStep = weightGrid.step, low = weightGrid.signed ? -weightMaxCode : 0
         guard let grid = inputStorage.grid else { return }
         let path = kiln_q8_current_path()
         var e = kiln_q8_epilogue()
@@ -165,15 +167,15 @@ package struct QuantizedProduct {
         e.outMaxCode = out.map { $0.signed ? 127 : 255 } ?? 0
         let job = Job(p: self, path: path, input: input, inputStorage: inputStorage, grid: grid, output: output,
                       epilogue: e, workspace: workspace)
-        let inverse = 1 / weightStep
         switch kind {
         case .affine:
-            kiln_q8_pack_a(path, rows, depth, weight, 1, rows, inverse, workspace)
+            kiln_q8_pack_a(path, rows, depth, weight, 1, rows, weightStep, low, weightMaxCode, workspace)
             job.affine()
         case .convolution(_, let groups, _):
             let perGroup = packedABytes / groups
             for g in 0..<groups {
-                kiln_q8_pack_a(path, rows, depth, weight + g * rows * depth, depth, 1, inverse, workspace + g * perGroup)
+                kiln_q8_pack_a(path, rows, depth, weight + g * rows * depth, depth, 1, weightStep, low, weightMaxCode,
+                               workspace + g * perGroup)
             }
             Threads.claims(batch, threads: min(parts, Threads.count), job)
         }

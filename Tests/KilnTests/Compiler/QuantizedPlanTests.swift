@@ -78,6 +78,8 @@ struct QuantizedPlanTests {
                     #expect(names.contains("QuantizedConvolution+FixedPointQuantize"))
                     #expect(names.contains("QuantizedAffine+ReLU+FixedPointQuantize"))
                     #expect(names.contains("QuantizedAffine"))
+                    // Each layer quantizes its own weight: the only quantizer left as a step is the input's.
+                    #expect(names.filter { $0 == "FixedPointQuantize" }.count == 1, "\(names)")
                     // Codes everywhere between integer steps: the input quantizer's (read by the first convolution
                     // and its residual), the first and strided convolutions' quantizers, the MaxPooling's (which
                     // pools codes) and the affine's quantizer (read by the last affine).
