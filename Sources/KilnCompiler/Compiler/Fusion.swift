@@ -36,6 +36,11 @@ enum Fusion {
         // Where an absorbed node's value now appears: at its chain's convolution.
         var absorbed: [ObjectIdentifier: Int] = [:]
         var chains: [ObjectIdentifier: Step] = [:]
+        // Quantizers moved to run just before a chain that adds their output (by the chain's first node).
+        var pulled: [ObjectIdentifier: [FunctionNode]] = [:], pulledNodes = Set<ObjectIdentifier>()
+        func existsBefore(_ v: Variable, _ at: Int) -> Bool {
+            v.parent.map { (absorbed[ObjectIdentifier($0)] ?? position[ObjectIdentifier($0)] ?? Int.max) < at } ?? true
+        }
         for (at, n) in order.enumerated() {
             guard let conv = n.function as? Convolution, !conv.channelLast,
                   let geometry = try? conv.geometry(n.inputs.map { $0.type }).0 else { continue }
@@ -50,13 +55,20 @@ enum Fusion {
                 chain.append(next)
             }
             // An Add2 with a same-shaped value that exists before the convolution runs (a leaf, or made by a
-            // node scheduled earlier): the residual connection of a ResNet block.
+            // node scheduled earlier): the residual connection of a ResNet block. A FixedPointQuantize scheduled
+            // later whose input exists by then (a quantized projection shortcut) is moved to run just before.
             if let last = chain.last, let next = onlyReader(of: last), next.function is Add2,
                let other = next.inputs.first(where: { $0.parent !== last }),
-               other.type == next.outputTypes[0], next.inputs.allSatisfy({ $0.type == next.outputTypes[0] }),
-               other.parent.map({ (absorbed[ObjectIdentifier($0)] ?? position[ObjectIdentifier($0)] ?? Int.max) < at }) ?? true {
-                residual = true
-                chain.append(next)
+               other.type == next.outputTypes[0], next.inputs.allSatisfy({ $0.type == next.outputTypes[0] }) {
+                if existsBefore(other, at) {
+                    residual = true
+                } else if let q = other.parent, q.function is FixedPointQuantize, q.inputs.count == 1,
+                          !pulledNodes.contains(ObjectIdentifier(q)), existsBefore(q.inputs[0], at) {
+                    pulled[ObjectIdentifier(n), default: []].append(q)
+                    pulledNodes.insert(ObjectIdentifier(q))
+                    residual = true
+                }
+                if residual { chain.append(next) }
             }
             if let last = chain.last, let next = onlyReader(of: last), next.function is ReLU || next.function is ReLU6 {
                 activation = next.function is ReLU ? .relu : .relu6
@@ -68,10 +80,12 @@ enum Fusion {
             chains[ObjectIdentifier(n)] = Step(nodes: chain, fused: fused)
             for m in chain.dropFirst() { absorbed[ObjectIdentifier(m)] = at }
         }
-        return order.compactMap { n in
-            if absorbed[ObjectIdentifier(n)] != nil { return nil }
-            return chains[ObjectIdentifier(n)] ?? Step(nodes: [n], fused: nil)
+        var steps: [Step] = []
+        for n in order where absorbed[ObjectIdentifier(n)] == nil && !pulledNodes.contains(ObjectIdentifier(n)) {
+            for q in pulled[ObjectIdentifier(n)] ?? [] { steps.append(Step(nodes: [q], fused: nil)) }
+            steps.append(chains[ObjectIdentifier(n)] ?? Step(nodes: [n], fused: nil))
         }
+        return steps
     }
 }
 

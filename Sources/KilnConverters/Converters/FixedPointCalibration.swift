@@ -63,6 +63,24 @@ public struct FixedPointCalibration {
         guard !targets.isEmpty else {
             throw KilnError.invalidData("the graph has no Convolution (2-D, channels first) or Affine to quantize")
         }
+        // A residual Add2 of two layer outputs (a projection shortcut and the main path): the one made later is
+        // quantized too, so that it waits in memory as codes and the other layer adds it in its epilogue.
+        var readerCount: [Key: Int] = [:]
+        for n in nodes { for v in n.inputs { readerCount[Key(v), default: 0] += 1 } }
+        let position = Dictionary(uniqueKeysWithValues: nodes.enumerated().map { (ObjectIdentifier($1), $0) })
+        func layerOutput(_ v: Variable) -> Bool {
+            guard let p = v.parent, readerCount[Key(v)] == 1, !seen.contains(Key(v)) else { return false }
+            if Self.isQuantizable(p) { return true }
+            return p.function is BatchNormalization && p.inputs[0].parent.map(Self.isQuantizable) == true
+        }
+        for n in nodes where n.function is Add2 && n.inputs.count == 2 && n.inputs.allSatisfy(layerOutput) {
+            let ranked = n.inputs.compactMap { v in v.parent.map { (v, position[ObjectIdentifier($0)] ?? 0) } }
+            guard let later = ranked.max(by: { $0.1 < $1.1 })?.0 else { continue }
+            if seen.insert(Key(later)).inserted {
+                targets.append(later)
+                layers.append("\(n.name) (residual)")
+            }
+        }
         // One inference plan computing the outputs and keeping every calibrated tensor.
         let computed = targets.filter { $0.parent != nil }
         let exe = try Compiler.compile(outputs + computed, .inference)

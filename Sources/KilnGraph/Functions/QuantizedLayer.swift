@@ -91,6 +91,17 @@ package struct QuantizedLayer: FusedFunction {
         residual ? productInputs + (batchNormalization.map { $0.inputCount - 1 } ?? 0) : nil
     }
 
+    /// The output may take over the residual's memory when both are held alike (codes of one signedness, or
+    /// floats): the epilogue reads each residual element just before it writes the output element at the same
+    /// place, and the product itself goes to the workspace.
+    package var forwardInPlaceInput: Int? {
+        switch (residualStorage, output) {
+        case (.codes(let r), .codes(let o)) where r.signed == o.signed: return residualIndex
+        case (.floats, .floats), (.floats, .floatsOnGrid): return residualIndex
+        default: return nil
+        }
+    }
+
     package func outputTypes(_ inputs: [TensorType]) throws -> [TensorType] {
         try productFunction.outputTypes(Array(inputs.prefix(productInputs)))
     }

@@ -35,10 +35,18 @@ struct FixedPointCalibrationTests {
             let (x, scores) = try Self.network()
             let batches = 3
             // The ranges a naive pass sees: every convolution and affine input over the same batches.
-            let readers = GraphCollector.nodes(from: [scores]).filter { $0.function is Convolution || $0.function is Affine }
+            let nodes = GraphCollector.nodes(from: [scores])
+            let readers = nodes.filter { $0.function is Convolution || $0.function is Affine }
             var targets: [Variable] = []
             for n in readers where !targets.contains(where: { $0 === n.inputs[0] }) { targets.append(n.inputs[0]) }
             #expect(targets.count == 4)
+            // And the residual: of the Add2 of two convolution outputs, the one made later (the 3x3 convolution's).
+            let add = try #require(nodes.first { $0.function is Add2 })
+            let later = try #require(add.inputs.max { a, b in
+                (nodes.firstIndex { $0 === a.parent } ?? 0) < (nodes.firstIndex { $0 === b.parent } ?? 0)
+            })
+            #expect((later.parent?.function as? Convolution)?.pad == [1, 1])
+            targets.append(later)
             var low = [Float](repeating: .infinity, count: targets.count), high = [Float](repeating: -.infinity, count: targets.count)
             for b in 0..<batches {
                 try x.setData(Self.images(b, count: x.size))
@@ -58,7 +66,8 @@ struct FixedPointCalibrationTests {
                 #expect(step == pow(2, (log2(step)).rounded()))
             }
             // Inputs of a ReLU-then-pooling layer are unsigned; the affine after tanh reads signed values.
-            #expect(r.ranges[0].signed == false && r.ranges[1].signed == false && r.ranges.last?.signed == true)
+            #expect(r.ranges[0].signed == false && r.ranges[1].signed == false && r.ranges[3].signed == true)
+            #expect(r.ranges[4].layer.hasSuffix("(residual)"))
             #expect(r.notes.isEmpty, "\(r.notes)")
 
             // Every quantized layer runs on integer kernels, and the plan holds codes.
