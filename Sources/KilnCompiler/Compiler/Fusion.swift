@@ -9,7 +9,9 @@ import KilnKernels
 /// map axis whose other inputs are leaves; an Add2 whose other operand has the output's shape and exists
 /// before the convolution runs; a ReLU or ReLU6. Each link must be the only reader of the value before it, and no
 /// intermediate value may be a root or persistent. The chain becomes one `FusedConvolution` step at the
-/// convolution's place in the schedule. Results are bit-identical to the separate steps.
+/// convolution's place in the schedule. Results are bit-identical to the separate steps. The one change of
+/// order: a FixedPointQuantize making the Add2's other operand, scheduled after the convolution but with its
+/// input made before, runs just before the chain (a quantized projection shortcut).
 enum Fusion {
     typealias Key = GraphCollector.ValueKey
 

@@ -14,7 +14,9 @@ import KilnRuntime
 /// (`QuantizationStep.powerOfTwo`). A tensor that never went negative is quantized unsigned (all `bits` for
 /// magnitude), any other signed. The quantized tensor replaces the float one for every reader (a ResNet's
 /// residual connection adds the quantized block input), as an integer engine would compute it. Biases and
-/// batch normalisation stay float32: the integer layers apply them in their epilogue.
+/// batch normalisation stay float32: the integer layers apply them in their epilogue. Of a residual Add2 of two
+/// layer outputs, the operand made later is quantized too (a projection shortcut then waits as codes), and a
+/// quantizer moves up through the MaxPoolings and ReLUs before it, which changes no value.
 public struct FixedPointCalibration {
     /// Bits of every quantizer, 2 to 8 (what integer kernels take).
     public let bits: Int

@@ -99,6 +99,36 @@ struct FixedPointCalibrationTests {
         }
     }
 
+    /// ResNet-20 calibrated on random images: every layer on integer kernels, each projection shortcut's output
+    /// quantized and added in the main path's epilogue, block outputs written over their residual's codes in
+    /// place; and the integer plan computes exactly what the fake-quantization plan computes.
+    @Test func resnetRunsOnIntegersWithResidualsInPlace() throws {
+        try Parameters.isolated {
+            let model = try Zoo.resnet20.build(batchSize: 2, training: false)
+            var rng = SplitMix64(seed: 31)
+            for (name, v) in model.network.getParameters(gradOnly: false) where name.hasSuffix("var") || name.hasSuffix("mean") {
+                try v.setData((0..<v.size).map { _ in name.hasSuffix("var") ? Float.random(in: 0.5...2, using: &rng)
+                                                                         : Float.random(in: -0.5...0.5, using: &rng) })
+            }
+            let feed = { (b: Int) in try model.input.setData(Self.images(b, count: model.input.size)) }
+            let r = try FixedPointCalibration().quantize([model.prediction], batches: 2, feed: feed)
+            #expect(r.ranges.filter { $0.layer.hasSuffix("(residual)") }.count == 2)
+            try feed(5)
+            let exe = try Compiler.compile(r.outputs, .inference)
+            try exe.plan.verify()
+            let plan = exe.plan
+            #expect(plan.steps.filter { $0.function.hasPrefix("Quantized") }.count == 22, "\(plan.steps.map(\.function))")
+            #expect(plan.steps.filter { $0.function.hasSuffix("+Add2+FixedPointQuantize") }.count == 8)
+            #expect(plan.aliases.keys.contains { plan.buffers[$0].codes != nil }, "a block output in place of its residual")
+            try exe.run()
+            let integer = r.outputs[0].d
+            var options = CompileOptions()
+            options.integerKernels = false
+            try Compiler.compile(r.outputs, .inference, options: options).run()
+            #expect(r.outputs[0].d == integer)
+        }
+    }
+
     @Test func hostileArguments() throws {
         for bits in [0, 1, 9, 33, -4] {
             #expect(throws: KilnError.self, "bits \(bits)") { try FixedPointCalibration(bits: bits) }
