@@ -45,7 +45,8 @@ struct QuantizeCommand: ParsableCommand {
                 var data = [Float](repeating: 0, count: batch * sample), image: [Float] = []
                 feed = { b in
                     for j in 0..<batch {
-                        let i = (b * batch + j) % set.count
+                        // Batch b's images follow on from batch b - 1's, round the set (no product that can overflow).
+                        let i = ((b % set.count) * (batch % set.count) + j % set.count) % set.count
                         adapter.adapt(set.images[(i * set.sampleSize)..<((i + 1) * set.sampleSize)], into: &image)
                         data.replaceSubrange((j * sample)..<((j + 1) * sample), with: image)
                     }
