@@ -33,6 +33,28 @@ extension ViewerTests {
         }
     }
 
+    /// A quantized plan's 8-bit code buffers have their own colour, legend entry and tooltip.
+    @Test func codeBuffersAreShownApart() throws {
+        try Parameters.isolated {
+            let x = try Variable(shape: [2, 3, 8, 8])
+            try x.setData((0..<x.size).map { Float($0 % 7) / 4 })
+            let w = try Variable(shape: [4, 3, 3, 3], needGrad: true)
+            try w.setData((0..<w.size).map { Float($0 % 5) / 8 - 0.25 })
+            let xq = try F.fixedPointQuantize(x, sign: false, n: 8, delta: 1.0 / 32)
+            let y = try F.convolution(xq, F.fixedPointQuantize(w, sign: true, n: 8, delta: 1.0 / 64), nil)
+            let plan = try Compiler.plan([y], .inference)
+            let coded = plan.buffers.filter { $0.codes != nil && $0.offset != nil }
+            #expect(coded.count == 1)
+            let dot = try PlanPicture.digraph(plan, format: "dot").dotSource
+            for b in coded {
+                let a = attributes(of: "buf\(b.id)", in: dot)
+                #expect(a.contains("fillcolor=\"\(PlanPicture.codesColor)\"") && a.contains("as u8*2^-5"), "\(a)")
+            }
+            #expect(dot.contains("legend_codes"))
+            #expect(plan.dump().contains("8 live 8-bit codes"))
+        }
+    }
+
     @Test func boxesSitAtTheirOffsetsAndLifetimes() throws {
         let (y, _) = try Fixture.residualLike()
         let plan = try Compiler.plan([y], .training)

@@ -83,7 +83,9 @@ extension Plan {
         guard arenaBytes > 0, !steps.isEmpty else { return "memory map: empty arena\n" }
         let group = (steps.count + maxRows - 1) / maxRows
         let unit = group == 1 ? "step" : "\(group) steps"
-        var out = "memory map (rows: \(unit) each, columns: arena offset 0..\(formatBytes(arenaBytes)); # live, . free)\n"
+        let coded = buffers.contains { $0.codes != nil }
+        var out = "memory map (rows: \(unit) each, columns: arena offset 0..\(formatBytes(arenaBytes)); # live, "
+            + (coded ? "8 live 8-bit codes, " : "") + ". free)\n"
         let cell = max(1, (arenaBytes + width - 1) / width)
         let rows = (steps.count + group - 1) / group
         var grid = [[Character]](repeating: [Character](repeating: ".", count: width), count: rows)
@@ -91,7 +93,8 @@ extension Plan {
             guard let off = buffers[l.buffer].offset else { continue }
             let a = off / cell, e = min(width - 1, (off + l.bytes - 1) / cell)
             guard a <= e else { continue }
-            for r in (l.first / group)...(l.last / group) { for c in a...e { grid[r][c] = "#" } }
+            let mark: Character = buffers[l.buffer].codes == nil ? "#" : "8"
+            for r in (l.first / group)...(l.last / group) { for c in a...e where grid[r][c] != "#" { grid[r][c] = mark } }
         }
         for r in 0..<rows { out += pad(String(r * group), 5) + " |" + String(grid[r]) + "|\n" }
         return out
