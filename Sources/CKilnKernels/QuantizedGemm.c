@@ -287,7 +287,6 @@ static void gemm_generic(int path, long m, long n, long k, const int32_t *a, con
 }
 
 #if defined(__x86_64__)
-#include <immintrin.h>
 
 // One tile: 6 rows x 16 columns (two vectors of 8 lanes), accumulated over every word of k.
 #define TILE_256(NAME, TARGET, STEP)                                                                                 \

@@ -59,7 +59,6 @@ enum Quantization {
 
     /// One quantized layer being formed.
     struct Layer {
-        var step: Int
         var nodes: [FunctionNode]
         var product: QuantizedLayer.Product
         var input: Grid
@@ -118,26 +117,25 @@ enum Quantization {
             func skip(_ why: String) {
                 if intended { notes.append("\(head.typeName) '\(head.name)' runs in float32: \(why)") }
             }
-            guard let wg = grids[Key(w)] else {
-                if let q = w.parent?.function as? FixedPointQuantize, case .failure(let r) = grid(of: q) {
-                    skip("its weight is not on an 8-bit grid: \(r.text)")
-                } else {
-                    skip("its weight is not the output of a FixedPointQuantize")
+            // Why a value without a grid has none: its quantizer's settings, or no quantizer at all.
+            func offGrid(_ v: Variable, _ what: String, otherwise: String) -> String {
+                if let q = v.parent?.function as? FixedPointQuantize, case .failure(let r) = grid(of: q) {
+                    return "its \(what) is not on an 8-bit grid: \(r.text)"
                 }
+                return otherwise
+            }
+            guard let wg = grids[Key(w)] else {
+                skip(offGrid(w, "weight", otherwise: "its weight is not the output of a FixedPointQuantize"))
                 continue
             }
             guard wg.maxCode <= 127 else { skip("its weight's codes reach \(wg.maxCode) (127 at most)"); continue }
             guard let xg = grids[Key(x)] else {
-                if let q = x.parent?.function as? FixedPointQuantize, case .failure(let r) = grid(of: q) {
-                    skip("its input is not on an 8-bit grid: \(r.text)")
-                } else {
-                    skip("its input is not quantized (no FixedPointQuantize, or MaxPooling/ReLU/Reshape of one, before it)")
-                }
+                skip(offGrid(x, "input", otherwise: "its input is not quantized (no FixedPointQuantize, or MaxPooling/ReLU/Reshape of one, before it)"))
                 continue
             }
-            let depth = w.type.count / max(w.type.shape[0], 1)
-            let affineDepth = w.type.shape.first ?? 0
-            guard (product.isAffine ? affineDepth : depth) <= maximumDepth else {
+            // Inputs per output: an affine's weight is (inputs, outputs...), a convolution's (maps, inputs per map).
+            let depth = product.isAffine ? (w.type.shape.first ?? 0) : w.type.count / max(w.type.shape[0], 1)
+            guard depth <= maximumDepth else {
                 skip("its depth exceeds \(maximumDepth), where 32-bit sums could overflow")
                 continue
             }
@@ -159,7 +157,7 @@ enum Quantization {
             let weightQuantizer = w.parent.flatMap { q in
                 quantizerGrid[ObjectIdentifier(q)] != nil && readers.onlyReader(of: q) === head ? q : nil
             }
-            layers[i] = Layer(step: i, nodes: nodes, product: product, input: xg, weight: wg, output: output,
+            layers[i] = Layer(nodes: nodes, product: product, input: xg, weight: wg, output: output,
                               fused: fused, activation: activation, weightQuantizer: weightQuantizer)
             for n in nodes.dropFirst(step.nodes.count) { absorbed.insert(ObjectIdentifier(n)) }
             if let q = weightQuantizer { absorbed.insert(ObjectIdentifier(q)) }

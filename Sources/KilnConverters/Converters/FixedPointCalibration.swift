@@ -124,15 +124,13 @@ public struct FixedPointCalibration {
         // are never negative, so a ReLU after it changes nothing and is dropped (a ReLU before a signed quantizer
         // stops the move).
         let quantizedInputs = Set(grids.keys)
-        var readers: [Key: Int] = [:]
-        for n in nodes { for v in n.inputs { readers[Key(v), default: 0] += 1 } }
         let rootKeys = Set(outputs.map { Key($0) })
         var dropped = Set<ObjectIdentifier>()
         for t in targets {
             guard let q = grids[Key(t)] else { continue }
             var at = t, passed: [FunctionNode] = []
             while let f = at.parent, f.function is MaxPooling || (f.function is ReLU && !q.sign),
-                  let input = Optional(f.inputs[0]), input.parent != nil, readers[Key(input)] == 1,
+                  let input = Optional(f.inputs[0]), input.parent != nil, readerCount[Key(input)] == 1,
                   !rootKeys.contains(Key(input)), grids[Key(input)] == nil {
                 passed.append(f)
                 at = input
