@@ -93,25 +93,46 @@ long kiln_q8_packed_b_bytes_max(long k, long n) {
 
 static long clamp_code(long v, long lo, long hi) { return v < lo ? lo : v > hi ? hi : v; }
 
+// v >= 0 rounded half away from zero, exactly: floor(v + 0.5) without the float addition's rounding (which
+// takes 0.5 - 2^-25 up to 1).
+static float round_half_up(float v) {
+    float t = truncf(v);
+    return v - t >= 0.5f ? t + 1.0f : t;
+}
+
 // nnabla's FixedPointQuantize as a code: clip, then |v| / step rounded half away from zero (exact here: the step is
 // a power of two and |v| / step <= 255). A NaN has no code: it becomes 0.
 static long fixed_point_code(float v, float step, long minCode, long maxCode) {
     if (v > (float)maxCode * step) return maxCode;
     if (v < (float)minCode * step) return minCode;
     if (!(v == v)) return 0;
-    // Truncation is floor for the non-negative values here (and needs no libm call without SSE4.1).
-    long q = (long)(fabsf(v) / step + 0.5f);
+    long q = (long)round_half_up(fabsf(v) / step);
     return v < 0 ? -q : q;
 }
 
-// A code from a value on a grid of step 1/inverse: exact for values on the grid; anything else (a NaN, a value off
-// the grid) is rounded and clamped rather than left to undefined conversions.
-static long code_of(float v, float inverse, long lo, long hi) {
+// nnabla's QuantizeLinear as a code: v / step rounded (half away from zero, or half to even), plus the zero point,
+// saturated. A NaN becomes the zero point (the code of 0).
+static long linear_code(float v, const kiln_q8_grid *g) {
+    float t = v / g->step;
+    if (!(t == t)) return clamp_code(g->zeroPoint, g->minCode, g->maxCode);
+    if (t <= (float)(g->minCode - g->zeroPoint)) return g->minCode;
+    if (t >= (float)(g->maxCode - g->zeroPoint)) return g->maxCode;
+    float r = g->halfEven ? nearbyintf(t) : (t < 0 ? -round_half_up(-t) : round_half_up(t));
+    return clamp_code((long)r + g->zeroPoint, g->minCode, g->maxCode);
+}
+
+static long grid_code(float v, const kiln_q8_grid *g) {
+    return g->linear ? linear_code(v, g) : fixed_point_code(v, g->step, g->minCode, g->maxCode);
+}
+
+// A code from a value on a grid of step 1/inverse and zero point zp: exact for values on the grid; anything else (a
+// NaN, a value off the grid) is rounded and clamped rather than left to undefined conversions.
+static long code_of(float v, float inverse, long zp, long lo, long hi) {
     float q = v * inverse;
-    if (!(q == q)) return 0;
-    if (q >= (float)hi) return hi;
-    if (q <= (float)lo) return lo;
-    return (long)nearbyintf(q);
+    if (!(q == q)) return clamp_code(zp, lo, hi);
+    if (q >= (float)(hi - zp)) return hi;
+    if (q <= (float)(lo - zp)) return lo;
+    return clamp_code((long)nearbyintf(q) + zp, lo, hi);
 }
 
 void kiln_q8_pack_a(int path, long m, long k, const float *a, long mStride, long kStride, float step, long minCode,
@@ -178,6 +199,11 @@ static void pack_code_rows_quads(long k, long n, long nb, const uint8_t *b, long
     }
 }
 
+void kiln_q8_row_offsets(int path, long m, long k, const void *packedA, long zeroPoint, int32_t *offsets) {
+    const int32_t *sums = (const int32_t *)packedA + m * words_of(path, k);
+    for (long r = 0; r < m; r++) offsets[r] = (int32_t)((uint32_t)zeroPoint * (uint32_t)sums[r]);
+}
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 
@@ -209,7 +235,7 @@ __attribute__((target("avx2"))) static void pack_code_rows_pairs_avx2(long k, lo
 #endif
 
 void kiln_q8_pack_b(int path, long k, long n, const void *b, int source, int isSigned, long kStride, long nStride,
-                    float inverseStep, void *packed) {
+                    float inverseStep, long zeroPoint, void *packed) {
     long words = words_of(path, k), g = group_of(path), nb = block_of(path), blocks = (n + nb - 1) / nb;
     if (source != KILN_Q8_FLOAT && nStride == 1) {
 #if defined(__x86_64__)
@@ -237,7 +263,7 @@ void kiln_q8_pack_b(int path, long k, long n, const void *b, int source, int isS
                     if (p < k && col < n) {
                         long at = p * kStride + col * nStride;
                         c = source == KILN_Q8_U8 ? (long)u[at] : source == KILN_Q8_S8 ? (long)s[at]
-                                                                : code_of(f[at], inverseStep, lo, hi);
+                                                                : code_of(f[at], inverseStep, zeroPoint, lo, hi);
                     }
                     if (g == 2) {
                         int16_t h = (int16_t)c;
@@ -375,21 +401,52 @@ void kiln_q8_gemm(int path, long m, long n, long k, const void *packedA, const v
 
 // ---- Epilogue ----
 
+// An accumulator less its row's offset, in wrapping 32-bit arithmetic (exact whenever the true difference fits).
+static inline int32_t corrected(int32_t acc, int32_t offset) { return (int32_t)((uint32_t)acc - (uint32_t)offset); }
 
 #if defined(__x86_64__)
+// round_half_up on 8 lanes of non-negative values.
+__attribute__((target("avx2"))) static inline __m256 round_half_up_avx2(__m256 v) {
+    __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __m256 up = _mm256_cmp_ps(_mm256_sub_ps(v, t), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+    return _mm256_add_ps(t, _mm256_and_ps(up, _mm256_set1_ps(1.0f)));
+}
+
 // fixed_point_code on 8 lanes: the same comparisons and rounding.
 __attribute__((target("avx2"))) static inline __m256i fixed_point_codes_avx2(__m256 v, float step, long minCode,
                                                                                long maxCode) {
-    const __m256 zero = _mm256_setzero_ps(), half = _mm256_set1_ps(0.5f);
+    const __m256 zero = _mm256_setzero_ps();
     const __m256 top = _mm256_set1_ps((float)maxCode * step), bottom = _mm256_set1_ps((float)minCode * step);
     const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    // |v| / step is |v| * (1 / step) exactly (a power of two), rounded half away from zero by truncation.
-    __m256i q = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(_mm256_and_ps(v, absMask), _mm256_set1_ps(1.0f / step)), half));
+    // |v| / step is |v| * (1 / step) exactly (a power of two).
+    __m256i q = _mm256_cvttps_epi32(round_half_up_avx2(_mm256_mul_ps(_mm256_and_ps(v, absMask), _mm256_set1_ps(1.0f / step))));
     __m256 negative = _mm256_cmp_ps(v, zero, _CMP_LT_OQ);
     __m256i code = _mm256_blendv_epi8(q, _mm256_sub_epi32(_mm256_setzero_si256(), q), _mm256_castps_si256(negative));
     code = _mm256_blendv_epi8(code, _mm256_set1_epi32((int)maxCode), _mm256_castps_si256(_mm256_cmp_ps(v, top, _CMP_GT_OQ)));
     code = _mm256_blendv_epi8(code, _mm256_set1_epi32((int)minCode), _mm256_castps_si256(_mm256_cmp_ps(v, bottom, _CMP_LT_OQ)));
     return _mm256_andnot_si256(_mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)), code);
+}
+
+// linear_code on 8 lanes: the same division, rounding and saturation.
+__attribute__((target("avx2"))) static inline __m256i linear_codes_avx2(__m256 v, const kiln_q8_grid *g) {
+    __m256 t = _mm256_div_ps(v, _mm256_set1_ps(g->step));
+    const __m256 lo = _mm256_set1_ps((float)(g->minCode - g->zeroPoint)), hi = _mm256_set1_ps((float)(g->maxCode - g->zeroPoint));
+    __m256 nan = _mm256_cmp_ps(t, t, _CMP_UNORD_Q);
+    // Saturated first (a NaN to 0), so the conversion below is always in range.
+    __m256 c = _mm256_min_ps(_mm256_max_ps(_mm256_andnot_ps(nan, t), lo), hi);
+    __m256 r;
+    if (g->halfEven) {
+        r = _mm256_round_ps(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    } else {
+        const __m256 signMask = _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000));
+        __m256 sign = _mm256_and_ps(c, signMask);
+        r = _mm256_or_ps(round_half_up_avx2(_mm256_andnot_ps(signMask, c)), sign);
+    }
+    return _mm256_add_epi32(_mm256_cvtps_epi32(r), _mm256_set1_epi32((int)g->zeroPoint));
+}
+
+__attribute__((target("avx2"))) static inline __m256i grid_codes_avx2(__m256 v, const kiln_q8_grid *g) {
+    return g->linear ? linear_codes_avx2(v, g) : fixed_point_codes_avx2(v, g->step, g->minCode, g->maxCode);
 }
 
 // Eight codes (in int32 lanes, within int8 or uint8 range) stored as bytes.
@@ -403,18 +460,22 @@ __attribute__((target("avx2"))) static inline void store_codes_avx2(__m256i code
 __attribute__((target("avx2"))) static long finish_row_avx2(const kiln_q8_epilogue *e, long row, const int32_t *acc,
                                                             long count, void *out, long offset) {
     const int hasBias = e->bias != NULL, normalise = e->mean != NULL;
-    const __m256 scale = _mm256_set1_ps(e->scale), bias = _mm256_set1_ps(hasBias ? e->bias[row] : 0.0f);
+    const __m256 scale = _mm256_set1_ps(e->rowScale ? e->rowScale[row] : e->scale);
+    const __m256i rowOffset = _mm256_set1_epi32(e->rowOffset ? e->rowOffset[row] : 0);
+    const __m256 bias = _mm256_set1_ps(hasBias ? e->bias[row] : 0.0f);
     const __m256 mu = _mm256_set1_ps(normalise ? e->mean[row] : 0.0f);
     const __m256 norm = _mm256_set1_ps(normalise ? e->normScale[row] : 1.0f);
     const __m256 shift = _mm256_set1_ps(normalise ? e->shift[row] : 0.0f);
     const int residualKind = e->residualKind, activation = e->activation, output = e->output;
-    const __m256 residualStep = _mm256_set1_ps(e->residualStep), zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
-    const float step = e->outStep;
-    const __m256 stepv = _mm256_set1_ps(step);
+    const __m256 residualStep = _mm256_set1_ps(e->residualGrid.step), zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
+    const __m256i residualZero = _mm256_set1_epi32((int)e->residualGrid.zeroPoint);
+    const __m256 outStep = _mm256_set1_ps(e->out.step);
+    const __m256i outZero = _mm256_set1_epi32((int)e->out.zeroPoint);
     long j = 0;
     for (; j + 8 <= count; j += 8) {
         long at = offset + j;
-        __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(acc + j))), scale);
+        __m256i a = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(acc + j)), rowOffset);
+        __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(a), scale);
         if (hasBias) v = _mm256_add_ps(v, bias);
         if (normalise) v = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v, mu), norm), shift);
         if (residualKind == KILN_Q8_FLOAT) {
@@ -422,15 +483,15 @@ __attribute__((target("avx2"))) static long finish_row_avx2(const kiln_q8_epilog
         } else if (residualKind == KILN_Q8_U8 || residualKind == KILN_Q8_S8) {
             __m128i r = _mm_loadl_epi64((const __m128i *)((const uint8_t *)e->residual + at));
             __m256i r32 = residualKind == KILN_Q8_U8 ? _mm256_cvtepu8_epi32(r) : _mm256_cvtepi8_epi32(r);
-            v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_cvtepi32_ps(r32), residualStep));
+            v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(r32, residualZero)), residualStep));
         }
         // 0 where 0 >= v, 6 where 6 < v: the scalar comparisons (NaN stays NaN).
         if (activation >= 1) v = _mm256_blendv_ps(v, zero, _mm256_cmp_ps(zero, v, _CMP_GE_OQ));
         if (activation == 2) v = _mm256_blendv_ps(v, six, _mm256_cmp_ps(six, v, _CMP_LT_OQ));
         if (output == KILN_Q8_FLOAT) { _mm256_storeu_ps((float *)out + at, v); continue; }
-        __m256i code = fixed_point_codes_avx2(v, step, e->outMinCode, e->outMaxCode);
+        __m256i code = grid_codes_avx2(v, &e->out);
         if (output == KILN_Q8_FLOAT_GRID) {
-            _mm256_storeu_ps((float *)out + at, _mm256_mul_ps(_mm256_cvtepi32_ps(code), stepv));
+            _mm256_storeu_ps((float *)out + at, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(code, outZero)), outStep));
             continue;
         }
         store_codes_avx2(code, output == KILN_Q8_U8, (uint8_t *)out + at);
@@ -438,13 +499,10 @@ __attribute__((target("avx2"))) static long finish_row_avx2(const kiln_q8_epilog
     return j;
 }
 
-__attribute__((target("avx2"))) static long quantize_avx2(const float *x, long count, float step, long minCode,
-                                                          long maxCode, int output, uint8_t *out) {
+__attribute__((target("avx2"))) static long quantize_avx2(const float *x, long count, const kiln_q8_grid *g, int output,
+                                                          uint8_t *out) {
     long j = 0;
-    for (; j + 8 <= count; j += 8) {
-        store_codes_avx2(fixed_point_codes_avx2(_mm256_loadu_ps(x + j), step, minCode, maxCode), output == KILN_Q8_U8,
-                         out + j);
-    }
+    for (; j + 8 <= count; j += 8) store_codes_avx2(grid_codes_avx2(_mm256_loadu_ps(x + j), g), output == KILN_Q8_U8, out + j);
     return j;
 }
 #endif
@@ -461,19 +519,21 @@ void kiln_q8_finish_row(const kiln_q8_epilogue *e, long row, const int32_t *acc,
     }
 #endif
     // Everything the loop reads, in locals: loop-invariant, so the compiler can take each case's branches out.
-    const float scale = e->scale, bias = e->bias ? e->bias[row] : 0.0f;
+    const float scale = e->rowScale ? e->rowScale[row] : e->scale, bias = e->bias ? e->bias[row] : 0.0f;
+    const int32_t rowOffset = e->rowOffset ? e->rowOffset[row] : 0;
     const int hasBias = e->bias != NULL, normalise = e->mean != NULL;
     const float mu = normalise ? e->mean[row] : 0.0f, norm = normalise ? e->normScale[row] : 1.0f;
     const float shift = normalise ? e->shift[row] : 0.0f;
     const int residualKind = e->residualKind, activation = e->activation, output = e->output;
-    const float residualStep = e->residualStep, outStep = e->outStep;
-    const long lo = e->outMinCode, hi = e->outMaxCode;
+    const float residualStep = e->residualGrid.step;
+    const long residualZero = e->residualGrid.zeroPoint;
+    const kiln_q8_grid g = e->out;
     const float *rf = (const float *)e->residual;
     const uint8_t *ru = (const uint8_t *)e->residual;
     const int8_t *rs = (const int8_t *)e->residual;
     for (long j = 0; j < count; j++) {
         long at = offset + j * stride;
-        float v = (float)acc[j] * scale;
+        float v = (float)corrected(acc[j], rowOffset) * scale;
         if (hasBias) v = v + bias;
         if (normalise) {
             v = v - mu;
@@ -481,52 +541,54 @@ void kiln_q8_finish_row(const kiln_q8_epilogue *e, long row, const int32_t *acc,
             v = v + shift;
         }
         if (residualKind == KILN_Q8_FLOAT) v = v + rf[at];
-        else if (residualKind == KILN_Q8_U8) v = v + (float)ru[at] * residualStep;
-        else if (residualKind == KILN_Q8_S8) v = v + (float)rs[at] * residualStep;
+        else if (residualKind == KILN_Q8_U8) v = v + (float)((long)ru[at] - residualZero) * residualStep;
+        else if (residualKind == KILN_Q8_S8) v = v + (float)((long)rs[at] - residualZero) * residualStep;
         if (activation >= 1 && 0.0f >= v) v = 0.0f;
         if (activation == 2 && 6.0f < v) v = 6.0f;
         if (output == KILN_Q8_FLOAT) { ((float *)out)[at] = v; continue; }
-        long code = fixed_point_code(v, outStep, lo, hi);
+        long code = grid_code(v, &g);
         if (output == KILN_Q8_U8) ((uint8_t *)out)[at] = (uint8_t)code;
         else if (output == KILN_Q8_S8) ((int8_t *)out)[at] = (int8_t)code;
-        else ((float *)out)[at] = (float)code * outStep; // KILN_Q8_FLOAT_GRID
+        else ((float *)out)[at] = (float)(code - g.zeroPoint) * g.step; // KILN_Q8_FLOAT_GRID
     }
 }
 
-void kiln_q8_quantize(const float *x, long count, float step, long minCode, long maxCode, int output, void *out) {
+void kiln_q8_quantize(const float *x, long count, const kiln_q8_grid *grid, int output, void *out) {
     long j = 0;
 #if defined(__x86_64__)
     int path = kiln_q8_current_path();
-    if (path >= PATH_AVX2 && path <= PATH_AVX512_VNNI) j = quantize_avx2(x, count, step, minCode, maxCode, output, (uint8_t *)out);
+    if (path >= PATH_AVX2 && path <= PATH_AVX512_VNNI) j = quantize_avx2(x, count, grid, output, (uint8_t *)out);
 #endif
     for (; j < count; j++) {
-        long code = fixed_point_code(x[j], step, minCode, maxCode);
+        long code = grid_code(x[j], grid);
         if (output == KILN_Q8_U8) ((uint8_t *)out)[j] = (uint8_t)code;
         else ((int8_t *)out)[j] = (int8_t)code;
     }
 }
 
-void kiln_q8_dequantize(const void *codes, int source, long count, float step, float *out) {
+void kiln_q8_dequantize(const void *codes, int source, long count, const kiln_q8_grid *grid, float *out) {
+    const float step = grid->step;
+    const long zp = grid->zeroPoint;
     for (long j = 0; j < count; j++) {
         long c = source == KILN_Q8_U8 ? (long)((const uint8_t *)codes)[j] : (long)((const int8_t *)codes)[j];
-        out[j] = (float)c * step;
+        out[j] = (float)(c - zp) * step;
     }
 }
 
 long kiln_q8_padded_bytes(const kiln_conv_shape *s) { return s->channels * (s->h + 2 * s->ph) * (s->w + 2 * s->pw); }
 
-void kiln_q8_pad(const kiln_conv_shape *s, const uint8_t *x, uint8_t *padded) {
+void kiln_q8_pad(const kiln_conv_shape *s, const uint8_t *x, uint8_t padCode, uint8_t *padded) {
     long hp = s->h + 2 * s->ph, wp = s->w + 2 * s->pw;
     for (long c = 0; c < s->channels; c++) {
         uint8_t *plane = padded + c * hp * wp;
-        memset(plane, 0, (size_t)(s->ph * wp));
+        memset(plane, padCode, (size_t)(s->ph * wp));
         for (long y = 0; y < s->h; y++) {
             uint8_t *row = plane + (y + s->ph) * wp;
-            memset(row, 0, (size_t)s->pw);
+            memset(row, padCode, (size_t)s->pw);
             memcpy(row + s->pw, x + (c * s->h + y) * s->w, (size_t)s->w);
-            memset(row + s->pw + s->w, 0, (size_t)s->pw);
+            memset(row + s->pw + s->w, padCode, (size_t)s->pw);
         }
-        memset(plane + (s->h + s->ph) * wp, 0, (size_t)(s->ph * wp));
+        memset(plane + (s->h + s->ph) * wp, padCode, (size_t)(s->ph * wp));
     }
 }
 

@@ -110,42 +110,58 @@ long kiln_q8_packed_b_bytes_max(long k, long n);
 void kiln_q8_pack_a(int path, long m, long k, const float *a, long mStride, long kStride, float step, long minCode,
                     long maxCode, void *packed);
 /// Packs activations (element (p, j) at index `p*kStride + j*nStride` of `b`): `source` KILN_Q8_U8 or KILN_Q8_S8
-/// codes, or KILN_Q8_FLOAT values on a grid of step 1 / `inverseStep`; `isSigned` says which codes they are.
+/// codes, or KILN_Q8_FLOAT values on a grid of step 1 / `inverseStep` and zero point `zeroPoint`; `isSigned` says
+/// which codes they are.
 void kiln_q8_pack_b(int path, long k, long n, const void *b, int source, int isSigned, long kStride, long nStride,
-                    float inverseStep, void *packed);
+                    float inverseStep, long zeroPoint, void *packed);
+/// `offsets[r] = zeroPoint * (row r's weight-code sum)` from A packed for `path`: what an input zero point adds
+/// to each sum (wrapping 32-bit arithmetic, exact whenever the corrected sum fits).
+void kiln_q8_row_offsets(int path, long m, long k, const void *packedA, long zeroPoint, int32_t *offsets);
 /// `c[r*ldc + j] = sum over p of A[r][p] * B[p][j]` for packed A and B (`bSigned`: B holds signed codes).
 void kiln_q8_gemm(int path, long m, long n, long k, const void *packedA, const void *packedB, int bSigned, int32_t *c,
                   long ldc);
 
+/// A grid of 8-bit codes: a code stands for `(code - zeroPoint) * step`, codes lie in [`minCode`, `maxCode`].
+/// Floats are put on it as nnabla's FixedPointQuantize does (`linear` 0: clip to the grid, then |v| / step rounded
+/// half away from zero; zeroPoint 0), or as its QuantizeLinear does (`linear` 1: v / step rounded half away from
+/// zero, or half to even with `halfEven`, plus zeroPoint, saturated to the codes).
+typedef struct {
+    float step;
+    long zeroPoint, minCode, maxCode;
+    int linear, halfEven;
+} kiln_q8_grid;
+
 /// What a quantized step does with one accumulator on its way out, in the float plan's order and arithmetic:
-/// `v = acc * scale`, `+ bias[row]`, batch normalisation `(v - mean) * normScale + shift`, `+` the residual
-/// (floats, or codes times `residualStep`), ReLU (1) or ReLU6 (2), then stored as floats (KILN_Q8_FLOAT) or through
-/// nnabla's FixedPointQuantize with step `outStep` and codes in [`outMinCode`, `outMaxCode`] as codes
-/// (KILN_Q8_U8 / KILN_Q8_S8) or as the floats they stand for (KILN_Q8_FLOAT_GRID).
+/// `v = (acc - rowOffset[row]) * (rowScale ? rowScale[row] : scale)` (the offset takes off an input zero point's
+/// share, `zeroPoint * the row's weight-code sum`), `+ bias[row]`, batch normalisation
+/// `(v - mean) * normScale + shift`, `+` the residual (floats, or codes on `residualGrid`), ReLU (1) or ReLU6 (2),
+/// then stored as floats (KILN_Q8_FLOAT) or put on the grid `out` and stored as codes (KILN_Q8_U8 / KILN_Q8_S8) or
+/// as the floats they stand for (KILN_Q8_FLOAT_GRID).
 typedef struct {
     float scale;
+    const float *rowScale;
+    const int32_t *rowOffset;
     const float *bias;
     const float *mean, *normScale, *shift;
     const void *residual;
     int residualKind;
-    float residualStep;
+    kiln_q8_grid residualGrid;
     int activation;
     int output;
-    float outStep;
-    long outMinCode, outMaxCode;
+    kiln_q8_grid out;
 } kiln_q8_epilogue;
 /// One row of accumulators: element j goes to (and its residual comes from) index `offset + j*stride`.
 void kiln_q8_finish_row(const kiln_q8_epilogue *e, long row, const int32_t *acc, long count, void *out, long offset,
                         long stride);
-/// One group of one sample of 8-bit codes (`channels` planes of `h` x `w`) copied with its zero padding (the code of
-/// 0 is 0 in either signedness), `kiln_q8_padded_bytes` bytes; and the columns of that padded sample,
+/// One group of one sample of 8-bit codes (`channels` planes of `h` x `w`) copied with its zero padding (`padCode`,
+/// the code of 0: the grid's zero point), `kiln_q8_padded_bytes` bytes; and the columns of that padded sample,
 /// `[channels * kh * kw][oh * ow]` bytes (rows of output pixels copied whole, no bounds checks).
 long kiln_q8_padded_bytes(const kiln_conv_shape *s);
-void kiln_q8_pad(const kiln_conv_shape *s, const uint8_t *x, uint8_t *padded);
+void kiln_q8_pad(const kiln_conv_shape *s, const uint8_t *x, uint8_t padCode, uint8_t *padded);
 void kiln_q8_im2col_padded(const kiln_conv_shape *s, const uint8_t *padded, uint8_t *cols);
-/// FixedPointQuantize of `count` floats into codes (`output` KILN_Q8_U8 or KILN_Q8_S8), and codes back to floats.
-void kiln_q8_quantize(const float *x, long count, float step, long minCode, long maxCode, int output, void *out);
-void kiln_q8_dequantize(const void *codes, int source, long count, float step, float *out);
+/// `count` floats put on `grid` as codes (`output` KILN_Q8_U8 or KILN_Q8_S8), and codes back to floats.
+void kiln_q8_quantize(const float *x, long count, const kiln_q8_grid *grid, int output, void *out);
+void kiln_q8_dequantize(const void *codes, int source, long count, const kiln_q8_grid *grid, float *out);
 
 /// The code path the tiles run on this CPU: "avx2+fma" or "generic".
 const char *kiln_tile_path(void);

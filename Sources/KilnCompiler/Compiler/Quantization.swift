@@ -9,12 +9,18 @@ import KilnKernels
 /// wherever the float product's sums are exact, and is the exact integer sum otherwise.
 ///
 /// - A value lies on a **grid** when it is the output of a FixedPointQuantize with quantize on, n <= 8 and a
-///   power-of-two delta (codes in [0, 255] or [-127, 127]), or of a MaxPooling, ReLU or Reshape of such a value.
+///   power-of-two delta (codes in [0, 255] or [-127, 127]), or of a DequantizeLinear of a QuantizeLinear's
+///   output with the same per-tensor scale and integer zero point (a QDQ pair: any positive scale), or of a
+///   MaxPooling, ReLU or Reshape of such a value.
 /// - A **quantized layer** is a 2-D Convolution (channels first) or an Affine whose x lies on a grid and whose
-///   weight lies on a grid of codes within [-127, 127], with depth small enough that 32-bit sums cannot
-///   overflow. Its step (with Fusion's BatchNormalization, Add2 and ReLU/ReLU6, and for an Affine a ReLU/ReLU6
-///   after it) also takes the FixedPointQuantize reading its output when that quantizer is eligible and the only
-///   reader: it becomes one `QuantizedLayer` step.
+///   weight lies on a grid of codes within [-127, 127] (a quantizer's output as above, or the DequantizeLinear of
+///   constant codes with zero point 0 and one scale, or one per output map, that the layer alone reads), with
+///   depth small enough that 32-bit sums cannot overflow. Its step (with Fusion's BatchNormalization, Add2 and
+///   ReLU/ReLU6, and for an Affine a ReLU/ReLU6 after it) also takes the quantizer reading its output when that
+///   quantizer is eligible and the only reader: it becomes one `QuantizedLayer` step.
+/// - QDQ scales, zero points and weight scales are **compiled in**: they must be constant leaves (no parent, no
+///   gradient, not fed inputs), as an imported model's are. Each step that compiled them reads them too and
+///   stops the run with an error if they changed since.
 /// - A grid value is **stored as codes** (a quarter of the bytes) when it is made by an eligible quantizer
 ///   (alone, as a `QuantizeToCodes` step, or ending a quantized layer) or by a MaxPooling of codes, is neither a
 ///   root nor persistent, and every reader takes codes: a quantized layer (as x or the residual) or a MaxPooling
@@ -31,10 +37,17 @@ enum Quantization {
         var notes: [String]
     }
 
-    /// A grid and the largest code magnitude on it.
+    /// A grid and the largest code magnitude on it, with the constants a QDQ pair's grid was compiled from.
     struct Grid {
         var codes: QuantizedCodes
         var maxCode: Int
+        var constants: [Constant] = []
+    }
+
+    /// A leaf whose values a step compiled in.
+    struct Constant {
+        let variable: Variable
+        let values: [Float]
     }
 
     /// The grid of a quantizer the integer kernels can take, or why not.
@@ -46,7 +59,75 @@ enum Quantization {
             return .failure(Reason("its quantizer's delta \(q.delta) is not a power of two"))
         }
         let maxCode = (1 << (q.sign ? q.n - 1 : q.n)) - 1
-        return .success(Grid(codes: QuantizedCodes(signed: q.sign, step: d), maxCode: maxCode))
+        let codes = QuantizedCodes(signed: q.sign, step: d, minCode: q.sign ? -maxCode : 0, maxCode: maxCode)
+        return .success(Grid(codes: codes, maxCode: maxCode))
+    }
+
+    /// The values of a leaf the pass may compile in: no parent, no gradient, not a fed input, float32.
+    static func constant(_ v: Variable, _ role: String) -> Swift.Result<Constant, Reason> {
+        guard v.parent == nil, !v.needGrad, !v.isInput, v.dtype == .float32 else {
+            return .failure(Reason("its \(role) '\(v.name)' is not a constant (a leaf without gradient that is not an input)"))
+        }
+        return .success(Constant(variable: v, values: v.d))
+    }
+
+    /// The grid of a DequantizeLinear reading a QuantizeLinear's output with the same scale and zero point, one
+    /// of each (per tensor); nil when `dq` is not such a pair's second half.
+    static func linearGrid(_ dq: FunctionNode) -> Swift.Result<Grid, Reason>? {
+        guard dq.function is DequantizeLinear, let qn = dq.inputs[0].parent, let q = qn.function as? QuantizeLinear else {
+            return nil
+        }
+        return Swift.Result(catching: {
+            let scale = try constant(qn.inputs[1], "scale").get(), zero = try constant(qn.inputs[2], "zero point").get()
+            let scale2 = try constant(dq.inputs[1], "scale").get(), zero2 = try constant(dq.inputs[2], "zero point").get()
+            guard scale.values.count == 1, zero.values.count == 1 else {
+                throw Reason("its QuantizeLinear has \(scale.values.count) scales (one per tensor is supported)")
+            }
+            guard scale.values == scale2.values, zero.values == zero2.values else {
+                throw Reason("its QuantizeLinear and DequantizeLinear have different scales or zero points")
+            }
+            let s = scale.values[0], z = zero.values[0], (lo, hi) = q.range
+            guard s.isNormal, s > 0 else { throw Reason("its scale \(s) is not a positive normal number") }
+            // DequantizeLinear subtracts the zero point as given, QuantizeLinear its rounded and saturated value:
+            // they agree for an integer in range.
+            guard z == z.rounded(), z >= Float(lo), z <= Float(hi) else {
+                throw Reason("its zero point \(z) is not an integer code in [\(lo), \(hi)]")
+            }
+            let codes = QuantizedCodes(signed: q.signed, step: s, zeroPoint: Int(z), minCode: lo, maxCode: hi,
+                                       halfToEven: q.halfToEven)
+            return Grid(codes: codes, maxCode: max(-lo, hi), constants: [scale, zero, scale2, zero2])
+        }).mapError { $0 as? Reason ?? Reason("\($0)") }
+    }
+
+    /// A weight given as the DequantizeLinear of constant codes with zero point 0: the node, a step per output
+    /// (one repeated, or one per output map) and the scale and zero point compiled in, or why not; nil when `w`
+    /// is no such value.
+    struct DequantizedWeight {
+        let node: FunctionNode
+        let steps: [Float]
+        let constants: [Constant]
+    }
+
+    static func dequantizedWeight(_ w: Variable, outputs: Int, affine: Bool) -> Swift.Result<DequantizedWeight, Reason>? {
+        guard let dq = w.parent, dq.function is DequantizeLinear else { return nil }
+        return Swift.Result(catching: {
+            let codes = try constant(dq.inputs[0], "weight codes").get()
+            let scale = try constant(dq.inputs[1], "weight scale").get(), zero = try constant(dq.inputs[2], "weight zero point").get()
+            guard zero.values.allSatisfy({ $0 == 0 }) else { throw Reason("its weight has a zero point other than 0") }
+            if let bad = codes.values.first(where: { $0 != $0.rounded() || abs($0) > 127 }) {
+                throw Reason("its weight holds \(bad), not an integer code in [-127, 127]")
+            }
+            // A scale per output: an affine's weight is (inputs, outputs), a convolution's (maps, ...).
+            let shape = scale.variable.shape
+            let perOutput = affine ? w.shape.count == 2 && shape.first == 1 && shape.last == outputs
+                                   : shape.first == outputs && shape.dropFirst().allSatisfy { $0 == 1 }
+            let steps: [Float]
+            if scale.values.count == 1 { steps = [Float](repeating: scale.values[0], count: outputs) }
+            else if perOutput { steps = scale.values }
+            else { throw Reason("its weight scale of shape \(shape) is neither one value nor one per output") }
+            guard steps.allSatisfy({ $0.isNormal && $0 > 0 }) else { throw Reason("its weight scales are not all positive normal numbers") }
+            return DequantizedWeight(node: dq, steps: steps, constants: [scale, zero])
+        }).mapError { $0 as? Reason ?? Reason("\($0)") }
     }
 
     struct Reason: Error {
@@ -64,17 +145,33 @@ enum Quantization {
         var input: Grid
         var weight: Grid
         var output: Grid?
+        /// How many of `nodes` are the output's quantizer (FixedPointQuantize 1, QuantizeLinear+DequantizeLinear 2).
+        var outputNodes: Int
         var fused: FusedConvolution?
         var activation: ConvEpilogue.Activation
-        /// The weight's quantizer, when this layer is its only reader: the layer quantizes the float weight itself.
-        var weightQuantizer: FunctionNode?
+        /// The node making the weight when this layer is its only reader: a FixedPointQuantize the layer runs on the
+        /// float weight itself, or the DequantizeLinear whose codes the layer reads.
+        var weightSource: FunctionNode?
+        /// Per output, the weight's step (a DequantizeLinear weight; the layer then reads codes on a grid of 1).
+        var weightSteps: [Float]?
+        /// What the layer compiled in: read again, after its other inputs.
+        var constants: [Constant]
 
-        /// What the step reads: the chain's inputs, with the float weight for an absorbed quantizer.
-        var inputs: [Variable] {
-            var v = Fusion.externalInputs(nodes)
-            if let q = weightQuantizer { v[1] = q.inputs[0] }
+        /// The chain's inputs (without the output quantizer's constants), the weight's source for an absorbed one.
+        var baseInputs: [Variable] {
+            var v = Fusion.externalInputs(Array(nodes.dropLast(outputNodes)))
+            if let q = weightSource { v[1] = q.inputs[0] }
             return v
         }
+        /// What the step reads.
+        var inputs: [Variable] { baseInputs + constants.map { $0.variable } }
+    }
+
+    /// A quantizer's grid and its nodes (one FixedPointQuantize, or a QuantizeLinear and its DequantizeLinear),
+    /// by its first node.
+    struct Quantizer {
+        var grid: Grid
+        var nodes: [FunctionNode]
     }
 
     static func apply(_ steps: [Fusion.Step], order: [FunctionNode], mode: PlanMode, options: CompileOptions,
@@ -83,23 +180,34 @@ enum Quantization {
               options.precision == .float else {
             return Result(steps: steps, codes: [:], notes: [])
         }
+        let readers = Readers(order, roots: roots)
         // Grids of every value, in schedule order.
         var grids: [Key: Grid] = [:]
-        var quantizerGrid: [ObjectIdentifier: Grid] = [:]
+        var quantizers: [ObjectIdentifier: Quantizer] = [:]
+        var linearFailures: [Key: Reason] = [:]
         var notes: [String] = []
         for n in order where n.outputTypes.count == 1 {
             let out = Key.output(node: ObjectIdentifier(n), index: 0)
             if let q = n.function as? FixedPointQuantize {
                 if case .success(let g) = grid(of: q) {
                     grids[out] = g
-                    quantizerGrid[ObjectIdentifier(n)] = g
+                    quantizers[ObjectIdentifier(n)] = Quantizer(grid: g, nodes: [n])
+                }
+            } else if let found = linearGrid(n) {
+                switch found {
+                case .success(let g):
+                    grids[out] = g
+                    // The pair runs as one quantizer when the DequantizeLinear alone reads the QuantizeLinear.
+                    if let qn = n.inputs[0].parent, readers.onlyReader(of: qn) === n {
+                        quantizers[ObjectIdentifier(qn)] = Quantizer(grid: g, nodes: [qn, n])
+                    }
+                case .failure(let r): linearFailures[out] = r
                 }
             } else if n.function is MaxPooling || n.function is ReLU || n.function is Reshape,
                       let g = n.inputs.first.flatMap({ grids[Key($0)] }) {
                 grids[out] = g
             }
         }
-        let readers = Readers(order, roots: roots)
 
         // Quantized layers, and the single-node steps they absorb.
         var layers: [Int: Layer] = [:]
@@ -113,7 +221,7 @@ enum Quantization {
                 product = .affine(a)
             } else { continue }
             let x = head.inputs[0], w = head.inputs[1]
-            let intended = w.parent?.function is FixedPointQuantize
+            let intended = w.parent?.function is FixedPointQuantize || w.parent?.function is DequantizeLinear
             func skip(_ why: String) {
                 if intended { notes.append("\(head.typeName) '\(head.name)' runs in float32: \(why)") }
             }
@@ -122,15 +230,41 @@ enum Quantization {
                 if let q = v.parent?.function as? FixedPointQuantize, case .failure(let r) = grid(of: q) {
                     return "its \(what) is not on an 8-bit grid: \(r.text)"
                 }
+                if let r = linearFailures[Key(v)] { return "its \(what) is not on an 8-bit grid: \(r.text)" }
                 return otherwise
             }
-            guard let wg = grids[Key(w)] else {
-                skip(offGrid(w, "weight", otherwise: "its weight is not the output of a FixedPointQuantize"))
-                continue
+            let outputs = product.isAffine ? w.type.shape.dropFirst().reduce(1, *) : (w.type.shape.first ?? 0)
+            // The weight: on a quantizer's grid, or the DequantizeLinear of codes.
+            var weight: Grid, weightSteps: [Float]?, weightSource: FunctionNode?, constants: [Constant] = []
+            if let found = dequantizedWeight(w, outputs: outputs, affine: product.isAffine) {
+                guard case .success(let dw) = found else {
+                    if case .failure(let r) = found { skip(r.text) }
+                    continue
+                }
+                guard readers.onlyReader(of: dw.node) === head else {
+                    skip("its weight's DequantizeLinear has other readers")
+                    continue
+                }
+                weight = Grid(codes: QuantizedCodes(signed: true, step: 1), maxCode: 127)
+                weightSteps = dw.steps
+                weightSource = dw.node
+                constants = dw.constants
+            } else {
+                guard let wg = grids[Key(w)] else {
+                    skip(offGrid(w, "weight", otherwise: "its weight is not the output of a FixedPointQuantize"))
+                    continue
+                }
+                weight = wg
+                constants = wg.constants
+                // The weight's quantizer runs inside the layer when nothing else reads its output (its float copy of
+                // the weight then never exists).
+                weightSource = w.parent.flatMap { q in
+                    q.function is FixedPointQuantize && quantizers[ObjectIdentifier(q)] != nil && readers.onlyReader(of: q) === head ? q : nil
+                }
             }
-            guard wg.maxCode <= 127 else { skip("its weight's codes reach \(wg.maxCode) (127 at most)"); continue }
+            guard weight.maxCode <= 127 else { skip("its weight's codes reach \(weight.maxCode) (127 at most)"); continue }
             guard let xg = grids[Key(x)] else {
-                skip(offGrid(x, "input", otherwise: "its input is not quantized (no FixedPointQuantize, or MaxPooling/ReLU/Reshape of one, before it)"))
+                skip(offGrid(x, "input", otherwise: "its input is not quantized (no FixedPointQuantize or QuantizeLinear/DequantizeLinear, or MaxPooling/ReLU/Reshape of one, before it)"))
                 continue
             }
             // Inputs per output: an affine's weight is (inputs, outputs...), a convolution's (maps, inputs per map).
@@ -148,19 +282,18 @@ enum Quantization {
                 nodes.append(next)
             }
             var output: Grid?
-            if let last = nodes.last, let next = readers.onlyReader(of: last), let g = quantizerGrid[ObjectIdentifier(next)] {
-                output = g
-                nodes.append(next)
+            var outputNodes = 0
+            if let last = nodes.last, let next = readers.onlyReader(of: last), let q = quantizers[ObjectIdentifier(next)] {
+                output = q.grid
+                outputNodes = q.nodes.count
+                nodes += q.nodes
             }
-            // The weight's quantizer runs inside the layer when nothing else reads its output (its float copy of
-            // the weight then never exists).
-            let weightQuantizer = w.parent.flatMap { q in
-                quantizerGrid[ObjectIdentifier(q)] != nil && readers.onlyReader(of: q) === head ? q : nil
-            }
-            layers[i] = Layer(nodes: nodes, product: product, input: xg, weight: wg, output: output,
-                              fused: fused, activation: activation, weightQuantizer: weightQuantizer)
+            constants += xg.constants + (output?.constants ?? [])
+            layers[i] = Layer(nodes: nodes, product: product, input: xg, weight: weight, output: output,
+                              outputNodes: outputNodes, fused: fused, activation: activation, weightSource: weightSource,
+                              weightSteps: weightSteps, constants: constants)
             for n in nodes.dropFirst(step.nodes.count) { absorbed.insert(ObjectIdentifier(n)) }
-            if let q = weightQuantizer { absorbed.insert(ObjectIdentifier(q)) }
+            if let q = weightSource { absorbed.insert(ObjectIdentifier(q)) }
         }
 
         // A MaxPooling of a grid value can pool its codes.
@@ -169,14 +302,26 @@ enum Quantization {
                   !p.channelLast, grids[Key(step.nodes[0].inputs[0])] != nil else { return nil }
             return p
         }
+        // A quantizer standing alone (not absorbed by a layer), by the step of its first node.
+        func standalone(_ step: Fusion.Step) -> Quantizer? {
+            guard step.nodes.count == 1, step.fused == nil, !absorbed.contains(ObjectIdentifier(step.nodes[0])),
+                  let q = quantizers[ObjectIdentifier(step.nodes[0])], let last = q.nodes.last,
+                  last.outputs[0]?.persistent != true else { return nil }
+            return q
+        }
+        // The steps left, and what each reads (a standalone QDQ pair's steps read as one).
+        var pairSecond = Set<ObjectIdentifier>()
+        for step in steps { if let q = standalone(step), q.nodes.count == 2 { pairSecond.insert(ObjectIdentifier(q.nodes[1])) } }
         // Which grid values every reader takes as codes.
         var codeReaders: [Key: Int] = [:]
         var allReaders: [Key: Int] = [:]
         for (i, step) in steps.enumerated() where !absorbed.contains(ObjectIdentifier(step.nodes[0])) {
-            let read = layers[i]?.inputs ?? step.readValues
+            if pairSecond.contains(ObjectIdentifier(step.nodes[0])) { continue }
+            let read = layers[i]?.inputs ?? (standalone(step).map { [$0.nodes[0].inputs[0]] } ?? step.readValues)
+            let residualAt = layers[i].flatMap { $0.fused?.residual == true ? $0.baseInputs.count - 1 : nil }
             for (k, v) in read.enumerated() {
                 allReaders[Key(v), default: 0] += 1
-                if let l = layers[i], k == 0 || (k == read.count - 1 && l.fused?.residual == true) {
+                if layers[i] != nil, k == 0 || k == residualAt {
                     codeReaders[Key(v), default: 0] += 1
                 } else if k == 0, poolsCodes(step) != nil {
                     codeReaders[Key(v), default: 0] += 1
@@ -188,54 +333,62 @@ enum Quantization {
             guard !readers.rootKeys.contains(key), let count = allReaders[key], count > 0, codeReaders[key] == count else { return }
             codes[key] = g.codes
         }
+        func outputKey(_ n: FunctionNode) -> Key { Key.output(node: ObjectIdentifier(n), index: 0) }
         for (i, step) in steps.enumerated() {
             if let l = layers[i], let g = l.output, let last = l.nodes.last {
-                storedAsCodes(Key.output(node: ObjectIdentifier(last), index: 0), g)
-            } else if step.nodes.count == 1, step.fused == nil, let g = quantizerGrid[ObjectIdentifier(step.nodes[0])],
-                      !absorbed.contains(ObjectIdentifier(step.nodes[0])), step.nodes[0].outputs[0]?.persistent != true {
-                storedAsCodes(Key.output(node: ObjectIdentifier(step.nodes[0]), index: 0), g)
+                storedAsCodes(outputKey(last), g)
+            } else if let q = standalone(step), let last = q.nodes.last {
+                storedAsCodes(outputKey(last), q.grid)
             } else if poolsCodes(step) != nil, codes[Key(step.nodes[0].inputs[0])] != nil,
                       let g = grids[Key(step.nodes[0].inputs[0])], step.nodes[0].outputs[0]?.persistent != true {
                 // Codes in, codes out when its readers take them too.
-                storedAsCodes(Key.output(node: ObjectIdentifier(step.nodes[0]), index: 0), g)
+                storedAsCodes(outputKey(step.nodes[0]), g)
             }
         }
 
         var result: [Fusion.Step] = []
+        var merged = Set<ObjectIdentifier>()
         for (i, step) in steps.enumerated() {
             let head = step.nodes[0]
-            if absorbed.contains(ObjectIdentifier(head)) { continue }
+            if absorbed.contains(ObjectIdentifier(head)) || merged.contains(ObjectIdentifier(head)) { continue }
             guard let l = layers[i] else {
-                let key = Key.output(node: ObjectIdentifier(head), index: 0)
-                if let c = codes[key], let q = head.function as? FixedPointQuantize, step.fused == nil {
-                    result.append(Fusion.Step(nodes: step.nodes, fused: QuantizeToCodes(quantizer: q, codes: c)))
+                if let q = standalone(step), let last = q.nodes.last, let c = codes[outputKey(last)] {
+                    // The quantizer (both halves of a QDQ pair) writes codes.
+                    for n in q.nodes.dropFirst() { merged.insert(ObjectIdentifier(n)) }
+                    let fused = QuantizeToCodes(codes: c, quantizerArguments: q.nodes.flatMap { $0.function.arguments },
+                                                compiled: compiledConstants(q.grid.constants), compiledFrom: 1)
+                    result.append(Fusion.Step(nodes: q.nodes, fused: fused, inputs: [head.inputs[0]] + q.grid.constants.map { $0.variable }))
                 } else if let p = poolsCodes(step), let c = codes[Key(head.inputs[0])] {
-                    result.append(Fusion.Step(nodes: step.nodes, fused: QuantizedMaxPooling(pooling: p, codes: c, codesOut: codes[key] != nil)))
+                    result.append(Fusion.Step(nodes: step.nodes, fused: QuantizedMaxPooling(pooling: p, codes: c, codesOut: codes[outputKey(head)] != nil)))
                 } else {
                     result.append(step)
                 }
                 continue
             }
-            let inputs = l.inputs
+            let inputs = l.inputs, base = l.baseInputs
             func storage(_ v: Variable, _ g: Grid?) -> QuantizedStorage {
                 guard let g else { return .floats }
                 return codes[Key(v)] != nil ? .codes(g.codes) : .floatsOnGrid(g.codes)
             }
             let residual = l.fused?.residual == true
-            let residualValue = inputs[inputs.count - 1]
-            let outKey = Key.output(node: ObjectIdentifier(l.nodes[l.nodes.count - 1]), index: 0)
+            let residualValue = base[base.count - 1]
+            let outKey = outputKey(l.nodes[l.nodes.count - 1])
             let output: QuantizedStorage = l.output.map { codes[outKey] != nil ? .codes($0.codes) : .floatsOnGrid($0.codes) } ?? .floats
             let layer = QuantizedLayer(
                 product: l.product, productInputs: head.inputs.count, batchNormalization: l.fused?.batchNormalization,
                 residual: residual, activation: l.activation, input: storage(inputs[0], l.input), weight: l.weight.codes,
-                weightMaxCode: l.weight.maxCode,
+                weightMaxCode: l.weight.maxCode, rowScales: l.weightSteps.map { $0.map { $0 * l.input.codes.step } },
                 residualStorage: residual ? (codes[Key(residualValue)].map { .codes($0) } ?? .floats) : .floats,
-                output: output)
-            result.append(Fusion.Step(nodes: l.nodes, fused: layer, inputs: l.weightQuantizer == nil ? nil : inputs))
+                output: output, compiled: compiledConstants(l.constants))
+            let plain = l.weightSource == nil && l.constants.isEmpty && l.outputNodes < 2
+            result.append(Fusion.Step(nodes: l.nodes, fused: layer, inputs: plain ? nil : inputs))
         }
         return Result(steps: result, codes: codes, notes: notes)
     }
 
+    static func compiledConstants(_ constants: [Constant]) -> CompiledConstants {
+        CompiledConstants(names: constants.map { $0.variable.name }, values: constants.map { $0.values })
+    }
 }
 
 extension QuantizedLayer.Product {

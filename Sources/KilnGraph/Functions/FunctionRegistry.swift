@@ -7,8 +7,8 @@ import KilnCore
 public enum FunctionRegistry {
     public static let all: [any Function.Type] =
         ActivationFunctions.all + ArithmeticFunctions.all + ReductionFunctions.all + ShapeFunctions.all
-        + LossFunctions.all + QuantizationFunctions.all + LinearFunctions.all + NormalizationFunctions.all
-        + PoolingFunctions.all + EmbeddingFunctions.all + StochasticFunctions.all + MathFunctions.all
+        + LossFunctions.all + QuantizationFunctions.all + LinearQuantizationFunctions.all + LinearFunctions.all
+        + NormalizationFunctions.all + PoolingFunctions.all + EmbeddingFunctions.all + StochasticFunctions.all + MathFunctions.all
 
     private static let byName: [String: any Function.Type] = {
         var d: [String: any Function.Type] = [:]

@@ -9,16 +9,18 @@ package protocol FusedFunction: Function {
 
 extension FusedConvolution: FusedFunction {}
 
-/// A convolution or affine whose input and weight lie on fixed-point grids (outputs of nnabla's
-/// `FixedPointQuantize` with n <= 8 and a power-of-two delta), run as an integer product, with the functions
-/// after it as its epilogue: a test-mode BatchNormalization (convolutions), an Add2 of a same-shaped value, ReLU
-/// or ReLU6, and the next FixedPointQuantize.
+/// A convolution or affine whose input and weight lie on 8-bit grids (outputs of nnabla's `FixedPointQuantize`
+/// with n <= 8 and a power-of-two delta, or of a QuantizeLinear/DequantizeLinear pair; a weight may also be the
+/// DequantizeLinear of codes with a scale per output map), run as an integer product, with the functions after it
+/// as its epilogue: a test-mode BatchNormalization (convolutions), an Add2 of a same-shaped value, ReLU or ReLU6,
+/// and the next quantizer.
 ///
 /// Made by the `Quantization` pass for inference plans. Inputs are the product's (x, W, optional b), then the
 /// BatchNormalization's parameters without its x, then the Add2's other operand. x and the residual may be
 /// 8-bit codes in the arena (`input`, `residualStorage`); the output is floats, floats on the quantizer's grid, or
-/// its codes (`output`). Where every sum of the float product is exact in float32 (sums of at most 2^24 steps),
-/// the values are those of the separate float steps bit for bit; beyond that the integer sum is the exact one.
+/// its codes (`output`). On power-of-two grids, where every sum of the float product is exact in float32 (sums of
+/// at most 2^24 steps), the values are those of the separate float steps bit for bit; beyond that the integer sum
+/// is the exact one. Other scales round once where the float steps round at each product and sum.
 package struct QuantizedLayer: FusedFunction {
     package static let typeName = "QuantizedLayer"
 
@@ -36,12 +38,18 @@ package struct QuantizedLayer: FusedFunction {
     /// How x is held: codes, or floats on its grid.
     let input: QuantizedStorage
     /// The weight's quantizer: its grid and largest code magnitude (127 at most). The weight input is either the
-    /// quantizer's output (already on the grid) or, where this step absorbed the quantizer, its float input.
+    /// quantizer's output (already on the grid) or, where this step absorbed the quantizer, its float input; for a
+    /// weight dequantized per output map (`rowScales`), the codes themselves on a grid of step 1.
     let weight: QuantizedCodes
     let weightMaxCode: Int
+    /// Per output map, the product's scale (the input's step times that map's weight step), when the weight has
+    /// one step per map (DequantizeLinear of codes).
+    let rowScales: [Float]?
     let residualStorage: QuantizedStorage
     /// The last quantizer's grid as codes or floats, or `.floats` without one.
     let output: QuantizedStorage
+    /// Scales and zero points compiled in: read after the other inputs and checked on every run.
+    let compiled: CompiledConstants
 
     package init(arguments a: inout ArgReader) throws {
         throw KilnError.invalidFunction(function: Self.typeName, reason: "is made by the compiler, not by graph files")
@@ -49,7 +57,8 @@ package struct QuantizedLayer: FusedFunction {
 
     package init(product: Product, productInputs: Int, batchNormalization: BatchNormalization?, residual: Bool,
                  activation: ConvEpilogue.Activation, input: QuantizedStorage, weight: QuantizedCodes, weightMaxCode: Int,
-                 residualStorage: QuantizedStorage, output: QuantizedStorage) {
+                 rowScales: [Float]? = nil, residualStorage: QuantizedStorage, output: QuantizedStorage,
+                 compiled: CompiledConstants = CompiledConstants(names: [], values: [])) {
         self.product = product
         self.productInputs = productInputs
         self.batchNormalization = batchNormalization
@@ -58,8 +67,10 @@ package struct QuantizedLayer: FusedFunction {
         self.input = input
         self.weight = weight
         self.weightMaxCode = weightMaxCode
+        self.rowScales = rowScales
         self.residualStorage = residualStorage
         self.output = output
+        self.compiled = compiled
     }
 
     var productFunction: any Function {
@@ -76,13 +87,14 @@ package struct QuantizedLayer: FusedFunction {
         if residual { names.append(Add2.typeName) }
         if activation == .relu { names.append(ReLU.typeName) }
         if activation == .relu6 { names.append(ReLU6.typeName) }
-        if output.grid != nil { names.append(FixedPointQuantize.typeName) }
+        if let g = output.grid { names.append(contentsOf: g.quantizerNames) }
         return names.joined(separator: "+")
     }
 
     package var arguments: [(String, ArgValue)] {
         productFunction.arguments + (batchNormalization?.arguments ?? [])
-            + [("input", .string(input.description)), ("weight", .string("\(weight) max \(weightMaxCode)")),
+            + [("input", .string(input.description)),
+               ("weight", .string(rowScales == nil ? "\(weight) max \(weightMaxCode)" : "codes max \(weightMaxCode), a step per map")),
                ("residual", .string(residual ? residualStorage.description : "none")),
                ("output", .string(output.description))]
     }
@@ -90,6 +102,9 @@ package struct QuantizedLayer: FusedFunction {
     var residualIndex: Int? {
         residual ? productInputs + (batchNormalization.map { $0.inputCount - 1 } ?? 0) : nil
     }
+
+    /// Where the compiled constants start: after the product's, the normalisation's and the residual's inputs.
+    var constantsIndex: Int { residualIndex.map { $0 + 1 } ?? productInputs + (batchNormalization.map { $0.inputCount - 1 } ?? 0) }
 
     /// The output may take over the residual's memory when both are held alike (codes of one signedness, or
     /// floats): the epilogue reads each residual element just before it writes the output element at the same
@@ -133,7 +148,20 @@ package struct QuantizedLayer: FusedFunction {
             activation: activation, output: output)
         let x = UnsafeRawPointer(b.inputs[0].raw), w = UnsafePointer(b.inputs[1].f), y = b.outputs[0].raw
         let input = input, grid = weight, maxCode = weightMaxCode
+        let check = try compiled.check(b, first: constantsIndex, step: stepName)
+        if let rowScales {
+            guard rowScales.count == k.outputs else { throw error("has \(rowScales.count) row scales for \(k.outputs) maps") }
+            return {
+                try check()
+                table?.read()
+                rowScales.withUnsafeBufferPointer {
+                    k.run(input: x, inputStorage: input, weight: w, weightGrid: grid, weightMaxCode: maxCode, rowScales: $0.baseAddress,
+                          output: y, epilogue: epilogue, workspace: ws)
+                }
+            }
+        }
         return {
+            try check()
             table?.read()
             k.run(input: x, inputStorage: input, weight: w, weightGrid: grid, weightMaxCode: maxCode, output: y, epilogue: epilogue,
                   workspace: ws)
@@ -141,33 +169,92 @@ package struct QuantizedLayer: FusedFunction {
     }
 }
 
-/// nnabla's FixedPointQuantize writing 8-bit codes instead of floats: the same values in a quarter of the bytes,
-/// for a value every reader of which takes codes (`Quantization`).
+/// A quantizer writing 8-bit codes instead of floats: nnabla's FixedPointQuantize, or a QuantizeLinear with the
+/// DequantizeLinear after it. The same values in a quarter of the bytes, for a value every reader of which takes
+/// codes (`Quantization`). Reads x first (a QuantizeLinear's scale and zero point are compiled into `codes`).
 package struct QuantizeToCodes: FusedFunction {
     package static let typeName = "QuantizeToCodes"
-    let quantizer: FixedPointQuantize
     let codes: QuantizedCodes
+    let quantizerArguments: [(String, ArgValue)]
+    /// A QDQ pair's scales and zero points, read from input `compiledFrom` on.
+    let compiled: CompiledConstants
+    let compiledFrom: Int
 
     package init(arguments a: inout ArgReader) throws {
         throw KilnError.invalidFunction(function: Self.typeName, reason: "is made by the compiler, not by graph files")
     }
 
-    package init(quantizer: FixedPointQuantize, codes: QuantizedCodes) {
-        self.quantizer = quantizer
+    package init(codes: QuantizedCodes, quantizerArguments: [(String, ArgValue)],
+                 compiled: CompiledConstants = CompiledConstants(names: [], values: []), compiledFrom: Int = 1) {
         self.codes = codes
+        self.quantizerArguments = quantizerArguments
+        self.compiled = compiled
+        self.compiledFrom = compiledFrom
     }
 
-    package var stepName: String { FixedPointQuantize.typeName }
-    package var arguments: [(String, ArgValue)] { quantizer.arguments + [("output", .string(codes.description))] }
+    package var stepName: String { codes.quantizerNames.joined(separator: "+") }
+    package var arguments: [(String, ArgValue)] { quantizerArguments + [("output", .string(codes.description))] }
     package var isDifferentiable: Bool { false }
 
-    package func outputTypes(_ inputs: [TensorType]) throws -> [TensorType] { try quantizer.outputTypes(inputs) }
+    package func outputTypes(_ inputs: [TensorType]) throws -> [TensorType] {
+        guard let x = inputs.first else { throw error("has no input") }
+        return [x]
+    }
 
     package func makeForward(_ b: ForwardBinding) throws -> Kernel {
         let x = UnsafePointer(b.inputs[0].f), y = b.outputs[0].raw, count = b.inputs[0].count
-        let step = codes.step, signed = codes.signed
-        let (lo, hi) = signed ? (-127, 127) : (0, 255)
-        return { QuantizedProduct.quantize(x, count: count, step: step, minCode: lo, maxCode: hi, signed: signed, into: y) }
+        let codes = codes
+        let check = try compiled.check(b, first: compiledFrom, step: stepName)
+        return {
+            try check()
+            QuantizedProduct.quantize(x, count: count, grid: codes, into: y)
+        }
+    }
+}
+
+/// Values a quantized step compiled in (QDQ scales and zero points, a weight's scales), with the names of the
+/// constant leaves they came from. The step reads those leaves as its last inputs and stops the run with an error
+/// when one no longer holds its compiled values: a changed scale would otherwise give silently wrong results.
+package struct CompiledConstants {
+    let names: [String]
+    let values: [[Float]]
+
+    package init(names: [String], values: [[Float]]) {
+        self.names = names
+        self.values = values
+    }
+
+    /// The check of a binding's inputs from `first` on.
+    func check(_ b: ForwardBinding, first: Int, step: String) throws -> () throws -> Void {
+        if values.isEmpty { return {} }
+        guard b.inputs.count == first + values.count else {
+            throw KilnError.invalidFunction(function: step, reason: "reads \(b.inputs.count) inputs where \(first + values.count) were compiled")
+        }
+        var pointers: [UnsafePointer<Float>] = []
+        for (k, v) in values.enumerated() {
+            let input = b.inputs[first + k]
+            guard input.count == v.count else {
+                throw KilnError.invalidFunction(function: step, reason: "'\(names[k])' holds \(input.count) values where \(v.count) were compiled")
+            }
+            pointers.append(UnsafePointer(input.f))
+        }
+        let values = values, names = names
+        return {
+            for (k, v) in values.enumerated() {
+                let p = pointers[k]
+                for i in v.indices where p[i] != v[i] {
+                    throw KilnError.invalidData("\(step): '\(names[k])' changed since the plan was compiled, which compiled its values in (quantization scales and zero points are constants); compile the plan again")
+                }
+            }
+        }
+    }
+}
+
+extension QuantizedCodes {
+    /// The graph functions that put values on this grid, for step names.
+    var quantizerNames: [String] {
+        if case .linear = rounding { return [QuantizeLinear.typeName, DequantizeLinear.typeName] }
+        return [FixedPointQuantize.typeName]
     }
 }
 

@@ -165,6 +165,8 @@ struct ONNXGraphBuilder {
     var runValues: [String: ONNXTensor] = [:]
     /// Integer constants made float leaves (`floatVariable`), by ONNX name.
     var floatLeaves: [String: Variable] = [:]
+    /// Scales and zero points of quantizers as constant leaves, by ONNX name and shape (`quantizerLeaf`).
+    var quantizerLeaves: [String: Variable] = [:]
     /// Bytes of the leaves made so far: inputs are allocated as they are declared, so their total is checked
     /// against the memory budget first (a few bytes of protobuf can declare terabytes).
     var leafBytes = 0

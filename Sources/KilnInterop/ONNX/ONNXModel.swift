@@ -102,6 +102,9 @@ struct ONNXAttributes {
         }
     }
 
+    /// No attributes: the defaults, for operators Kiln adds while importing another.
+    init(place: String) { self.place = place }
+
     func has(_ name: String) -> Bool { byName[name] != nil }
     var names: [String] { byName.keys.sorted() }
 

@@ -15,6 +15,7 @@ extension ONNXGraphBuilder {
         "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "Cast",
         "Exp", "Log", "Abs", "Floor", "Ceil", "Erf", "Softplus", "Softsign", "Selu", "HardSigmoid", "HardSwish",
         "PRelu", "Clip", "Max", "Min", "Pad", "Gather", "LayerNormalization", "InstanceNormalization", "LRN", "Sign",
+        "QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
     ]
 
     mutating func importOperator(_ op: String, _ inputs: [String], _ a: ONNXAttributes, outputCount: Int) throws -> [ONNXValue] {
@@ -127,6 +128,11 @@ extension ONNXGraphBuilder {
             }
             let (l, r) = try broadcastPair(try x(), try floatVariable(e))
             return one(try emit1("Pow2", [:], [l, r]))
+        case "QuantizeLinear", "DequantizeLinear":
+            guard let xn = present(inputs, 0), let sn = present(inputs, 1) else { throw ONNXError.at(place, "needs x and a scale") }
+            return one(try linearQuantizer(quantize: op == "QuantizeLinear", try floatVariable(xn), scale: sn,
+                                           zeroPoint: present(inputs, 2), a))
+        case "QLinearConv", "QLinearMatMul": return one(try qlinear(op, inputs, a))
         case "Conv": return one(try convolution(inputs, a))
         case "ConvTranspose": return one(try deconvolution(inputs, a))
         case "BatchNormalization": return one(try batchNormalization(inputs, a, outputCount: outputCount))
@@ -529,7 +535,9 @@ extension ONNXGraphBuilder {
             notes.append("'\(name)' is stored transposed, [\(s[1]), \(s[0])], as nnabla's Affine weight")
             return v
         }
-        return try emit1("Transpose", ["axes": .ints([1, 0])], [try floatVariable(name)], suffix: "transB")
+        let b = try floatVariable(name)
+        if let codes = try transposedDequantizedMatrix(b) { return codes }
+        return try emit1("Transpose", ["axes": .ints([1, 0])], [b], suffix: "transB")
     }
 
     mutating func matmul(_ inputs: [String]) throws -> Variable {

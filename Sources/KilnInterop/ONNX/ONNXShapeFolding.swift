@@ -45,6 +45,13 @@ extension ONNXGraphBuilder {
             case .floats(let f): return [ONNXTensor(shape: dims, floats: [Float](repeating: f[0], count: n))]
             case .ints(let i): return [ONNXTensor(shape: dims, ints: [Int64](repeating: i[0], count: n))]
             }
+        case "DequantizeLinear":
+            // 8-bit codes stored in the model (a QDQ model's weights) stay codes read by a DequantizeLinear, so that
+            // quantized plans multiply them as integers; other known tensors fold.
+            if let x = present(inputs, 0), case .constant(let t, true)? = values[x],
+               t.elementType == ONNXDataType.int8.rawValue || t.elementType == ONNXDataType.uint8.rawValue {
+                return nil
+            }
         default: break
         }
         // The rest fold only when every present input is known (Range also from the values a run feeds: its

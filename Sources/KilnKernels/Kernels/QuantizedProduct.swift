@@ -36,6 +36,24 @@ public enum QuantizedStorage: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
+extension QuantizedCodes {
+    /// The C kernels' description of the grid.
+    var kernelGrid: kiln_q8_grid {
+        var g = kiln_q8_grid()
+        g.step = step
+        g.zeroPoint = zeroPoint
+        g.minCode = minCode
+        g.maxCode = maxCode
+        if case .linear(let even) = rounding {
+            g.linear = 1
+            g.halfEven = even ? 1 : 0
+        }
+        return g
+    }
+
+    var kernelKind: Int32 { Int32(signed ? KILN_Q8_S8 : KILN_Q8_U8) }
+}
+
 /// The integer product of a quantized convolution (2-D, any groups, strides, padding, dilation) or affine:
 /// 8-bit input codes times 8-bit weight codes into 32-bit sums (`CKilnKernels/QuantizedGemm.c`), then the float
 /// epilogue (`kiln_q8_epilogue`), which writes floats or the next quantizer's codes.
@@ -104,19 +122,22 @@ package struct QuantizedProduct {
 
     static func aligned(_ bytes: Int) -> Int { (bytes + 63) / 64 * 64 }
 
-    /// nnabla's FixedPointQuantize of `count` floats into codes in [`minCode`, `maxCode`] on a grid of `step`.
-    package static func quantize(_ x: UnsafePointer<Float>, count: Int, step: Float, minCode: Int, maxCode: Int,
-                                 signed: Bool, into out: UnsafeMutableRawPointer) {
-        kiln_q8_quantize(x, count, step, minCode, maxCode, Int32(signed ? KILN_Q8_S8 : KILN_Q8_U8), out)
+    /// `count` floats put on `grid` (its quantizer's rounding and saturation) as its codes.
+    package static func quantize(_ x: UnsafePointer<Float>, count: Int, grid: QuantizedCodes, into out: UnsafeMutableRawPointer) {
+        var g = grid.kernelGrid
+        kiln_q8_quantize(x, count, &g, grid.kernelKind, out)
     }
 
     /// Codes back to the floats they stand for.
     package static func dequantize(_ codes: UnsafeRawPointer, _ grid: QuantizedCodes, count: Int,
                                    into out: UnsafeMutablePointer<Float>) {
-        kiln_q8_dequantize(codes, Int32(grid.signed ? KILN_Q8_S8 : KILN_Q8_U8), count, grid.step, out)
+        var g = grid.kernelGrid
+        kiln_q8_dequantize(codes, grid.kernelKind, count, &g, out)
     }
 
-    package var workspaceBytes: Int { packedABytes + sliceBytes * parts }
+    /// Packed weights, then the rows' zero-point offsets, then each part's scratch.
+    var offsetsBytes: Int { Self.aligned(outputs * 4) }
+    package var workspaceBytes: Int { packedABytes + offsetsBytes + sliceBytes * parts }
 
     /// The per-output-map (or unit) parts of the epilogue; `residual` and `output` index like the output tensor.
     package struct Epilogue {
@@ -143,39 +164,44 @@ package struct QuantizedProduct {
 
     /// Runs the product: `input` stored as `inputStorage` says (codes, or floats on that grid), `weight` floats
     /// quantized here to `weightGrid` with codes of magnitude at most `weightMaxCode` (127 at most; weights
-    /// already on that grid keep their values).
+    /// already on that grid keep their values). The product of codes is scaled by `rowScales[row]` when given (a
+    /// weight quantized per output map), else by the input's step times the weight's.
     package func run(input: UnsafeRawPointer, inputStorage: QuantizedStorage, weight: UnsafePointer<Float>,
-                     weightGrid: QuantizedCodes, weightMaxCode: Int, output: UnsafeMutableRawPointer, epilogue: Epilogue,
-                     workspace: UnsafeMutableRawPointer) {
+                     weightGrid: QuantizedCodes, weightMaxCode: Int, rowScales: UnsafePointer<Float>? = nil,
+                     output: UnsafeMutableRawPointer, epilogue: Epilogue, workspace: UnsafeMutableRawPointer) {
         let weightStep = weightGrid.step, low = weightGrid.signed ? -weightMaxCode : 0
         guard let grid = inputStorage.grid else { return }
         let path = kiln_q8_current_path()
+        let offsets = (workspace + packedABytes).assumingMemoryBound(to: Int32.self)
         var e = kiln_q8_epilogue()
         e.scale = grid.step * weightStep
+        e.rowScale = rowScales
+        e.rowOffset = grid.zeroPoint == 0 ? nil : UnsafePointer(offsets)
         e.bias = epilogue.bias
         e.mean = epilogue.mean
         e.normScale = epilogue.scale
         e.shift = epilogue.shift
         e.residual = epilogue.residual
         e.residualKind = epilogue.residual == nil ? Int32(KILN_Q8_NONE) : epilogue.residualStorage.kernelKind
-        e.residualStep = epilogue.residualStorage.grid?.step ?? 1
+        e.residualGrid = (epilogue.residualStorage.grid ?? QuantizedCodes(signed: true, step: 1)).kernelGrid
         e.activation = epilogue.activation == .none ? 0 : epilogue.activation == .relu ? 1 : 2
         e.output = epilogue.output.kernelKind
-        let out = epilogue.output.grid
-        e.outStep = out?.step ?? 1
-        e.outMinCode = out.map { $0.signed ? -127 : 0 } ?? 0
-        e.outMaxCode = out.map { $0.signed ? 127 : 255 } ?? 0
+        e.out = (epilogue.output.grid ?? QuantizedCodes(signed: true, step: 1)).kernelGrid
         let job = Job(p: self, path: path, input: input, inputStorage: inputStorage, grid: grid, output: output,
                       epilogue: e, workspace: workspace)
         switch kind {
         case .affine:
             kiln_q8_pack_a(path, rows, depth, weight, 1, rows, weightStep, low, weightMaxCode, workspace)
+            if grid.zeroPoint != 0 { kiln_q8_row_offsets(path, rows, depth, workspace, grid.zeroPoint, offsets) }
             job.affine()
         case .convolution(_, let groups, _):
             let perGroup = packedABytes / groups
             for g in 0..<groups {
                 kiln_q8_pack_a(path, rows, depth, weight + g * rows * depth, depth, 1, weightStep, low, weightMaxCode,
                                workspace + g * perGroup)
+                if grid.zeroPoint != 0 {
+                    kiln_q8_row_offsets(path, rows, depth, workspace + g * perGroup, grid.zeroPoint, offsets + g * rows)
+                }
             }
             Threads.claims(batch, threads: min(parts, Threads.count), job)
         }
@@ -197,7 +223,7 @@ package struct QuantizedProduct {
         func scratch(_ slot: Int) -> (codes: UnsafeMutableRawPointer, padded: UnsafeMutableRawPointer,
                                       cols: UnsafeMutableRawPointer, packed: UnsafeMutableRawPointer,
                                       sums: UnsafeMutablePointer<Int32>) {
-            let base = workspace + p.packedABytes + slot * p.sliceBytes
+            let base = workspace + p.packedABytes + p.offsetsBytes + slot * p.sliceBytes
             let padded = base + QuantizedProduct.aligned(p.sampleIn)
             var cols = padded
             if case .convolution(var shape, _, false) = p.kind { cols += QuantizedProduct.aligned(kiln_q8_padded_bytes(&shape)) }
@@ -208,14 +234,14 @@ package struct QuantizedProduct {
         }
 
         var sourceKind: Int32 {
-            if case .codes = inputStorage { return Int32(grid.signed ? KILN_Q8_S8 : KILN_Q8_U8) }
+            if case .codes = inputStorage { return grid.kernelKind }
             return Int32(KILN_Q8_FLOAT)
         }
 
         func affine() {
             let s = scratch(0)
             kiln_q8_pack_b(path, p.depth, p.columns, input, sourceKind, grid.signed ? 1 : 0, 1, p.depth, 1 / grid.step,
-                           s.packed)
+                           grid.zeroPoint, s.packed)
             kiln_q8_gemm(path, p.rows, p.columns, p.depth, workspace, s.packed, grid.signed ? 1 : 0, s.sums, p.columns)
             var e = epilogue
             for r in 0..<p.rows {
@@ -226,18 +252,19 @@ package struct QuantizedProduct {
         func callAsFunction(_ n: Int, slot: Int) {
             guard case .convolution(let shape, let groups, let pointwise) = p.kind else { return }
             let s = scratch(slot)
-            let codeKind = Int32(grid.signed ? KILN_Q8_S8 : KILN_Q8_U8)
+            let codeKind = grid.kernelKind
             // The sample as codes: in place when stored so, else rounded onto its grid (exact: the values lie on it).
             let sample: UnsafeRawPointer
             if case .codes = inputStorage {
                 sample = input + n * p.sampleIn
             } else {
                 let x = input.assumingMemoryBound(to: Float.self) + n * p.sampleIn
-                kiln_q8_quantize(x, p.sampleIn, grid.step, grid.signed ? -128 : 0, grid.signed ? 127 : 255, codeKind,
-                                 s.codes)
+                var g = grid.kernelGrid
+                kiln_q8_quantize(x, p.sampleIn, &g, codeKind, s.codes)
                 sample = UnsafeRawPointer(s.codes)
             }
             let perGroup = p.packedABytes / groups, planeIn = p.sampleIn / groups
+            let padCode = UInt8(truncatingIfNeeded: grid.zeroPoint)
             var e = epilogue
             for g in 0..<groups {
                 let groupIn = sample + g * planeIn
@@ -245,11 +272,11 @@ package struct QuantizedProduct {
                 if !pointwise {
                     var sh = shape
                     let padded = s.padded.assumingMemoryBound(to: UInt8.self)
-                    kiln_q8_pad(&sh, groupIn.assumingMemoryBound(to: UInt8.self), padded)
+                    kiln_q8_pad(&sh, groupIn.assumingMemoryBound(to: UInt8.self), padCode, padded)
                     kiln_q8_im2col_padded(&sh, padded, s.cols.assumingMemoryBound(to: UInt8.self))
                     cols = UnsafeRawPointer(s.cols)
                 }
-                kiln_q8_pack_b(path, p.depth, p.columns, cols, codeKind, grid.signed ? 1 : 0, p.columns, 1, 1, s.packed)
+                kiln_q8_pack_b(path, p.depth, p.columns, cols, codeKind, grid.signed ? 1 : 0, p.columns, 1, 1, 0, s.packed)
                 kiln_q8_gemm(path, p.rows, p.columns, p.depth, workspace + g * perGroup, s.packed, grid.signed ? 1 : 0,
                              s.sums, p.columns)
                 for r in 0..<p.rows {

@@ -95,6 +95,28 @@ struct QuantizedPlanTests {
         }
     }
 
+    /// Quantizers narrower than 8 bits clip at their own largest code, inside a layer's epilogue too (n = 4:
+    /// codes to 7 signed, 15 unsigned).
+    @Test(arguments: [false, true])
+    func narrowQuantizersClipAtTheirOwnRange(signed: Bool) throws {
+        try Parameters.isolated {
+            var rng = SplitMix64(seed: 21)
+            let x = try Variable(shape: [2, 3, 6, 6])
+            try Self.fill(x, &rng, -2...4)
+            let w = try Variable(shape: [5, 3, 3, 3], needGrad: true)
+            try Self.fill(w, &rng, -1...1)
+            let h = try F.convolution(Self.quantized(x, sign: false, delta: 1.0 / 16), Self.quantized(w, sign: true, delta: 1.0 / 32),
+                                      nil, pad: [1, 1])
+            let y = try F.mulScalar(Self.quantized(h, sign: signed, n: 4, delta: 1.0 / 4), val: 1)
+            let (_, want) = try Self.run(y, integerKernels: false)
+            let (plan, got) = try Self.run(y, integerKernels: true)
+            #expect(plan.steps.contains { $0.function == "QuantizedConvolution+FixedPointQuantize" })
+            #expect(got == want)
+            let top: Float = signed ? 7 * 0.25 : 15 * 0.25
+            #expect(want.max() == top, "the data reach the clip")
+        }
+    }
+
     /// A value held as codes reads back through the variable as the floats it stands for.
     @Test func codedValuesReadBackAsFloats() throws {
         try Parameters.isolated {

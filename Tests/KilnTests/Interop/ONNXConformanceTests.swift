@@ -24,11 +24,11 @@ import Testing
     enum Outcome: Equatable { case match, mismatch(String), refused(String) }
 
     /// Runs one test directory; nil when it is out of scope (an element type other than float32/int64/int32).
-    static func run(_ dir: String) throws -> (ops: [String], outcome: Outcome)? {
+    static func run(_ dir: String, types: Set<String> = tensorTypes) throws -> (ops: [String], outcome: Outcome)? {
         let model = try ONNXModel.load(path: "\(dir)/model.onnx")
         let ops = model.operatorCounts.map { $0.op }
-        guard model.inputs.allSatisfy({ tensorTypes.contains($0.elementType) }),
-              model.outputs.allSatisfy({ tensorTypes.contains($0.elementType) }) else { return nil }
+        guard model.inputs.allSatisfy({ types.contains($0.elementType) }),
+              model.outputs.allSatisfy({ types.contains($0.elementType) }) else { return nil }
         let set = "\(dir)/test_data_set_0"
         var inputs: [(String, TensorFile.Entry)] = []
         for (k, declared) in model.inputs.enumerated() {
@@ -109,5 +109,16 @@ import Testing
         // What the interop work asks: 98% of the tests whose operators are all listed match.
         #expect(Double(listedMatched) >= 0.98 * Double(listedTotal), "\(listedMatched) of \(listedTotal) listed-operator tests match")
         #expect(listedTotal >= 400, "expected the Debian test data to hold over 400 tests of the listed operators")
+    }
+
+    /// ONNX's quantization operator tests (8-bit codes in and out, which the run above leaves out): Kiln computes
+    /// the codes as floats holding integers, and every one must equal the reference's.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: root), "needs Debian's libonnx-testdata (make test installs it)"),
+          arguments: ["test_quantizelinear", "test_quantizelinear_axis", "test_dequantizelinear", "test_dequantizelinear_axis",
+                      "test_qlinearconv", "test_qlinearmatmul_2D", "test_qlinearmatmul_3D"])
+    func quantizationOperators(_ name: String) throws {
+        let dir = "\(Self.root)/node/\(name)"
+        let r = try #require(try Self.run(dir, types: Self.tensorTypes.union(["uint8", "int8"])))
+        #expect(r.outcome == .match, "\(name): \(r.outcome)")
     }
 }

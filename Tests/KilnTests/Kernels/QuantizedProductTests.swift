@@ -177,13 +177,12 @@ struct QuantizedProductTests {
             let (mx, mn) = q.bounds
             let forward = FixedPointQuantize.Forward(mx: mx, mn: mn, d: step)
             var codes = [UInt8](repeating: 0, count: x.count)
-            QuantizedProduct.quantize(x, count: x.count, step: step, minCode: signed ? -127 : 0, maxCode: signed ? 127 : 255,
-                                      signed: signed, into: &codes)
             let grid = QuantizedCodes(signed: signed, step: step)
+            QuantizedProduct.quantize(x, count: x.count, grid: grid, into: &codes)
             let got = codes.map { grid.value(signed ? Int(Int8(bitPattern: $0)) : Int($0)) }
             #expect(got == x.map { forward($0) }, "signed \(signed)")
             var nan: [UInt8] = [7]
-            QuantizedProduct.quantize([Float.nan], count: 1, step: step, minCode: 0, maxCode: 255, signed: false, into: &nan)
+            QuantizedProduct.quantize([Float.nan], count: 1, grid: QuantizedCodes(signed: false, step: step), into: &nan)
             #expect(nan == [0])
         }
     }
@@ -221,9 +220,9 @@ struct QuantizedProductTests {
                     try residualCodes.withUnsafeBytes { r in
                         e.scale = 1.0 / 1024
                         e.bias = b.baseAddress; e.mean = mu.baseAddress; e.normScale = s.baseAddress; e.shift = t.baseAddress
-                        e.residual = r.baseAddress; e.residualKind = Int32(KILN_Q8_U8); e.residualStep = residualGrid.step
+                        e.residual = r.baseAddress; e.residualKind = Int32(KILN_Q8_U8); e.residualGrid = residualGrid.kernelGrid
                         e.activation = 1
-                        e.output = output.kernelKind; e.outStep = outGrid.step; e.outMinCode = 0; e.outMaxCode = 255
+                        e.output = output.kernelKind; e.out = outGrid.kernelGrid
                         if case .codes = output {
                             kiln_q8_finish_row(&e, 0, acc, count, &codes, 0, 1)
                         } else {
