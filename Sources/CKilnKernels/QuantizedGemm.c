@@ -232,7 +232,183 @@ __attribute__((target("avx2"))) static void pack_code_rows_pairs_avx2(long k, lo
         pack_code_rows_pairs(k, n - done, b + done, ld, isSigned, out + full * words * nb * 2);
     }
 }
+// Two rows of 16 codes widened to 16 bits and interleaved: the pairs layout's 16 columns of one word.
+__attribute__((target("avx2"))) static inline void store_pair_rows(__m128i r0, __m128i r1, int isSigned, int16_t *o) {
+    __m256i a = isSigned ? _mm256_cvtepi8_epi16(r0) : _mm256_cvtepu8_epi16(r0);
+    __m256i b = isSigned ? _mm256_cvtepi8_epi16(r1) : _mm256_cvtepu8_epi16(r1);
+    __m256i lo = _mm256_unpacklo_epi16(a, b), hi = _mm256_unpackhi_epi16(a, b);
+    _mm256_storeu_si256((__m256i *)o, _mm256_permute2x128_si256(lo, hi, 0x20));
+    _mm256_storeu_si256((__m256i *)o + 1, _mm256_permute2x128_si256(lo, hi, 0x31));
+}
+
+// 16 pixels at stride 2 in one row: bytes 0, 2, ..., 30 (the even bytes of [0, 16) and of [15, 31) moved by one).
+__attribute__((target("avx2"))) static inline __m128i load_stride2(const uint8_t *p) {
+    const __m128i even = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m128i odd = _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, 1, 3, 5, 7, 9, 11, 13, 15);
+    return _mm_or_si128(_mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)p), even),
+                        _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 15)), odd));
+}
+
+// Two runs of 8 pixels (stride 1) at p and q.
+__attribute__((target("avx2"))) static inline __m128i load_halves(const uint8_t *p, const uint8_t *q) {
+    uint64_t u0, u1;
+    __builtin_memcpy(&u0, p, 8);
+    __builtin_memcpy(&u1, q, 8);
+    return _mm_set_epi64x((long long)u1, (long long)u0);
+}
+
+// A run of 16 output pixels (columns) of a padded sample and how to load one k row's 16 codes of it: 16
+// consecutive bytes (stride 1, one output row), 16 at stride 2 in one row, two runs of 8 (rows of 8 pixels), or a
+// byte gather (any other run, and the last partial run, whose missing pixels read as code 0).
+enum { RUN_ROW, RUN_STRIDE2, RUN_HALVES, RUN_GATHER };
+typedef struct {
+    int kind;
+    const uint8_t *base, *base2;
+    long at[16], cols;
+} pixel_run;
+
+static void pixel_run_at(const kiln_conv_shape *s, const uint8_t *padded, long oy, long ox, long cols, pixel_run *r) {
+    const long wp = s->w + 2 * s->pw, ow = s->ow;
+    long y2 = ox + 8 < ow ? oy : oy + 1, x2 = ox + 8 < ow ? ox + 8 : ox + 8 - ow;
+    r->cols = cols;
+    r->base = padded + oy * s->sh * wp + ox * s->sw;
+    r->base2 = padded + y2 * s->sh * wp + x2;
+    if (cols == 16 && ox + 16 <= ow && s->sw == 1) r->kind = RUN_ROW;
+    else if (cols == 16 && ox + 16 <= ow && s->sw == 2) r->kind = RUN_STRIDE2;
+    else if (cols == 16 && s->sw == 1 && ox + 8 <= ow && x2 + 8 <= ow) r->kind = RUN_HALVES;
+    else {
+        r->kind = RUN_GATHER;
+        long y = oy, x = ox;
+        for (long j = 0; j < cols; j++) {
+            r->at[j] = y * s->sh * wp + x * s->sw;
+            if (++x == ow) { x = 0; y++; }
+        }
+    }
+}
+
+__attribute__((target("avx2"), always_inline)) static inline __m128i run_load(const int kind, const pixel_run *r,
+                                                                              const uint8_t *padded, long offset) {
+    switch (kind) {
+    case RUN_ROW: return _mm_loadu_si128((const __m128i *)(r->base + offset));
+    case RUN_STRIDE2: {
+        // Bytes 0, 2, ..., 30: the even bytes of [0, 16) and of [15, 31) moved by one.
+        const __m128i even = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1);
+        const __m128i odd = _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, 1, 3, 5, 7, 9, 11, 13, 15);
+        const uint8_t *p = r->base + offset;
+        return _mm_or_si128(_mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)p), even),
+                            _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 15)), odd));
+    }
+    case RUN_HALVES: {
+        uint64_t u0, u1;
+        __builtin_memcpy(&u0, r->base + offset, 8);
+        __builtin_memcpy(&u1, r->base2 + offset, 8);
+        return _mm_set_epi64x((long long)u1, (long long)u0);
+    }
+    default: {
+        uint8_t g[16] = {0};
+        const uint8_t *src = padded + offset;
+        for (long j = 0; j < r->cols; j++) g[j] = src[r->at[j]];
+        return _mm_loadu_si128((const __m128i *)g);
+    }
+    }
+}
+
+// Two k rows of a run widened to 16 bits and interleaved: the pairs layout's 16 columns of one word.
+__attribute__((target("avx2"), always_inline)) static inline void store_pairs(__m128i r0, __m128i r1, int isSigned,
+                                                                              int16_t *o) {
+    __m256i a = isSigned ? _mm256_cvtepi8_epi16(r0) : _mm256_cvtepu8_epi16(r0);
+    __m256i b = isSigned ? _mm256_cvtepi8_epi16(r1) : _mm256_cvtepu8_epi16(r1);
+    __m256i lo = _mm256_unpacklo_epi16(a, b), hi = _mm256_unpackhi_epi16(a, b);
+    _mm256_storeu_si256((__m256i *)o, _mm256_permute2x128_si256(lo, hi, 0x20));
+    _mm256_storeu_si256((__m256i *)o + 1, _mm256_permute2x128_si256(lo, hi, 0x31));
+}
+
+// Four k rows of a run as the quads layout's 16 columns of one word: each column's four bytes together, signed
+// codes moved to unsigned by 128 (vpdpbusd's operand).
+__attribute__((target("avx2"), always_inline)) static inline void store_quads(__m128i r0, __m128i r1, __m128i r2,
+                                                                              __m128i r3, int isSigned, uint8_t *o) {
+    const __m128i flip = _mm_set1_epi8(isSigned ? (char)0x80 : 0);
+    r0 = _mm_xor_si128(r0, flip); r1 = _mm_xor_si128(r1, flip); r2 = _mm_xor_si128(r2, flip); r3 = _mm_xor_si128(r3, flip);
+    __m128i a = _mm_unpacklo_epi8(r0, r1), b = _mm_unpackhi_epi8(r0, r1);
+    __m128i c = _mm_unpacklo_epi8(r2, r3), d = _mm_unpackhi_epi8(r2, r3);
+    _mm_storeu_si128((__m128i *)o, _mm_unpacklo_epi16(a, c));
+    _mm_storeu_si128((__m128i *)(o + 16), _mm_unpackhi_epi16(a, c));
+    _mm_storeu_si128((__m128i *)(o + 32), _mm_unpacklo_epi16(b, d));
+    _mm_storeu_si128((__m128i *)(o + 48), _mm_unpackhi_epi16(b, d));
+}
+
+// One run's words: its k rows loaded as the run's kind says (a constant in each instance, so the loop has no
+// branch on it), stored in the pairs (G 2) or quads (G 4) layout.
+__attribute__((target("avx2"), always_inline)) static inline void pack_run_words(
+    const int G, const int KIND, const pixel_run *run, const uint8_t *padded, const long *offsets, long k, long words,
+    long nb, int isSigned, uint8_t *block) {
+    const __m128i zero = _mm_setzero_si128();
+    const long full = k / G;
+    for (long w = 0; w < full; w++) {
+        const long *o = offsets + G * w;
+        uint8_t *to = block + w * nb * 4;
+        if (G == 2) {
+            store_pairs(run_load(KIND, run, padded, o[0]), run_load(KIND, run, padded, o[1]), isSigned, (int16_t *)to);
+        } else {
+            store_quads(run_load(KIND, run, padded, o[0]), run_load(KIND, run, padded, o[1]), run_load(KIND, run, padded, o[2]),
+                        run_load(KIND, run, padded, o[3]), isSigned, to);
+        }
+    }
+    if (full < words) {
+        // The last word's rows past k read as code 0.
+        __m128i r[4] = {zero, zero, zero, zero};
+        for (long e = 0; G * full + e < k; e++) r[e] = run_load(KIND, run, padded, offsets[G * full + e]);
+        uint8_t *to = block + full * nb * 4;
+        if (G == 2) store_pairs(r[0], r[1], isSigned, (int16_t *)to);
+        else store_quads(r[0], r[1], r[2], r[3], isSigned, to);
+    }
+}
+
+#define PACK_RUN_KIND(G)                                                                                            \
+    switch (run.kind) {                                                                                            \
+    case RUN_ROW: pack_run_words(G, RUN_ROW, &run, padded, offsets, k, words, nb, isSigned, block); break;         \
+    case RUN_STRIDE2: pack_run_words(G, RUN_STRIDE2, &run, padded, offsets, k, words, nb, isSigned, block); break; \
+    case RUN_HALVES: pack_run_words(G, RUN_HALVES, &run, padded, offsets, k, words, nb, isSigned, block); break;   \
+    default: pack_run_words(G, RUN_GATHER, &run, padded, offsets, k, words, nb, isSigned, block); break;           \
+    }
+
+// The columns of a padded sample packed straight into a path's layout (im2col and pack_b in one pass, with no
+// column matrix in between): run by run of 16 output pixels, word by word through the k rows' offsets in the
+// padded sample (`offsets`, k entries of scratch).
+__attribute__((target("avx2"))) static void pack_conv_avx2(int path, const kiln_conv_shape *s, const uint8_t *padded,
+                                                           int isSigned, long *offsets, uint8_t *out) {
+    const long hp = s->h + 2 * s->ph, wp = s->w + 2 * s->pw, n = s->oh * s->ow, ow = s->ow;
+    const long k = s->channels * s->kh * s->kw, nb = block_of(path), words = words_of(path, k);
+    long p = 0;
+    for (long c = 0; c < s->channels; c++)
+        for (long i = 0; i < s->kh; i++)
+            for (long j = 0; j < s->kw; j++) offsets[p++] = c * hp * wp + i * s->dh * wp + j * s->dw;
+    long oy = 0, ox = 0;
+    for (long first = 0; first < n; first += 16) {
+        pixel_run run;
+        pixel_run_at(s, padded, oy, ox, n - first < 16 ? n - first : 16, &run);
+        // This run's place in its block of nb columns (a 32-column block holds two runs).
+        uint8_t *block = out + (first / nb) * nb * words * 4 + (first % nb) * 4;
+        if (group_of(path) == 2) { PACK_RUN_KIND(2) } else { PACK_RUN_KIND(4) }
+        ox += 16;
+        while (ox >= ow) { ox -= ow; oy++; }
+    }
+}
 #endif
+
+int kiln_q8_pack_conv(int path, const kiln_conv_shape *s, const uint8_t *padded, int isSigned, long *offsets,
+                      void *packed) {
+#if defined(__x86_64__)
+    // Every path but the plain generic one runs on a CPU with AVX2 (the layout paths are tests of the VNNI ones).
+    if (path != PATH_GENERIC && cpu_has(PATH_AVX2)) {
+        pack_conv_avx2(path, s, padded, isSigned, offsets, (uint8_t *)packed);
+        return 1;
+    }
+#endif
+    (void)s; (void)padded; (void)isSigned; (void)offsets; (void)packed;
+    return 0;
+}
+
 
 void kiln_q8_pack_b(int path, long k, long n, const void *b, int source, int isSigned, long kStride, long nStride,
                     float inverseStep, long zeroPoint, void *packed) {
@@ -314,30 +490,47 @@ static void gemm_generic(int path, long m, long n, long k, const int32_t *a, con
 
 #if defined(__x86_64__)
 
-// One tile: 6 rows x 16 columns (two vectors of 8 lanes), accumulated over every word of k.
+// One tile: ROWS (at most 6) rows x 16 columns (two vectors of 8 lanes), accumulated over every word of k, then
+// stored to C (`cols` of its columns). ROWS is a constant in each instance, so the loops over rows unroll into
+// registers and a short last tile computes only its own rows.
 #define TILE_256(NAME, TARGET, STEP)                                                                                 \
-    __attribute__((target(TARGET))) static void NAME(long rows, long words, const int32_t *a, const uint8_t *b,    \
-                                                     int32_t *tile) {                                              \
-        const int32_t *r0 = a, *r1 = a + (rows > 1 ? 1 : rows - 1) * words, *r2 = a + (rows > 2 ? 2 : rows - 1) * words; \
-        const int32_t *r3 = a + (rows > 3 ? 3 : rows - 1) * words, *r4 = a + (rows > 4 ? 4 : rows - 1) * words;   \
-        const int32_t *r5 = a + (rows > 5 ? 5 : rows - 1) * words;                                                 \
-        __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;              \
-        __m256i c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;                                  \
+    __attribute__((target(TARGET), always_inline)) static inline void NAME##_rows(                                  \
+        const long ROWS, long words, const int32_t *a, const uint8_t *b, int32_t *c, long ldc, long cols) {          \
+        __m256i acc[TILE_ROWS][2];                                                                                 \
+        for (long r = 0; r < ROWS; r++) acc[r][0] = acc[r][1] = _mm256_setzero_si256();                            \
         for (long w = 0; w < words; w++) {                                                                         \
             __m256i b0 = _mm256_loadu_si256((const __m256i *)(b + w * 64));                                        \
             __m256i b1 = _mm256_loadu_si256((const __m256i *)(b + w * 64 + 32));                                   \
-            __m256i x = _mm256_set1_epi32(r0[w]); c00 = STEP(c00, b0, x); c01 = STEP(c01, b1, x);                  \
-            x = _mm256_set1_epi32(r1[w]); c10 = STEP(c10, b0, x); c11 = STEP(c11, b1, x);                          \
-            x = _mm256_set1_epi32(r2[w]); c20 = STEP(c20, b0, x); c21 = STEP(c21, b1, x);                          \
-            x = _mm256_set1_epi32(r3[w]); c30 = STEP(c30, b0, x); c31 = STEP(c31, b1, x);                          \
-            x = _mm256_set1_epi32(r4[w]); c40 = STEP(c40, b0, x); c41 = STEP(c41, b1, x);                          \
-            x = _mm256_set1_epi32(r5[w]); c50 = STEP(c50, b0, x); c51 = STEP(c51, b1, x);                          \
+            for (long r = 0; r < ROWS; r++) {                                                                      \
+                __m256i x = _mm256_set1_epi32(a[r * words + w]);                                                   \
+                acc[r][0] = STEP(acc[r][0], b0, x);                                                                \
+                acc[r][1] = STEP(acc[r][1], b1, x);                                                                \
+            }                                                                                                      \
         }                                                                                                          \
-        __m256i *t = (__m256i *)tile;                                                                              \
-        _mm256_storeu_si256(t, c00); _mm256_storeu_si256(t + 1, c01); _mm256_storeu_si256(t + 2, c10);            \
-        _mm256_storeu_si256(t + 3, c11); _mm256_storeu_si256(t + 4, c20); _mm256_storeu_si256(t + 5, c21);        \
-        _mm256_storeu_si256(t + 6, c30); _mm256_storeu_si256(t + 7, c31); _mm256_storeu_si256(t + 8, c40);        \
-        _mm256_storeu_si256(t + 9, c41); _mm256_storeu_si256(t + 10, c50); _mm256_storeu_si256(t + 11, c51);      \
+        if (cols == 16) {                                                                                          \
+            for (long r = 0; r < ROWS; r++) {                                                                      \
+                _mm256_storeu_si256((__m256i *)(c + r * ldc), acc[r][0]);                                          \
+                _mm256_storeu_si256((__m256i *)(c + r * ldc + 8), acc[r][1]);                                      \
+            }                                                                                                      \
+        } else {                                                                                                   \
+            int32_t tile[TILE_ROWS * 16];                                                                          \
+            for (long r = 0; r < ROWS; r++) {                                                                      \
+                _mm256_storeu_si256((__m256i *)(tile + r * 16), acc[r][0]);                                        \
+                _mm256_storeu_si256((__m256i *)(tile + r * 16 + 8), acc[r][1]);                                    \
+            }                                                                                                      \
+            store_tile(tile, ROWS, cols, 16, c, ldc);                                                              \
+        }                                                                                                          \
+    }                                                                                                              \
+    __attribute__((target(TARGET))) static void NAME(long rows, long words, const int32_t *a, const uint8_t *b,    \
+                                                     int32_t *c, long ldc, long cols) {                            \
+        switch (rows) {                                                                                            \
+        case 1: NAME##_rows(1, words, a, b, c, ldc, cols); break;                                                  \
+        case 2: NAME##_rows(2, words, a, b, c, ldc, cols); break;                                                  \
+        case 3: NAME##_rows(3, words, a, b, c, ldc, cols); break;                                                  \
+        case 4: NAME##_rows(4, words, a, b, c, ldc, cols); break;                                                  \
+        case 5: NAME##_rows(5, words, a, b, c, ldc, cols); break;                                                  \
+        default: NAME##_rows(6, words, a, b, c, ldc, cols); break;                                                 \
+        }                                                                                                          \
     }
 
 #define MADD_STEP(acc, bv, av) _mm256_add_epi32(acc, _mm256_madd_epi16(av, bv))
@@ -348,23 +541,25 @@ TILE_256(tile_avx_vnni, "avx2,avxvnni", AVX_VNNI_STEP)
 // 6 rows x 32 columns: two vectors of 16 lanes.
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void tile_avx512_vnni(long rows, long words,
                                                                                     const int32_t *a, const uint8_t *b,
-                                                                                    int32_t *tile) {
+                                                                                    int32_t *c, long ldc, long cols) {
     const int32_t *rp[TILE_ROWS];
     for (long r = 0; r < TILE_ROWS; r++) rp[r] = a + (r < rows ? r : rows - 1) * words;
-    __m512i c[TILE_ROWS][2];
-    for (long r = 0; r < TILE_ROWS; r++) c[r][0] = c[r][1] = _mm512_setzero_si512();
+    __m512i acc[TILE_ROWS][2];
+    for (long r = 0; r < TILE_ROWS; r++) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
     for (long w = 0; w < words; w++) {
         __m512i b0 = _mm512_loadu_si512((const void *)(b + w * 128)), b1 = _mm512_loadu_si512((const void *)(b + w * 128 + 64));
         for (long r = 0; r < TILE_ROWS; r++) {
             __m512i x = _mm512_set1_epi32(rp[r][w]);
-            c[r][0] = _mm512_dpbusd_epi32(c[r][0], b0, x);
-            c[r][1] = _mm512_dpbusd_epi32(c[r][1], b1, x);
+            acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], b0, x);
+            acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], b1, x);
         }
     }
+    int32_t tile[TILE_ROWS * 32];
     for (long r = 0; r < TILE_ROWS; r++) {
-        _mm512_storeu_si512((void *)(tile + r * 32), c[r][0]);
-        _mm512_storeu_si512((void *)(tile + r * 32 + 16), c[r][1]);
+        _mm512_storeu_si512((void *)(tile + r * 32), acc[r][0]);
+        _mm512_storeu_si512((void *)(tile + r * 32 + 16), acc[r][1]);
     }
+    store_tile(tile, rows, cols, 32, c, ldc);
 }
 #endif
 
@@ -375,16 +570,15 @@ void kiln_q8_gemm(int path, long m, long n, long k, const void *packedA, const v
     long words = words_of(path, k), nb = block_of(path);
 #if defined(__x86_64__)
     if (uses_tiles(path)) {
-        int32_t tile[TILE_ROWS * 32];
         for (long jb = 0; jb * nb < n; jb++) {
             long cols = n - jb * nb < nb ? n - jb * nb : nb;
             const uint8_t *block = b + jb * nb * words * 4;
             for (long r0 = 0; r0 < m; r0 += TILE_ROWS) {
                 long rows = m - r0 < TILE_ROWS ? m - r0 : TILE_ROWS;
-                if (path == PATH_AVX2) tile_avx2(rows, words, a + r0 * words, block, tile);
-                else if (path == PATH_AVX_VNNI) tile_avx_vnni(rows, words, a + r0 * words, block, tile);
-                else tile_avx512_vnni(rows, words, a + r0 * words, block, tile);
-                store_tile(tile, rows, cols, nb, c + r0 * ldc + jb * nb, ldc);
+                int32_t *to = c + r0 * ldc + jb * nb;
+                if (path == PATH_AVX2) tile_avx2(rows, words, a + r0 * words, block, to, ldc, cols);
+                else if (path == PATH_AVX_VNNI) tile_avx_vnni(rows, words, a + r0 * words, block, to, ldc, cols);
+                else tile_avx512_vnni(rows, words, a + r0 * words, block, to, ldc, cols);
             }
         }
     } else
@@ -575,22 +769,62 @@ void kiln_q8_dequantize(const void *codes, int source, long count, const kiln_q8
     }
 }
 
-long kiln_q8_padded_bytes(const kiln_conv_shape *s) { return s->channels * (s->h + 2 * s->ph) * (s->w + 2 * s->pw); }
+// ---- Elementwise sums of grid values ----
 
-void kiln_q8_pad(const kiln_conv_shape *s, const uint8_t *x, uint8_t padCode, uint8_t *padded) {
-    long hp = s->h + 2 * s->ph, wp = s->w + 2 * s->pw;
-    for (long c = 0; c < s->channels; c++) {
-        uint8_t *plane = padded + c * hp * wp;
-        memset(plane, padCode, (size_t)(s->ph * wp));
-        for (long y = 0; y < s->h; y++) {
-            uint8_t *row = plane + (y + s->ph) * wp;
-            memset(row, padCode, (size_t)s->pw);
-            memcpy(row + s->pw, x + (c * s->h + y) * s->w, (size_t)s->w);
-            memset(row + s->pw + s->w, padCode, (size_t)s->pw);
+static inline float operand_value(const void *p, int kind, const kiln_q8_grid *g, long i) {
+    if (kind == KILN_Q8_U8) return (float)((long)((const uint8_t *)p)[i] - g->zeroPoint) * g->step;
+    if (kind == KILN_Q8_S8) return (float)((long)((const int8_t *)p)[i] - g->zeroPoint) * g->step;
+    return ((const float *)p)[i];
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) static inline __m256 operand_values_avx2(const void *p, int kind, const kiln_q8_grid *g,
+                                                                          long i) {
+    if (kind == KILN_Q8_FLOAT) return _mm256_loadu_ps((const float *)p + i);
+    __m128i c = _mm_loadl_epi64((const __m128i *)((const uint8_t *)p + i));
+    __m256i c32 = kind == KILN_Q8_U8 ? _mm256_cvtepu8_epi32(c) : _mm256_cvtepi8_epi32(c);
+    c32 = _mm256_sub_epi32(c32, _mm256_set1_epi32((int)g->zeroPoint));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(c32), _mm256_set1_ps(g->step));
+}
+
+__attribute__((target("avx2"))) static long add_avx2(long count, const void *a, int aKind, const kiln_q8_grid *aGrid,
+                                                     const void *b, int bKind, const kiln_q8_grid *bGrid, int relu,
+                                                     const kiln_q8_grid *outGrid, int outKind, void *out) {
+    const __m256 zero = _mm256_setzero_ps(), step = _mm256_set1_ps(outGrid->step);
+    const __m256i zp = _mm256_set1_epi32((int)outGrid->zeroPoint);
+    long j = 0;
+    for (; j + 8 <= count; j += 8) {
+        __m256 v = _mm256_add_ps(operand_values_avx2(a, aKind, aGrid, j), operand_values_avx2(b, bKind, bGrid, j));
+        if (relu) v = _mm256_blendv_ps(v, zero, _mm256_cmp_ps(zero, v, _CMP_GE_OQ));
+        __m256i code = grid_codes_avx2(v, outGrid);
+        if (outKind == KILN_Q8_FLOAT_GRID) {
+            _mm256_storeu_ps((float *)out + j, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(code, zp)), step));
+        } else {
+            store_codes_avx2(code, outKind == KILN_Q8_U8, (uint8_t *)out + j);
         }
-        memset(plane + (s->h + s->ph) * wp, padCode, (size_t)(s->ph * wp));
+    }
+    return j;
+}
+#endif
+
+void kiln_q8_add(long count, const void *a, int aKind, const kiln_q8_grid *aGrid, const void *b, int bKind,
+                 const kiln_q8_grid *bGrid, int relu, const kiln_q8_grid *outGrid, int outKind, void *out) {
+    long j = 0;
+#if defined(__x86_64__)
+    int path = kiln_q8_current_path();
+    if (path >= PATH_AVX2 && path <= PATH_AVX512_VNNI) j = add_avx2(count, a, aKind, aGrid, b, bKind, bGrid, relu, outGrid, outKind, out);
+#endif
+    for (; j < count; j++) {
+        float v = operand_value(a, aKind, aGrid, j) + operand_value(b, bKind, bGrid, j);
+        if (relu && 0.0f >= v) v = 0.0f;
+        long code = grid_code(v, outGrid);
+        if (outKind == KILN_Q8_U8) ((uint8_t *)out)[j] = (uint8_t)code;
+        else if (outKind == KILN_Q8_S8) ((int8_t *)out)[j] = (int8_t)code;
+        else ((float *)out)[j] = (float)(code - outGrid->zeroPoint) * outGrid->step;
     }
 }
+
+long kiln_q8_padded_bytes(const kiln_conv_shape *s) { return s->channels * (s->h + 2 * s->ph) * (s->w + 2 * s->pw); }
 
 // Copies `count` bytes with 8-byte moves (the last one overlapping), for rows too short for memcpy to pay.
 static inline void copy_short(uint8_t *dst, const uint8_t *src, long count) {
@@ -599,6 +833,22 @@ static inline void copy_short(uint8_t *dst, const uint8_t *src, long count) {
     for (long b = 0; b + 8 <= count; b += 8) { __builtin_memcpy(&v, src + b, 8); __builtin_memcpy(dst + b, &v, 8); }
     __builtin_memcpy(&v, src + count - 8, 8);
     __builtin_memcpy(dst + count - 8, &v, 8);
+}
+
+void kiln_q8_pad(const kiln_conv_shape *s, const uint8_t *x, uint8_t padCode, uint8_t *padded) {
+    long hp = s->h + 2 * s->ph, wp = s->w + 2 * s->pw;
+    // Rows are short (tens of bytes): copied inline, borders set byte by byte, rather than through library calls.
+    for (long c = 0; c < s->channels; c++) {
+        uint8_t *plane = padded + c * hp * wp;
+        for (long b = 0; b < s->ph * wp; b++) plane[b] = padCode;
+        for (long y = 0; y < s->h; y++) {
+            uint8_t *row = plane + (y + s->ph) * wp;
+            for (long b = 0; b < s->pw; b++) row[b] = row[s->pw + s->w + b] = padCode;
+            copy_short(row + s->pw, x + (c * s->h + y) * s->w, s->w);
+        }
+        uint8_t *bottom = plane + (s->h + s->ph) * wp;
+        for (long b = 0; b < s->ph * wp; b++) bottom[b] = padCode;
+    }
 }
 
 void kiln_q8_im2col_padded(const kiln_conv_shape *s, const uint8_t *padded, uint8_t *cols) {

@@ -153,6 +153,17 @@ typedef struct {
 /// One row of accumulators: element j goes to (and its residual comes from) index `offset + j*stride`.
 void kiln_q8_finish_row(const kiln_q8_epilogue *e, long row, const int32_t *acc, long count, void *out, long offset,
                         long stride);
+/// `out[i] = quantize(activation(value(a[i]) + value(b[i])))` for `count` elements, in the float plan's arithmetic:
+/// each operand floats (`aKind` KILN_Q8_FLOAT) or codes (KILN_Q8_U8 / KILN_Q8_S8) standing for
+/// `(code - zeroPoint) * step` on its grid, ReLU when `relu`, the sum put on `outGrid` as codes (`outKind`
+/// KILN_Q8_U8 / KILN_Q8_S8) or as the floats they stand for (KILN_Q8_FLOAT_GRID).
+void kiln_q8_add(long count, const void *a, int aKind, const kiln_q8_grid *aGrid, const void *b, int bKind,
+                 const kiln_q8_grid *bGrid, int relu, const kiln_q8_grid *outGrid, int outKind, void *out);
+/// The columns of one padded group (as `kiln_q8_im2col_padded` makes them) packed for `path` as `kiln_q8_pack_b`
+/// packs them, in one pass, with `channels * kh * kw` longs of scratch in `offsets`; returns 0 (doing nothing) where
+/// the path has no such packing.
+int kiln_q8_pack_conv(int path, const kiln_conv_shape *s, const uint8_t *padded, int isSigned, long *offsets,
+                      void *packed);
 /// One group of one sample of 8-bit codes (`channels` planes of `h` x `w`) copied with its zero padding (`padCode`,
 /// the code of 0: the grid's zero point), `kiln_q8_padded_bytes` bytes; and the columns of that padded sample,
 /// `[channels * kh * kw][oh * ow]` bytes (rows of output pixels copied whole, no bounds checks).

@@ -18,16 +18,19 @@ import KilnKernels
 ///   depth small enough that 32-bit sums cannot overflow. Its step (with Fusion's BatchNormalization, Add2 and
 ///   ReLU/ReLU6, and for an Affine a ReLU/ReLU6 after it) also takes the quantizer reading its output when that
 ///   quantizer is eligible and the only reader: it becomes one `QuantizedLayer` step.
+/// - An **Add2 of two grid values** of one shape (a ReLU after it, optionally) whose sum an eligible quantizer alone
+///   reads becomes one `QuantizedAdd2` step: operands read as codes or floats, the sum computed as the float steps
+///   compute it (a QDQ model's residual additions).
 /// - QDQ scales, zero points and weight scales are **compiled in**: they must be constant leaves (no parent, no
 ///   gradient, not fed inputs), as an imported model's are. Each step that compiled them reads them too and
 ///   stops the run with an error if they changed since.
 /// - A grid value is **stored as codes** (a quarter of the bytes) when it is made by an eligible quantizer
-///   (alone, as a `QuantizeToCodes` step, or ending a quantized layer) or by a MaxPooling of codes, is neither a
-///   root nor persistent, and every reader takes codes: a quantized layer (as x or the residual) or a MaxPooling
-///   (channels first), which then pools the codes (`QuantizedMaxPooling`, codes or floats out). Others stay
-///   float32.
-/// - A Convolution or Affine whose weight comes from a FixedPointQuantize but which cannot be quantized stays
-///   float32, with a note on the plan saying why.
+///   (alone, as a `QuantizeToCodes` step, or ending a quantized layer or Add2) or by a MaxPooling of codes, is
+///   neither a root nor persistent, and every reader takes codes: a quantized layer (as x or the residual), a
+///   quantized Add2, or a MaxPooling (channels first), which then pools the codes (`QuantizedMaxPooling`, codes
+///   or floats out). Others stay float32.
+/// - A Convolution or Affine whose weight comes from a FixedPointQuantize or DequantizeLinear but which cannot be
+///   quantized stays float32, with a note on the plan saying why.
 enum Quantization {
     typealias Key = GraphCollector.ValueKey
 
@@ -174,6 +177,17 @@ enum Quantization {
         var nodes: [FunctionNode]
     }
 
+    /// An Add2 of two grid values (with a ReLU after it, optionally) whose sum a quantizer alone reads.
+    struct Sum {
+        var nodes: [FunctionNode]
+        var left: Grid, right: Grid
+        var relu: Bool
+        var output: Grid
+        var constants: [Constant]
+
+        var inputs: [Variable] { Array(nodes[0].inputs.prefix(2)) + constants.map { $0.variable } }
+    }
+
     static func apply(_ steps: [Fusion.Step], order: [FunctionNode], mode: PlanMode, options: CompileOptions,
                       roots: [Variable]) -> Result {
         guard mode == .inference, options.clearBuffer, options.fusion, options.integerKernels,
@@ -288,12 +302,28 @@ enum Quantization {
                 outputNodes = q.nodes.count
                 nodes += q.nodes
             }
-            constants += xg.constants + (output?.constants ?? [])
+            constants = unique(constants + xg.constants + (output?.constants ?? []))
             layers[i] = Layer(nodes: nodes, product: product, input: xg, weight: weight, output: output,
                               outputNodes: outputNodes, fused: fused, activation: activation, weightSource: weightSource,
                               weightSteps: weightSteps, constants: constants)
             for n in nodes.dropFirst(step.nodes.count) { absorbed.insert(ObjectIdentifier(n)) }
             if let q = weightSource { absorbed.insert(ObjectIdentifier(q)) }
+        }
+
+        // Sums of two grid values that a quantizer reads.
+        var sums: [Int: Sum] = [:]
+        for (i, step) in steps.enumerated() where layers[i] == nil && step.fused == nil && step.nodes.count == 1 {
+            let head = step.nodes[0]
+            guard head.function is Add2, !absorbed.contains(ObjectIdentifier(head)), head.inputs[0].shape == head.inputs[1].shape,
+                  let left = grids[Key(head.inputs[0])], let right = grids[Key(head.inputs[1])] else { continue }
+            var nodes = [head]
+            if let next = readers.onlyReader(of: head), next.function is ReLU, !absorbed.contains(ObjectIdentifier(next)) { nodes.append(next) }
+            guard let last = nodes.last, let next = readers.onlyReader(of: last), let q = quantizers[ObjectIdentifier(next)],
+                  !absorbed.contains(ObjectIdentifier(next)) else { continue }
+            nodes += q.nodes
+            sums[i] = Sum(nodes: nodes, left: left, right: right, relu: nodes.count > q.nodes.count + 1, output: q.grid,
+                          constants: unique(left.constants + right.constants + q.grid.constants))
+            for n in nodes.dropFirst() { absorbed.insert(ObjectIdentifier(n)) }
         }
 
         // A MaxPooling of a grid value can pool its codes.
@@ -317,11 +347,13 @@ enum Quantization {
         var allReaders: [Key: Int] = [:]
         for (i, step) in steps.enumerated() where !absorbed.contains(ObjectIdentifier(step.nodes[0])) {
             if pairSecond.contains(ObjectIdentifier(step.nodes[0])) { continue }
-            let read = layers[i]?.inputs ?? (standalone(step).map { [$0.nodes[0].inputs[0]] } ?? step.readValues)
+            let read = layers[i]?.inputs ?? sums[i]?.inputs ?? (standalone(step).map { [$0.nodes[0].inputs[0]] } ?? step.readValues)
             let residualAt = layers[i].flatMap { $0.fused?.residual == true ? $0.baseInputs.count - 1 : nil }
             for (k, v) in read.enumerated() {
                 allReaders[Key(v), default: 0] += 1
                 if layers[i] != nil, k == 0 || k == residualAt {
+                    codeReaders[Key(v), default: 0] += 1
+                } else if sums[i] != nil, k < 2 {
                     codeReaders[Key(v), default: 0] += 1
                 } else if k == 0, poolsCodes(step) != nil {
                     codeReaders[Key(v), default: 0] += 1
@@ -337,6 +369,8 @@ enum Quantization {
         for (i, step) in steps.enumerated() {
             if let l = layers[i], let g = l.output, let last = l.nodes.last {
                 storedAsCodes(outputKey(last), g)
+            } else if let sum = sums[i], let last = sum.nodes.last {
+                storedAsCodes(outputKey(last), sum.output)
             } else if let q = standalone(step), let last = q.nodes.last {
                 storedAsCodes(outputKey(last), q.grid)
             } else if poolsCodes(step) != nil, codes[Key(step.nodes[0].inputs[0])] != nil,
@@ -346,18 +380,30 @@ enum Quantization {
             }
         }
 
+        func storage(_ v: Variable, _ g: Grid?) -> QuantizedStorage {
+            guard let g else { return .floats }
+            return codes[Key(v)] != nil ? .codes(g.codes) : .floatsOnGrid(g.codes)
+        }
         var result: [Fusion.Step] = []
         var merged = Set<ObjectIdentifier>()
         for (i, step) in steps.enumerated() {
             let head = step.nodes[0]
             if absorbed.contains(ObjectIdentifier(head)) || merged.contains(ObjectIdentifier(head)) { continue }
+            if let sum = sums[i], let last = sum.nodes.last {
+                let add = QuantizedAdd2(left: storage(head.inputs[0], sum.left), right: storage(head.inputs[1], sum.right),
+                                        relu: sum.relu,
+                                        output: codes[outputKey(last)] != nil ? .codes(sum.output.codes) : .floatsOnGrid(sum.output.codes),
+                                        compiled: compiledConstants(sum.constants))
+                result.append(Fusion.Step(nodes: sum.nodes, fused: add, inputs: sum.inputs))
+                continue
+            }
             guard let l = layers[i] else {
                 if let q = standalone(step), let last = q.nodes.last, let c = codes[outputKey(last)] {
                     // The quantizer (both halves of a QDQ pair) writes codes.
                     for n in q.nodes.dropFirst() { merged.insert(ObjectIdentifier(n)) }
                     let fused = QuantizeToCodes(codes: c, quantizerArguments: q.nodes.flatMap { $0.function.arguments },
-                                                compiled: compiledConstants(q.grid.constants), compiledFrom: 1)
-                    result.append(Fusion.Step(nodes: q.nodes, fused: fused, inputs: [head.inputs[0]] + q.grid.constants.map { $0.variable }))
+                                                compiled: compiledConstants(unique(q.grid.constants)), compiledFrom: 1)
+                    result.append(Fusion.Step(nodes: q.nodes, fused: fused, inputs: [head.inputs[0]] + unique(q.grid.constants).map { $0.variable }))
                 } else if let p = poolsCodes(step), let c = codes[Key(head.inputs[0])] {
                     result.append(Fusion.Step(nodes: step.nodes, fused: QuantizedMaxPooling(pooling: p, codes: c, codesOut: codes[outputKey(head)] != nil)))
                 } else {
@@ -366,10 +412,6 @@ enum Quantization {
                 continue
             }
             let inputs = l.inputs, base = l.baseInputs
-            func storage(_ v: Variable, _ g: Grid?) -> QuantizedStorage {
-                guard let g else { return .floats }
-                return codes[Key(v)] != nil ? .codes(g.codes) : .floatsOnGrid(g.codes)
-            }
             let residual = l.fused?.residual == true
             let residualValue = base[base.count - 1]
             let outKey = outputKey(l.nodes[l.nodes.count - 1])
@@ -384,6 +426,12 @@ enum Quantization {
             result.append(Fusion.Step(nodes: l.nodes, fused: layer, inputs: plain ? nil : inputs))
         }
         return Result(steps: result, codes: codes, notes: notes)
+    }
+
+    /// Constants without repeats (a QDQ pair's halves usually share their scale and zero point leaves).
+    static func unique(_ constants: [Constant]) -> [Constant] {
+        var seen = Set<ObjectIdentifier>()
+        return constants.filter { seen.insert(ObjectIdentifier($0.variable)).inserted }
     }
 
     static func compiledConstants(_ constants: [Constant]) -> CompiledConstants {

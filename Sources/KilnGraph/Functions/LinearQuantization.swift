@@ -84,18 +84,37 @@ public struct QuantizeLinear: Function {
         ([false, true, false], [false])
     }
 
-    /// `v` rounded as `round_mode` says.
+    /// 1.5 * 2^23: adding and subtracting it rounds a float of magnitude below 2^22 to an integer, half to even
+    /// (the default rounding of float addition), without a library call.
+    static let magic: Float = 12_582_912
+
+    /// `v` rounded as `round_mode` says; exact for |v| < 2^22 (larger values are saturated before this).
     @inline(__always)
     static func rounded(_ v: Float, halfToEven: Bool) -> Float {
-        v.rounded(halfToEven ? .toNearestOrEven : .toNearestOrAwayFromZero)
+        if halfToEven { return (v + magic) - magic }
+        let a = abs(v)
+        var r = (a + magic) - magic
+        if r - a == -0.5 { r += 1 }     // a halfway case rounded down to even: away from zero instead
+        return v < 0 ? -r : r
     }
 
-    /// One code as nnabla computes it (a NaN stays NaN, as nnabla's comparisons leave it).
+    /// One code as nnabla computes it, the zero point already rounded and saturated (`z`): `x / scale` is held
+    /// within one code past the range first (rounding cannot bring it back, and the rounding stays exact); a NaN
+    /// stays NaN, as nnabla's comparisons leave it.
     @inline(__always)
-    static func code(_ x: Float, scale: Float, zeroPoint: Float, halfToEven: Bool, min lo: Float, max hi: Float) -> Float {
-        let z = Swift.min(Swift.max(rounded(zeroPoint, halfToEven: halfToEven), lo), hi)
-        let q = rounded(x / scale, halfToEven: halfToEven) + z
+    static func code(_ x: Float, scale: Float, z: Float, halfToEven: Bool, min lo: Float, max hi: Float) -> Float {
+        var t = x / scale
+        if t < lo - z - 1 { t = lo - z - 1 } else if t > hi - z + 1 { t = hi - z + 1 }
+        let q = rounded(t, halfToEven: halfToEven) + z
         return q < lo ? lo : q > hi ? hi : q
+    }
+
+    /// The zero point as QuantizeLinear uses it: rounded, then saturated to the codes' range.
+    @inline(__always)
+    static func zeroPoint(_ z: Float, halfToEven: Bool, min lo: Float, max hi: Float) -> Float {
+        let c = z < lo - 1 ? lo - 1 : z > hi + 1 ? hi + 1 : z
+        let r = rounded(c, halfToEven: halfToEven)
+        return r < lo ? lo : r > hi ? hi : r
     }
 
     public func makeForward(_ b: ForwardBinding) throws -> Kernel {
@@ -105,9 +124,17 @@ public struct QuantizeLinear: Function {
         return {
             let n = l.inner, i1 = l.i1, i2 = l.i2
             l.rows(0, l.outer) { o0, o1, o2 in
-                for j in 0..<n {
-                    y[o0 + j] = Self.code(x[o0 + j], scale: s[o1 + j * i1], zeroPoint: z[o2 + j * i2], halfToEven: even,
-                                          min: lo, max: hi)
+                if i1 == 0 && i2 == 0 {
+                    // One scale and zero point along the row: the loop the compiler vectorises.
+                    let scale = s[o1], zp = Self.zeroPoint(z[o2], halfToEven: even, min: lo, max: hi)
+                    for j in 0..<n {
+                        y[o0 + j] = Self.code(x[o0 + j], scale: scale, z: zp, halfToEven: even, min: lo, max: hi)
+                    }
+                } else {
+                    for j in 0..<n {
+                        let zp = Self.zeroPoint(z[o2 + j * i2], halfToEven: even, min: lo, max: hi)
+                        y[o0 + j] = Self.code(x[o0 + j], scale: s[o1 + j * i1], z: zp, halfToEven: even, min: lo, max: hi)
+                    }
                 }
             }
         }

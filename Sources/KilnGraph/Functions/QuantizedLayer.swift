@@ -212,6 +212,64 @@ package struct QuantizeToCodes: FusedFunction {
     }
 }
 
+/// nnabla's Add2 of two values on grids (a ReLU after it, optionally) and the quantizer reading the sum, on
+/// codes: each operand read as codes or floats, the sum computed in float as the separate steps compute it and put
+/// on the quantizer's grid, so the values are the float plan's bit for bit (`Quantization`). Inputs: the two
+/// operands, then the constants compiled in.
+package struct QuantizedAdd2: FusedFunction {
+    package static let typeName = "QuantizedAdd2"
+    let left: QuantizedStorage
+    let right: QuantizedStorage
+    let relu: Bool
+    let output: QuantizedStorage
+    let compiled: CompiledConstants
+
+    package init(arguments a: inout ArgReader) throws {
+        throw KilnError.invalidFunction(function: Self.typeName, reason: "is made by the compiler, not by graph files")
+    }
+
+    package init(left: QuantizedStorage, right: QuantizedStorage, relu: Bool, output: QuantizedStorage, compiled: CompiledConstants) {
+        self.left = left
+        self.right = right
+        self.relu = relu
+        self.output = output
+        self.compiled = compiled
+    }
+
+    package var stepName: String {
+        ([Add2.typeName] + (relu ? [ReLU.typeName] : []) + (output.grid?.quantizerNames ?? [])).joined(separator: "+")
+    }
+    package var arguments: [(String, ArgValue)] {
+        [("x0", .string(left.description)), ("x1", .string(right.description)), ("output", .string(output.description))]
+    }
+    package var isDifferentiable: Bool { false }
+
+    /// The sum may take over the first operand's memory when both are held alike (each element is read before
+    /// the same element is written).
+    package var forwardInPlaceInput: Int? {
+        switch (left, output) {
+        case (.codes(let l), .codes(let o)) where l.signed == o.signed: return 0
+        case (.floats, .floatsOnGrid), (.floatsOnGrid, .floatsOnGrid): return 0
+        default: return nil
+        }
+    }
+
+    package func outputTypes(_ inputs: [TensorType]) throws -> [TensorType] {
+        guard inputs.count >= 2, inputs[0].shape == inputs[1].shape else { throw error("needs two operands of one shape") }
+        return [inputs[0]]
+    }
+
+    package func makeForward(_ b: ForwardBinding) throws -> Kernel {
+        let x0 = UnsafeRawPointer(b.inputs[0].raw), x1 = UnsafeRawPointer(b.inputs[1].raw), y = b.outputs[0].raw
+        let count = b.outputs[0].count, left = left, right = right, relu = relu, output = output
+        let check = try compiled.check(b, first: 2, step: stepName)
+        return {
+            try check()
+            QuantizedProduct.add(count: count, x0, left, x1, right, relu: relu, output: output, into: y)
+        }
+    }
+}
+
 /// Values a quantized step compiled in (QDQ scales and zero points, a weight's scales), with the names of the
 /// constant leaves they came from. The step reads those leaves as its last inputs and stops the run with an error
 /// when one no longer holds its compiled values: a changed scale would otherwise give silently wrong results.

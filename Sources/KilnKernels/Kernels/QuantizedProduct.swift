@@ -116,6 +116,7 @@ package struct QuantizedProduct {
         }
         slice += Self.aligned(kiln_q8_packed_b_bytes_max(depth, columns))          // packed columns
         slice += Self.aligned(rows * columns * 4)                                   // 32-bit sums
+        if case .convolution(_, _, false) = kind { slice += Self.aligned(depth * 8) }  // the k rows' offsets
         sliceBytes = slice
         if case .convolution = kind { parts = max(1, min(Threads.count, batch)) } else { parts = 1 }
     }
@@ -133,6 +134,20 @@ package struct QuantizedProduct {
                                    into out: UnsafeMutablePointer<Float>) {
         var g = grid.kernelGrid
         kiln_q8_dequantize(codes, grid.kernelKind, count, &g, out)
+    }
+
+    /// `out = quantize(relu?(a + b))` element by element: operands floats or codes as their storage says, the
+    /// sum put on `output`'s grid (codes, or the floats they stand for).
+    package static func add(count: Int, _ a: UnsafeRawPointer, _ aStorage: QuantizedStorage, _ b: UnsafeRawPointer,
+                            _ bStorage: QuantizedStorage, relu: Bool, output: QuantizedStorage, into out: UnsafeMutableRawPointer) {
+        let none = QuantizedCodes(signed: true, step: 1)
+        var ag = (aStorage.grid ?? none).kernelGrid, bg = (bStorage.grid ?? none).kernelGrid
+        var og = (output.grid ?? none).kernelGrid
+        func kind(_ s: QuantizedStorage) -> Int32 {
+            if case .codes(let c) = s { return c.kernelKind }
+            return Int32(KILN_Q8_FLOAT)
+        }
+        kiln_q8_add(count, a, kind(aStorage), &ag, b, kind(bStorage), &bg, relu ? 1 : 0, &og, output.kernelKind, out)
     }
 
     /// Packed weights, then the rows' zero-point offsets, then each part's scratch.
@@ -219,10 +234,10 @@ package struct QuantizedProduct {
         let workspace: UnsafeMutableRawPointer
 
         /// Where a thread's scratch parts start: the sample's codes, one group padded and its columns, the packed
-        /// columns, the sums.
+        /// columns, the sums, the k rows' offsets (packing straight from the padded sample).
         func scratch(_ slot: Int) -> (codes: UnsafeMutableRawPointer, padded: UnsafeMutableRawPointer,
                                       cols: UnsafeMutableRawPointer, packed: UnsafeMutableRawPointer,
-                                      sums: UnsafeMutablePointer<Int32>) {
+                                      sums: UnsafeMutablePointer<Int32>, offsets: UnsafeMutablePointer<Int>) {
             let base = workspace + p.packedABytes + p.offsetsBytes + slot * p.sliceBytes
             let padded = base + QuantizedProduct.aligned(p.sampleIn)
             var cols = padded
@@ -230,7 +245,8 @@ package struct QuantizedProduct {
             var packed = cols
             if case .convolution(_, _, false) = p.kind { packed += QuantizedProduct.aligned(p.depth * p.columns) }
             let sums = packed + QuantizedProduct.aligned(kiln_q8_packed_b_bytes_max(p.depth, p.columns))
-            return (base, padded, cols, packed, sums.assumingMemoryBound(to: Int32.self))
+            let offsets = sums + QuantizedProduct.aligned(p.rows * p.columns * 4)
+            return (base, padded, cols, packed, sums.assumingMemoryBound(to: Int32.self), offsets.assumingMemoryBound(to: Int.self))
         }
 
         var sourceKind: Int32 {
@@ -269,14 +285,21 @@ package struct QuantizedProduct {
             for g in 0..<groups {
                 let groupIn = sample + g * planeIn
                 var cols = groupIn
+                var packed = false
                 if !pointwise {
                     var sh = shape
                     let padded = s.padded.assumingMemoryBound(to: UInt8.self)
                     kiln_q8_pad(&sh, groupIn.assumingMemoryBound(to: UInt8.self), padCode, padded)
-                    kiln_q8_im2col_padded(&sh, padded, s.cols.assumingMemoryBound(to: UInt8.self))
-                    cols = UnsafeRawPointer(s.cols)
+                    // Columns packed straight from the padded sample where the path can, else made, then packed.
+                    packed = kiln_q8_pack_conv(path, &sh, padded, grid.signed ? 1 : 0, s.offsets, s.packed) == 1
+                    if !packed {
+                        kiln_q8_im2col_padded(&sh, padded, s.cols.assumingMemoryBound(to: UInt8.self))
+                        cols = UnsafeRawPointer(s.cols)
+                    }
                 }
-                kiln_q8_pack_b(path, p.depth, p.columns, cols, codeKind, grid.signed ? 1 : 0, p.columns, 1, 1, 0, s.packed)
+                if !packed {
+                    kiln_q8_pack_b(path, p.depth, p.columns, cols, codeKind, grid.signed ? 1 : 0, p.columns, 1, 1, 0, s.packed)
+                }
                 kiln_q8_gemm(path, p.rows, p.columns, p.depth, workspace + g * perGroup, s.packed, grid.signed ? 1 : 0,
                              s.sums, p.columns)
                 for r in 0..<p.rows {

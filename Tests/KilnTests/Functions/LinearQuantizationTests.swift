@@ -27,6 +27,27 @@ struct LinearQuantizationTests {
         #expect(try Self.quantize(Self.xs, QuantizeLinear(narrowRange: true, dtype: 2)) == [2, 3, 4, 1, 1, 255, 1, 3])
     }
 
+    /// Random values, halfway cases, huge values and NaN against the definition written with the standard
+    /// library's rounding (Kiln's kernel rounds without a library call).
+    @Test(arguments: [false, true])
+    func matchesTheDefinition(halfToEven: Bool) throws {
+        var rng = SplitMix64(seed: 4)
+        var xs = (0..<500).map { _ in Float.random(in: -60...60, using: &rng) }
+        xs += (0..<100).map { Float($0 - 50) * 0.25 }          // halfway values at scale 0.5
+        xs += [0.49999997 * 0.5, -0.49999997 * 0.5, 1e30, -1e30, .infinity, -.infinity, 0, -0.0]
+        for (signed, zero) in [(true, Float(-3)), (false, Float(17))] {
+            let f = QuantizeLinear(roundMode: halfToEven ? "HALF_TO_EVEN" : "HALF_AWAY_FROM_ZERO", dtype: signed ? 1 : 2)
+            let (lo, hi) = (Float(f.range.min), Float(f.range.max))
+            let got = try Self.quantize(xs + [.nan], scale: [0.5], zero: zero, f)
+            let want = xs.map { x -> Float in
+                let r = (x / 0.5).rounded(halfToEven ? .toNearestOrEven : .toNearestOrAwayFromZero) + zero
+                return Swift.min(Swift.max(r, lo), hi)
+            }
+            #expect(Array(got.dropLast()) == want, "signed \(signed)")
+            #expect(got.last?.isNaN == true, "NaN stays NaN, as in nnabla")
+        }
+    }
+
     @Test func zeroPointIsRoundedAndSaturated() throws {
         #expect(try Self.quantize([1], scale: [0.5], zero: 3.6, QuantizeLinear()) == [6])
         #expect(try Self.quantize([1], scale: [0.5], zero: 300, QuantizeLinear(dtype: 2)) == [255])

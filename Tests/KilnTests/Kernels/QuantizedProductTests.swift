@@ -25,6 +25,10 @@ struct QuantizedProductTests {
         Case(batch: 2, channels: 6, maps: 6, image: [7, 7], group: 3),
         Case(batch: 2, channels: 4, maps: 4, image: [9, 9], stride: [2, 1], group: 4),  // depthwise
         Case(batch: 1, channels: 1, maps: 3, image: [40, 37], kernel: [5, 5], pad: [0, 0]),  // depth 25, 1188 columns
+        // Rows of 17 pixels at stride 2 (16 in one row, then blocks across rows), rows of 24 (a block that is two
+        // runs of 8 in two rows): the packing's load patterns.
+        Case(batch: 1, channels: 3, maps: 7, image: [9, 34], stride: [2, 2]),
+        Case(batch: 1, channels: 3, maps: 5, image: [5, 24]),
     ]
 
     static func onPath<T>(_ path: String, threads: Int = 1, _ body: () throws -> T) throws -> T {
