@@ -129,6 +129,13 @@ bench-interop: release
 	KILN_TORCH_PYTHON=$(PEERS_VENV)/torch/bin/python $(PEERS_VENV)/ort/bin/python Benchmarks/interop/pytorch_models.py $(KILN_RELEASE) 1
 	$(PEERS_VENV)/nnabla/bin/python Benchmarks/interop/nnabla_roundtrip.py $(KILN_RELEASE)
 
+# Kiln's int8 plans against onnxruntime's on ResNet-20 quantized by onnxruntime's own tool (QDQ), alternating in
+# one run; QDQ_ARGS goes to the script (e.g. --threads 2). Uses the peers' onnxruntime virtualenv; never in CI.
+.PHONY: bench-qdq
+bench-qdq: release
+	Benchmarks/peers/setup.sh
+	$(PEERS_VENV)/ort/bin/python Benchmarks/quantized/onnxruntime_qdq.py $(KILN_RELEASE) $(QDQ_ARGS)
+
 # The Swift code of the protobuf schemas in Protos/ (committed: building Kiln needs neither tool). Needs
 # protoc (Debian: protobuf-compiler) and PROTOC_GEN_SWIFT, apple/swift-protobuf's plugin at the version
 # Package.swift names (`swift build -c release --product protoc-gen-swift` in its checkout).

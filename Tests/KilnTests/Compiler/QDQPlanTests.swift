@@ -138,6 +138,33 @@ struct QDQPlanTests {
         }
     }
 
+    /// A QDQ model's residual block (as onnxruntime's quantizer writes it): the sum of two QDQ values, a ReLU, a
+    /// QDQ pair. The sum runs on codes with the float steps' arithmetic, so it equals the float plan exactly whatever
+    /// the scales, and every activation between the integer steps is held as codes.
+    @Test(arguments: [true, false])
+    func residualSumsRunOnCodes(pow2: Bool) throws {
+        var rng = SplitMix64(seed: 17)
+        let x = try Variable(shape: [2, 8, 9, 9])
+        try x.setData((0..<(2 * 8 * 81)).map { _ in Float.random(in: -1...4, using: &rng) })
+        let xq = try Self.qdq(x, scale: pow2 ? 1.0 / 32 : 0.031, zero: 20, signed: false)
+        let conv = try F.convolution(xq, Self.weight([8, 8, 3, 3], scales: [pow2 ? 1.0 / 512 : 0.0021], affine: false, &rng), nil, pad: [1, 1])
+        let branch = try Self.qdq(conv, scale: pow2 ? 1.0 / 16 : 0.057, zero: -3, signed: true)
+        let sum = try Self.qdq(F.relu(F.add2(branch, xq)), scale: pow2 ? 1.0 / 16 : 0.047, zero: 0, signed: false)
+        let y = try F.convolution(sum, Self.weight([4, 8, 1, 1], scales: [pow2 ? 1.0 / 256 : 0.0037], affine: false, &rng), nil)
+        for path in Self.paths {
+            #expect(kiln_q8_force_path(path) == 1)
+            defer { kiln_q8_force_path(nil) }
+            let (_, wantSum) = try Self.run(sum, integerKernels: false)
+            let (sumPlan, gotSum) = try Self.run(sum, integerKernels: true)
+            #expect(gotSum == wantSum, "\(path): the sum's values")
+            #expect(sumPlan.steps.contains { $0.function == "Add2+ReLU+QuantizeLinear+DequantizeLinear" }, "\(sumPlan.steps.map(\.function))")
+            let (plan, _) = try Self.run(y, integerKernels: true)
+            // Codes between every integer step: the input's, the branch's, the sum's.
+            #expect(plan.buffers.filter { $0.codes != nil }.count == 3, "\(plan.dump())")
+            #expect(!plan.steps.contains { $0.function == "Add2" || $0.function == "QuantizeLinear" })
+        }
+    }
+
     @Test func aChangedScaleStopsTheRun() throws {
         let (_, out, scales) = try Self.network(pow2: false)
         let exe = try Compiler.compile([out], .inference, options: CompileOptions())
