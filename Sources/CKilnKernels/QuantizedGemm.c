@@ -665,6 +665,9 @@ __attribute__((target("avx2"))) static long finish_row_avx2(const kiln_q8_epilog
     const __m256i residualZero = _mm256_set1_epi32((int)e->residualGrid.zeroPoint);
     const __m256 outStep = _mm256_set1_ps(e->out.step);
     const __m256i outZero = _mm256_set1_epi32((int)e->out.zeroPoint);
+    const int snap = e->snap;
+    const __m256 midStep = _mm256_set1_ps(e->mid.step);
+    const __m256i midZero = _mm256_set1_epi32((int)e->mid.zeroPoint);
     long j = 0;
     for (; j + 8 <= count; j += 8) {
         long at = offset + j;
@@ -672,6 +675,7 @@ __attribute__((target("avx2"))) static long finish_row_avx2(const kiln_q8_epilog
         __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(a), scale);
         if (hasBias) v = _mm256_add_ps(v, bias);
         if (normalise) v = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v, mu), norm), shift);
+        if (snap) v = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(grid_codes_avx2(v, &e->mid), midZero)), midStep);
         if (residualKind == KILN_Q8_FLOAT) {
             v = _mm256_add_ps(v, _mm256_loadu_ps((const float *)e->residual + at));
         } else if (residualKind == KILN_Q8_U8 || residualKind == KILN_Q8_S8) {
@@ -721,7 +725,8 @@ void kiln_q8_finish_row(const kiln_q8_epilogue *e, long row, const int32_t *acc,
     const int residualKind = e->residualKind, activation = e->activation, output = e->output;
     const float residualStep = e->residualGrid.step;
     const long residualZero = e->residualGrid.zeroPoint;
-    const kiln_q8_grid g = e->out;
+    const kiln_q8_grid g = e->out, mid = e->mid;
+    const int snap = e->snap;
     const float *rf = (const float *)e->residual;
     const uint8_t *ru = (const uint8_t *)e->residual;
     const int8_t *rs = (const int8_t *)e->residual;
@@ -734,6 +739,7 @@ void kiln_q8_finish_row(const kiln_q8_epilogue *e, long row, const int32_t *acc,
             v = v * norm;
             v = v + shift;
         }
+        if (snap) v = (float)(grid_code(v, &mid) - mid.zeroPoint) * mid.step;
         if (residualKind == KILN_Q8_FLOAT) v = v + rf[at];
         else if (residualKind == KILN_Q8_U8) v = v + (float)((long)ru[at] - residualZero) * residualStep;
         else if (residualKind == KILN_Q8_S8) v = v + (float)((long)rs[at] - residualZero) * residualStep;

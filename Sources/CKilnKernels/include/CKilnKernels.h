@@ -134,15 +134,18 @@ typedef struct {
 /// What a quantized step does with one accumulator on its way out, in the float plan's order and arithmetic:
 /// `v = (acc - rowOffset[row]) * (rowScale ? rowScale[row] : scale)` (the offset takes off an input zero point's
 /// share, `zeroPoint * the row's weight-code sum`), `+ bias[row]`, batch normalisation
-/// `(v - mean) * normScale + shift`, `+` the residual (floats, or codes on `residualGrid`), ReLU (1) or ReLU6 (2),
-/// then stored as floats (KILN_Q8_FLOAT) or put on the grid `out` and stored as codes (KILN_Q8_U8 / KILN_Q8_S8) or
-/// as the floats they stand for (KILN_Q8_FLOAT_GRID).
+/// `(v - mean) * normScale + shift`, with `snap` put on the grid `mid` and back to the float it stands for (a
+/// quantizer between the product and the residual sum), `+` the residual (floats, or codes on `residualGrid`),
+/// ReLU (1) or ReLU6 (2), then stored as floats (KILN_Q8_FLOAT) or put on the grid `out` and stored as codes
+/// (KILN_Q8_U8 / KILN_Q8_S8) or as the floats they stand for (KILN_Q8_FLOAT_GRID).
 typedef struct {
     float scale;
     const float *rowScale;
     const int32_t *rowOffset;
     const float *bias;
     const float *mean, *normScale, *shift;
+    int snap;
+    kiln_q8_grid mid;
     const void *residual;
     int residualKind;
     kiln_q8_grid residualGrid;

@@ -3,7 +3,8 @@ import KilnCore
 /// Checks a plan's memory layout from first principles.
 ///
 /// Re-derives every lifetime from the steps and checks that the recorded ones (`lifetimes`, what the
-/// executable and placement used) agree, then, from the derived ones: transient
+/// executable and placement used) agree, that every activation is written before it is read, then, from the
+/// derived ones: transient
 /// buffers alive at the same step never overlap, offsets are aligned, every transient buffer fits in the
 /// arena, the arena is at least the lower bound, and buffers outside the arena have no offset.
 extension Plan {
@@ -16,6 +17,15 @@ extension Plan {
         }
         try verifyAliases(lifetimes)
         try verifyGradientBuckets()
+        // Every activation a step reads was written by an earlier step (a pass that moves functions between
+        // steps must keep each value's producer first).
+        var written = Set<Int>()
+        for step in steps {
+            for b in step.inputs where buffers[b].kind == .activation && !written.contains(b) {
+                throw fail("step '\(step.node)' (\(step.function)) reads \(buffers[b].name) before any step writes it")
+            }
+            written.formUnion(step.outputs)
+        }
         for l in lifetimes {
             let b = buffers[l.buffer]
             guard let off = b.offset else { throw fail("transient buffer \(b.name) has no offset") }

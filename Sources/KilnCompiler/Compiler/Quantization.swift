@@ -17,7 +17,10 @@ import KilnKernels
 ///   constant codes with zero point 0 and one scale, or one per output map, that the layer alone reads), with
 ///   depth small enough that 32-bit sums cannot overflow. Its step (with Fusion's BatchNormalization, Add2 and
 ///   ReLU/ReLU6, and for an Affine a ReLU/ReLU6 after it) also takes the quantizer reading its output when that
-///   quantizer is eligible and the only reader: it becomes one `QuantizedLayer` step.
+///   quantizer is eligible and the only reader: it becomes one `QuantizedLayer` step. When that quantizer's
+///   output goes only to an Add2 with another value of its shape, then (through a ReLU, optionally) only to an
+///   eligible quantizer, the step takes those too (a QDQ model's residual block: the product's value put on the
+///   first grid, the other value added, the sum quantized), so the sum's output may take the other value's memory.
 /// - An **Add2 of two grid values** of one shape (a ReLU after it, optionally) whose sum an eligible quantizer alone
 ///   reads becomes one `QuantizedAdd2` step: operands read as codes or floats, the sum computed as the float steps
 ///   compute it (a QDQ model's residual additions).
@@ -143,15 +146,18 @@ enum Quantization {
 
     /// One quantized layer being formed.
     struct Layer {
-        var nodes: [FunctionNode]
+        /// The product's chain (Fusion's step, an Affine's ReLU), then what its epilogue absorbs after it.
+        var chain: [FunctionNode]
+        var tail: [FunctionNode]
         var product: QuantizedLayer.Product
         var input: Grid
         var weight: Grid
         var output: Grid?
-        /// How many of `nodes` are the output's quantizer (FixedPointQuantize 1, QuantizeLinear+DequantizeLinear 2).
-        var outputNodes: Int
         var fused: FusedConvolution?
         var activation: ConvEpilogue.Activation
+        /// A QDQ residual block's first quantizer (its grid) and the Add2's other operand.
+        var snap: Grid?
+        var sumResidual: Variable?
         /// The node making the weight when this layer is its only reader: a FixedPointQuantize the layer runs on the
         /// float weight itself, or the DequantizeLinear whose codes the layer reads.
         var weightSource: FunctionNode?
@@ -160,10 +166,13 @@ enum Quantization {
         /// What the layer compiled in: read again, after its other inputs.
         var constants: [Constant]
 
-        /// The chain's inputs (without the output quantizer's constants), the weight's source for an absorbed one.
+        var nodes: [FunctionNode] { chain + tail }
+        var hasResidual: Bool { fused?.residual == true || sumResidual != nil }
+        /// The chain's inputs (the weight's source for an absorbed one), then a residual block's other operand.
         var baseInputs: [Variable] {
-            var v = Fusion.externalInputs(Array(nodes.dropLast(outputNodes)))
+            var v = Fusion.externalInputs(chain)
             if let q = weightSource { v[1] = q.inputs[0] }
+            if let r = sumResidual { v.append(r) }
             return v
         }
         /// What the step reads.
@@ -221,6 +230,15 @@ enum Quantization {
                       let g = n.inputs.first.flatMap({ grids[Key($0)] }) {
                 grids[out] = g
             }
+        }
+
+        // Where each node runs before this pass absorbs anything: a layer may add a value only if it is made by
+        // an earlier step (every node this pass moves into a layer's step was after that layer).
+        var position: [ObjectIdentifier: Int] = [:]
+        for (i, step) in steps.enumerated() { for n in step.nodes { position[ObjectIdentifier(n)] = i } }
+        func madeBefore(_ v: Variable, _ i: Int) -> Bool {
+            guard let p = v.parent else { return true }
+            return (position[ObjectIdentifier(p)] ?? Int.max) < i
         }
 
         // Quantized layers, and the single-node steps they absorb.
@@ -287,26 +305,46 @@ enum Quantization {
                 skip("its depth exceeds \(maximumDepth), where 32-bit sums could overflow")
                 continue
             }
-            var nodes = step.nodes
+            var chain = step.nodes
             let fused = step.fused as? FusedConvolution
             var activation = fused?.activation ?? .none
             if product.isAffine, let next = readers.onlyReader(of: head),
                next.function is ReLU || next.function is ReLU6 {
                 activation = next.function is ReLU ? .relu : .relu6
-                nodes.append(next)
+                chain.append(next)
             }
-            var output: Grid?
-            var outputNodes = 0
-            if let last = nodes.last, let next = readers.onlyReader(of: last), let q = quantizers[ObjectIdentifier(next)] {
+            var tail: [FunctionNode] = []
+            var output: Grid?, snap: Grid?, sumResidual: Variable?
+            if let last = chain.last, let next = readers.onlyReader(of: last), let q = quantizers[ObjectIdentifier(next)] {
                 output = q.grid
-                outputNodes = q.nodes.count
-                nodes += q.nodes
+                tail = q.nodes
+                // A QDQ residual block: the quantized value plus another of its shape, a ReLU, a quantizer.
+                if fused?.residual != true, activation == .none, let qLast = q.nodes.last,
+                   let add = readers.onlyReader(of: qLast), add.function is Add2,
+                   let mine = add.inputs.firstIndex(where: { Key($0) == Key.output(node: ObjectIdentifier(qLast), index: 0) }),
+                   !absorbed.contains(ObjectIdentifier(add)) {
+                    let other = add.inputs[1 - mine]
+                    var sumTail = [add]
+                    var sumActivation = ConvEpilogue.Activation.none
+                    if let r = readers.onlyReader(of: add), r.function is ReLU {
+                        sumTail.append(r)
+                        sumActivation = .relu
+                    }
+                    if other.shape == add.inputs[mine].shape, other !== add.inputs[mine], madeBefore(other, i), let end = sumTail.last,
+                       let q2n = readers.onlyReader(of: end), let q2 = quantizers[ObjectIdentifier(q2n)] {
+                        snap = q.grid
+                        sumResidual = other
+                        output = q2.grid
+                        activation = sumActivation
+                        tail += sumTail + q2.nodes
+                    }
+                }
             }
-            constants = unique(constants + xg.constants + (output?.constants ?? []))
-            layers[i] = Layer(nodes: nodes, product: product, input: xg, weight: weight, output: output,
-                              outputNodes: outputNodes, fused: fused, activation: activation, weightSource: weightSource,
-                              weightSteps: weightSteps, constants: constants)
-            for n in nodes.dropFirst(step.nodes.count) { absorbed.insert(ObjectIdentifier(n)) }
+            constants = unique(constants + xg.constants + (snap?.constants ?? []) + (output?.constants ?? []))
+            layers[i] = Layer(chain: chain, tail: tail, product: product, input: xg, weight: weight, output: output,
+                              fused: fused, activation: activation, snap: snap, sumResidual: sumResidual,
+                              weightSource: weightSource, weightSteps: weightSteps, constants: constants)
+            for n in (chain + tail).dropFirst(step.nodes.count) { absorbed.insert(ObjectIdentifier(n)) }
             if let q = weightSource { absorbed.insert(ObjectIdentifier(q)) }
         }
 
@@ -348,7 +386,7 @@ enum Quantization {
         for (i, step) in steps.enumerated() where !absorbed.contains(ObjectIdentifier(step.nodes[0])) {
             if pairSecond.contains(ObjectIdentifier(step.nodes[0])) { continue }
             let read = layers[i]?.inputs ?? sums[i]?.inputs ?? (standalone(step).map { [$0.nodes[0].inputs[0]] } ?? step.readValues)
-            let residualAt = layers[i].flatMap { $0.fused?.residual == true ? $0.baseInputs.count - 1 : nil }
+            let residualAt = layers[i].flatMap { $0.hasResidual ? $0.baseInputs.count - 1 : nil }
             for (k, v) in read.enumerated() {
                 allReaders[Key(v), default: 0] += 1
                 if layers[i] != nil, k == 0 || k == residualAt {
@@ -412,17 +450,18 @@ enum Quantization {
                 continue
             }
             let inputs = l.inputs, base = l.baseInputs
-            let residual = l.fused?.residual == true
+            let residual = l.hasResidual
             let residualValue = base[base.count - 1]
             let outKey = outputKey(l.nodes[l.nodes.count - 1])
             let output: QuantizedStorage = l.output.map { codes[outKey] != nil ? .codes($0.codes) : .floatsOnGrid($0.codes) } ?? .floats
             let layer = QuantizedLayer(
                 product: l.product, productInputs: head.inputs.count, batchNormalization: l.fused?.batchNormalization,
-                residual: residual, activation: l.activation, input: storage(inputs[0], l.input), weight: l.weight.codes,
-                weightMaxCode: l.weight.maxCode, rowScales: l.weightSteps.map { $0.map { $0 * l.input.codes.step } },
+                residual: residual, snap: l.snap?.codes, activation: l.activation, input: storage(inputs[0], l.input),
+                weight: l.weight.codes, weightMaxCode: l.weight.maxCode,
+                rowScales: l.weightSteps.map { $0.map { $0 * l.input.codes.step } },
                 residualStorage: residual ? (codes[Key(residualValue)].map { .codes($0) } ?? .floats) : .floats,
                 output: output, compiled: compiledConstants(l.constants))
-            let plain = l.weightSource == nil && l.constants.isEmpty && l.outputNodes < 2
+            let plain = l.weightSource == nil && l.constants.isEmpty && l.tail.count < 2
             result.append(Fusion.Step(nodes: l.nodes, fused: layer, inputs: plain ? nil : inputs))
         }
         return Result(steps: result, codes: codes, notes: notes)

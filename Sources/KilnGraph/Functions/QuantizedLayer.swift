@@ -13,7 +13,8 @@ extension FusedConvolution: FusedFunction {}
 /// with n <= 8 and a power-of-two delta, or of a QuantizeLinear/DequantizeLinear pair; a weight may also be the
 /// DequantizeLinear of codes with a scale per output map), run as an integer product, with the functions after it
 /// as its epilogue: a test-mode BatchNormalization (convolutions), an Add2 of a same-shaped value, ReLU or ReLU6,
-/// and the next quantizer.
+/// and the next quantizer. A QDQ model's residual block (product, quantizer, Add2 of another value, ReLU,
+/// quantizer) is one step too: the product's value is put on its quantizer's grid (`snap`) before the sum.
 ///
 /// Made by the `Quantization` pass for inference plans. Inputs are the product's (x, W, optional b), then the
 /// BatchNormalization's parameters without its x, then the Add2's other operand. x and the residual may be
@@ -34,6 +35,8 @@ package struct QuantizedLayer: FusedFunction {
     let productInputs: Int
     let batchNormalization: BatchNormalization?
     let residual: Bool
+    /// The grid of a quantizer between the product and the residual sum, when there is one.
+    let snap: QuantizedCodes?
     let activation: ConvEpilogue.Activation
     /// How x is held: codes, or floats on its grid.
     let input: QuantizedStorage
@@ -56,13 +59,14 @@ package struct QuantizedLayer: FusedFunction {
     }
 
     package init(product: Product, productInputs: Int, batchNormalization: BatchNormalization?, residual: Bool,
-                 activation: ConvEpilogue.Activation, input: QuantizedStorage, weight: QuantizedCodes, weightMaxCode: Int,
+                 snap: QuantizedCodes? = nil, activation: ConvEpilogue.Activation, input: QuantizedStorage, weight: QuantizedCodes, weightMaxCode: Int,
                  rowScales: [Float]? = nil, residualStorage: QuantizedStorage, output: QuantizedStorage,
                  compiled: CompiledConstants = CompiledConstants(names: [], values: [])) {
         self.product = product
         self.productInputs = productInputs
         self.batchNormalization = batchNormalization
         self.residual = residual
+        self.snap = snap
         self.activation = activation
         self.input = input
         self.weight = weight
@@ -84,6 +88,7 @@ package struct QuantizedLayer: FusedFunction {
     package var stepName: String {
         var names = ["Quantized" + type(of: productFunction).typeName]
         if batchNormalization != nil { names.append(BatchNormalization.typeName) }
+        if let snap { names.append(contentsOf: snap.quantizerNames) }
         if residual { names.append(Add2.typeName) }
         if activation == .relu { names.append(ReLU.typeName) }
         if activation == .relu6 { names.append(ReLU6.typeName) }
@@ -144,7 +149,7 @@ package struct QuantizedLayer: FusedFunction {
         let epilogue = QuantizedProduct.Epilogue(
             bias: productInputs == 3 ? UnsafePointer(b.inputs[2].f) : nil, mean: table.map { UnsafePointer($0.p) },
             scale: table.map { UnsafePointer($0.p + k.outputs) }, shift: table.map { UnsafePointer($0.p + 2 * k.outputs) },
-            residual: residualIndex.map { UnsafeRawPointer(b.inputs[$0].raw) }, residualStorage: residualStorage,
+            snap: snap, residual: residualIndex.map { UnsafeRawPointer(b.inputs[$0].raw) }, residualStorage: residualStorage,
             activation: activation, output: output)
         let x = UnsafeRawPointer(b.inputs[0].raw), w = UnsafePointer(b.inputs[1].f), y = b.outputs[0].raw
         let input = input, grid = weight, maxCode = weightMaxCode

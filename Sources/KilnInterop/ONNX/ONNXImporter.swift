@@ -99,8 +99,10 @@ public enum ONNXImporter {
             }
             let dtype: DType
             switch ONNXDataType(rawValue: t.elemType) {
-            case .float?, .double?, .float16?: dtype = .float32
-            case .int64?, .int32?, .int16?, .int8?, .uint8?, .uint16?, .bool?: dtype = .int32
+            // 8-bit inputs are quantized codes (a QDQ model's), which Kiln holds as floats; wider integers are
+            // shapes and indices.
+            case .float?, .double?, .float16?, .int8?, .uint8?: dtype = .float32
+            case .int64?, .int32?, .int16?, .uint16?, .bool?: dtype = .int32
             default: throw ONNXError.at(place, "element type \(ONNXDataType.describe(t.elemType)) is not supported")
             }
             let v: Variable

@@ -158,15 +158,18 @@ package struct QuantizedProduct {
     package struct Epilogue {
         package var bias: UnsafePointer<Float>?
         package var mean: UnsafePointer<Float>?, scale: UnsafePointer<Float>?, shift: UnsafePointer<Float>?
+        /// A grid the value is put on before the residual is added.
+        package var snap: QuantizedCodes?
         package var residual: UnsafeRawPointer?
         package var residualStorage: QuantizedStorage
         package var activation: ConvEpilogue.Activation
         package var output: QuantizedStorage
 
         package init(bias: UnsafePointer<Float>?, mean: UnsafePointer<Float>?, scale: UnsafePointer<Float>?,
-                     shift: UnsafePointer<Float>?, residual: UnsafeRawPointer?, residualStorage: QuantizedStorage,
-                     activation: ConvEpilogue.Activation, output: QuantizedStorage) {
+                     shift: UnsafePointer<Float>?, snap: QuantizedCodes? = nil, residual: UnsafeRawPointer?,
+                     residualStorage: QuantizedStorage, activation: ConvEpilogue.Activation, output: QuantizedStorage) {
             self.bias = bias
+            self.snap = snap
             self.mean = mean
             self.scale = scale
             self.shift = shift
@@ -196,6 +199,10 @@ package struct QuantizedProduct {
         e.mean = epilogue.mean
         e.normScale = epilogue.scale
         e.shift = epilogue.shift
+        if let snap = epilogue.snap {
+            e.snap = 1
+            e.mid = snap.kernelGrid
+        }
         e.residual = epilogue.residual
         e.residualKind = epilogue.residual == nil ? Int32(KILN_Q8_NONE) : epilogue.residualStorage.kernelKind
         e.residualGrid = (epilogue.residualStorage.grid ?? QuantizedCodes(signed: true, step: 1)).kernelGrid
