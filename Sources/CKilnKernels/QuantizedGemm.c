@@ -668,6 +668,10 @@ __attribute__((target("avx2"))) static long finish_row_avx2(const kiln_q8_epilog
     const int snap = e->snap;
     const __m256 midStep = _mm256_set1_ps(e->mid.step);
     const __m256i midZero = _mm256_set1_epi32((int)e->mid.zeroPoint);
+    // Local copies: stores of bytes may alias anything, so reading the grids through `e` would reload (and
+    // recompute) their constants on every iteration.
+    const kiln_q8_grid outGrid = e->out, midGrid = e->mid;
+    const void *residual = e->residual;
     long j = 0;
     for (; j + 8 <= count; j += 8) {
         long at = offset + j;
@@ -675,11 +679,11 @@ __attribute__((target("avx2"))) static long finish_row_avx2(const kiln_q8_epilog
         __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(a), scale);
         if (hasBias) v = _mm256_add_ps(v, bias);
         if (normalise) v = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v, mu), norm), shift);
-        if (snap) v = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(grid_codes_avx2(v, &e->mid), midZero)), midStep);
+        if (snap) v = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(grid_codes_avx2(v, &midGrid), midZero)), midStep);
         if (residualKind == KILN_Q8_FLOAT) {
-            v = _mm256_add_ps(v, _mm256_loadu_ps((const float *)e->residual + at));
+            v = _mm256_add_ps(v, _mm256_loadu_ps((const float *)residual + at));
         } else if (residualKind == KILN_Q8_U8 || residualKind == KILN_Q8_S8) {
-            __m128i r = _mm_loadl_epi64((const __m128i *)((const uint8_t *)e->residual + at));
+            __m128i r = _mm_loadl_epi64((const __m128i *)((const uint8_t *)residual + at));
             __m256i r32 = residualKind == KILN_Q8_U8 ? _mm256_cvtepu8_epi32(r) : _mm256_cvtepi8_epi32(r);
             v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(r32, residualZero)), residualStep));
         }
@@ -687,7 +691,7 @@ __attribute__((target("avx2"))) static long finish_row_avx2(const kiln_q8_epilog
         if (activation >= 1) v = _mm256_blendv_ps(v, zero, _mm256_cmp_ps(zero, v, _CMP_GE_OQ));
         if (activation == 2) v = _mm256_blendv_ps(v, six, _mm256_cmp_ps(six, v, _CMP_LT_OQ));
         if (output == KILN_Q8_FLOAT) { _mm256_storeu_ps((float *)out + at, v); continue; }
-        __m256i code = grid_codes_avx2(v, &e->out);
+        __m256i code = grid_codes_avx2(v, &outGrid);
         if (output == KILN_Q8_FLOAT_GRID) {
             _mm256_storeu_ps((float *)out + at, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(code, outZero)), outStep));
             continue;
@@ -697,10 +701,11 @@ __attribute__((target("avx2"))) static long finish_row_avx2(const kiln_q8_epilog
     return j;
 }
 
-__attribute__((target("avx2"))) static long quantize_avx2(const float *x, long count, const kiln_q8_grid *g, int output,
+__attribute__((target("avx2"))) static long quantize_avx2(const float *x, long count, const kiln_q8_grid *grid, int output,
                                                           uint8_t *out) {
+    const kiln_q8_grid g = *grid;  // a local copy: the byte stores could alias it
     long j = 0;
-    for (; j + 8 <= count; j += 8) store_codes_avx2(grid_codes_avx2(_mm256_loadu_ps(x + j), g), output == KILN_Q8_U8, out + j);
+    for (; j + 8 <= count; j += 8) store_codes_avx2(grid_codes_avx2(_mm256_loadu_ps(x + j), &g), output == KILN_Q8_U8, out + j);
     return j;
 }
 #endif
@@ -798,11 +803,13 @@ __attribute__((target("avx2"))) static long add_avx2(long count, const void *a, 
                                                      const kiln_q8_grid *outGrid, int outKind, void *out) {
     const __m256 zero = _mm256_setzero_ps(), step = _mm256_set1_ps(outGrid->step);
     const __m256i zp = _mm256_set1_epi32((int)outGrid->zeroPoint);
+    // Local copies: the byte stores could alias the grids.
+    const kiln_q8_grid ga = *aGrid, gb = *bGrid, go = *outGrid;
     long j = 0;
     for (; j + 8 <= count; j += 8) {
-        __m256 v = _mm256_add_ps(operand_values_avx2(a, aKind, aGrid, j), operand_values_avx2(b, bKind, bGrid, j));
+        __m256 v = _mm256_add_ps(operand_values_avx2(a, aKind, &ga, j), operand_values_avx2(b, bKind, &gb, j));
         if (relu) v = _mm256_blendv_ps(v, zero, _mm256_cmp_ps(zero, v, _CMP_GE_OQ));
-        __m256i code = grid_codes_avx2(v, outGrid);
+        __m256i code = grid_codes_avx2(v, &go);
         if (outKind == KILN_Q8_FLOAT_GRID) {
             _mm256_storeu_ps((float *)out + j, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(code, zp)), step));
         } else {
