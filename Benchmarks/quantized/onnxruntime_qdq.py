@@ -9,19 +9,14 @@ plan), and Kiln's own fixed-point int8 plan (`kiln quantize`, nnabla's format) f
 Kiln's integer path first, the medians and the per-round ratios, the arenas, and how closely Kiln's and
 onnxruntime's QDQ outputs agree on one batch. Needs the peers' onnxruntime virtualenv (Benchmarks/peers).
 """
-import argparse, json, os, platform, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, platform, statistics, tempfile, time
 
 import numpy as np
 import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-
-def run(cmd):
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{r.stdout}{r.stderr}")
-    return r.stdout
+from compare import bench, run  # Kiln's side, as the int8-against-float comparison runs it
 
 
 def cpu_model():
@@ -42,14 +37,6 @@ class RandomImages(CalibrationDataReader):
 
     def get_next(self):
         return self.batches.pop() if self.batches else None
-
-
-def kiln_bench(kiln, model, extra, iterations, threads):
-    out = run([kiln, "bench", model, "--iterations", str(iterations), "--threads", str(threads)] + extra)
-    for line in out.splitlines():
-        if line.startswith("ms_per_iteration:"):
-            return float(line.split(":")[1])
-    sys.exit(f"no ms_per_iteration from {model}")
 
 
 def ort_session(path, threads):
@@ -108,10 +95,10 @@ def main():
         times = {k: [] for k in ["ort f32", "ort qdq", "kiln f32", "kiln qdq", "kiln fixed-point"]}
         for r in range(a.rounds):
             times["ort f32"].append(ort_bench(sessions["ort f32"], feed, a.iterations))
-            times["kiln f32"].append(kiln_bench(a.kiln, f32, [], a.iterations, a.threads))
+            times["kiln f32"].append(bench(a.kiln, f32, [], a.iterations, a.threads))
             times["ort qdq"].append(ort_bench(sessions["ort qdq"], feed, a.iterations))
-            times["kiln qdq"].append(kiln_bench(a.kiln, qdq, [], a.iterations, a.threads))
-            times["kiln fixed-point"].append(kiln_bench(a.kiln, fixed, [], a.iterations, a.threads))
+            times["kiln qdq"].append(bench(a.kiln, qdq, [], a.iterations, a.threads))
+            times["kiln fixed-point"].append(bench(a.kiln, fixed, [], a.iterations, a.threads))
             print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f} ms" for k, v in times.items()), flush=True)
 
         # Agreement on one batch: Kiln's integer plan of the QDQ model against onnxruntime's.

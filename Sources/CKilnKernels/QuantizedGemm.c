@@ -207,6 +207,16 @@ void kiln_q8_row_offsets(int path, long m, long k, const void *packedA, long zer
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+// Two k rows of 16 codes widened to 16 bits and interleaved: the pairs layout's 16 columns of one word.
+__attribute__((target("avx2"), always_inline)) static inline void store_pairs(__m128i r0, __m128i r1, int isSigned,
+                                                                              int16_t *o) {
+    __m256i a = isSigned ? _mm256_cvtepi8_epi16(r0) : _mm256_cvtepu8_epi16(r0);
+    __m256i b = isSigned ? _mm256_cvtepi8_epi16(r1) : _mm256_cvtepu8_epi16(r1);
+    __m256i lo = _mm256_unpacklo_epi16(a, b), hi = _mm256_unpackhi_epi16(a, b);
+    _mm256_storeu_si256((__m256i *)o, _mm256_permute2x128_si256(lo, hi, 0x20));
+    _mm256_storeu_si256((__m256i *)o + 1, _mm256_permute2x128_si256(lo, hi, 0x31));
+}
+
 // pack_code_rows_pairs with AVX2: a full block of 16 columns of two rows widened and interleaved in registers.
 __attribute__((target("avx2"))) static void pack_code_rows_pairs_avx2(long k, long n, const uint8_t *b, long ld,
                                                                       int isSigned, int16_t *out) {
@@ -218,12 +228,7 @@ __attribute__((target("avx2"))) static void pack_code_rows_pairs_avx2(long k, lo
             const uint8_t *r0 = b + 2 * w * ld + jb * nb;
             __m128i x0 = _mm_loadu_si128((const __m128i *)r0);
             __m128i x1 = 2 * w + 1 < k ? _mm_loadu_si128((const __m128i *)(r0 + ld)) : zero;
-            __m256i a = isSigned ? _mm256_cvtepi8_epi16(x0) : _mm256_cvtepu8_epi16(x0);
-            __m256i c = isSigned ? _mm256_cvtepi8_epi16(x1) : _mm256_cvtepu8_epi16(x1);
-            __m256i lo = _mm256_unpacklo_epi16(a, c), hi = _mm256_unpackhi_epi16(a, c);
-            __m256i *o = (__m256i *)(block + w * nb * 2);
-            _mm256_storeu_si256(o, _mm256_permute2x128_si256(lo, hi, 0x20));
-            _mm256_storeu_si256(o + 1, _mm256_permute2x128_si256(lo, hi, 0x31));
+            store_pairs(x0, x1, isSigned, block + w * nb * 2);
         }
     }
     if (full * nb < n) {
@@ -231,14 +236,6 @@ __attribute__((target("avx2"))) static void pack_code_rows_pairs_avx2(long k, lo
         long done = full * nb;
         pack_code_rows_pairs(k, n - done, b + done, ld, isSigned, out + full * words * nb * 2);
     }
-}
-// Two rows of 16 codes widened to 16 bits and interleaved: the pairs layout's 16 columns of one word.
-__attribute__((target("avx2"))) static inline void store_pair_rows(__m128i r0, __m128i r1, int isSigned, int16_t *o) {
-    __m256i a = isSigned ? _mm256_cvtepi8_epi16(r0) : _mm256_cvtepu8_epi16(r0);
-    __m256i b = isSigned ? _mm256_cvtepi8_epi16(r1) : _mm256_cvtepu8_epi16(r1);
-    __m256i lo = _mm256_unpacklo_epi16(a, b), hi = _mm256_unpackhi_epi16(a, b);
-    _mm256_storeu_si256((__m256i *)o, _mm256_permute2x128_si256(lo, hi, 0x20));
-    _mm256_storeu_si256((__m256i *)o + 1, _mm256_permute2x128_si256(lo, hi, 0x31));
 }
 
 // 16 pixels at stride 2 in one row: bytes 0, 2, ..., 30 (the even bytes of [0, 16) and of [15, 31) moved by one).
@@ -290,20 +287,8 @@ __attribute__((target("avx2"), always_inline)) static inline __m128i run_load(co
                                                                               const uint8_t *padded, long offset) {
     switch (kind) {
     case RUN_ROW: return _mm_loadu_si128((const __m128i *)(r->base + offset));
-    case RUN_STRIDE2: {
-        // Bytes 0, 2, ..., 30: the even bytes of [0, 16) and of [15, 31) moved by one.
-        const __m128i even = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1);
-        const __m128i odd = _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, 1, 3, 5, 7, 9, 11, 13, 15);
-        const uint8_t *p = r->base + offset;
-        return _mm_or_si128(_mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)p), even),
-                            _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 15)), odd));
-    }
-    case RUN_HALVES: {
-        uint64_t u0, u1;
-        __builtin_memcpy(&u0, r->base + offset, 8);
-        __builtin_memcpy(&u1, r->base2 + offset, 8);
-        return _mm_set_epi64x((long long)u1, (long long)u0);
-    }
+    case RUN_STRIDE2: return load_stride2(r->base + offset);
+    case RUN_HALVES: return load_halves(r->base + offset, r->base2 + offset);
     default: {
         uint8_t g[16] = {0};
         const uint8_t *src = padded + offset;
@@ -313,15 +298,6 @@ __attribute__((target("avx2"), always_inline)) static inline __m128i run_load(co
     }
 }
 
-// Two k rows of a run widened to 16 bits and interleaved: the pairs layout's 16 columns of one word.
-__attribute__((target("avx2"), always_inline)) static inline void store_pairs(__m128i r0, __m128i r1, int isSigned,
-                                                                              int16_t *o) {
-    __m256i a = isSigned ? _mm256_cvtepi8_epi16(r0) : _mm256_cvtepu8_epi16(r0);
-    __m256i b = isSigned ? _mm256_cvtepi8_epi16(r1) : _mm256_cvtepu8_epi16(r1);
-    __m256i lo = _mm256_unpacklo_epi16(a, b), hi = _mm256_unpackhi_epi16(a, b);
-    _mm256_storeu_si256((__m256i *)o, _mm256_permute2x128_si256(lo, hi, 0x20));
-    _mm256_storeu_si256((__m256i *)o + 1, _mm256_permute2x128_si256(lo, hi, 0x31));
-}
 
 // Four k rows of a run as the quads layout's 16 columns of one word: each column's four bytes together, signed
 // codes moved to unsigned by 128 (vpdpbusd's operand).

@@ -43,11 +43,13 @@ enum Quantization {
         var notes: [String]
     }
 
-    /// A grid and the largest code magnitude on it, with the constants a QDQ pair's grid was compiled from.
+    /// A grid, with the constants a QDQ pair's grid was compiled from.
     struct Grid {
         var codes: QuantizedCodes
-        var maxCode: Int
         var constants: [Constant] = []
+
+        /// The largest code magnitude on the grid.
+        var maxCode: Int { max(-codes.minCode, codes.maxCode) }
     }
 
     /// A leaf whose values a step compiled in.
@@ -66,7 +68,7 @@ enum Quantization {
         }
         let maxCode = (1 << (q.sign ? q.n - 1 : q.n)) - 1
         let codes = QuantizedCodes(signed: q.sign, step: d, minCode: q.sign ? -maxCode : 0, maxCode: maxCode)
-        return .success(Grid(codes: codes, maxCode: maxCode))
+        return .success(Grid(codes: codes))
     }
 
     /// The values of a leaf the pass may compile in: no parent, no gradient, not a fed input, float32.
@@ -101,7 +103,7 @@ enum Quantization {
             }
             let codes = QuantizedCodes(signed: q.signed, step: s, zeroPoint: Int(z), minCode: lo, maxCode: hi,
                                        halfToEven: q.halfToEven)
-            return Grid(codes: codes, maxCode: max(-lo, hi), constants: [scale, zero, scale2, zero2])
+            return Grid(codes: codes, constants: [scale, zero, scale2, zero2])
         }).mapError { $0 as? Reason ?? Reason("\($0)") }
     }
 
@@ -277,7 +279,7 @@ enum Quantization {
                     skip("its weight's DequantizeLinear has other readers")
                     continue
                 }
-                weight = Grid(codes: QuantizedCodes(signed: true, step: 1), maxCode: 127)
+                weight = Grid(codes: QuantizedCodes(signed: true, step: 1))
                 weightSteps = dw.steps
                 weightSource = dw.node
                 constants = dw.constants
@@ -457,7 +459,7 @@ enum Quantization {
             let layer = QuantizedLayer(
                 product: l.product, productInputs: head.inputs.count, batchNormalization: l.fused?.batchNormalization,
                 residual: residual, snap: l.snap?.codes, activation: l.activation, input: storage(inputs[0], l.input),
-                weight: l.weight.codes, weightMaxCode: l.weight.maxCode,
+                weight: l.weight.codes,
                 rowScales: l.weightSteps.map { $0.map { $0 * l.input.codes.step } },
                 residualStorage: residual ? (codes[Key(residualValue)].map { .codes($0) } ?? .floats) : .floats,
                 output: output, compiled: compiledConstants(l.constants))

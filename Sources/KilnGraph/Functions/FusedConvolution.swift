@@ -22,10 +22,6 @@ package struct FusedConvolution: Function {
     /// not share the residual's memory.
     let pointwise: Bool
 
-    package init(arguments a: inout ArgReader) throws {
-        throw KilnError.invalidFunction(function: Self.typeName, reason: "is made by the compiler, not by graph files")
-    }
-
     package init(convolution: Convolution, convolutionInputs: Int, batchNormalization: BatchNormalization?, residual: Bool,
          activation: ConvEpilogue.Activation, pointwise: Bool) {
         self.convolution = convolution

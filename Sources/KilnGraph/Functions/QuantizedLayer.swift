@@ -7,6 +7,13 @@ package protocol FusedFunction: Function {
     var stepName: String { get }
 }
 
+extension FusedFunction {
+    /// Graph files never name a fused function.
+    package init(arguments a: inout ArgReader) throws {
+        throw KilnError.invalidFunction(function: Self.typeName, reason: "is made by the compiler, not by graph files")
+    }
+}
+
 extension FusedConvolution: FusedFunction {}
 
 /// A convolution or affine whose input and weight lie on 8-bit grids (outputs of nnabla's `FixedPointQuantize`
@@ -40,11 +47,10 @@ package struct QuantizedLayer: FusedFunction {
     let activation: ConvEpilogue.Activation
     /// How x is held: codes, or floats on its grid.
     let input: QuantizedStorage
-    /// The weight's quantizer: its grid and largest code magnitude (127 at most). The weight input is either the
+    /// The weight's quantizer's grid (codes within [-127, 127]). The weight input is either the
     /// quantizer's output (already on the grid) or, where this step absorbed the quantizer, its float input; for a
     /// weight dequantized per output map (`rowScales`), the codes themselves on a grid of step 1.
     let weight: QuantizedCodes
-    let weightMaxCode: Int
     /// Per output map, the product's scale (the input's step times that map's weight step), when the weight has
     /// one step per map (DequantizeLinear of codes).
     let rowScales: [Float]?
@@ -54,12 +60,8 @@ package struct QuantizedLayer: FusedFunction {
     /// Scales and zero points compiled in: read after the other inputs and checked on every run.
     let compiled: CompiledConstants
 
-    package init(arguments a: inout ArgReader) throws {
-        throw KilnError.invalidFunction(function: Self.typeName, reason: "is made by the compiler, not by graph files")
-    }
-
     package init(product: Product, productInputs: Int, batchNormalization: BatchNormalization?, residual: Bool,
-                 snap: QuantizedCodes? = nil, activation: ConvEpilogue.Activation, input: QuantizedStorage, weight: QuantizedCodes, weightMaxCode: Int,
+                 snap: QuantizedCodes? = nil, activation: ConvEpilogue.Activation, input: QuantizedStorage, weight: QuantizedCodes,
                  rowScales: [Float]? = nil, residualStorage: QuantizedStorage, output: QuantizedStorage,
                  compiled: CompiledConstants = CompiledConstants(names: [], values: [])) {
         self.product = product
@@ -70,7 +72,6 @@ package struct QuantizedLayer: FusedFunction {
         self.activation = activation
         self.input = input
         self.weight = weight
-        self.weightMaxCode = weightMaxCode
         self.rowScales = rowScales
         self.residualStorage = residualStorage
         self.output = output
@@ -99,7 +100,7 @@ package struct QuantizedLayer: FusedFunction {
     package var arguments: [(String, ArgValue)] {
         productFunction.arguments + (batchNormalization?.arguments ?? [])
             + [("input", .string(input.description)),
-               ("weight", .string(rowScales == nil ? "\(weight) max \(weightMaxCode)" : "codes max \(weightMaxCode), a step per map")),
+               ("weight", .string(rowScales == nil ? "\(weight) max \(weight.maxCode)" : "codes max \(weight.maxCode), a step per map")),
                ("residual", .string(residual ? residualStorage.description : "none")),
                ("output", .string(output.description))]
     }
@@ -152,7 +153,7 @@ package struct QuantizedLayer: FusedFunction {
             snap: snap, residual: residualIndex.map { UnsafeRawPointer(b.inputs[$0].raw) }, residualStorage: residualStorage,
             activation: activation, output: output)
         let x = UnsafeRawPointer(b.inputs[0].raw), w = UnsafePointer(b.inputs[1].f), y = b.outputs[0].raw
-        let input = input, grid = weight, maxCode = weightMaxCode
+        let input = input, grid = weight
         let check = try compiled.check(b, first: constantsIndex, step: stepName)
         if let rowScales {
             guard rowScales.count == k.outputs else { throw error("has \(rowScales.count) row scales for \(k.outputs) maps") }
@@ -160,7 +161,7 @@ package struct QuantizedLayer: FusedFunction {
                 try check()
                 table?.read()
                 rowScales.withUnsafeBufferPointer {
-                    k.run(input: x, inputStorage: input, weight: w, weightGrid: grid, weightMaxCode: maxCode, rowScales: $0.baseAddress,
+                    k.run(input: x, inputStorage: input, weight: w, weightGrid: grid, rowScales: $0.baseAddress,
                           output: y, epilogue: epilogue, workspace: ws)
                 }
             }
@@ -168,7 +169,7 @@ package struct QuantizedLayer: FusedFunction {
         return {
             try check()
             table?.read()
-            k.run(input: x, inputStorage: input, weight: w, weightGrid: grid, weightMaxCode: maxCode, output: y, epilogue: epilogue,
+            k.run(input: x, inputStorage: input, weight: w, weightGrid: grid, output: y, epilogue: epilogue,
                   workspace: ws)
         }
     }
@@ -184,10 +185,6 @@ package struct QuantizeToCodes: FusedFunction {
     /// A QDQ pair's scales and zero points, read from input `compiledFrom` on.
     let compiled: CompiledConstants
     let compiledFrom: Int
-
-    package init(arguments a: inout ArgReader) throws {
-        throw KilnError.invalidFunction(function: Self.typeName, reason: "is made by the compiler, not by graph files")
-    }
 
     package init(codes: QuantizedCodes, quantizerArguments: [(String, ArgValue)],
                  compiled: CompiledConstants = CompiledConstants(names: [], values: []), compiledFrom: Int = 1) {
@@ -228,10 +225,6 @@ package struct QuantizedAdd2: FusedFunction {
     let relu: Bool
     let output: QuantizedStorage
     let compiled: CompiledConstants
-
-    package init(arguments a: inout ArgReader) throws {
-        throw KilnError.invalidFunction(function: Self.typeName, reason: "is made by the compiler, not by graph files")
-    }
 
     package init(left: QuantizedStorage, right: QuantizedStorage, relu: Bool, output: QuantizedStorage, compiled: CompiledConstants) {
         self.left = left
@@ -330,10 +323,6 @@ package struct QuantizedMaxPooling: FusedFunction {
     let codes: QuantizedCodes
     /// Codes out (true), or floats.
     let codesOut: Bool
-
-    package init(arguments a: inout ArgReader) throws {
-        throw KilnError.invalidFunction(function: Self.typeName, reason: "is made by the compiler, not by graph files")
-    }
 
     package init(pooling: MaxPooling, codes: QuantizedCodes, codesOut: Bool) {
         self.pooling = pooling

@@ -181,13 +181,13 @@ package struct QuantizedProduct {
     }
 
     /// Runs the product: `input` stored as `inputStorage` says (codes, or floats on that grid), `weight` floats
-    /// quantized here to `weightGrid` with codes of magnitude at most `weightMaxCode` (127 at most; weights
-    /// already on that grid keep their values). The product of codes is scaled by `rowScales[row]` when given (a
+    /// quantized here to `weightGrid`, its codes within [-127, 127] (weights already on that grid keep their
+    /// values). The product of codes is scaled by `rowScales[row]` when given (a
     /// weight quantized per output map), else by the input's step times the weight's.
     package func run(input: UnsafeRawPointer, inputStorage: QuantizedStorage, weight: UnsafePointer<Float>,
-                     weightGrid: QuantizedCodes, weightMaxCode: Int, rowScales: UnsafePointer<Float>? = nil,
+                     weightGrid: QuantizedCodes, rowScales: UnsafePointer<Float>? = nil,
                      output: UnsafeMutableRawPointer, epilogue: Epilogue, workspace: UnsafeMutableRawPointer) {
-        let weightStep = weightGrid.step, low = weightGrid.signed ? -weightMaxCode : 0
+        let weightStep = weightGrid.step, low = weightGrid.minCode, high = weightGrid.maxCode
         guard let grid = inputStorage.grid else { return }
         let path = kiln_q8_current_path()
         let offsets = (workspace + packedABytes).assumingMemoryBound(to: Int32.self)
@@ -213,13 +213,13 @@ package struct QuantizedProduct {
                       epilogue: e, workspace: workspace)
         switch kind {
         case .affine:
-            kiln_q8_pack_a(path, rows, depth, weight, 1, rows, weightStep, low, weightMaxCode, workspace)
+            kiln_q8_pack_a(path, rows, depth, weight, 1, rows, weightStep, low, high, workspace)
             if grid.zeroPoint != 0 { kiln_q8_row_offsets(path, rows, depth, workspace, grid.zeroPoint, offsets) }
             job.affine()
         case .convolution(_, let groups, _):
             let perGroup = packedABytes / groups
             for g in 0..<groups {
-                kiln_q8_pack_a(path, rows, depth, weight + g * rows * depth, depth, 1, weightStep, low, weightMaxCode,
+                kiln_q8_pack_a(path, rows, depth, weight + g * rows * depth, depth, 1, weightStep, low, high,
                                workspace + g * perGroup)
                 if grid.zeroPoint != 0 {
                     kiln_q8_row_offsets(path, rows, depth, workspace + g * perGroup, grid.zeroPoint, offsets + g * rows)

@@ -69,12 +69,7 @@ struct QDQPlanTests {
     }
 
     static func run(_ root: Variable, integerKernels: Bool, threads: Int = 1) throws -> (Plan, [Float]) {
-        var options = CompileOptions()
-        options.integerKernels = integerKernels
-        let exe = try Compiler.compile([root], .inference, options: options, context: Context(threads: threads))
-        try exe.plan.verify()
-        try exe.run()
-        return (exe.plan, root.d)
+        try QuantizedPlanTests.run(root, integerKernels: integerKernels, threads: threads)
     }
 
     @Test func powerOfTwoScalesGiveTheFloatPlanExactly() throws {

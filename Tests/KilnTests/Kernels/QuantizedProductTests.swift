@@ -81,13 +81,13 @@ struct QuantizedProductTests {
         if asCodes {
             let bytes = xCodes.map { UInt8(truncatingIfNeeded: $0) }
             bytes.withUnsafeBytes { x in
-                p.run(input: x.baseAddress!, inputStorage: .codes(grid), weight: weights, weightGrid: QuantizedCodes(signed: true, step: 1.0 / 64), weightMaxCode: 127,
+                p.run(input: x.baseAddress!, inputStorage: .codes(grid), weight: weights, weightGrid: QuantizedCodes(signed: true, step: 1.0 / 64),
                       output: &out, epilogue: epilogue, workspace: &workspace)
             }
         } else {
             let floats = xCodes.map { grid.value($0) }
             floats.withUnsafeBytes { x in
-                p.run(input: x.baseAddress!, inputStorage: .floatsOnGrid(grid), weight: weights, weightGrid: QuantizedCodes(signed: true, step: 1.0 / 64), weightMaxCode: 127,
+                p.run(input: x.baseAddress!, inputStorage: .floatsOnGrid(grid), weight: weights, weightGrid: QuantizedCodes(signed: true, step: 1.0 / 64),
                       output: &out, epilogue: epilogue, workspace: &workspace)
             }
         }
@@ -120,7 +120,7 @@ struct QuantizedProductTests {
                                                      residualStorage: .floats, activation: .none, output: .floats)
             try onPath(path) {
                 bytes.withUnsafeBytes { xb in
-                    p.run(input: xb.baseAddress!, inputStorage: .codes(grid), weight: weights, weightGrid: QuantizedCodes(signed: true, step: 0.25), weightMaxCode: 127,
+                    p.run(input: xb.baseAddress!, inputStorage: .codes(grid), weight: weights, weightGrid: QuantizedCodes(signed: true, step: 0.25),
                           output: &out, epilogue: epilogue, workspace: &workspace)
                 }
             }
