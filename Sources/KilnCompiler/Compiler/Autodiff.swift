@@ -95,7 +95,9 @@ extension PlanBuilder {
             bindings.seeds.append(g)
         }
 
-        for n in nodes.reversed() where flow.runsBackward.contains(ObjectIdentifier(n)) {
+        // Nodes whose backward a fused chain's step does (the BN and Add2 of `fusedNormalizations`).
+        var done = Set<ObjectIdentifier>()
+        for n in nodes.reversed() where flow.runsBackward.contains(ObjectIdentifier(n)) && !done.contains(ObjectIdentifier(n)) {
             let nid = ObjectIdentifier(n)
             let f = n.function
             let displayName = nodeName(n)
@@ -117,6 +119,12 @@ extension PlanBuilder {
                 outGrads.append(g)
             }
 
+            if let (chain, fused) = fusedNormalizations[nid] {
+                try addFusedBackward(chain, fused, flow: flow, dy: outGrads[0], defined: &defined)
+                for m in chain { done.insert(ObjectIdentifier(m)) }
+                continue
+            }
+
             let reads = f.backwardReads(inputCount: n.inputs.count, outputCount: n.outputTypes.count)
             var slots = PlanBindings.StepSlots(node: n)
             for (i, v) in n.inputs.enumerated() { slots.inputData.append(reads.inputs[i] ? backwardData(Key(v)) : nil) }
@@ -126,43 +134,89 @@ extension PlanBuilder {
             var accumulate: [Bool] = []
             for (i, v) in n.inputs.enumerated() {
                 guard wants[i] else { slots.inputGrads.append(nil); slots.accumulate.append(false); continue }
-                let key = Key(v)
-                let acc: Bool
-                if let g = gradBuffer[key], defined.contains(key) {
-                    acc = true
-                    slots.inputGrads.append(g)
-                } else {
-                    let g: Int
-                    if v.parent == nil {
-                        g = newBuffer("grad:\(variableName(v))", .parameterGradient, TensorType(v.shape, .float32))
-                        bindings.externals[g] = .grad(v)
-                        acc = true
-                    } else {
-                        g = newBuffer("grad:\(variableName(v))", .gradient, TensorType(v.shape, .float32))
-                        bindings.arenaVariables.append((g, WeakVariable(value: v), true))
-                        acc = false
-                    }
-                    gradBuffer[key] = g
-                    defined.insert(key)
-                    slots.inputGrads.append(g)
-                }
+                let (g, acc) = inputGradient(v, defined: &defined)
+                slots.inputGrads.append(g)
                 slots.accumulate.append(acc)
-                if let g = slots.inputGrads.last!, !written.contains(g) { written.append(g); accumulate.append(acc) }
+                if !written.contains(g) { written.append(g); accumulate.append(acc) }
             }
             let tb = TypeBinding(inputs: n.inputs.map { $0.type }, outputs: n.outputTypes)
-            let wsBytes = f.backwardWorkspace(tb)
-            var ws: Int? = nil
-            if wsBytes > 0 {
-                let w = newBuffer("\(displayName):backward-workspace", .workspace, TensorType([(wsBytes + 3) / 4], .float32))
-                buffers[w].bytes = PlanBuilder.rounded(wsBytes)
-                ws = w
-            }
-            let readsList = (slots.inputData + slots.outputData).compactMap { $0 } + outGrads
-            var uniqueReads: [Int] = []
-            for r in readsList where !uniqueReads.contains(r) { uniqueReads.append(r) }
-            steps.append(PlanStep(kind: .backward, function: n.typeName, node: displayName, inputs: uniqueReads,
-                                  outputs: written, accumulate: accumulate, workspace: ws))
-            bindings.steps.append(slots)
+            appendBackward(slots, function: n.typeName, workspaceBytes: f.backwardWorkspace(tb), written: written,
+                           accumulate: accumulate)
         }
+    }
+
+    /// The gradient buffer of input `v` and whether this contribution adds to it: the first contribution to an
+    /// intermediate's gradient overwrites a new buffer, later ones add; a leaf's gradient always adds.
+    mutating func inputGradient(_ v: Variable, defined: inout Set<Key>) -> (buffer: Int, accumulate: Bool) {
+        let key = Key(v)
+        if let g = gradBuffer[key], defined.contains(key) { return (g, true) }
+        let g: Int, acc: Bool
+        if v.parent == nil {
+            g = newBuffer("grad:\(variableName(v))", .parameterGradient, TensorType(v.shape, .float32))
+            bindings.externals[g] = .grad(v)
+            acc = true
+        } else {
+            g = newBuffer("grad:\(variableName(v))", .gradient, TensorType(v.shape, .float32))
+            bindings.arenaVariables.append((g, WeakVariable(value: v), true))
+            acc = false
+        }
+        gradBuffer[key] = g
+        defined.insert(key)
+        return (g, acc)
+    }
+
+    /// Appends a backward step for `slots`, with its workspace.
+    mutating func appendBackward(_ slots: PlanBindings.StepSlots, function: String, workspaceBytes: Int, written: [Int],
+                                 accumulate: [Bool]) {
+        guard let n = slots.node else { return }
+        let displayName = nodeName(n)
+        var ws: Int? = nil
+        if workspaceBytes > 0 {
+            let w = newBuffer("\(displayName):backward-workspace", .workspace,
+                              TensorType([(workspaceBytes + 3) / 4], .float32))
+            buffers[w].bytes = PlanBuilder.rounded(workspaceBytes)
+            ws = w
+        }
+        let readsList = (slots.inputData + slots.outputData).compactMap { $0 } + slots.outputGrads
+        var uniqueReads: [Int] = []
+        for r in readsList where !uniqueReads.contains(r) { uniqueReads.append(r) }
+        steps.append(PlanStep(kind: .backward, function: function, node: displayName, inputs: uniqueReads,
+                              outputs: written, accumulate: accumulate, workspace: ws))
+        bindings.steps.append(slots)
+    }
+
+    /// One backward step for a training chain forward ran as one `FusedNormalization` step (`TrainingFusion`):
+    /// the gradients the ReLU's, Add2's and BN's backward steps would write, from the ReLU output's gradient `dy`.
+    /// The values between the three never exist, nor do their gradients.
+    mutating func addFusedBackward(_ chain: [FunctionNode], _ fused: FusedNormalization, flow: GradientFlow, dy: Int,
+                                   defined: inout Set<Key>) throws {
+        let bn = chain[0], relu = chain[chain.count - 1]
+        var inputs = bn.inputs, wants = flow.wants(bn)
+        if chain.count == 3 {
+            let add = chain[1]
+            guard let other = add.inputs.indices.first(where: { add.inputs[$0].parent !== bn }) else {
+                throw KilnError.planFailed("the fused chain at \(nodeName(bn)) has no residual")
+            }
+            inputs.append(add.inputs[other])
+            wants.append(flow.wants(add)[other])
+        }
+        let reads = fused.backwardReads(inputCount: inputs.count, outputCount: 1)
+        var slots = PlanBindings.StepSlots(node: bn)
+        slots.fused = fused
+        slots.types = (inputs.map { $0.type }, relu.outputTypes)
+        for (i, v) in inputs.enumerated() { slots.inputData.append(reads.inputs[i] ? backwardData(Key(v)) : nil) }
+        slots.outputData = [backwardData(.output(node: ObjectIdentifier(relu), index: 0))]
+        slots.outputGrads = [dy]
+        var written: [Int] = [], accumulate: [Bool] = []
+        for (i, v) in inputs.enumerated() {
+            guard wants[i] else { slots.inputGrads.append(nil); slots.accumulate.append(false); continue }
+            let (g, acc) = inputGradient(v, defined: &defined)
+            slots.inputGrads.append(g)
+            slots.accumulate.append(acc)
+            if !written.contains(g) { written.append(g); accumulate.append(acc) }
+        }
+        let tb = TypeBinding(inputs: slots.types?.inputs ?? [], outputs: relu.outputTypes)
+        appendBackward(slots, function: fused.stepName, workspaceBytes: fused.backwardWorkspace(tb), written: written,
+                       accumulate: accumulate)
     }
 }

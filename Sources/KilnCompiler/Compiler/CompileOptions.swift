@@ -19,7 +19,9 @@ public struct CompileOptions: Hashable, Sendable {
     public var clearNoNeedGrad: Bool
 
     /// In inference plans with clear_buffer on, run a convolution and the test-mode BatchNormalization and
-    /// ReLU after it as one step (see `Fusion`). Off: every function is its own step.
+    /// ReLU after it as one step (see `Fusion`); in float32 training plans with clear_buffer and
+    /// clear_no_need_grad on, a training-mode BatchNormalization, residual Add2 and ReLU, forward and backward
+    /// (see `TrainingFusion`). Off: every function is its own step.
     public var fusion: Bool
 
     /// In inference plans with fusion, run convolutions and affines whose input and weight are

@@ -46,6 +46,8 @@ package struct PlanBindings {
         package var accumulate: [Bool] = []
         /// The function that runs a fused step in place of `node`'s own.
         package var fused: (any Function)?
+        /// A fused backward step's input and output types (the fused function's, not `node`'s).
+        package var types: (inputs: [TensorType], outputs: [TensorType])?
     }
 
     package var steps: [StepSlots] = []

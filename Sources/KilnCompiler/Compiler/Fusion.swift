@@ -28,7 +28,8 @@ enum Fusion {
     }
 
     static func steps(_ order: [FunctionNode], mode: PlanMode, options: CompileOptions, roots: [Variable]) -> [Step] {
-        guard mode == .inference, options.clearBuffer, options.fusion else {
+        if mode == .training { return TrainingFusion.steps(order, options: options, roots: roots) }
+        guard options.clearBuffer, options.fusion else {
             return order.map { Step(nodes: [$0], fused: nil) }
         }
         let readers = Readers(order, roots: roots)

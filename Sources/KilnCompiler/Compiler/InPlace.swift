@@ -41,7 +41,7 @@ enum InPlace {
                 guard slots.inputData.filter({ $0 == input }).count == 1 else { continue }
                 from = input; to = output
             case .backward:
-                guard node.function.backwardInPlace, let dy = slots.outputGrads.first,
+                guard (slots.fused ?? node.function).backwardInPlace, let dy = slots.outputGrads.first,
                       let dx = slots.inputGrads.first ?? nil, slots.accumulate.first == false else { continue }
                 guard slots.inputGrads.filter({ $0 == dx }).count == 1 else { continue }
                 from = dy; to = dx

@@ -23,6 +23,9 @@ struct PlanBuilder {
     var nodeNames: [ObjectIdentifier: String] = [:]
     /// Values held as 8-bit codes (`Quantization`), and the notes of the passes before lowering.
     var codes: [Key: QuantizedCodes] = [:]
+    /// Training chains the forward runs as one `FusedNormalization` step (`TrainingFusion`), by their last node
+    /// (the ReLU): backward gives each one step too.
+    var fusedNormalizations: [ObjectIdentifier: (chain: [FunctionNode], fused: FusedNormalization)] = [:]
     var notes: [String] = []
     var nameCounts: [String: Int] = [:]
 
@@ -120,9 +123,18 @@ struct PlanBuilder {
         let wsBytes = fused.forwardWorkspace(tb)
         let ws = wsBytes > 0 ? newBuffer("\(displayName):workspace", .workspace, TensorType([(wsBytes + 3) / 4], .float32)) : nil
         if let ws { buffers[ws].bytes = PlanBuilder.rounded(wsBytes) }
-        steps.append(PlanStep(kind: .forward, function: fused.stepName, node: displayName, inputs: ins, outputs: outs,
-                              accumulate: [false], workspace: ws))
+        // Inputs the fused function writes (a training BN's running statistics) are outputs of the step too.
+        var written = outs
+        for (i, b) in ins.enumerated() where fused.mutatesInput(i) {
+            written.append(b)
+            if buffers[b].kind == .input { buffers[b].kind = .parameter }
+        }
+        steps.append(PlanStep(kind: .forward, function: fused.stepName, node: displayName, inputs: ins, outputs: written,
+                              accumulate: written.map { _ in false }, workspace: ws))
         bindings.steps.append(.init(node: chain[0], inputData: ins, outputData: outs, fused: fused))
+        if let normalization = fused as? FusedNormalization {
+            fusedNormalizations[ObjectIdentifier(last)] = (chain, normalization)
+        }
     }
 
     /// The plan as lowered, before any memory decision: no lifetimes, offsets or figures yet.

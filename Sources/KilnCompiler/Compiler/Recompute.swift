@@ -89,8 +89,10 @@ enum Rematerialization {
     static func decide(_ forward: PlanBuilder, _ order: [FunctionNode], sharing: Recompute.Sharing) -> Recompute {
         let flow = GradientFlow(order, roots: forward.roots)
         let buffers = forward.buffers, dataBuffer = forward.dataBuffer
+        // A value with no forward buffer lives only inside a fused training step (`TrainingFusion`): nothing
+        // keeps it, so backward rebuilds it like any transient value.
         var r = Recompute.decide(order, backwardReads: flow.backwardReads(order)) { key in
-            dataBuffer[key].map { buffers[$0].kind == .activation } ?? false
+            dataBuffer[key].map { buffers[$0].kind == .activation } ?? true
         }
         r.sharing = sharing
         r.fuseResidual = forward.options.precision == .float

@@ -63,22 +63,23 @@ public enum BatchNormKernels {
         return (s, q)
     }
 
-    /// `(sum(x - k), sum((x - k)^2), sum(dy), sum(dy * (x - k)))` in Double: everything the training backward
-    /// needs, in one pass over x and dy (`k` as in `powerSums`).
+    /// `(sum(x - k), sum((x - k)^2), sum(g), sum(g * (x - k)))` in Double: everything the training backward
+    /// needs, in one pass over x and the output gradient `g` (`k` as in `powerSums`). `g` is `source`'s: dy as
+    /// it is, or masked by a ReLU's output (`MaskedGradient`, which may also store it for a residual's gradient).
     @inline(__always)
-    static func backwardSums(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ n: Int,
-                             pivot k: Double) -> (Double, Double, Double, Double) {
+    static func backwardSums<G: GradientSource>(_ x: UnsafePointer<Float>, _ source: G, _ n: Int,
+                                                pivot k: Double) -> (Double, Double, Double, Double) {
         typealias D = SIMD4<Double>
-        let rx = UnsafeRawPointer(x), rd = UnsafeRawPointer(dy)
+        let rx = UnsafeRawPointer(x)
         let kv = D(repeating: k)
         // Two sets of accumulators: one set leaves the loop waiting on the latency of its additions.
         var sx = D(), sxx = D(), sd = D(), sdx = D(), tx = D(), txx = D(), td = D(), tdx = D()
         var i = 0
         while i + 8 <= n {
             let v = D(rx.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self)) - kv
-            let g = D(rd.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self))
+            let g = D(source.four(i, store: true))
             let w = D(rx.loadUnaligned(fromByteOffset: i * 4 + 16, as: SIMD4<Float>.self)) - kv
-            let h = D(rd.loadUnaligned(fromByteOffset: i * 4 + 16, as: SIMD4<Float>.self))
+            let h = D(source.four(i + 4, store: true))
             sx += v; sxx.addProduct(v, v)
             sd += g; sdx.addProduct(g, v)
             tx += w; txx.addProduct(w, w)
@@ -87,14 +88,14 @@ public enum BatchNormKernels {
         }
         while i + 4 <= n {
             let v = D(rx.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self)) - kv
-            let g = D(rd.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self))
+            let g = D(source.four(i, store: true))
             sx += v; sxx.addProduct(v, v)
             sd += g; sdx.addProduct(g, v)
             i += 4
         }
         var a = (sx + tx).sum(), b = (sxx + txx).sum(), c = (sd + td).sum(), d = (sdx + tdx).sum()
         while i < n {
-            let v = Double(x[i]) - k, g = Double(dy[i])
+            let v = Double(x[i]) - k, g = Double(source.one(i, store: true))
             a += v; b += v * v; c += g; d += g * v
             i += 1
         }
@@ -128,24 +129,23 @@ public enum BatchNormKernels {
         }
     }
 
-    /// `dx (+)= a*dy + b*(x - mean) + c` over `n` floats, eight lanes at a time (the plain loop's operations
-    /// and order, as in `normalize`): BN's training backward.
+    /// `dx (+)= a*g + b*(x - mean) + c` over `n` floats, eight lanes at a time (the plain loop's operations
+    /// and order, as in `normalize`), `g` being `source`'s output gradient: BN's training backward.
     @inline(__always)
-    static func gradient(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int,
-                         a: Float, b: Float, c: Float, mean: Float, accumulate: Bool) {
+    static func gradient<G: GradientSource>(_ source: G, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+                                            _ n: Int, a: Float, b: Float, c: Float, mean: Float, accumulate: Bool) {
         typealias V = SIMD8<Float>
-        let rd = UnsafeRawPointer(dy), rx = UnsafeRawPointer(x), ro = UnsafeMutableRawPointer(dx)
+        let rx = UnsafeRawPointer(x), ro = UnsafeMutableRawPointer(dx)
         let av = V(repeating: a), bv = V(repeating: b), cv = V(repeating: c), m = V(repeating: mean)
         var i = 0
         while i + 8 <= n {
-            let v = av * rd.loadUnaligned(fromByteOffset: i * 4, as: V.self)
-                + bv * (rx.loadUnaligned(fromByteOffset: i * 4, as: V.self) - m) + cv
+            let v = av * source.eight(i) + bv * (rx.loadUnaligned(fromByteOffset: i * 4, as: V.self) - m) + cv
             ro.storeBytes(of: accumulate ? ro.loadUnaligned(fromByteOffset: i * 4, as: V.self) + v : v,
                           toByteOffset: i * 4, as: V.self)
             i += 8
         }
         while i < n {
-            let v = a * dy[i] + b * (x[i] - mean) + c
+            let v = a * source.one(i, store: false) + b * (x[i] - mean) + c
             dx[i] = accumulate ? dx[i] + v : v
             i += 1
         }
@@ -222,19 +222,21 @@ public enum BatchNormKernels {
 
     /// Training forward: normalises with the batch statistics and updates the running ones in place
     /// (`var` with the unbiased batch variance) unless `running` is nil (a recomputation). Optionally writes
-    /// the batch mean and biased variance.
+    /// the batch mean and biased variance. `residual` and `relu` fuse an Add2 and a ReLU after it
+    /// (`FusedNormalization`): `y = relu(bn(x) + residual)` with the separate steps' bits.
     public static func trainingForward(_ l: Layout, x: UnsafePointer<Float>, beta: UnsafePointer<Float>?,
                                        gamma: UnsafePointer<Float>?,
                                        running: (mean: UnsafeMutablePointer<Float>, variance: UnsafeMutablePointer<Float>)?,
                                        y: UnsafeMutablePointer<Float>,
                                        batchMean: UnsafeMutablePointer<Float>?, batchVar: UnsafeMutablePointer<Float>?,
-                                       decay: Float, eps: Double) {
+                                       decay: Float, eps: Double, residual: UnsafePointer<Float>? = nil,
+                                       relu: Bool = false) {
         let m = l.perChannel
         let unbias = Double(m) / Double(m - 1)
         Threads.items(l.channels, workPerItem: 3 * m,
                       TrainingForwardChannels(l: l, x: x, beta: beta, gamma: gamma, runningMean: running?.mean,
                                               runningVar: running?.variance, y: y, batchMean: batchMean, batchVar: batchVar,
-                                              decay: decay, eps: eps, unbias: unbias))
+                                              decay: decay, eps: eps, unbias: unbias, residual: residual, relu: relu))
     }
 
     /// The factor of test mode, `gamma / sqrt(var + eps)`: one definition for the BN kernel and fused epilogues.
@@ -263,10 +265,30 @@ public enum BatchNormKernels {
                                         dGamma: UnsafeMutablePointer<Float>?, accumulateGamma: Bool,
                                         eps: Double, sums: UnsafeMutablePointer<Float>) {
         let mInt = l.perChannel
-        let m = Double(mInt)
         Threads.items(l.channels, workPerItem: 4 * mInt,
-                      TrainingBackwardChannels(l: l, x: x, gamma: gamma, dy: dy, dMean: dMean, dVar: dVar, dx: dx,
-                                               accumulateX: accumulateX, m: m, eps: eps, sums: sums))
+                      TrainingBackwardChannels(l: l, x: x, gamma: gamma, gradient: PlainGradient(dy: dy),
+                                               dMean: dMean, dVar: dVar, dx: dx, accumulateX: accumulateX,
+                                               m: Double(mInt), eps: eps, sums: sums))
+        storeParameterGrads(l.channels, sums, dBeta, accumulateBeta, dGamma, accumulateGamma)
+    }
+
+    /// The backward of `y = relu(bn(x) (+ r))` with BN in training mode (`FusedNormalization`), from y and dy:
+    /// the ReLU's mask, the Add2's gradient to `r` (`dResidual`, written or added to in the same pass as BN's
+    /// sums) and BN's training backward, with the bits of the three separate steps.
+    public static func fusedTrainingBackward(_ l: Layout, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>?,
+                                             y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                                             dx: UnsafeMutablePointer<Float>?, accumulateX: Bool,
+                                             dResidual: UnsafeMutablePointer<Float>?, accumulateResidual: Bool,
+                                             dBeta: UnsafeMutablePointer<Float>?, accumulateBeta: Bool,
+                                             dGamma: UnsafeMutablePointer<Float>?, accumulateGamma: Bool,
+                                             eps: Double, sums: UnsafeMutablePointer<Float>) {
+        let mInt = l.perChannel
+        Threads.items(l.channels, workPerItem: 5 * mInt,
+                      TrainingBackwardChannels(l: l, x: x, gamma: gamma,
+                                               gradient: MaskedGradient(y: y, dy: dy, store: dResidual,
+                                                                        accumulate: accumulateResidual),
+                                               dMean: nil, dVar: nil, dx: dx, accumulateX: accumulateX,
+                                               m: Double(mInt), eps: eps, sums: sums))
         storeParameterGrads(l.channels, sums, dBeta, accumulateBeta, dGamma, accumulateGamma)
     }
 
@@ -304,11 +326,13 @@ struct TrainingForwardChannels: ParallelItem {
     let runningMean: UnsafeMutablePointer<Float>?, runningVar: UnsafeMutablePointer<Float>?
     let y: UnsafeMutablePointer<Float>, batchMean: UnsafeMutablePointer<Float>?
     let batchVar: UnsafeMutablePointer<Float>?, decay: Float, eps: Double, unbias: Double
+    let residual: UnsafePointer<Float>?, relu: Bool
     @inline(__always) func callAsFunction(_ c: Int) {
         let (variance, mf, scale) = BatchNormKernels.batchNormalizer(l, c, x, gamma: gamma?[c], eps: eps)
         let b = beta?[c] ?? 0
         BatchNormKernels.runs(l, c) { o, n in
-            BatchNormKernels.normalize(x + o, y + o, n, mean: mf, scale: scale, shift: b)
+            BatchNormKernels.normalize(x + o, y + o, n, mean: mf, scale: scale, shift: b, residual: residual.map { $0 + o },
+                                       relu: relu)
         }
         if let runningMean, let runningVar {
             runningMean[c] = decay * runningMean[c] + (1 - decay) * mf
@@ -332,16 +356,16 @@ struct TestForwardChannels: ParallelItem {
     }
 }
 
-/// Batch normalisation training backward, one channel per item.
-struct TrainingBackwardChannels: ParallelItem {
-    let l: BatchNormKernels.Layout, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>?, dy: UnsafePointer<Float>
+/// Batch normalisation training backward, one channel per item, reading the output gradient from `gradient`.
+struct TrainingBackwardChannels<G: GradientSource>: ParallelItem {
+    let l: BatchNormKernels.Layout, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>?, gradient: G
     let dMean: UnsafePointer<Float>?, dVar: UnsafePointer<Float>?, dx: UnsafeMutablePointer<Float>?, accumulateX: Bool
     let m: Double, eps: Double, sums: UnsafeMutablePointer<Float>
     @inline(__always) func callAsFunction(_ c: Int) {
         let k = BatchNormKernels.pivot(l, c, x)
         var sx = 0.0, sxx = 0.0, sdy = 0.0, sdyx = 0.0
         BatchNormKernels.runs(l, c) { o, n in
-            let (a, b, g, h) = BatchNormKernels.backwardSums(x + o, dy + o, n, pivot: k)
+            let (a, b, g, h) = BatchNormKernels.backwardSums(x + o, gradient.advanced(by: o), n, pivot: k)
             sx += a; sxx += b; sdy += g; sdyx += h
         }
         let shifted = sx / m
@@ -360,8 +384,64 @@ struct TrainingBackwardChannels: ParallelItem {
         let constant = -a * sdy / m + Double(dMean?[c] ?? 0) / m
         let af = Float(a), bf = Float(coefX), cf = Float(constant)
         BatchNormKernels.runs(l, c) { o, n in
-            BatchNormKernels.gradient(dy + o, x + o, dx + o, n, a: af, b: bf, c: cf, mean: mf, accumulate: accumulateX)
+            BatchNormKernels.gradient(gradient.advanced(by: o), x + o, dx + o, n, a: af, b: bf, c: cf, mean: mf, accumulate: accumulateX)
         }
+    }
+}
+
+/// Where BN's training backward reads its output gradient from, four or eight floats at a time.
+protocol GradientSource {
+    /// Floats i..<i+4; `store`: also hand them on (the first pass of a fused backward writes a residual's gradient).
+    func four(_ i: Int, store: Bool) -> SIMD4<Float>
+    func eight(_ i: Int) -> SIMD8<Float>
+    func one(_ i: Int, store: Bool) -> Float
+    /// The same source from element `offset` on.
+    func advanced(by offset: Int) -> Self
+}
+
+/// dy as it is.
+struct PlainGradient: GradientSource {
+    let dy: UnsafePointer<Float>
+    @inline(__always) func four(_ i: Int, store: Bool) -> SIMD4<Float> {
+        UnsafeRawPointer(dy).loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self)
+    }
+    @inline(__always) func eight(_ i: Int) -> SIMD8<Float> {
+        UnsafeRawPointer(dy).loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+    }
+    @inline(__always) func one(_ i: Int, store: Bool) -> Float { dy[i] }
+    @inline(__always) func advanced(by offset: Int) -> PlainGradient { PlainGradient(dy: dy + offset) }
+}
+
+/// ReLU's backward on the fly, `y > 0 ? dy : 0` (ReLU's own test, so a NaN output passes no gradient), written to
+/// or added to `store` (an Add2's other operand's gradient) when asked.
+struct MaskedGradient: GradientSource {
+    let y: UnsafePointer<Float>, dy: UnsafePointer<Float>, store: UnsafeMutablePointer<Float>?, accumulate: Bool
+    @inline(__always) func four(_ i: Int, store write: Bool) -> SIMD4<Float> {
+        typealias V = SIMD4<Float>
+        let yv = UnsafeRawPointer(y).loadUnaligned(fromByteOffset: i * 4, as: V.self)
+        var g = UnsafeRawPointer(dy).loadUnaligned(fromByteOffset: i * 4, as: V.self)
+        g.replace(with: 0, where: .!(yv .> 0))
+        if write, let store {
+            let r = UnsafeMutableRawPointer(store)
+            r.storeBytes(of: accumulate ? r.loadUnaligned(fromByteOffset: i * 4, as: V.self) + g : g, toByteOffset: i * 4,
+                         as: V.self)
+        }
+        return g
+    }
+    @inline(__always) func eight(_ i: Int) -> SIMD8<Float> {
+        typealias V = SIMD8<Float>
+        let yv = UnsafeRawPointer(y).loadUnaligned(fromByteOffset: i * 4, as: V.self)
+        var g = UnsafeRawPointer(dy).loadUnaligned(fromByteOffset: i * 4, as: V.self)
+        g.replace(with: 0, where: .!(yv .> 0))
+        return g
+    }
+    @inline(__always) func one(_ i: Int, store write: Bool) -> Float {
+        let g = y[i] > 0 ? dy[i] : 0
+        if write, let store { store[i] = accumulate ? store[i] + g : g }
+        return g
+    }
+    @inline(__always) func advanced(by offset: Int) -> MaskedGradient {
+        MaskedGradient(y: y + offset, dy: dy + offset, store: store.map { $0 + offset }, accumulate: accumulate)
     }
 }
 

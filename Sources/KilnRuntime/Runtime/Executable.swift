@@ -116,13 +116,14 @@ public final class Executable {
             case .backward:
                 guard let n = slots.node else { throw KilnError.planFailed("step \(s) has no function") }
                 let b = BackwardBinding(
-                    inputTypes: n.inputs.map { $0.type }, outputTypes: n.outputTypes,
+                    inputTypes: slots.types?.inputs ?? n.inputs.map { $0.type },
+                    outputTypes: slots.types?.outputs ?? n.outputTypes,
                     inputs: try slots.inputData.map { try $0.map(bound) },
                     outputs: try slots.outputData.map { try $0.map(bound) },
                     outputGrads: try slots.outputGrads.map(bound),
                     inputGrads: try slots.inputGrads.map { try $0.map(bound) },
                     accumulate: slots.accumulate, workspace: ws)
-                kernel = try n.function.makeBackward(b)
+                kernel = try (slots.fused ?? n.function).makeBackward(b)
             }
             let rounds = try step.rounded.map { id in
                 HalfRounding(values: try tensor(id).f, count: plan.buffers[id].type.count)
