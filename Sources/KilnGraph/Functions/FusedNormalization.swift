@@ -40,6 +40,10 @@ package struct FusedNormalization: FusedFunction {
 
     package func mutatesInput(_ index: Int) -> Bool { normalization.mutatesInput(index) }
 
+    /// dx may take dy's memory: the second pass reads y, dy and x at each element before writing dx there (the
+    /// separate steps' ReLU backward worked in place, so without this the fused plan holds one tensor more).
+    package var backwardInPlace: Bool { true }
+
     package func propagatesGradient(toInput index: Int, inputCount: Int) -> Bool {
         index == residualIndex || normalization.propagatesGradient(toInput: index, inputCount: normalization.inputCount)
     }
