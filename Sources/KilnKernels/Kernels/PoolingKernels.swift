@@ -345,8 +345,15 @@ struct MaxPool2x2PlanesBackward: ParallelItem {
         if !accumulate && !assign { dxp.update(repeating: 0, count: inHW) }
         for oh in 0..<outH {
             let base = 2 * oh * inW
-            let done = PoolingKernels.maxBackward2x2Vectors(xp + base, inW: inW, dyp + oh * outW, outW: outW,
-                                             dxp + base, assign: assign)
+            var done = PoolingKernels.maxBackward2x2Vectors(xp + base, inW: inW, dyp + oh * outW, outW: outW,
+                                                            dxp + base, assign: assign)
+            // The last eight windows again, overlapping ones done: assigning writes the same values twice, and the
+            // scalar loop's dependent stores took most of LeNet's pooling backward (12-window rows).
+            if assign && done < outW && outW >= 8 {
+                let last = outW - 8
+                done = last + PoolingKernels.maxBackward2x2Vectors(xp + base + 2 * last, inW: inW, dyp + oh * outW + last,
+                                                                   outW: 8, dxp + base + 2 * last, assign: true)
+            }
             for ow in done..<outW {
                 let i0 = base + 2 * ow, i1 = i0 + 1, i2 = i0 + inW, i3 = i2 + 1
                 var at = i0, best = xp[i0]

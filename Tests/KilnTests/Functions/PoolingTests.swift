@@ -26,6 +26,7 @@ struct PoolingTests {
         Config(shape: [2, 3, 9], kernel: [3], stride: [2], pad: [1], ignoreBorder: true),                 // 1-D (Kiln)
         Config(shape: [2, 3, 6, 20], kernel: [2, 2], stride: [2, 2], pad: [0, 0], ignoreBorder: true),   // 2x2 tiles, 8-wide steps
         Config(shape: [1, 2, 5, 35], kernel: [2, 2], stride: [2, 2], pad: [0, 0], ignoreBorder: true),   // 2x2, odd sizes
+        Config(shape: [2, 3, 8, 24], kernel: [2, 2], stride: [2, 2], pad: [0, 0], ignoreBorder: true),   // 2x2, 12-window rows
     ]
 
     /// nnabla's output size, written out per case of item 20.
