@@ -3,6 +3,14 @@
 
 #include <stdint.h>
 
+/// A hint that the caller is spinning on a value another core will change (x86's `pause`): it keeps the spin
+/// from flooding the memory pipeline and lets a sibling hyperthread run.
+static inline void kiln_cpu_relax(void) {
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#endif
+}
+
 /// Kiln's kernels that need machine instructions Swift cannot ask for per function: each has code paths
 /// compiled for specific instruction sets (with `target` attributes, so the package needs no compiler flags
 /// and runs on any x86-64) and picks one at run time from the CPU's features.

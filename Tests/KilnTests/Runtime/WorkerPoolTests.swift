@@ -37,17 +37,32 @@ struct WorkerPoolTests {
     @Test(arguments: [2, 3, 4, 7])
     func everyPartRunsOnce(parts: Int) {
         let counts = Counts(parts)
-        for _ in 0..<500 { Threads.parts(parts, Count(counts: counts, base: 0)) }
+        // On two threads: with the default one, regions run inline and never reach the pool.
+        Threads.with(2) { for _ in 0..<500 { Threads.parts(parts, Count(counts: counts, base: 0)) } }
         #expect(counts.values == [Int](repeating: 500, count: parts))
+    }
+
+    /// Regions further apart than the workers spin (`spinNanoseconds`) find them asleep on the condition
+    /// variable, regions close together find them spinning: both hand-offs run every part once, alternately.
+    @Test func regionsAfterSpinningAndAfterSleepingBothRun() {
+        let parts = 4, rounds = 40
+        let counts = Counts(parts)
+        for round in 0..<rounds {
+            if round % 2 == 0 { usleep(UInt32(3 * WorkerPool.spinNanoseconds / 1000)) }
+            Threads.with(2) { Threads.parts(parts, Count(counts: counts, base: 0)) }
+        }
+        #expect(counts.values == [Int](repeating: rounds, count: parts))
     }
 
     @Test func concurrentAndNestedRegionsComplete() {
         let callers = 4, parts = 3, rounds = 200
         let counts = Counts(callers * parts * parts)
         DispatchQueue.concurrentPerform(iterations: callers) { caller in
-            for _ in 0..<rounds {
-                // A region inside a part: the pool is busy (or serving another caller), so it falls back.
-                Threads.parts(parts, Nested(counts: counts, caller: caller, parts: parts))
+            Threads.with(2) {
+                for _ in 0..<rounds {
+                    // A region inside a part: the pool is busy (or serving another caller), so it falls back.
+                    Threads.parts(parts, Nested(counts: counts, caller: caller, parts: parts))
+                }
             }
         }
         #expect(counts.values == [Int](repeating: rounds, count: callers * parts * parts))
