@@ -103,11 +103,11 @@ package struct FusedNormalization: FusedFunction {
         let accB = bn.betaIndex.map { b.accumulate[$0] } ?? false
         let accG = bn.gammaIndex.map { b.accumulate[$0] } ?? false
         let eps = bn.eps
+        let relu = BatchNormKernels.ReLUAfter(y: y, dResidual: dr, accumulateResidual: accR)
         return {
-            BatchNormKernels.fusedTrainingBackward(l, x: x, gamma: gamma, y: y, dy: dy, dx: dx, accumulateX: accX,
-                                                   dResidual: dr, accumulateResidual: accR, dBeta: dBeta,
-                                                   accumulateBeta: accB, dGamma: dGamma, accumulateGamma: accG,
-                                                   eps: eps, sums: ws)
+            BatchNormKernels.trainingBackward(l, x: x, gamma: gamma, dy: dy, dMean: nil, dVar: nil, dx: dx,
+                                              accumulateX: accX, dBeta: dBeta, accumulateBeta: accB, dGamma: dGamma,
+                                              accumulateGamma: accG, eps: eps, sums: ws, relu: relu)
         }
     }
 }

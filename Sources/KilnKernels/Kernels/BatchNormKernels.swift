@@ -254,41 +254,42 @@ public enum BatchNormKernels {
                                           eps: eps))
     }
 
+    /// The ReLU and residual Add2 a fused training backward (`FusedNormalization`) takes in: the ReLU's output
+    /// `y`, whose mask `y > 0` applies to dy, and the residual's gradient, written or added to in the pass
+    /// that gathers BN's sums.
+    public struct ReLUAfter {
+        let y: UnsafePointer<Float>, dResidual: UnsafeMutablePointer<Float>?, accumulateResidual: Bool
+        public init(y: UnsafePointer<Float>, dResidual: UnsafeMutablePointer<Float>?, accumulateResidual: Bool) {
+            self.y = y
+            self.dResidual = dResidual
+            self.accumulateResidual = accumulateResidual
+        }
+    }
+
     /// Training backward. The batch statistics are recomputed from x. `dMean`/`dVar` are the gradients of the
     /// `output_stat` outputs (batch mean and biased variance), which flow to x as well.
     /// `sums` is scratch of `2 * C` floats: per channel `sum(dy)` and `sum(dy * xhat)`, written to dbeta/dgamma
-    /// after every dx is complete (x and a parameter may share a gradient buffer).
+    /// after every dx is complete (x and a parameter may share a gradient buffer). With `relu`, dy is the
+    /// gradient of `relu(bn(x) (+ r))` and the ReLU's and Add2's backward happen on the way, with the bits of the
+    /// three separate steps.
     public static func trainingBackward(_ l: Layout, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>?,
                                         dy: UnsafePointer<Float>, dMean: UnsafePointer<Float>?, dVar: UnsafePointer<Float>?,
                                         dx: UnsafeMutablePointer<Float>?, accumulateX: Bool,
                                         dBeta: UnsafeMutablePointer<Float>?, accumulateBeta: Bool,
                                         dGamma: UnsafeMutablePointer<Float>?, accumulateGamma: Bool,
-                                        eps: Double, sums: UnsafeMutablePointer<Float>) {
+                                        eps: Double, sums: UnsafeMutablePointer<Float>, relu: ReLUAfter? = nil) {
         let mInt = l.perChannel
-        Threads.items(l.channels, workPerItem: 4 * mInt,
-                      TrainingBackwardChannels(l: l, x: x, gamma: gamma, gradient: PlainGradient(dy: dy),
-                                               dMean: dMean, dVar: dVar, dx: dx, accumulateX: accumulateX,
-                                               m: Double(mInt), eps: eps, sums: sums))
-        storeParameterGrads(l.channels, sums, dBeta, accumulateBeta, dGamma, accumulateGamma)
-    }
-
-    /// The backward of `y = relu(bn(x) (+ r))` with BN in training mode (`FusedNormalization`), from y and dy:
-    /// the ReLU's mask, the Add2's gradient to `r` (`dResidual`, written or added to in the same pass as BN's
-    /// sums) and BN's training backward, with the bits of the three separate steps.
-    public static func fusedTrainingBackward(_ l: Layout, x: UnsafePointer<Float>, gamma: UnsafePointer<Float>?,
-                                             y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
-                                             dx: UnsafeMutablePointer<Float>?, accumulateX: Bool,
-                                             dResidual: UnsafeMutablePointer<Float>?, accumulateResidual: Bool,
-                                             dBeta: UnsafeMutablePointer<Float>?, accumulateBeta: Bool,
-                                             dGamma: UnsafeMutablePointer<Float>?, accumulateGamma: Bool,
-                                             eps: Double, sums: UnsafeMutablePointer<Float>) {
-        let mInt = l.perChannel
-        Threads.items(l.channels, workPerItem: 5 * mInt,
-                      TrainingBackwardChannels(l: l, x: x, gamma: gamma,
-                                               gradient: MaskedGradient(y: y, dy: dy, store: dResidual,
-                                                                        accumulate: accumulateResidual),
-                                               dMean: nil, dVar: nil, dx: dx, accumulateX: accumulateX,
-                                               m: Double(mInt), eps: eps, sums: sums))
+        if let relu {
+            let masked = MaskedGradient(y: relu.y, dy: dy, store: relu.dResidual, accumulate: relu.accumulateResidual)
+            Threads.items(l.channels, workPerItem: 5 * mInt,
+                          TrainingBackwardChannels(l: l, x: x, gamma: gamma, gradient: masked, dMean: dMean, dVar: dVar,
+                                                   dx: dx, accumulateX: accumulateX, m: Double(mInt), eps: eps, sums: sums))
+        } else {
+            Threads.items(l.channels, workPerItem: 4 * mInt,
+                          TrainingBackwardChannels(l: l, x: x, gamma: gamma, gradient: PlainGradient(dy: dy), dMean: dMean,
+                                                   dVar: dVar, dx: dx, accumulateX: accumulateX, m: Double(mInt), eps: eps,
+                                                   sums: sums))
+        }
         storeParameterGrads(l.channels, sums, dBeta, accumulateBeta, dGamma, accumulateGamma)
     }
 
