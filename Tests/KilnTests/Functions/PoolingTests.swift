@@ -163,6 +163,20 @@ struct PoolingTests {
         #expect(dx.toFloats() == expected)
     }
 
+    /// NaNs in 2x2 windows (the plain 2x2 path, a row of 10 windows): a NaN in a window's first corner stays, a
+    /// later one never takes over (nnabla 1.39 gives these values: [nan, 1, 7, 1, 1, 1, 1, 1, 1, 1]).
+    @Test func maxPoolingNaNsInWideRows() throws {
+        var values = [Float](repeating: 1, count: 2 * 20)
+        values[0] = .nan           // window 0: first corner NaN -> NaN
+        values[3] = .nan           // window 1: second corner NaN -> never greater -> 1
+        values[20 + 19] = .nan     // window 9: last corner NaN -> 1
+        values[4] = 7              // window 2: 7
+        let x = try Harness.floats([1, 1, 2, 20], values)
+        let y = try Harness.forward1(MaxPooling(kernel: [2, 2]), [x]).toFloats()
+        #expect(y[0].isNaN)
+        #expect(Array(y[1...]) == [1, 7, 1, 1, 1, 1, 1, 1, 1])
+    }
+
     /// Worked examples of item 20 and 21 (ignore_border=false uses one p; the divisor counts the pad).
     @Test func borderRulesWorkedExamples() throws {
         #expect(try MaxPooling(kernel: [3, 3], stride: [2, 2], ignoreBorder: false, pad: [1, 1])
