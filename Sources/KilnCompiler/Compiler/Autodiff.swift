@@ -203,7 +203,8 @@ extension PlanBuilder {
         let reads = fused.backwardReads(inputCount: inputs.count, outputCount: 1)
         var slots = PlanBindings.StepSlots(node: bn)
         slots.fused = fused
-        slots.types = (inputs.map { $0.type }, relu.outputTypes)
+        let types = TypeBinding(inputs: inputs.map { $0.type }, outputs: relu.outputTypes)
+        slots.types = (types.inputs, types.outputs)
         for (i, v) in inputs.enumerated() { slots.inputData.append(reads.inputs[i] ? backwardData(Key(v)) : nil) }
         slots.outputData = [backwardData(.output(node: ObjectIdentifier(relu), index: 0))]
         slots.outputGrads = [dy]
@@ -215,8 +216,7 @@ extension PlanBuilder {
             slots.accumulate.append(acc)
             if !written.contains(g) { written.append(g); accumulate.append(acc) }
         }
-        let tb = TypeBinding(inputs: slots.types?.inputs ?? [], outputs: relu.outputTypes)
-        appendBackward(slots, function: fused.stepName, workspaceBytes: fused.backwardWorkspace(tb), written: written,
+        appendBackward(slots, function: fused.stepName, workspaceBytes: fused.backwardWorkspace(types), written: written,
                        accumulate: accumulate)
     }
 }
