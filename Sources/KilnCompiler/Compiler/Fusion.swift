@@ -7,8 +7,11 @@ import KilnKernels
 /// backward; without clear_buffer every value must stay readable). A Convolution (channels first) followed
 /// by at least one of, in this order: a BatchNormalization in test mode over the convolution's
 /// map axis whose other inputs are leaves; an Add2 whose other operand has the output's shape and exists
-/// before the convolution runs; a ReLU or ReLU6. Each link must be the only reader of the value before it, and no
-/// intermediate value may be a root or persistent. The chain becomes one `FusedConvolution` step at the
+/// before the convolution runs; a ReLU or ReLU6; a 2-D MaxPooling or AveragePooling (channels first) where the
+/// direct kernel runs the product (`ConvolutionEngine.poolsInEpilogue`), then a ReLU or ReLU6. Each link must be
+/// the only reader of the value before it, and no intermediate value may be a root or persistent (the
+/// Quantization pass splits a pooling off again where it quantizes the convolution). The chain becomes one
+/// `FusedConvolution` step at the
 /// convolution's place in the schedule. Results are bit-identical to the separate steps. The one change of
 /// order: a FixedPointQuantize making the Add2's other operand, scheduled after the convolution but with its
 /// input made before, runs just before the chain (a quantized projection shortcut).
@@ -77,9 +80,24 @@ enum Fusion {
                 activation = next.function is ReLU ? .relu : .relu6
                 chain.append(next)
             }
+            // A 2-D pooling next (LeNet's convolution, pooling, ReLU; a stem's convolution, BN, ReLU, pooling), and a
+            // ReLU or ReLU6 after it, where the direct kernel runs the product: its epilogue has each plane whole.
+            var pooling: FusedPooling?
+            var pooledActivation = ConvEpilogue.Activation.none
+            if let last = chain.last, let next = onlyReader(of: last), next.inputs.count == 1,
+               let p = FusedPooling(next.function, input: next.inputs[0].type),
+               ConvolutionEngine(geometry).poolsInEpilogue {
+                pooling = p
+                chain.append(next)
+                if let after = onlyReader(of: next), after.function is ReLU || after.function is ReLU6 {
+                    pooledActivation = after.function is ReLU ? .relu : .relu6
+                    chain.append(after)
+                }
+            }
             guard chain.count > 1 else { continue }
             let fused: any FusedFunction = FusedConvolution(convolution: conv, convolutionInputs: n.inputs.count, batchNormalization: bn,
-                                         residual: residual, activation: activation, pointwise: geometry.isPointwise)
+                                         residual: residual, activation: activation, pointwise: geometry.isPointwise,
+                                         pooling: pooling, pooledActivation: pooledActivation)
             chains[ObjectIdentifier(n)] = Step(nodes: chain, fused: fused)
             for m in chain.dropFirst() { absorbed[ObjectIdentifier(m)] = at }
         }

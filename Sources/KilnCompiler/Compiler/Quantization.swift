@@ -234,6 +234,18 @@ enum Quantization {
             }
         }
 
+        // A convolution this pass may quantize gives its pooling back (Fusion joins a pooling only to float
+        // products): the pooling then runs on its own, on the layer's codes where the layer writes codes.
+        let steps = steps.flatMap { step -> [Fusion.Step] in
+            guard let f = step.fused as? FusedConvolution, f.pooling != nil, step.nodes[0].inputs.count > 1 else { return [step] }
+            let w = step.nodes[0].inputs[1]
+            guard grids[Key(w)] != nil || w.parent?.function is DequantizeLinear else { return [step] }
+            let pool = step.nodes.count - (f.pooledActivation == .none ? 1 : 2)
+            let head = Array(step.nodes[..<pool])
+            return [Fusion.Step(nodes: head, fused: head.count > 1 ? f.withoutPooling : nil, inputs: step.inputs)]
+                + step.nodes[pool...].map { Fusion.Step(nodes: [$0], fused: nil) }
+        }
+
         // Where each node runs before this pass absorbs anything: a layer may add a value only if it is made by
         // an earlier step (every node this pass moves into a layer's step was after that layer).
         var position: [ObjectIdentifier: Int] = [:]

@@ -2,13 +2,14 @@ import KilnCore
 import KilnKernels
 
 /// A convolution with the batch normalisation (fixed statistics), residual addition and ReLU or ReLU6 that
-/// follow it, as one step.
+/// follow it, and then a 2-D max or average pooling with a ReLU or ReLU6 after it, as one step.
 ///
 /// Not one of nnabla's functions: only the `Fusion` pass makes it, for inference plans, so it is absent from
 /// `F`, the registry and graph files. Inputs are the convolution's (x, W, optional b), then the
 /// BatchNormalization's parameters without its x (beta, gamma as present, mean, variance), then the other
 /// operand of the Add2. Output values are bit-identical to running the functions one after another; the
-/// intermediate tensors are never written, which saves several passes over memory per layer.
+/// intermediate tensors are never written, which saves several passes over memory per layer. With a pooling,
+/// each output plane is pooled while it is still in cache, and the full-sized output never exists.
 package struct FusedConvolution: Function {
     package static let typeName = "FusedConvolution"
     let convolution: Convolution
@@ -21,25 +22,38 @@ package struct FusedConvolution: Function {
     /// A 1x1, stride 1, unpadded convolution writes its product straight into the output, so the output must
     /// not share the residual's memory.
     let pointwise: Bool
+    /// The pooling of each output plane (only where the direct kernel runs the product), and the activation after it.
+    package let pooling: FusedPooling?
+    package let pooledActivation: ConvEpilogue.Activation
 
     package init(convolution: Convolution, convolutionInputs: Int, batchNormalization: BatchNormalization?, residual: Bool,
-         activation: ConvEpilogue.Activation, pointwise: Bool) {
+         activation: ConvEpilogue.Activation, pointwise: Bool, pooling: FusedPooling? = nil,
+         pooledActivation: ConvEpilogue.Activation = .none) {
         self.convolution = convolution
         self.convolutionInputs = convolutionInputs
         self.batchNormalization = batchNormalization
         self.residual = residual
         self.activation = activation
         self.pointwise = pointwise
+        self.pooling = pooling
+        self.pooledActivation = pooling == nil ? .none : pooledActivation
+    }
+
+    /// The same chain without its pooling and what follows it.
+    package var withoutPooling: FusedConvolution {
+        FusedConvolution(convolution: convolution, convolutionInputs: convolutionInputs, batchNormalization: batchNormalization,
+                         residual: residual, activation: activation, pointwise: pointwise)
     }
 
     /// What the step is called in plans: the fused functions joined by "+".
     package var stepName: String {
         (["Convolution"] + (batchNormalization == nil ? [] : ["BatchNormalization"]) + (residual ? ["Add2"] : [])
-            + (activationName.map { [$0] } ?? [])).joined(separator: "+")
+            + (Self.name(of: activation).map { [$0] } ?? []) + (pooling.map { [$0.typeName] } ?? [])
+            + (Self.name(of: pooledActivation).map { [$0] } ?? [])).joined(separator: "+")
     }
 
-    /// The fused activation's function name, or nil.
-    var activationName: String? {
+    /// An activation's function name, or nil.
+    static func name(of activation: ConvEpilogue.Activation) -> String? {
         switch activation {
         case .none: return nil
         case .relu: return ReLU.typeName
@@ -48,7 +62,13 @@ package struct FusedConvolution: Function {
     }
 
     package var arguments: [(String, ArgValue)] {
-        convolution.arguments + (batchNormalization?.arguments ?? []) + [("residual", .bool(residual)), ("activation", .string(activationName ?? "none"))]
+        var a = convolution.arguments + (batchNormalization?.arguments ?? [])
+            + [("residual", .bool(residual)), ("activation", .string(Self.name(of: activation) ?? "none"))]
+        if let pooling {
+            a += [("pooling", .string(pooling.typeName))] + pooling.function.arguments.map { ("pooling_" + $0.0, $0.1) }
+                + [("pooled_activation", .string(Self.name(of: pooledActivation) ?? "none"))]
+        }
+        return a
     }
 
     /// Position of the residual among the inputs.
@@ -58,10 +78,11 @@ package struct FusedConvolution: Function {
 
     /// The output may take over the residual's memory: each output element is written right after the
     /// residual element at the same place is read (except on the pointwise path, see `pointwise`).
-    package var forwardInPlaceInput: Int? { pointwise ? nil : residualIndex }
+    package var forwardInPlaceInput: Int? { pointwise || pooling != nil ? nil : residualIndex }
 
     package func outputTypes(_ inputs: [TensorType]) throws -> [TensorType] {
-        try convolution.outputTypes(Array(inputs.prefix(convolutionInputs)))
+        let product = try convolution.outputTypes(Array(inputs.prefix(convolutionInputs)))
+        return try pooling.map { try $0.function.outputTypes(product) } ?? product
     }
 
     package var isDifferentiable: Bool { false }
@@ -79,11 +100,51 @@ package struct FusedConvolution: Function {
         let table = NormalizationTable(batchNormalization, maps: engine.outmaps, inputs: b.inputs, first: convolutionInputs)
         let maps = engine.outmaps
         let residualValues = residualIndex.map { UnsafePointer(b.inputs[$0].f) }
+        var pool: PlanePooling?
+        if let pooling {
+            guard engine.poolsInEpilogue, ws != nil else { throw error("pooling needs the direct convolution kernel") }
+            let product = try convolution.outputTypes(b.inputs.prefix(convolutionInputs).map { $0.type })[0]
+            pool = pooling.plane(product, b.outputs[0].type)
+        }
         let epilogue = ConvEpilogue(mean: table.p, scale: table.p + maps, shift: table.p + 2 * maps,
-                                    residual: residualValues, activation: activation)
+                                    residual: residualValues, activation: activation, pool: pool,
+                                    pooledActivation: pooledActivation)
         return {
             table.read()
             engine.forward(image: x, weight: w, col: y, bias: bias, accumulate: false, workspace: ws, epilogue: epilogue)
+        }
+    }
+}
+
+/// The pooling a fused convolution applies to each of its output planes.
+package enum FusedPooling {
+    case max(MaxPooling)
+    case average(AveragePooling)
+
+    /// The pooling when a fused convolution's epilogue can run it: 2-D windows over a channels-first 4-D value.
+    package init?(_ f: any Function, input: TensorType) {
+        switch f {
+        case let m as MaxPooling where !m.spec.channelLast && m.spec.kernel.count == 2 && input.rank == 4: self = .max(m)
+        case let a as AveragePooling where !a.spec.channelLast && a.spec.kernel.count == 2 && input.rank == 4: self = .average(a)
+        default: return nil
+        }
+    }
+
+    var function: any Function {
+        switch self {
+        case .max(let m): return m
+        case .average(let a): return a
+        }
+    }
+
+    var typeName: String { function.typeName }
+
+    /// The kernels' per-plane pooling from the convolution's output type to the pooled type.
+    func plane(_ input: TensorType, _ output: TensorType) -> PlanePooling {
+        switch self {
+        case .max(let m): return PlanePooling(windows: m.spec.windows(input, output, averageDivisor: nil), average: false)
+        case .average(let a):
+            return PlanePooling(windows: a.spec.windows(input, output, averageDivisor: a.includingPad), average: true)
         }
     }
 }

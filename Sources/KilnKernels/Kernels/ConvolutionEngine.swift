@@ -68,6 +68,10 @@ package final class ConvolutionEngine {
         slice = ConvolutionEngine.sliceFloats(g)
     }
 
+    /// Whether the forward product runs on the direct kernel, whose epilogue sees each output plane whole and so
+    /// can pool it (`ConvEpilogue.pool`).
+    package var poolsInEpilogue: Bool { depthwise == nil && direct != nil }
+
     static func parts(_ g: ConvGeometry) -> Int {
         let chunks = (g.batch + chunk(g) - 1) / max(chunk(g), 1)
         return max(1, min(Threads.count, chunks))
@@ -489,15 +493,22 @@ package struct ConvEpilogue {
     let shift: UnsafePointer<Float>
     let residual: UnsafePointer<Float>?
     let activation: Activation
+    /// Each finished output plane pooled into the output, which then has the pooled shape (only on the direct
+    /// path: `ConvolutionEngine.poolsInEpilogue`), and the activation applied after the pooling.
+    let pool: PlanePooling?
+    let pooledActivation: Activation
 
     /// The memberwise initializer, spelled out to be `package` (KilnGraph's fused convolution makes one).
     package init(mean: UnsafePointer<Float>, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>,
-                 residual: UnsafePointer<Float>?, activation: Activation) {
+                 residual: UnsafePointer<Float>?, activation: Activation, pool: PlanePooling? = nil,
+                 pooledActivation: Activation = .none) {
         self.mean = mean
         self.scale = scale
         self.shift = shift
         self.residual = residual
         self.activation = activation
+        self.pool = pool
+        self.pooledActivation = pooledActivation
     }
 
     /// `dst[j] = epilogue(src[j] + b)` for one output map's row; `offset` is the row's place in the output.
@@ -529,6 +540,31 @@ package struct ConvEpilogue {
             if lower { v = max(v, 0) }
             if upper { v = min(v, 6) }
             dst[j] = v
+            j += 1
+        }
+    }
+}
+
+extension ConvEpilogue.Activation {
+    /// `p[j] = activation(p[j])` in place, the same comparisons as `ConvEpilogue.apply`.
+    @inline(__always)
+    func apply(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
+        typealias V = SIMD8<Float>
+        guard self != .none else { return }
+        let zero = V(), six = V(repeating: 6), upper = self == .relu6
+        let raw = UnsafeMutableRawPointer(p)
+        var j = 0
+        while j + 8 <= n {
+            var v = raw.loadUnaligned(fromByteOffset: j * 4, as: V.self)
+            v.replace(with: zero, where: zero .>= v)
+            if upper { v.replace(with: six, where: six .< v) }
+            raw.storeBytes(of: v, toByteOffset: j * 4, as: V.self)
+            j += 8
+        }
+        while j < n {
+            var v = max(p[j], 0)
+            if upper { v = min(v, 6) }
+            p[j] = v
             j += 1
         }
     }

@@ -138,7 +138,13 @@ struct DirectConvolution {
                     let offset = (n * d.maps + m) * d.planeOut
                     let src = stage + j * d.planeOut, dst = col + offset
                     let v = bias.map { $0[m] } ?? 0
-                    if let epilogue {
+                    if let epilogue, let pool = epilogue.pool {
+                        // The plane is finished: its epilogue in place, then pooled into the output.
+                        epilogue.apply(map: m, src, src, plus: v, d.planeOut, offset: offset)
+                        let pooled = col + (n * d.maps + m) * pool.outPlane
+                        pool(src, pooled)
+                        epilogue.pooledActivation.apply(pooled, pool.outPlane)
+                    } else if let epilogue {
                         epilogue.apply(map: m, src, dst, plus: v, d.planeOut, offset: offset)
                     } else if accumulate {
                         ShortRows.add(dst, src, plus: v, d.planeOut)

@@ -81,6 +81,34 @@ public struct PoolWindows {
     }
 }
 
+/// The pooling of one plane (one sample's output map of a convolution that pools each plane as soon as it is
+/// finished, `ConvEpilogue.pool`). It runs the per-plane loops of `PoolingKernels.maxForward` and `averageForward`
+/// on that plane, so its values are theirs, bit for bit.
+package struct PlanePooling {
+    let windows: PoolWindows
+    let average: Bool
+    /// Floats of one pooled plane.
+    package var outPlane: Int { windows.outMap }
+
+    /// `windows` must pool the whole plane as one map (2-D pooling of a `[batch, maps, h, w]` value).
+    package init(windows: PoolWindows, average: Bool) {
+        self.windows = windows
+        self.average = average
+    }
+
+    @inline(__always)
+    func callAsFunction(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+        let g = windows
+        if average {
+            AveragePoolMaps(g: g, x: x, y: y)(0)
+        } else if g.plain2x2 {
+            MaxPool2x2Planes(x: x, y: y, inW: g.inW, inHW: g.inH * g.inW, outH: g.outH, outW: g.outW)(0)
+        } else {
+            MaxPoolMaps(g: g, x: x, y: y)(0)
+        }
+    }
+}
+
 public enum PoolingKernels {
     /// `y = sum(window) / divisor`, summing in row-major window order as nnabla does.
     public static func averageForward(_ g: PoolWindows, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
@@ -277,9 +305,30 @@ struct AveragePoolMapsBackward: ParallelItem {
 struct MaxPool2x2Planes: ParallelItem {
     let x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, inW: Int, inHW: Int, outH: Int, outW: Int
     @inline(__always) func callAsFunction(_ p: Int) {
+        typealias W = SIMD16<Float>
         let xp = x + p * inHW, yp = y + p * outH * outW
         for oh in 0..<outH {
             let r0 = xp + 2 * oh * inW, r1 = r0 + inW, yr = yp + oh * outW
+            if outW >= 8 {
+                // Eight windows at a time from the row pair's even and odd lanes, the same comparisons lane by lane
+                // (a plane a convolution just wrote is in cache, where the scalar chain of compares was the cost).
+                // A last partial group reruns the final eight windows, writing the same values again.
+                let t = UnsafeRawPointer(r0), u = UnsafeRawPointer(r1), out = UnsafeMutableRawPointer(yr)
+                var ow = 0
+                while true {
+                    let at = min(ow, outW - 8)
+                    let top = t.loadUnaligned(fromByteOffset: at * 8, as: W.self)
+                    let bottom = u.loadUnaligned(fromByteOffset: at * 8, as: W.self)
+                    var best = top.evenHalf
+                    best.replace(with: top.oddHalf, where: top.oddHalf .> best)
+                    best.replace(with: bottom.evenHalf, where: bottom.evenHalf .> best)
+                    best.replace(with: bottom.oddHalf, where: bottom.oddHalf .> best)
+                    out.storeBytes(of: best, toByteOffset: at * 4, as: SIMD8<Float>.self)
+                    if at + 8 >= outW { break }
+                    ow += 8
+                }
+                continue
+            }
             for ow in 0..<outW {
                 // The same comparisons in the same order as the general loop (first maximum wins).
                 var best = r0[2 * ow]
