@@ -27,6 +27,8 @@ struct PoolingTests {
         Config(shape: [2, 3, 6, 20], kernel: [2, 2], stride: [2, 2], pad: [0, 0], ignoreBorder: true),   // 2x2 tiles, 8-wide steps
         Config(shape: [1, 2, 5, 35], kernel: [2, 2], stride: [2, 2], pad: [0, 0], ignoreBorder: true),   // 2x2, odd sizes
         Config(shape: [2, 3, 8, 24], kernel: [2, 2], stride: [2, 2], pad: [0, 0], ignoreBorder: true),   // 2x2, 12-window rows
+        Config(shape: [2, 3, 6, 12], kernel: [2, 2], stride: [2, 2], pad: [0, 0], ignoreBorder: true),   // 2x2, 4-wide steps
+        Config(shape: [1, 2, 4, 9], kernel: [2, 2], stride: [2, 2], pad: [0, 0], ignoreBorder: true),    // 2x2, 4 windows
     ]
 
     /// nnabla's output size, written out per case of item 20.
@@ -175,6 +177,20 @@ struct PoolingTests {
         let y = try Harness.forward1(MaxPooling(kernel: [2, 2]), [x]).toFloats()
         #expect(y[0].isNaN)
         #expect(Array(y[1...]) == [1, 7, 1, 1, 1, 1, 1, 1, 1])
+    }
+
+    /// The same in a row of 6 windows (the 4-wide path, its last step overlapping); nnabla 1.39 gives
+    /// [nan, 1, 7, 1, 1, 1].
+    @Test func maxPoolingNaNsInShortRows() throws {
+        var values = [Float](repeating: 1, count: 2 * 12)
+        values[0] = .nan
+        values[3] = .nan
+        values[12 + 11] = .nan
+        values[4] = 7
+        let x = try Harness.floats([1, 1, 2, 12], values)
+        let y = try Harness.forward1(MaxPooling(kernel: [2, 2]), [x]).toFloats()
+        #expect(y[0].isNaN)
+        #expect(Array(y[1...]) == [1, 7, 1, 1, 1])
     }
 
     /// Worked examples of item 20 and 21 (ignore_border=false uses one p; the divisor counts the pad).
