@@ -70,18 +70,30 @@ float *kiln_conv_stage(const kiln_conv_shape *s, float *scratch) { return scratc
 
 /// The weights of each block side by side, in (channel, tap) order; maps past the last are zeros. `flipped`: `w` is
 /// `[channels][maps][kh][kw]` in this shape's terms and each tap turns half way round (the data gradient's weight).
+/// Runs on every forward call (the parameters may change between runs), so it reads each map's weights in order and
+/// steps its writes, with no division per element.
 static void pack(const kiln_conv_shape *s, const float *w, float *packed, int flipped) {
     long taps = taps_of(s), per = s->channels * taps;
     for (long b = 0; b < blocks_of(s); b++) {
         long first, size;
         block_span(s, b, &first, &size);
         float *block = packed + first * per;
-        for (long i = 0; i < per; i++)
-            for (long j = 0; j < size; j++) {
-                long m = first + j, c = i / taps, t = i % taps;
-                float v = flipped ? w[(c * s->maps + m) * taps + taps - 1 - t] : w[m * per + i];
-                block[i * size + j] = m < s->maps ? v : 0.0f;
+        for (long j = 0; j < size; j++) {
+            long m = first + j;
+            float *dst = block + j;
+            if (m >= s->maps) {
+                for (long i = 0; i < per; i++) dst[i * size] = 0.0f;
+            } else if (!flipped) {
+                const float *src = w + m * per;
+                for (long i = 0; i < per; i++) dst[i * size] = src[i];
+            } else {
+                for (long c = 0; c < s->channels; c++) {
+                    const float *src = w + (c * s->maps + m) * taps;
+                    float *d = dst + c * taps * size;
+                    for (long t = 0; t < taps; t++) d[t * size] = src[taps - 1 - t];
+                }
             }
+        }
     }
 }
 
