@@ -40,6 +40,25 @@ struct FusionTests {
         }
     }
 
+    /// Batch 1 on two threads: each sample's blocks of maps are shared between the threads, each applying the
+    /// epilogue (BN, the residual, ReLU) to its maps. Same bits as the separate steps on one thread.
+    @Test func resnetBatchOneOnTwoThreadsIsBitIdentical() throws {
+        try Parameters.isolated {
+            let model = try Zoo.resnet20.build(batchSize: 1, training: false)
+            var rng = SplitMix64(seed: 43)
+            for (name, v) in model.network.getParameters(gradOnly: false) {
+                if name.hasSuffix("var") { try Self.fill(v, &rng, 0.5...2) }
+                else if name.hasSuffix("mean") || name.hasSuffix("beta") || name.hasSuffix("gamma") { try Self.fill(v, &rng, -1...1) }
+            }
+            try Self.fill(model.input, &rng, 0...255)
+            let (_, reference) = try Self.run([model.prediction], fusion: false)
+            for fusion in [true, false] {
+                let (_, a) = try Threads.with(2) { try Self.run([model.prediction], fusion: fusion) }
+                #expect(a == reference, "fusion \(fusion)")
+            }
+        }
+    }
+
     struct Chain: CustomTestStringConvertible, Sendable {
         var bias = false, bn = false, residual = false, relu = false, relu6 = false, group = 1, kernel = 3
         var testDescription: String {
