@@ -303,47 +303,44 @@ struct AveragePoolMapsBackward: ParallelItem {
 
 /// 2x2 stride-2 max pooling forward, one plane per item.
 struct MaxPool2x2Planes: ParallelItem {
+    /// Lane by lane, the first maximum of the window's corners in scan order (nnabla's strict `>`).
+    @inline(__always)
+    static func firstMaximum<V: SIMD>(_ a: V, _ b: V, _ c: V, _ d: V) -> V where V.Scalar == Float {
+        var best = a
+        best.replace(with: b, where: b .> best)
+        best.replace(with: c, where: c .> best)
+        best.replace(with: d, where: d .> best)
+        return best
+    }
+
     let x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, inW: Int, inHW: Int, outH: Int, outW: Int
     @inline(__always) func callAsFunction(_ p: Int) {
-        typealias W = SIMD16<Float>
         let xp = x + p * inHW, yp = y + p * outH * outW
+        // Eight (or, for rows of 4 to 7 windows such as LeNet's second pooling, four) windows at a time from the row
+        // pair's even and odd lanes, the same comparisons lane by lane: a plane a convolution just wrote is in cache,
+        // where the scalar chain of compares was the cost. A last partial group reruns the final windows, writing the
+        // same values again.
+        let width = outW >= 8 ? 8 : outW >= 4 ? 4 : 0
         for oh in 0..<outH {
             let r0 = xp + 2 * oh * inW, r1 = r0 + inW, yr = yp + oh * outW
-            if outW >= 8 {
-                // Eight windows at a time from the row pair's even and odd lanes, the same comparisons lane by lane
-                // (a plane a convolution just wrote is in cache, where the scalar chain of compares was the cost).
-                // A last partial group reruns the final eight windows, writing the same values again.
+            if width > 0 {
                 let t = UnsafeRawPointer(r0), u = UnsafeRawPointer(r1), out = UnsafeMutableRawPointer(yr)
                 var ow = 0
                 while true {
-                    let at = min(ow, outW - 8)
-                    let top = t.loadUnaligned(fromByteOffset: at * 8, as: W.self)
-                    let bottom = u.loadUnaligned(fromByteOffset: at * 8, as: W.self)
-                    var best = top.evenHalf
-                    best.replace(with: top.oddHalf, where: top.oddHalf .> best)
-                    best.replace(with: bottom.evenHalf, where: bottom.evenHalf .> best)
-                    best.replace(with: bottom.oddHalf, where: bottom.oddHalf .> best)
-                    out.storeBytes(of: best, toByteOffset: at * 4, as: SIMD8<Float>.self)
-                    if at + 8 >= outW { break }
-                    ow += 8
-                }
-                continue
-            }
-            if outW >= 4 {
-                // The same with four windows at a time (LeNet's second pooling: 4 windows a row).
-                let t = UnsafeRawPointer(r0), u = UnsafeRawPointer(r1), out = UnsafeMutableRawPointer(yr)
-                var ow = 0
-                while true {
-                    let at = min(ow, outW - 4)
-                    let top = t.loadUnaligned(fromByteOffset: at * 8, as: SIMD8<Float>.self)
-                    let bottom = u.loadUnaligned(fromByteOffset: at * 8, as: SIMD8<Float>.self)
-                    var best = top.evenHalf
-                    best.replace(with: top.oddHalf, where: top.oddHalf .> best)
-                    best.replace(with: bottom.evenHalf, where: bottom.evenHalf .> best)
-                    best.replace(with: bottom.oddHalf, where: bottom.oddHalf .> best)
-                    out.storeBytes(of: best, toByteOffset: at * 4, as: SIMD4<Float>.self)
-                    if at + 4 >= outW { break }
-                    ow += 4
+                    let at = min(ow, outW - width)
+                    if width == 8 {
+                        let a = t.loadUnaligned(fromByteOffset: at * 8, as: SIMD16<Float>.self)
+                        let b = u.loadUnaligned(fromByteOffset: at * 8, as: SIMD16<Float>.self)
+                        out.storeBytes(of: Self.firstMaximum(a.evenHalf, a.oddHalf, b.evenHalf, b.oddHalf),
+                                       toByteOffset: at * 4, as: SIMD8<Float>.self)
+                    } else {
+                        let a = t.loadUnaligned(fromByteOffset: at * 8, as: SIMD8<Float>.self)
+                        let b = u.loadUnaligned(fromByteOffset: at * 8, as: SIMD8<Float>.self)
+                        out.storeBytes(of: Self.firstMaximum(a.evenHalf, a.oddHalf, b.evenHalf, b.oddHalf),
+                                       toByteOffset: at * 4, as: SIMD4<Float>.self)
+                    }
+                    if at + width >= outW { break }
+                    ow += width
                 }
                 continue
             }

@@ -15,16 +15,21 @@ struct FusionTests {
         return (exe.plan, roots.map { $0.d })
     }
 
-    /// ResNet-20 in evaluation mode with random weights and non-trivial running statistics.
+    /// ResNet-20 in evaluation mode with random weights, non-trivial running statistics and a random input.
+    static func randomResNet(batchSize: Int, seed: UInt64) throws -> Zoo.Model {
+        let model = try Zoo.resnet20.build(batchSize: batchSize, training: false)
+        var rng = SplitMix64(seed: seed)
+        for (name, v) in model.network.getParameters(gradOnly: false) {
+            if name.hasSuffix("var") { try fill(v, &rng, 0.5...2) }
+            else if name.hasSuffix("mean") || name.hasSuffix("beta") || name.hasSuffix("gamma") { try fill(v, &rng, -1...1) }
+        }
+        try fill(model.input, &rng, 0...255)
+        return model
+    }
+
     @Test func resnetInferenceIsBitIdentical() throws {
         try Parameters.isolated {
-            let model = try Zoo.resnet20.build(batchSize: 3, training: false)
-            var rng = SplitMix64(seed: 42)
-            for (name, v) in model.network.getParameters(gradOnly: false) {
-                if name.hasSuffix("var") { try Self.fill(v, &rng, 0.5...2) }
-                else if name.hasSuffix("mean") || name.hasSuffix("beta") || name.hasSuffix("gamma") { try Self.fill(v, &rng, -1...1) }
-            }
-            try Self.fill(model.input, &rng, 0...255)
+            let model = try Self.randomResNet(batchSize: 3, seed: 42)
             let (fused, a) = try Self.run([model.prediction], fusion: true)
             let (plain, b) = try Self.run([model.prediction], fusion: false)
             #expect(a == b)
@@ -44,13 +49,7 @@ struct FusionTests {
     /// epilogue (BN, the residual, ReLU) to its maps. Same bits as the separate steps on one thread.
     @Test func resnetBatchOneOnTwoThreadsIsBitIdentical() throws {
         try Parameters.isolated {
-            let model = try Zoo.resnet20.build(batchSize: 1, training: false)
-            var rng = SplitMix64(seed: 43)
-            for (name, v) in model.network.getParameters(gradOnly: false) {
-                if name.hasSuffix("var") { try Self.fill(v, &rng, 0.5...2) }
-                else if name.hasSuffix("mean") || name.hasSuffix("beta") || name.hasSuffix("gamma") { try Self.fill(v, &rng, -1...1) }
-            }
-            try Self.fill(model.input, &rng, 0...255)
+            let model = try Self.randomResNet(batchSize: 1, seed: 43)
             let (_, reference) = try Self.run([model.prediction], fusion: false)
             for fusion in [true, false] {
                 let (_, a) = try Threads.with(2) { try Self.run([model.prediction], fusion: fusion) }
