@@ -1,3 +1,4 @@
+import CKilnKernels
 import Testing
 @testable import Kiln
 
@@ -60,25 +61,35 @@ struct FusionTests {
 
     struct Chain: CustomTestStringConvertible, Sendable {
         var bias = false, bn = false, residual = false, relu = false, relu6 = false, group = 1, kernel = 3
+        /// 16-wide rows, where the direct kernel runs the product; with a NaN and infinities among the inputs.
+        var wide = false
         var testDescription: String {
-            "bias \(bias) bn \(bn) residual \(residual) relu \(relu) relu6 \(relu6) group \(group) kernel \(kernel)"
+            "bias \(bias) bn \(bn) residual \(residual) relu \(relu) relu6 \(relu6) group \(group) kernel \(kernel) wide \(wide)"
         }
     }
 
     /// Small chains with and without bias, groups, a ReLU alone, BN without scale or bias, a residual that is
     /// computed (and whose memory the output takes over) or a 1x1 convolution's residual (never shared), ReLU6
-    /// (MobileNets') after BN, a depthwise convolution or a residual.
+    /// (MobileNets') after BN, a depthwise convolution or a residual; on the direct kernel's rows (on the AVX2 and
+    /// generic tile paths), with non-finite inputs.
     @Test(arguments: [
         Chain(bias: true, bn: true, relu: true), Chain(bn: true, group: 2), Chain(bias: true, relu: true),
         Chain(bn: true, relu: true, group: 4), Chain(bn: true, residual: true, relu: true),
         Chain(bias: true, residual: true), Chain(bn: true, residual: true, relu: true, kernel: 1),
         Chain(bn: true, relu6: true), Chain(bias: true, relu6: true, group: 4), Chain(residual: true, relu6: true, kernel: 1),
+        Chain(bias: true, bn: true, residual: true, relu6: true, wide: true), Chain(bn: true, relu: true, wide: true),
+        Chain(residual: true, relu: true, wide: true), Chain(bias: true, wide: true),
     ])
     func chainsAreBitIdentical(_ c: Chain) throws {
         var rng = SplitMix64(seed: 7)
-        let x = try Variable(shape: [2, 4, 7, 6])
+        let x = try Variable(shape: [2, 4, 7, c.wide ? 16 : 6])
         let w = try Variable(shape: [8, 4 / c.group, c.kernel, c.kernel])
         try Self.fill(x, &rng, -1...1)
+        if c.wide {
+            var values = x.d
+            values[5] = .nan; values[40] = .infinity; values[77] = -.infinity
+            try x.setData(values)
+        }
         // Larger weights for ReLU6, so that values pass its upper bound.
         try Self.fill(w, &rng, c.relu6 ? -8...8 : -1...1)
         let pad = c.kernel == 3 ? [1, 1] : [0, 0]
@@ -101,7 +112,14 @@ struct FusionTests {
         h = try F.mulScalar(h, val: 2)
         let (fused, a) = try Self.run([h], fusion: true)
         let (_, b) = try Self.run([h], fusion: false)
-        #expect(a == b)
+        #expect(a.map { $0.map(\.bitPattern) } == b.map { $0.map(\.bitPattern) })
+        if c.wide {
+            #expect(a[0].contains { $0.isNaN })
+            kiln_tile_force_path("generic")
+            defer { kiln_tile_force_path(nil) }
+            let (_, g) = try Self.run([h], fusion: true)
+            #expect(g.map { $0.map(\.bitPattern) } == b.map { $0.map(\.bitPattern) })
+        }
         #expect(fused.steps.count == (c.residual ? 4 : 2))
         #expect(a[0].contains { $0 != 0 })
         // ReLU6's upper bound is reached (the outputs are doubled).
