@@ -77,6 +77,10 @@ void kiln_conv_pack(const kiln_conv_shape *s, const float *w, float *packed);
 /// Packs a convolution weight `[channels, maps, kh, kw]` (`s` being the transposed convolution: the data gradient
 /// of a stride-1 convolution is the convolution of dy with its weight transposed and turned half way round).
 void kiln_conv_pack_flipped(const kiln_conv_shape *s, const float *w, float *packed);
+/// Blocks `[firstBlock, lastBlock)` only of `kiln_conv_pack` (`flipped` 0) or `kiln_conv_pack_flipped` (1): a
+/// thread that computes only those blocks packs them itself.
+void kiln_conv_pack_blocks(const kiln_conv_shape *s, const float *w, float *packed, int flipped, long firstBlock,
+                           long lastBlock);
 /// Copies one sample's channels into the scratch with their zero padding, the zeros written when `fresh`.
 void kiln_conv_pad(const kiln_conv_shape *s, const float *x, float *scratch, int fresh);
 /// Output maps of block b (`kiln_conv_block_span`) of the padded sample into `stage` (plane j at `j * oh * ow`).

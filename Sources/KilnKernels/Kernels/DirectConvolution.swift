@@ -8,8 +8,8 @@ import CKilnKernels
 ///
 /// Taken where output rows fill the kernel's 8-wide segments well (ResNets' 3x3 layers on 32x32 to 8x8 maps):
 /// rows a multiple of 8, or at least 24 wide; column strides 1 and 2. Each thread takes whole samples (or, with
-/// fewer samples than threads, a share of one sample's output maps), packs nothing itself: the weights are
-/// packed once per run, before the threads start.
+/// fewer samples than threads, a share of one sample's output maps). The weights are packed once per run, before
+/// the threads start; a single sample's shares each pack their own blocks instead.
 struct DirectConvolution {
     let shape: kiln_conv_shape
     let batch: Int
@@ -100,16 +100,21 @@ struct DirectConvolution {
                  bias: UnsafePointer<Float>?, accumulate: Bool, workspace: UnsafeMutablePointer<Float>,
                  epilogue: ConvEpilogue?) {
         var s = shape
-        if flipped { kiln_conv_pack_flipped(&s, weight, workspace) } else { kiln_conv_pack(&s, weight, workspace) }
         let p = min(parts, Threads.count)
         // With fewer samples than threads, each sample's blocks of maps are shared out.
         let shares = batch >= p ? 1 : min(blocks, (p + batch - 1) / max(batch, 1))
+        // One sample shared out: each share packs the blocks it computes (no other reads them). Otherwise the
+        // weights are packed once, before the threads start.
+        let packInShares = batch == 1 && shares > 1
+        if !packInShares {
+            if flipped { kiln_conv_pack_flipped(&s, weight, workspace) } else { kiln_conv_pack(&s, weight, workspace) }
+        }
         // Tasks go to the threads in runs, each run writing its scratch's zero padding once.
         let tasks = batch * shares, run = max(1, tasks / (p * 4))
         Threads.claims((tasks + run - 1) / run, threads: p,
                        Forward(d: self, image: image, col: col, bias: bias, accumulate: accumulate,
                                packed: workspace, scratch: workspace + packedFloats, epilogue: epilogue, shares: shares,
-                               run: run, tasks: tasks))
+                               run: run, tasks: tasks, weight: packInShares ? weight : nil))
     }
 
     private struct Forward: ParallelSlotPart {
@@ -117,6 +122,8 @@ struct DirectConvolution {
         let image: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>?
         let accumulate: Bool, packed: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>
         let epilogue: ConvEpilogue?, shares: Int, run: Int, tasks: Int
+        /// The weight, when each share packs its own blocks.
+        let weight: UnsafePointer<Float>?
 
         func callAsFunction(_ part: Int, slot: Int) {
             for task in (part * run)..<min(tasks, (part + 1) * run) { compute(task, slot: slot, fresh: task == part * run) }
@@ -127,6 +134,7 @@ struct DirectConvolution {
             let first = d.blocks * share / shares, last = d.blocks * (share + 1) / shares
             var s = d.shape
             let mine = scratch + slot * d.slice
+            if let weight { kiln_conv_pack_blocks(&s, weight, packed, d.flipped ? 1 : 0, first, last) }
             kiln_conv_pad(&s, image + n * d.sampleIn, mine, fresh ? 1 : 0)
             let stage = kiln_conv_stage(&s, mine)!
             for b in first..<last {
