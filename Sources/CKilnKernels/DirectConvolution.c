@@ -72,7 +72,8 @@ float *kiln_conv_stage(const kiln_conv_shape *s, float *scratch) { return scratc
 /// `[channels][maps][kh][kw]` in this shape's terms and each tap turns half way round (the data gradient's weight).
 /// Runs on every forward call (the parameters may change between runs), so it reads each map's weights in order and
 /// steps its writes, with no division per element.
-static void pack(const kiln_conv_shape *s, const float *w, float *packed, int flipped, long firstBlock, long lastBlock) {
+void kiln_conv_pack_blocks(const kiln_conv_shape *s, const float *w, float *packed, int flipped, long firstBlock,
+                           long lastBlock) {
     long taps = taps_of(s), per = s->channels * taps;
     for (long b = firstBlock; b < lastBlock; b++) {
         long first, size;
@@ -97,14 +98,6 @@ static void pack(const kiln_conv_shape *s, const float *w, float *packed, int fl
     }
 }
 
-void kiln_conv_pack(const kiln_conv_shape *s, const float *w, float *packed) { pack(s, w, packed, 0, 0, blocks_of(s)); }
-
-void kiln_conv_pack_flipped(const kiln_conv_shape *s, const float *w, float *packed) { pack(s, w, packed, 1, 0, blocks_of(s)); }
-
-void kiln_conv_pack_blocks(const kiln_conv_shape *s, const float *w, float *packed, int flipped, long firstBlock,
-                           long lastBlock) {
-    pack(s, w, packed, flipped, firstBlock, lastBlock);
-}
 
 void kiln_conv_pad(const kiln_conv_shape *s, const float *x, float *scratch, int fresh) {
     long pw = padded_width(s), ph = padded_height(s), cf = channel_floats(s);

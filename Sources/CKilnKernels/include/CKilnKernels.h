@@ -72,13 +72,10 @@ long kiln_conv_packed_floats(const kiln_conv_shape *s);
 long kiln_conv_scratch_floats(const kiln_conv_shape *s);
 /// The stage (a block's output planes of `oh * ow` floats) inside a thread's scratch.
 float *kiln_conv_stage(const kiln_conv_shape *s, float *scratch);
-/// Packs weights `[maps, channels, kh, kw]` for `kiln_conv_block` (maps past the last are zeros).
-void kiln_conv_pack(const kiln_conv_shape *s, const float *w, float *packed);
-/// Packs a convolution weight `[channels, maps, kh, kw]` (`s` being the transposed convolution: the data gradient
-/// of a stride-1 convolution is the convolution of dy with its weight transposed and turned half way round).
-void kiln_conv_pack_flipped(const kiln_conv_shape *s, const float *w, float *packed);
-/// Blocks `[firstBlock, lastBlock)` only of `kiln_conv_pack` (`flipped` 0) or `kiln_conv_pack_flipped` (1): a
-/// thread that computes only those blocks packs them itself.
+/// Packs blocks `[firstBlock, lastBlock)` of weights `[maps, channels, kh, kw]` for `kiln_conv_block` (maps past the
+/// last are zeros; a thread that computes only some blocks packs only those). `flipped`: the weight is
+/// `[channels, maps, kh, kw]`, `s` being the transposed convolution (the data gradient of a stride-1 convolution is
+/// the convolution of dy with its weight transposed and turned half way round).
 void kiln_conv_pack_blocks(const kiln_conv_shape *s, const float *w, float *packed, int flipped, long firstBlock,
                            long lastBlock);
 /// Copies one sample's channels into the scratch with their zero padding, the zeros written when `fresh`.

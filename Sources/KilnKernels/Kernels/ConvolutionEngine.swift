@@ -519,52 +519,59 @@ package struct ConvEpilogue {
                offset: Int) {
         typealias V = SIMD8<Float>
         let mu = mean[m], s = scale[m], t = shift[m]
-        let bv = V(repeating: b), muv = V(repeating: mu), sv = V(repeating: s), tv = V(repeating: t), zero = V()
-        let six = V(repeating: 6), lower = activation != .none, upper = activation == .relu6
+        let bv = V(repeating: b), muv = V(repeating: mu), sv = V(repeating: s), tv = V(repeating: t)
         let r = residual.map { UnsafeRawPointer($0 + offset) }
         let from = UnsafeRawPointer(src), to = UnsafeMutableRawPointer(dst)
         var j = 0
         while j + 8 <= n {
             var v = (from.loadUnaligned(fromByteOffset: j * 4, as: V.self) + bv - muv) * sv + tv
             if let r { v = v + r.loadUnaligned(fromByteOffset: j * 4, as: V.self) }
-            // max(v, 0) lane by lane, exactly as Swift.max: 0 where 0 >= v (so -0 and NaN behave the same).
-            if lower { v.replace(with: zero, where: zero .>= v) }
-            // min(v, 6) as Swift.min: 6 where 6 < v.
-            if upper { v.replace(with: six, where: six .< v) }
-            to.storeBytes(of: v, toByteOffset: j * 4, as: V.self)
+            to.storeBytes(of: activation.clamp(v), toByteOffset: j * 4, as: V.self)
             j += 8
         }
         while j < n {
             var v = (src[j] + b - mu) * s + t
             if let residual { v = v + residual[offset + j] }
-            if lower { v = max(v, 0) }
-            if upper { v = min(v, 6) }
-            dst[j] = v
+            dst[j] = activation.clamp(v)
             j += 1
         }
     }
 }
 
 extension ConvEpilogue.Activation {
-    /// `p[j] = activation(p[j])` in place, the same comparisons as `ConvEpilogue.apply`.
+    /// The activation of eight values: ReLU as Swift.max(v, 0), 0 where 0 >= v (so -0 and NaN behave the same);
+    /// ReLU6 then as Swift.min(v, 6), 6 where 6 < v.
+    @inline(__always)
+    func clamp(_ v: SIMD8<Float>) -> SIMD8<Float> {
+        guard self != .none else { return v }
+        let zero = SIMD8<Float>(), six = SIMD8<Float>(repeating: 6)
+        let low = v.replacing(with: zero, where: zero .>= v)
+        return self == .relu6 ? low.replacing(with: six, where: six .< low) : low
+    }
+
+    /// The activation of one value, as `clamp` of eight.
+    @inline(__always)
+    func clamp(_ v: Float) -> Float {
+        switch self {
+        case .none: return v
+        case .relu: return max(v, 0)
+        case .relu6: return min(max(v, 0), 6)
+        }
+    }
+
+    /// `p[j] = activation(p[j])` in place.
     @inline(__always)
     func apply(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
-        typealias V = SIMD8<Float>
         guard self != .none else { return }
-        let zero = V(), six = V(repeating: 6), upper = self == .relu6
         let raw = UnsafeMutableRawPointer(p)
         var j = 0
         while j + 8 <= n {
-            var v = raw.loadUnaligned(fromByteOffset: j * 4, as: V.self)
-            v.replace(with: zero, where: zero .>= v)
-            if upper { v.replace(with: six, where: six .< v) }
-            raw.storeBytes(of: v, toByteOffset: j * 4, as: V.self)
+            raw.storeBytes(of: clamp(raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self)), toByteOffset: j * 4,
+                           as: SIMD8<Float>.self)
             j += 8
         }
         while j < n {
-            var v = max(p[j], 0)
-            if upper { v = min(v, 6) }
-            p[j] = v
+            p[j] = clamp(p[j])
             j += 1
         }
     }

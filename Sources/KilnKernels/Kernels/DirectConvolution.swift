@@ -107,7 +107,7 @@ struct DirectConvolution {
         // weights are packed once, before the threads start.
         let packInShares = batch == 1 && shares > 1
         if !packInShares {
-            if flipped { kiln_conv_pack_flipped(&s, weight, workspace) } else { kiln_conv_pack(&s, weight, workspace) }
+            kiln_conv_pack_blocks(&s, weight, workspace, flipped ? 1 : 0, 0, blocks)
         }
         // Tasks go to the threads in runs, each run writing its scratch's zero padding once.
         let tasks = batch * shares, run = max(1, tasks / (p * 4))
