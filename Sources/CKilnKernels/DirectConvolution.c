@@ -214,8 +214,10 @@ static void tile_dispatch(const kiln_conv_shape *s, const float *wb, const float
 }
 
 /// The output plane in segments of 8 pixels along rows (the last of a row may be shorter), 2 segments a tile.
+/// `ahead`: `aheadBytes` asked into the second-level cache a few lines a tile, spread over the block's tiles.
 __attribute__((target("avx2,fma")))
-static void block_avx2(const kiln_conv_shape *s, const float *packed, long b, const float *padded, float *stage) {
+static void block_avx2(const kiln_conv_shape *s, const float *packed, long b, const float *padded, float *stage,
+                       const char *ahead, long aheadBytes) {
     long pw = padded_width(s), ph = padded_height(s), cf = channel_floats(s), plane = s->oh * s->ow;
     long parityStep = 0, rowPitch = pw;
     if (s->sw == 2) { rowPitch = (pw + 1) / 2; parityStep = ph * rowPitch; }
@@ -226,22 +228,32 @@ static void block_avx2(const kiln_conv_shape *s, const float *packed, long b, co
     const float *first[2];
     float *out[2];
     long count[2], n = 0;
+    long tiles = (s->oh * ((s->ow + 7) / 8) + 1) / 2, lines = ahead ? (aheadBytes + 63) / 64 : 0;
+    long perTile = (lines + tiles - 1) / (tiles > 0 ? tiles : 1), line = 0;
     for (long oy = 0; oy < s->oh; oy++) {
         for (long ox = 0; ox < s->ow; ox += 8) {
             // Stride 1: pixel ox reads padded column ox (+ tap); stride 2 (split layout): half-column ox.
             first[n] = padded + oy * s->sh * rowPitch + ox;
             out[n] = stage + oy * s->ow + ox;
             count[n] = s->ow - ox < 8 ? s->ow - ox : 8;
-            if (++n == 2) { tile_dispatch(s, wb, first, out, count, 2, tapRow, parityStep, cf, plane, maps); n = 0; }
+            if (++n == 2) {
+                tile_dispatch(s, wb, first, out, count, 2, tapRow, parityStep, cf, plane, maps);
+                n = 0;
+                for (long k = 0; k < perTile && line < lines; k++, line++) _mm_prefetch(ahead + line * 64, _MM_HINT_T1);
+            }
         }
     }
     if (n) tile_dispatch(s, wb, first, out, count, n, tapRow, parityStep, cf, plane, maps);
 }
 #endif
 
-void kiln_conv_block(const kiln_conv_shape *s, const float *packed, long b, const float *padded, float *stage) {
+void kiln_conv_block(const kiln_conv_shape *s, const float *packed, long b, const float *padded, float *stage,
+                     const void *ahead, long aheadBytes) {
 #if defined(__x86_64__)
-    if (kiln_tiles_use_avx2() && (s->sw == 1 || s->sw == 2)) { block_avx2(s, packed, b, padded, stage); return; }
+    if (kiln_tiles_use_avx2() && (s->sw == 1 || s->sw == 2)) {
+        block_avx2(s, packed, b, padded, stage, (const char *)ahead, aheadBytes);
+        return;
+    }
 #endif
     block_generic(s, packed, b, padded, stage);
 }

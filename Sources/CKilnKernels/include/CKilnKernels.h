@@ -81,13 +81,26 @@ void kiln_conv_pack_blocks(const kiln_conv_shape *s, const float *w, float *pack
 /// Copies one sample's channels into the scratch with their zero padding, the zeros written when `fresh`.
 void kiln_conv_pad(const kiln_conv_shape *s, const float *x, float *scratch, int fresh);
 /// Output maps of block b (`kiln_conv_block_span`) of the padded sample into `stage` (plane j at `j * oh * ow`).
-void kiln_conv_block(const kiln_conv_shape *s, const float *packed, long b, const float *padded, float *stage);
+/// `ahead` (NULL for none): `aheadBytes` the AVX2 path asks into the second-level cache while it computes, a few
+/// lines a tile (the caller's next sample), so that they are there when wanted without a pause.
+void kiln_conv_block(const kiln_conv_shape *s, const float *packed, long b, const float *padded, float *stage,
+                     const void *ahead, long aheadBytes);
 
 /// The weight gradient of a direct convolution: accumulators (`kiln_conv_wgrad_acc_floats`, zeroed by the caller)
 /// of `kiln_conv_wgrad_tiles` tiles (blocks of maps x pairs of taps, block-major); `add` adds tiles
 /// `first ..< last` of `samples` consecutive samples, each padded by `kiln_conv_pad` at `padded` +
 /// i * `kiln_conv_sample_floats`, their output gradients `dy` (`[samples, maps, oh, ow]`) and a plane of `zeros`
 /// (`oh * ow`); `finish` writes (or adds) each weight's sum into `dw` (`[maps, channels, kh, kw]`).
+/// A fused convolution's epilogue over `rows` rows of `width` values of a dense stage: `(x + bias - mean) * scale +
+/// shift`, plus the residual's row (`resPitch` floats apart; none when NULL), then ReLU (`activation` 1) or ReLU6
+/// (2), into rows `dstPitch` floats apart, each followed by `gap` zeros (a padded plane's right border and the next
+/// row's left one). No multiply-add is contracted: the separate kernels' values exactly.
+void kiln_conv_epilogue(const float *src, long rows, long width, float bias, float mean, float scale, float shift,
+                        const float *residual, long resPitch, int activation, float *dst, long dstPitch, long gap);
+/// Zeros in the rest of one padded plane's border and slack (`PaddedPlanes`): the rows above its values with the
+/// first row's left border, and everything after its last row. The rows' own borders are the epilogue's `gap`.
+void kiln_padded_border(float *plane, long height, long width, long top, long left);
+
 long kiln_conv_wgrad_tiles(const kiln_conv_shape *s);
 long kiln_conv_wgrad_acc_floats(const kiln_conv_shape *s);
 long kiln_conv_sample_floats(const kiln_conv_shape *s);

@@ -28,6 +28,7 @@ enum InPlace {
             let x = plan.buffers[a], y = plan.buffers[b]
             return x.kind.isTransient && y.kind.isTransient && x.kind != .workspace && y.kind != .workspace
                 && x.bytes == y.bytes && x.type.dtype == y.type.dtype && (x.codes == nil) == (y.codes == nil)
+                && x.layout == y.layout
         }
         for (s, step) in plan.steps.enumerated() {
             let slots = bindings.steps[s]

@@ -11,10 +11,11 @@ import KilnGraph
 /// lifetimes, sharing and offsets are the memory passes' work.
 enum Lowering {
     static func forward(_ steps: [Fusion.Step], codes: [GraphCollector.ValueKey: QuantizedCodes] = [:],
-                        notes: [String] = [], mode: PlanMode, options: CompileOptions,
-                        roots: [Variable]) throws -> PlanBuilder {
+                        layouts: [GraphCollector.ValueKey: PaddedPlanes] = [:], notes: [String] = [], mode: PlanMode,
+                        options: CompileOptions, roots: [Variable]) throws -> PlanBuilder {
         var b = PlanBuilder(mode: mode, options: options, roots: roots)
         b.codes = codes
+        b.layouts = layouts
         b.notes = notes
         for step in steps {
             if let fused = step.fused { try b.addFused(step.nodes, fused, inputs: step.inputs) } else { try b.addForward(step.nodes[0]) }

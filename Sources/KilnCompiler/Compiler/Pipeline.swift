@@ -8,7 +8,7 @@ import KilnGraph
 /// pass reads the same value.
 ///
 ///     roots ─ GraphCollector ─> nodes ─ Schedule ─> order ─ Fusion ─> steps ─ Quantization ─> steps, codes
-///           ─ Lowering ─> forward plan
+///           ─ Layout ─> steps, layouts ─ Lowering ─> forward plan
 ///           ─ Autodiff (Rematerialization decides what backward rebuilds) ─> candidate plans
 ///           ─ memory passes, per candidate: Liveness ─> InPlace ─> HalfStorage ─> Placement ─> Plan
 ///           ─ Rematerialization.choose ─> the plan kept ─ GradientBuckets (distributed training) ─> Plan
@@ -31,8 +31,9 @@ enum Pipeline {
         let order = Schedule.order(nodes)
         let fused = Fusion.steps(order, mode: mode, options: options, roots: roots)
         let quantized = Quantization.apply(fused, order: order, mode: mode, options: options, roots: roots)
-        let forward = try Lowering.forward(quantized.steps, codes: quantized.codes, notes: quantized.notes, mode: mode,
-                                           options: options, roots: roots)
+        let laidOut = Layout.apply(quantized.steps, mode: mode, options: options, roots: roots)
+        let forward = try Lowering.forward(laidOut.steps, codes: quantized.codes, layouts: laidOut.layouts,
+                                           notes: quantized.notes, mode: mode, options: options, roots: roots)
         let candidates = mode == .training ? try Autodiff.candidates(forward, order) : [forward]
         let lowered = candidates.map { candidate in
             var l = candidate.finished()

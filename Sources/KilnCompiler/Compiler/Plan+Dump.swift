@@ -48,7 +48,7 @@ extension Plan {
         let b = buffers[id]
         var place = b.offset.map { "@\($0)" } ?? "(\(b.kind.rawValue))"
         if let r = aliases[id] { place += " in place of \(buffers[r].name)" }
-        return "\(b.name) \(b.type)\(b.codes.map { " as \($0)" } ?? "") \(place)"
+        return "\(b.name) \(b.type)\(b.codes.map { " as \($0)" } ?? "")\(b.layout.map { " in \($0)" } ?? "") \(place)"
     }
 
     public func summary() -> String {
@@ -83,9 +83,9 @@ extension Plan {
         guard arenaBytes > 0, !steps.isEmpty else { return "memory map: empty arena\n" }
         let group = (steps.count + maxRows - 1) / maxRows
         let unit = group == 1 ? "step" : "\(group) steps"
-        let coded = buffers.contains { $0.codes != nil }
+        let coded = buffers.contains { $0.codes != nil }, padded = buffers.contains { $0.layout != nil }
         var out = "memory map (rows: \(unit) each, columns: arena offset 0..\(formatBytes(arenaBytes)); # live, "
-            + (coded ? "8 live 8-bit codes, " : "") + ". free)\n"
+            + (coded ? "8 live 8-bit codes, " : "") + (padded ? "p live padded planes, " : "") + ". free)\n"
         let cell = max(1, (arenaBytes + width - 1) / width)
         let rows = (steps.count + group - 1) / group
         var grid = [[Character]](repeating: [Character](repeating: ".", count: width), count: rows)
@@ -93,7 +93,7 @@ extension Plan {
             guard let off = buffers[l.buffer].offset else { continue }
             let a = off / cell, e = min(width - 1, (off + l.bytes - 1) / cell)
             guard a <= e else { continue }
-            let mark: Character = buffers[l.buffer].codes == nil ? "#" : "8"
+            let mark: Character = buffers[l.buffer].codes != nil ? "8" : buffers[l.buffer].layout != nil ? "p" : "#"
             for r in (l.first / group)...(l.last / group) { for c in a...e where grid[r][c] != "#" { grid[r][c] = mark } }
         }
         for r in 0..<rows { out += pad(String(r * group), 5) + " |" + String(grid[r]) + "|\n" }
@@ -148,7 +148,8 @@ extension Plan {
             ("name", .string(b.name)), ("kind", .string(b.kind.rawValue)),
             ("shape", .array(b.type.shape.map { .int($0) })), ("dtype", .string(b.type.dtype.rawValue)),
             ("offset", b.offset.map { .int($0) } ?? .null), ("size", .int(b.bytes)),
-        ] + (b.codes.map { [("codes", JSON.string($0.description))] } ?? []))
+        ] + (b.codes.map { [("codes", JSON.string($0.description))] } ?? [])
+            + (b.layout.map { [("layout", JSON.string($0.description))] } ?? []))
     }
 }
 

@@ -36,6 +36,10 @@ extension Plan {
         for b in buffers where !b.kind.isTransient {
             guard b.offset == nil else { throw fail("persistent buffer \(b.name) was placed in the arena") }
         }
+        // What a user or the outside world sees keeps nnabla's layout.
+        for b in buffers where b.layout != nil && b.kind != .activation {
+            throw fail("\(b.kind.rawValue) \(b.name) is stored \(b.layout.map { "in \($0)" } ?? "")")
+        }
         // Sweep over steps with the address ranges of the memory alive so far in a segment tree: a group of
         // in-place buffers is one piece of memory. O(n log n), so long plans verify quickly.
         let storage = Liveness.storage(self, lifetimes: lifetimes)

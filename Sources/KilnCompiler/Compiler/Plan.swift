@@ -90,9 +90,15 @@ public struct PlanBuffer: Hashable, Sendable {
     public var offset: Int?
     /// Quantized plans: the float value is held as 8-bit codes of this grid (`Quantization`).
     public var codes: QuantizedCodes? = nil
+    /// Inference plans: the value's planes are stored with a border of zeros for the convolutions that read it
+    /// (`Layout`); nil is nnabla's dense layout.
+    public var layout: PaddedPlanes? = nil
 
     /// Bytes the value occupies as stored (before rounding up to the alignment).
-    public var storedByteCount: Int { codes == nil ? type.byteCount : type.count }
+    public var storedByteCount: Int {
+        if let layout, type.rank == 4 { return layout.floats(planes: type.shape[0] * type.shape[1]) * 4 }
+        return codes == nil ? type.byteCount : type.count
+    }
 }
 
 public enum StepKind: String, Sendable {

@@ -23,6 +23,8 @@ struct PlanBuilder {
     var nodeNames: [ObjectIdentifier: String] = [:]
     /// Values held as 8-bit codes (`Quantization`), and the notes of the passes before lowering.
     var codes: [Key: QuantizedCodes] = [:]
+    /// Values stored with zero borders around their planes (`Layout`).
+    var layouts: [Key: PaddedPlanes] = [:]
     /// Training chains the forward runs as one `FusedNormalization` step (`TrainingFusion`), by their last node
     /// (the ReLU): backward gives each one step too.
     var fusedNormalizations: [ObjectIdentifier: (chain: [FunctionNode], fused: FusedNormalization)] = [:]
@@ -64,6 +66,10 @@ struct PlanBuilder {
             id = newBuffer(name, .activation, type)
             if let c = codes[key] {
                 buffers[id].codes = c
+                buffers[id].bytes = PlanBuilder.rounded(buffers[id].storedByteCount)
+            }
+            if let layout = layouts[key] {
+                buffers[id].layout = layout
                 buffers[id].bytes = PlanBuilder.rounded(buffers[id].storedByteCount)
             }
             if let v { bindings.arenaVariables.append((id, WeakVariable(value: v), false)) }

@@ -25,6 +25,11 @@ package struct FusedConvolution: Function {
     /// The pooling of each output plane (only where the direct kernel runs the product), and the activation after it.
     package let pooling: FusedPooling?
     package let pooledActivation: ConvEpilogue.Activation
+    /// Set by the `Layout` pass: x, the residual and the output are stored in padded planes (`PaddedPlanes`);
+    /// nil is nnabla's dense layout. Only where the direct kernel runs the product, and x only at stride 1.
+    package var inputPlanes: PaddedPlanes? = nil
+    package var residualPlanes: PaddedPlanes? = nil
+    package var outputPlanes: PaddedPlanes? = nil
 
     package init(convolution: Convolution, convolutionInputs: Int, batchNormalization: BatchNormalization?, residual: Bool,
          activation: ConvEpilogue.Activation, pointwise: Bool, pooling: FusedPooling? = nil,
@@ -72,13 +77,21 @@ package struct FusedConvolution: Function {
     }
 
     /// Position of the residual among the inputs.
-    var residualIndex: Int? {
+    package var residualIndex: Int? {
         residual ? convolutionInputs + (batchNormalization.map { $0.inputCount - 1 } ?? 0) : nil
     }
 
     /// The output may take over the residual's memory: each output element is written right after the
     /// residual element at the same place is read (except on the pointwise path, see `pointwise`).
-    package var forwardInPlaceInput: Int? { pointwise || pooling != nil ? nil : residualIndex }
+    /// With padded planes, only where the residual and the output are laid out alike.
+    package var forwardInPlaceInput: Int? {
+        pointwise || pooling != nil || residualPlanes != outputPlanes ? nil : residualIndex
+    }
+
+    /// The convolution's geometry for these input types.
+    package func geometry(_ inputs: [TensorType]) throws -> ConvGeometry {
+        try convolution.geometry(Array(inputs.prefix(convolutionInputs))).0
+    }
 
     package func outputTypes(_ inputs: [TensorType]) throws -> [TensorType] {
         let product = try convolution.outputTypes(Array(inputs.prefix(convolutionInputs)))
@@ -88,11 +101,21 @@ package struct FusedConvolution: Function {
     package var isDifferentiable: Bool { false }
 
     package func forwardWorkspace(_ b: TypeBinding) -> Int {
-        convolution.forwardWorkspace(TypeBinding(inputs: Array(b.inputs.prefix(convolutionInputs)), outputs: b.outputs))
+        if inputPlanes != nil, let g = try? geometry(b.inputs) { return ConvolutionEngine.paddedInputWorkspaceBytes(g) }
+        return convolution.forwardWorkspace(TypeBinding(inputs: Array(b.inputs.prefix(convolutionInputs)), outputs: b.outputs))
     }
 
     package func makeForward(_ b: ForwardBinding) throws -> Kernel {
-        let engine = ConvolutionEngine(try convolution.geometry(b.inputs.prefix(convolutionInputs).map { $0.type }).0)
+        let g = try geometry(b.inputs.map { $0.type })
+        let engine = ConvolutionEngine(g)
+        if inputPlanes != nil || outputPlanes != nil || residualPlanes != nil {
+            guard ConvolutionEngine.runsDirectForward(g), pooling == nil else {
+                throw error("padded planes need the direct convolution kernel and no pooling")
+            }
+            if let planes = inputPlanes, planes != ConvolutionEngine.paddedInputPlanes(g) {
+                throw error("x's \(planes) are not those the convolution reads")
+            }
+        }
         let x = b.inputs[0].f, w = b.inputs[1].f, y = b.outputs[0].f
         let bias = convolutionInputs == 3 ? b.inputs[2].f : nil
         let ws = b.workspace?.assumingMemoryBound(to: Float.self)
@@ -108,10 +131,12 @@ package struct FusedConvolution: Function {
         }
         let epilogue = ConvEpilogue(mean: table.p, scale: table.p + maps, shift: table.p + 2 * maps,
                                     residual: residualValues, activation: activation, pool: pool,
-                                    pooledActivation: pooledActivation)
+                                    pooledActivation: pooledActivation, residualPlanes: residualPlanes)
+        let paddedInput = inputPlanes != nil, outputPlanes = outputPlanes
         return {
             table.read()
-            engine.forward(image: x, weight: w, col: y, bias: bias, accumulate: false, workspace: ws, epilogue: epilogue)
+            engine.forward(image: x, weight: w, col: y, bias: bias, accumulate: false, workspace: ws, epilogue: epilogue,
+                           paddedInput: paddedInput, outputPlanes: outputPlanes)
         }
     }
 }

@@ -1,4 +1,5 @@
 import CKilnKernels
+import KilnCore
 
 /// The forward product of 2-D convolutions with one group, computed directly from a padded copy of each sample
 /// (`CKilnKernels/DirectConvolution.c`) instead of im2col and a matrix product that packs the columns again.
@@ -96,9 +97,13 @@ struct DirectConvolution {
     }
 
     /// `col = conv(image) + bias` (or `+=` when accumulating), then the epilogue if one is given.
+    ///
+    /// `paddedInput`: the image is already stored in this shape's padded planes (`PaddedPlanes`, the Layout pass),
+    /// so no sample is copied; the workspace then needs only `paddedInputWorkspaceFloats`. `outputPlanes`: the
+    /// epilogue writes into padded planes, border included (only with an epilogue and no pooling).
     func forward(image: UnsafePointer<Float>, weight: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>,
                  bias: UnsafePointer<Float>?, accumulate: Bool, workspace: UnsafeMutablePointer<Float>,
-                 epilogue: ConvEpilogue?) {
+                 epilogue: ConvEpilogue?, paddedInput: Bool = false, outputPlanes: PaddedPlanes? = nil) {
         var s = shape
         let p = min(parts, Threads.count)
         // With fewer samples than threads, each sample's blocks of maps are shared out.
@@ -114,8 +119,19 @@ struct DirectConvolution {
         Threads.claims((tasks + run - 1) / run, threads: p,
                        Forward(d: self, image: image, col: col, bias: bias, accumulate: accumulate,
                                packed: workspace, scratch: workspace + packedFloats, epilogue: epilogue, shares: shares,
-                               run: run, tasks: tasks, weight: packInShares ? weight : nil))
+                               run: run, tasks: tasks, weight: packInShares ? weight : nil, paddedInput: paddedInput,
+                               outputPlanes: outputPlanes))
     }
+
+    /// The planes this shape's padded copy of a sample has, as a layout of the arena (`PaddedPlanes`).
+    var inputPlanes: PaddedPlanes { PaddedPlanes(height: shape.h, width: shape.w, top: shape.ph, left: shape.pw) }
+
+    /// Floats of the forward workspace when the input is already padded: the packed weights and each thread's
+    /// stage of output planes.
+    var paddedInputWorkspaceFloats: Int { packedFloats + stageFloats * parts }
+
+    /// Floats of one thread's stage: a block's output planes (blocks of at most 6 maps, the C kernel's `MAPS`).
+    var stageFloats: Int { 6 * planeOut }
 
     private struct Forward: ParallelSlotPart {
         let d: DirectConvolution
@@ -124,6 +140,8 @@ struct DirectConvolution {
         let epilogue: ConvEpilogue?, shares: Int, run: Int, tasks: Int
         /// The weight, when each share packs its own blocks.
         let weight: UnsafePointer<Float>?
+        let paddedInput: Bool
+        let outputPlanes: PaddedPlanes?
 
         func callAsFunction(_ part: Int, slot: Int) {
             for task in (part * run)..<min(tasks, (part + 1) * run) { compute(task, slot: slot, fresh: task == part * run) }
@@ -133,14 +151,28 @@ struct DirectConvolution {
             let n = task / shares, share = task % shares
             let first = d.blocks * share / shares, last = d.blocks * (share + 1) / shares
             var s = d.shape
-            let mine = scratch + slot * d.slice
             if let weight { kiln_conv_pack_blocks(&s, weight, packed, d.flipped ? 1 : 0, first, last) }
-            kiln_conv_pad(&s, image + n * d.sampleIn, mine, fresh ? 1 : 0)
-            let stage = kiln_conv_stage(&s, mine)!
+            let padded: UnsafePointer<Float>, stage: UnsafeMutablePointer<Float>
+            // Padded input: the next sample's planes are asked into the caches while this one is computed (none
+            // with shares: the next task is the same sample's). Otherwise the padded copy brings each sample in.
+            let sampleFloats = paddedInput ? s.channels * d.inputPlanes.planeFloats : d.sampleIn
+            let next = paddedInput && shares == 1 && n + 1 < d.batch ? image + (n + 1) * sampleFloats : nil
+            if paddedInput {
+                padded = image + n * sampleFloats
+                stage = scratch + slot * d.stageFloats
+            } else {
+                let mine = scratch + slot * d.slice
+                kiln_conv_pad(&s, image + n * d.sampleIn, mine, fresh ? 1 : 0)
+                padded = UnsafePointer(mine)
+                stage = kiln_conv_stage(&s, mine)!
+            }
             for b in first..<last {
-                kiln_conv_block(&s, packed, b, mine, stage)
                 var firstMap = 0, count = 0
                 kiln_conv_block_span(&s, b, &firstMap, &count)
+                // Each block asks for its share of the next sample's input while it computes. (Asking for the
+                // output planes and the residual the epilogue then touches as well measured slower: 1.03-1.07.)
+                let from = sampleFloats * (b - first) / (last - first), to = sampleFloats * (b - first + 1) / (last - first)
+                kiln_conv_block(&s, packed, b, padded, stage, next.map { UnsafeRawPointer($0 + from) }, (to - from) * 4)
                 for j in 0..<count {
                     let m = firstMap + j
                     let offset = (n * d.maps + m) * d.planeOut
@@ -152,6 +184,9 @@ struct DirectConvolution {
                         let pooled = col + (n * d.maps + m) * pool.outPlane
                         pool(src, pooled)
                         epilogue.pooledActivation.apply(pooled, pool.outPlane)
+                    } else if let epilogue, outputPlanes != nil || epilogue.residualPlanes != nil {
+                        epilogue.applyPlane(map: m, plane: n * d.maps + m, src, plus: v, rows: s.oh, width: s.ow, col: col,
+                                            outputPlanes: outputPlanes)
                     } else if let epilogue {
                         epilogue.apply(map: m, src, dst, plus: v, d.planeOut, offset: offset)
                     } else if accumulate {

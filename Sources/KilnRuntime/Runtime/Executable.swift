@@ -143,7 +143,8 @@ public final class Executable {
         var last = [Int: Int]()
         for l in plan.lifetimes { last[l.buffer] = l.last }
         for (buffer, variable, isGrad) in bindings.arenaVariables {
-            guard let p = pointers[buffer], let l = last[buffer] else { continue }
+            // Padded planes are no tensor a variable can view (and such a value is gone before the plan ends).
+            guard let p = pointers[buffer], let l = last[buffer], plan.buffers[buffer].layout == nil else { continue }
             views.append((ArenaView(owner: storage, pointer: p, dtype: plan.buffers[buffer].type.dtype,
                                     codes: plan.buffers[buffer].codes), variable, isGrad, l))
         }
