@@ -20,6 +20,7 @@ struct BenchCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Threads for kernels and OpenBLAS.") var threads: Int = 1
     @Option(help: "float, or half: float16 activations and gradients, training with dynamic loss scaling.") var precision: Precision = .float
     @Flag(name: .customLong("no-fusion"), help: "Keep every function its own step (no convolution epilogues in inference plans, no joined BatchNormalization, Add2 and ReLU in training plans).") var noFusion = false
+    @Flag(help: "Inference plans: store convolution outputs in the padded planes their readers' direct kernel reads, where every reader takes them (off by default: measured slower).") var layouts = false
     @Flag(name: .customLong("no-recompute"), help: "Training plans: keep every value backward reads from forward, rather than rebuild BatchNormalization, Add2 and ReLU outputs in backward.") var noRecompute = false
     @Flag(help: "Then time iterations on 1 thread and on --threads threads alternately, in this process, and print the speed-up (load on a shared machine drifts between separate runs).")
     var speedup = false
@@ -58,6 +59,7 @@ struct BenchCommand: ParsableCommand {
             if distributed {
                 var options = CompileOptions(clearBuffer: true, clearNoNeedGrad: true, fusion: !noFusion,
                                              precision: precision, recompute: !noRecompute)
+                options.layouts = layouts
                 options.gradientBucketBytes = try MemoryBudgetOption.parse(bucketSize, option: "--bucket-size")
                 try onEveryRank { comm in
                     print("model: \(model)")
@@ -67,8 +69,10 @@ struct BenchCommand: ParsableCommand {
                 return
             }
             let compileStart = DispatchTime.now().uptimeNanoseconds
-            let exe = try Compiler.compile(setup.roots, mode, options: CompileOptions(
-                clearBuffer: true, clearNoNeedGrad: true, fusion: !noFusion, precision: precision, recompute: !noRecompute))
+            var options = CompileOptions(clearBuffer: true, clearNoNeedGrad: true, fusion: !noFusion, precision: precision,
+                                         recompute: !noRecompute)
+            options.layouts = layouts
+            let exe = try Compiler.compile(setup.roots, mode, options: options)
             let compileMs = Double(DispatchTime.now().uptimeNanoseconds - compileStart) / 1e6
 
             // The threads each step runs on: the plan's, or 1 in --speedup's one-thread iterations.

@@ -15,6 +15,8 @@ public enum PlanPicture {
     ]
     /// Fill colour of activations held as 8-bit codes (quantized plans).
     public static let codesColor = "#76b7b2"
+    /// Fill colour of activations stored in padded planes (`Layout`).
+    public static let paddedColor = "#b07aa1"
 
     /// Plot size in points: 16 points per step within 480...2400 across, 420...960 down (keeps long plans
     /// from becoming a thin strip).
@@ -70,20 +72,21 @@ public enum PlanPicture {
                          ("width", inches(plotWidth)), ("height", inches(plotHeight))])
 
         // One box per transient buffer.
-        var counts: [BufferKind: Int] = [:], coded = 0
+        var counts: [BufferKind: Int] = [:], coded = 0, padded = 0
         for l in lifetimes {
             let b = plan.buffers[l.buffer]
             guard let offset = b.offset else { continue }
-            if b.codes == nil { counts[b.kind, default: 0] += 1 } else { coded += 1 }
+            if b.codes != nil { coded += 1 } else if b.layout != nil { padded += 1 } else { counts[b.kind, default: 0] += 1 }
             let x0 = left + Double(l.first) * stepW, x1 = left + Double(l.last + 1) * stepW
             let y0 = yOf(Double(offset)), y1 = yOf(Double(offset + l.bytes))
             let w = x1 - x0, h = y0 - y1
-            let fill = b.codes == nil ? colors[b.kind] ?? "gray" : codesColor
+            let fill = b.codes != nil ? codesColor : b.layout != nil ? paddedColor : colors[b.kind] ?? "gray"
             var attrs: [(String, String)] = [
                 ("shape", "box"), ("style", "filled"), ("fillcolor", fill), ("color", "white"),
                 ("penwidth", w > 4 && h > 4 ? "0.5" : "0"),
                 ("pos", pos((x0 + x1) / 2, (y0 + y1) / 2)), ("width", inches(w)), ("height", inches(h)),
-                ("tooltip", labelText("\(b.name) \(b.kind.rawValue) \(b.type)\(b.codes.map { " as \($0)" } ?? "") \(formatBytes(b.bytes)) "
+                ("tooltip", labelText("\(b.name) \(b.kind.rawValue) \(b.type)\(b.codes.map { " as \($0)" } ?? "")"
+                                      + "\(b.layout.map { " in \($0)" } ?? "") \(formatBytes(b.bytes)) "
                                       + "@\(offset) steps \(l.first)...\(l.last)")),
             ]
             if w > 8 * Double(b.name.count) && h > 12 {
@@ -137,6 +140,12 @@ public enum PlanPicture {
             g.node("legend_codes", [("shape", "box"), ("style", "filled"), ("fillcolor", codesColor), ("color", "black"),
                                     ("penwidth", "0.5"), ("pos", pos(x + 7, legendY)), ("width", inches(14)), ("height", inches(10))])
             text("8-bit codes (\(coded))", x: x + 70, y: legendY, width: 110)
+            x += 140
+        }
+        if padded > 0 {
+            g.node("legend_padded", [("shape", "box"), ("style", "filled"), ("fillcolor", paddedColor), ("color", "black"),
+                                     ("penwidth", "0.5"), ("pos", pos(x + 7, legendY)), ("width", inches(14)), ("height", inches(10))])
+            text("padded planes (\(padded))", x: x + 70, y: legendY, width: 110)
         }
         let ratio = plan.lowerBoundBytes > 0 ? Double(plan.arenaBytes) / Double(plan.lowerBoundBytes) : 1
         let summary = "\(plan.mode.rawValue) plan: \(plan.steps.count) steps, \(lifetimes.count) transient buffers; "

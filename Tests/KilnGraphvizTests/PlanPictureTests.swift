@@ -55,6 +55,31 @@ extension ViewerTests {
         }
     }
 
+    /// Values stored in padded planes (`CompileOptions.layouts`) have their own colour, legend entry and tooltip.
+    @Test func paddedPlanesAreShownApart() throws {
+        try Parameters.isolated {
+            let x = try Variable(shape: [2, 3, 8, 16])
+            try x.setData((0..<x.size).map { Float($0 % 7) / 4 })
+            let w1 = try Variable(shape: [4, 3, 3, 3]), w2 = try Variable(shape: [4, 4, 3, 3])
+            try w1.setData((0..<w1.size).map { Float($0 % 5) / 8 - 0.25 })
+            try w2.setData((0..<w2.size).map { Float($0 % 3) / 8 - 0.125 })
+            let h = try F.relu(F.convolution(x, w1, nil, pad: [1, 1]))
+            let y = try F.mulScalar(F.relu(F.convolution(h, w2, nil, pad: [1, 1])), val: 2)
+            var options = CompileOptions()
+            options.layouts = true
+            let plan = try Compiler.plan([y], .inference, options: options)
+            let padded = plan.buffers.filter { $0.layout != nil }
+            #expect(padded.count == 1)
+            let dot = try PlanPicture.digraph(plan, format: "dot").dotSource
+            for b in padded {
+                let a = attributes(of: "buf\(b.id)", in: dot)
+                #expect(a.contains("fillcolor=\"\(PlanPicture.paddedColor)\"") && a.contains("in planes padded 1x1"), "\(a)")
+            }
+            #expect(dot.contains("legend_padded"))
+            #expect(!(try PlanPicture.digraph(Compiler.plan([y], .inference), format: "dot").dotSource.contains("legend_padded")))
+        }
+    }
+
     @Test func boxesSitAtTheirOffsetsAndLifetimes() throws {
         let (y, _) = try Fixture.residualLike()
         let plan = try Compiler.plan([y], .training)
