@@ -20,7 +20,7 @@ struct BenchCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Threads for kernels and OpenBLAS.") var threads: Int = 1
     @Option(help: "float, or half: float16 activations and gradients, training with dynamic loss scaling.") var precision: Precision = .float
     @Flag(name: .customLong("no-fusion"), help: "Keep every function its own step (no convolution epilogues in inference plans, no joined BatchNormalization, Add2 and ReLU in training plans).") var noFusion = false
-    @Flag(help: "Inference plans: store convolution outputs in the padded planes their readers' direct kernel reads, where every reader takes them (off by default: measured slower).") var layouts = false
+    @Flag(help: "Inference plans: store convolution outputs in the padded planes their readers' direct kernel reads, where every reader takes them (off by default: measured no faster).") var layouts = false
     @Flag(name: .customLong("no-recompute"), help: "Training plans: keep every value backward reads from forward, rather than rebuild BatchNormalization, Add2 and ReLU outputs in backward.") var noRecompute = false
     @Flag(help: "Then time iterations on 1 thread and on --threads threads alternately, in this process, and print the speed-up (load on a shared machine drifts between separate runs).")
     var speedup = false

@@ -14,7 +14,7 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "float, or half: activations and their gradients stored as float16.") var precision: Precision = .float
     @Flag(name: .customLong("no-clear-buffer"), help: "Give every buffer its own memory (nnabla's clear_buffer=False).") var noClearBuffer = false
     @Flag(name: .customLong("no-fusion"), help: "Keep every function its own step (no convolution epilogues in inference plans, no joined BatchNormalization, Add2 and ReLU in training plans).") var noFusion = false
-    @Flag(help: "Inference plans: store convolution outputs in the padded planes their readers' direct kernel reads, where every reader takes them (off by default: measured slower).") var layouts = false
+    @Flag(help: "Inference plans: store convolution outputs in the padded planes their readers' direct kernel reads, where every reader takes them (off by default: measured no faster).") var layouts = false
     @Flag(name: .customLong("no-recompute"), help: "Training plans: keep every value backward reads from forward, rather than rebuild BatchNormalization, Add2 and ReLU outputs in backward.") var noRecompute = false
     @Option(parsing: .unconditional, help: "Threads the plan is made for (convolution workspaces hold one slice per thread).") var threads: Int = 1
     @Option(help: "text or json.") var format: OutputFormat = .text

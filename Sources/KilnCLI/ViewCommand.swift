@@ -17,7 +17,7 @@ struct ViewCommand: ParsableCommand {
     var output: String
     @Flag(help: "Show shapes, need_grad and function arguments.") var verbose = false
     @Flag(help: "Draw the memory plan (steps across, arena offsets down) instead of the graph.") var plan = false
-    @Flag(help: "With --plan, inference: store convolution outputs in the padded planes their readers' direct kernel reads, where every reader takes them (off by default: measured slower).") var layouts = false
+    @Flag(help: "With --plan, inference: store convolution outputs in the padded planes their readers' direct kernel reads, where every reader takes them (off by default: measured no faster).") var layouts = false
     @Flag(help: "One box per chain of functions, parameters listed in it, values as edges, repeated blocks (a ResNet stage's) drawn once with their count.") var compact = false
     @Flag(name: .customLong("left-to-right"), help: "Lay the graph out left to right.") var leftToRight = false
     @Flag(name: .customLong("nnabla-labels"), help: "nnabla's SimpleGraph drawing: every function labelled with its scope, no clusters.") var nnablaLabels = false

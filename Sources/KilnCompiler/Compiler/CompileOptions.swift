@@ -32,7 +32,7 @@ public struct CompileOptions: Hashable, Sendable {
     /// In inference plans with fusion, store a convolution's output in the padded planes its readers' direct
     /// kernel reads, border included, where every reader takes them (see `Layout`). Off (the default): every value
     /// keeps nnabla's dense layout and each convolution pads its own copy of every sample, one at a time. Off by
-    /// default because it measured slower on the one machine it was measured on (docs/ARCHITECTURE.md, "Layouts").
+    /// default because it measured no faster (slower at batch 1) where it was measured (docs/ARCHITECTURE.md, "Layouts").
     public var layouts = false
 
     /// How transient values (activations and their gradients) are stored in the arena. Kernels always
