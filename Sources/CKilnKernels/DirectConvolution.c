@@ -50,8 +50,11 @@ static inline long wblocks_of(const kiln_conv_shape *s) { return (s->maps + MAPS
 static inline long padded_width(const kiln_conv_shape *s) { return s->w + 2 * s->pw; }
 static inline long padded_height(const kiln_conv_shape *s) { return s->h + 2 * s->ph; }
 
+/// Whether calls with this shape run the AVX2 path (`kiln_conv_shape.avx2`).
+static inline int use_avx2(const kiln_conv_shape *s) { return s->avx2 >= 0 ? s->avx2 != 0 : kiln_tiles_use_avx2(); }
+
 /// Whether this call's padded layout splits columns by parity (the AVX2 path with column stride 2).
-static int split_layout(const kiln_conv_shape *s) { return s->sw == 2 && kiln_tiles_use_avx2(); }
+static int split_layout(const kiln_conv_shape *s) { return s->sw == 2 && use_avx2(s); }
 
 /// Floats of one padded channel: the plane, or its two column-parity halves of `(pw + 1) / 2` columns.
 static long channel_floats(const kiln_conv_shape *s) { return padded_height(s) * (padded_width(s) + 1); }
@@ -250,7 +253,7 @@ static void block_avx2(const kiln_conv_shape *s, const float *packed, long b, co
 void kiln_conv_block(const kiln_conv_shape *s, const float *packed, long b, const float *padded, float *stage,
                      const void *ahead, long aheadBytes) {
 #if defined(__x86_64__)
-    if (kiln_tiles_use_avx2() && (s->sw == 1 || s->sw == 2)) {
+    if (use_avx2(s) && (s->sw == 1 || s->sw == 2)) {
         block_avx2(s, packed, b, padded, stage, (const char *)ahead, aheadBytes);
         return;
     }
@@ -377,7 +380,7 @@ void kiln_conv_wgrad_add(const kiln_conv_shape *s, const float *padded, long sam
                          float *acc, long first, long last) {
     long stride = kiln_conv_sample_floats(s);
 #if defined(__x86_64__)
-    if (kiln_tiles_use_avx2()) { wgrad_avx2(s, padded, stride, samples, dy, zeros, acc, first, last); return; }
+    if (use_avx2(s)) { wgrad_avx2(s, padded, stride, samples, dy, zeros, acc, first, last); return; }
 #endif
     wgrad_generic(s, padded, stride, samples, dy, zeros, acc, first, last);
 }

@@ -14,19 +14,22 @@ static inline float activate(float v, int activation) {
     return activation == 2 && 6.0f < low ? 6.0f : low;
 }
 
+/// One value through the epilogue, each step on its own.
+static inline float epilogue_one(float x, float bias, float mean, float scale, float shift, const float *r, int activation) {
+    float v = x + bias;
+    v = v - mean;
+    v = v * scale;
+    v = v + shift;
+    if (r) v = v + *r;
+    return activate(v, activation);
+}
+
 static void rows_generic(const float *src, long rows, long width, float bias, float mean, float scale, float shift,
                          const float *residual, long resPitch, int activation, float *dst, long dstPitch, long gap) {
     for (long y = 0; y < rows; y++) {
         const float *s = src + y * width, *r = residual ? residual + y * resPitch : 0;
         float *d = dst + y * dstPitch;
-        for (long j = 0; j < width; j++) {
-            float v = s[j] + bias;
-            v = v - mean;
-            v = v * scale;
-            v = v + shift;
-            if (r) v = v + r[j];
-            d[j] = activate(v, activation);
-        }
+        for (long j = 0; j < width; j++) d[j] = epilogue_one(s[j], bias, mean, scale, shift, r ? r + j : 0, activation);
         for (long k = 0; k < gap; k++) d[width + k] = 0.0f;
     }
 }
@@ -52,14 +55,7 @@ static void rows_avx2(const float *src, long rows, long width, float bias, float
             }
             _mm256_storeu_ps(d + j, v);
         }
-        for (; j < width; j++) {
-            float v = s[j] + bias;
-            v = v - mean;
-            v = v * scale;
-            v = v + shift;
-            if (r) v = v + r[j];
-            d[j] = activate(v, activation);
-        }
+        for (; j < width; j++) d[j] = epilogue_one(s[j], bias, mean, scale, shift, r ? r + j : 0, activation);
         for (long k = 0; k < gap; k++) d[width + k] = 0.0f;
     }
 }

@@ -33,6 +33,17 @@ extension ViewerTests {
         }
     }
 
+    /// Exactly one buffer of `plan` is `shown`, drawn in `color` with `tooltip` in its tooltip, and the legend has it.
+    func expectShownApart(_ plan: Plan, _ shown: [PlanBuffer], color: String, tooltip: String, legend: String) throws {
+        #expect(shown.count == 1)
+        let dot = try PlanPicture.digraph(plan, format: "dot").dotSource
+        for b in shown {
+            let a = attributes(of: "buf\(b.id)", in: dot)
+            #expect(a.contains("fillcolor=\"\(color)\"") && a.contains(tooltip), "\(a)")
+        }
+        #expect(dot.contains(legend))
+    }
+
     /// A quantized plan's 8-bit code buffers have their own colour, legend entry and tooltip.
     @Test func codeBuffersAreShownApart() throws {
         try Parameters.isolated {
@@ -43,14 +54,8 @@ extension ViewerTests {
             let xq = try F.fixedPointQuantize(x, sign: false, n: 8, delta: 1.0 / 32)
             let y = try F.convolution(xq, F.fixedPointQuantize(w, sign: true, n: 8, delta: 1.0 / 64), nil)
             let plan = try Compiler.plan([y], .inference)
-            let coded = plan.buffers.filter { $0.codes != nil && $0.offset != nil }
-            #expect(coded.count == 1)
-            let dot = try PlanPicture.digraph(plan, format: "dot").dotSource
-            for b in coded {
-                let a = attributes(of: "buf\(b.id)", in: dot)
-                #expect(a.contains("fillcolor=\"\(PlanPicture.codesColor)\"") && a.contains("as u8*2^-5"), "\(a)")
-            }
-            #expect(dot.contains("legend_codes"))
+            try expectShownApart(plan, plan.buffers.filter { $0.codes != nil && $0.offset != nil },
+                                 color: PlanPicture.codesColor, tooltip: "as u8*2^-5", legend: "legend_codes")
             #expect(plan.dump().contains("8 live 8-bit codes"))
         }
     }
@@ -68,14 +73,8 @@ extension ViewerTests {
             var options = CompileOptions()
             options.layouts = true
             let plan = try Compiler.plan([y], .inference, options: options)
-            let padded = plan.buffers.filter { $0.layout != nil }
-            #expect(padded.count == 1)
-            let dot = try PlanPicture.digraph(plan, format: "dot").dotSource
-            for b in padded {
-                let a = attributes(of: "buf\(b.id)", in: dot)
-                #expect(a.contains("fillcolor=\"\(PlanPicture.paddedColor)\"") && a.contains("in planes padded 1x1"), "\(a)")
-            }
-            #expect(dot.contains("legend_padded"))
+            try expectShownApart(plan, plan.buffers.filter { $0.layout != nil }, color: PlanPicture.paddedColor,
+                                 tooltip: "in planes padded 1x1", legend: "legend_padded")
             #expect(!(try PlanPicture.digraph(Compiler.plan([y], .inference), format: "dot").dotSource.contains("legend_padded")))
         }
     }

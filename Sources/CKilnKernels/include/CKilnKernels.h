@@ -59,8 +59,12 @@ void kiln_dw_weight_finish(const kiln_dw_shape *s, const float *acc, float *dw, 
 
 /// Sizes of one direct 2-D convolution of one group: `channels` input planes `h` x `w`, `maps` output planes
 /// `oh` x `ow`, a kernel `kh` x `kw`, strides, symmetric zero padding and dilations, as nnabla's Convolution.
+/// `avx2`: the path every call with this shape takes (1 AVX2, 0 generic), read once by the caller for a whole
+/// product so that its padded copies and its tiles agree on the layout even if the path is forced meanwhile; -1
+/// asks `kiln_tiles_use_avx2` on every call.
 typedef struct {
     long channels, maps, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
+    long avx2;
 } kiln_conv_shape;
 
 /// Blocks of output maps, and block b's first map and number of real maps.
@@ -201,6 +205,8 @@ void kiln_q8_dequantize(const void *codes, int source, long count, const kiln_q8
 
 /// The code path the tiles run on this CPU: "avx2+fma" or "generic".
 const char *kiln_tile_path(void);
+/// The same as a number: 1 for the AVX2+FMA path, 0 for the generic one.
+int kiln_tiles_use_avx2(void);
 
 /// Forces a path for tests, for the tiles and every other kernel here ("avx2+fma" is ignored where the CPU lacks
 /// it); NULL restores the automatic choice.

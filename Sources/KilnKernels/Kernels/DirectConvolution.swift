@@ -31,7 +31,7 @@ struct DirectConvolution {
               DirectConvolution.suits(row: g.col[1]) else { return nil }
         self.init(kiln_conv_shape(channels: g.channels, maps: g.outmaps, h: g.image[0], w: g.image[1], oh: g.col[0],
                                   ow: g.col[1], kh: g.kernel[0], kw: g.kernel[1], sh: g.stride[0], sw: g.stride[1],
-                                  ph: g.pad[0], pw: g.pad[1], dh: g.dilation[0], dw: g.dilation[1]), batch: g.batch,
+                                  ph: g.pad[0], pw: g.pad[1], dh: g.dilation[0], dw: g.dilation[1], avx2: -1), batch: g.batch,
                   flipped: false)
     }
 
@@ -48,7 +48,7 @@ struct DirectConvolution {
         }
         self.init(kiln_conv_shape(channels: g.outmaps, maps: g.channels, h: g.col[0], w: g.col[1], oh: g.image[0],
                                   ow: g.image[1], kh: g.kernel[0], kw: g.kernel[1], sh: 1, sw: 1, ph: pad[0], pw: pad[1],
-                                  dh: g.dilation[0], dw: g.dilation[1]), batch: g.batch, flipped: true)
+                                  dh: g.dilation[0], dw: g.dilation[1], avx2: -1), batch: g.batch, flipped: true)
     }
 
     /// Output rows the 8-wide segments fill well: a multiple of 8, or at least 24 wide. (Allowing rows three quarters
@@ -104,7 +104,7 @@ struct DirectConvolution {
     func forward(image: UnsafePointer<Float>, weight: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>,
                  bias: UnsafePointer<Float>?, accumulate: Bool, workspace: UnsafeMutablePointer<Float>,
                  epilogue: ConvEpilogue?, paddedInput: Bool = false, outputPlanes: PaddedPlanes? = nil) {
-        var s = shape
+        var s = callShape
         let p = min(parts, Threads.count)
         // With fewer samples than threads, each sample's blocks of maps are shared out.
         let shares = batch >= p ? 1 : min(blocks, (p + batch - 1) / max(batch, 1))
@@ -117,7 +117,7 @@ struct DirectConvolution {
         // Tasks go to the threads in runs, each run writing its scratch's zero padding once.
         let tasks = batch * shares, run = max(1, tasks / (p * 4))
         Threads.claims((tasks + run - 1) / run, threads: p,
-                       Forward(d: self, image: image, col: col, bias: bias, accumulate: accumulate,
+                       Forward(d: self, shape: s, image: image, col: col, bias: bias, accumulate: accumulate,
                                packed: workspace, scratch: workspace + packedFloats, epilogue: epilogue, shares: shares,
                                run: run, tasks: tasks, weight: packInShares ? weight : nil, paddedInput: paddedInput,
                                outputPlanes: outputPlanes))
@@ -133,8 +133,18 @@ struct DirectConvolution {
     /// Floats of one thread's stage: a block's output planes (blocks of at most 6 maps, the C kernel's `MAPS`).
     var stageFloats: Int { 6 * planeOut }
 
+    /// The shape with the kernel path read once, for every C call of one product: a path forced meanwhile (tests)
+    /// cannot give its padded copies one layout and its tiles another.
+    var callShape: kiln_conv_shape {
+        var s = shape
+        s.avx2 = kiln_tiles_use_avx2() != 0 ? 1 : 0
+        return s
+    }
+
     private struct Forward: ParallelSlotPart {
         let d: DirectConvolution
+        /// `d.shape` with this product's path (`callShape`).
+        let shape: kiln_conv_shape
         let image: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>?
         let accumulate: Bool, packed: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>
         let epilogue: ConvEpilogue?, shares: Int, run: Int, tasks: Int
@@ -150,7 +160,7 @@ struct DirectConvolution {
         func compute(_ task: Int, slot: Int, fresh: Bool) {
             let n = task / shares, share = task % shares
             let first = d.blocks * share / shares, last = d.blocks * (share + 1) / shares
-            var s = d.shape
+            var s = shape
             if let weight { kiln_conv_pack_blocks(&s, weight, packed, d.flipped ? 1 : 0, first, last) }
             let padded: UnsafePointer<Float>, stage: UnsafeMutablePointer<Float>
             // Padded input: the next sample's planes are asked into the caches while this one is computed (none
@@ -204,24 +214,26 @@ struct DirectConvolution {
     /// number of threads.
     func backwardWeight(image: UnsafePointer<Float>, col: UnsafePointer<Float>, weightGrad: UnsafeMutablePointer<Float>,
                         accumulate: Bool, workspace: UnsafeMutablePointer<Float>) {
-        var s = shape
+        var s = callShape
         let accFloats = kiln_conv_wgrad_acc_floats(&s), tiles = kiln_conv_wgrad_tiles(&s)
         workspace.update(repeating: 0, count: accFloats)
         let p = max(1, min(parts, Threads.count, tiles))
-        Threads.parts(p, WeightGradient(d: self, image: image, dy: col, acc: workspace, scratch: workspace + accFloats,
-                                        tiles: tiles, parts: p))
+        Threads.parts(p, WeightGradient(d: self, shape: s, image: image, dy: col, acc: workspace,
+                                        scratch: workspace + accFloats, tiles: tiles, parts: p))
         kiln_conv_wgrad_finish(&s, workspace, weightGrad, accumulate ? 1 : 0)
     }
 
     private struct WeightGradient: ParallelPart {
         let d: DirectConvolution
+        /// `d.shape` with this product's path (`callShape`).
+        let shape: kiln_conv_shape
         let image: UnsafePointer<Float>, dy: UnsafePointer<Float>, acc: UnsafeMutablePointer<Float>
         let scratch: UnsafeMutablePointer<Float>, tiles: Int, parts: Int
 
         func callAsFunction(_ part: Int) {
             let first = tiles * part / parts, last = tiles * (part + 1) / parts
             guard first < last else { return }
-            var s = d.shape
+            var s = shape
             let group = d.weightGradientSamples, sample = kiln_conv_sample_floats(&s)
             let mine = scratch + part * d.weightGradientSlice, zeros = mine + group * sample + 32
             zeros.update(repeating: 0, count: d.planeOut)

@@ -8,9 +8,10 @@ import Testing
 @Suite(.serialized)
 struct LayoutTests {
     static func fill(_ v: Variable, _ rng: inout SplitMix64, _ range: ClosedRange<Float>) throws {
-        try v.setData((0..<v.shape.reduce(1, *)).map { _ in Float.random(in: range, using: &rng) })
+        try FusionTests.fill(v, &rng, range)
     }
 
+    /// The roots' bits from an inference plan with or without layouts (verified, and run).
     static func bits(_ roots: [Variable], layouts: Bool) throws -> (Plan, [[UInt32]]) {
         var options = CompileOptions()
         options.layouts = layouts
