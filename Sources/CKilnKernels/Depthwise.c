@@ -230,9 +230,12 @@ static void weight_avx2(const kiln_dw_shape *s, const float *xp, const float *dy
 
 // MARK: - Entry points
 
+/// Whether calls with this shape run the AVX2 path (`kiln_dw_shape.avx2`).
+static inline int use_avx2(const kiln_dw_shape *s) { return s->avx2 >= 0 ? s->avx2 != 0 : kiln_tiles_use_avx2(); }
+
 void kiln_dw_forward(const kiln_dw_shape *s, const float *x, const float *w, float *out, float *scratch, int fresh) {
 #if defined(__x86_64__)
-    if (kiln_tiles_use_avx2()) { forward_avx2(s, x, w, out, scratch, fresh); return; }
+    if (use_avx2(s)) { forward_avx2(s, x, w, out, scratch, fresh); return; }
 #endif
     pad_plane(s, x, scratch, fresh);
     forward_generic(s, scratch, w, out);
@@ -245,7 +248,7 @@ void kiln_dw_backward_data(const kiln_dw_shape *s, const float *dy, long dyStrid
     long taps = s->kh * s->kw;
     for (long j = 0; j < maps; j++) {
 #if defined(__x86_64__)
-        if (kiln_tiles_use_avx2()) { scatter_avx2(s, dy + j * dyStride, w + j * taps, scratch); continue; }
+        if (use_avx2(s)) { scatter_avx2(s, dy + j * dyStride, w + j * taps, scratch); continue; }
 #endif
         scatter_columns(s, dy + j * dyStride, w + j * taps, scratch, 0);
     }
@@ -265,7 +268,7 @@ void kiln_dw_weight_add(const kiln_dw_shape *s, const float *x, const float *dy,
                         int fresh) {
     pad_plane(s, x, scratch, fresh);
 #if defined(__x86_64__)
-    if (kiln_tiles_use_avx2()) { weight_avx2(s, scratch, dy, acc); return; }
+    if (use_avx2(s)) { weight_avx2(s, scratch, dy, acc); return; }
 #endif
     weight_generic(s, scratch, dy, acc);
 }

@@ -30,7 +30,7 @@ struct DepthwiseConvolution {
         }
         shape = kiln_dw_shape(h: g.image[0], w: g.image[1], oh: g.col[0], ow: g.col[1], kh: g.kernel[0], kw: g.kernel[1],
                               sh: g.stride[0], sw: g.stride[1], ph: g.pad[0], pw: g.pad[1], dh: g.dilation[0],
-                              dw: g.dilation[1])
+                              dw: g.dilation[1], avx2: -1)
         batch = g.batch
         channels = g.channels
         multiplier = g.outmaps / g.group
@@ -42,6 +42,14 @@ struct DepthwiseConvolution {
     }
 
     var workspaceFloats: Int { slice * parts }
+
+    /// The shape with the kernel path read once, for every C call of one product: a path forced meanwhile (tests)
+    /// cannot give planes that share a scratch two layouts of its zero border.
+    var callShape: kiln_dw_shape {
+        var s = shape
+        s.avx2 = kiln_tiles_use_avx2() != 0 ? 1 : 0
+        return s
+    }
     var taps: Int { shape.kh * shape.kw }
     var maps: Int { channels * multiplier }
 
@@ -53,12 +61,14 @@ struct DepthwiseConvolution {
         // Planes go to the threads in runs, each run writing its scratch's zero border once.
         let run = max(1, planes / (p * 8))
         Threads.claims((planes + run - 1) / run, threads: p,
-                       Forward(d: self, image: image, weight: weight, col: col, bias: bias, accumulate: accumulate,
-                               workspace: workspace, epilogue: epilogue, run: run, planes: planes))
+                       Forward(d: self, shape: callShape, image: image, weight: weight, col: col, bias: bias,
+                               accumulate: accumulate, workspace: workspace, epilogue: epilogue, run: run, planes: planes))
     }
 
     private struct Forward: ParallelSlotPart {
         let d: DepthwiseConvolution
+        /// `d.shape` with this product's path (`callShape`).
+        let shape: kiln_dw_shape
         let image: UnsafePointer<Float>, weight: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>
         let bias: UnsafePointer<Float>?, accumulate: Bool, workspace: UnsafeMutablePointer<Float>
         let epilogue: ConvEpilogue?
@@ -77,7 +87,7 @@ struct DepthwiseConvolution {
             // computed: when accumulating, or when the epilogue reads a residual that may share the output's memory.
             let staged = accumulate || epilogue?.residual != nil
             let target = staged ? scratch + (d.slice - d.taps * 33 - d.planeOut) : dst
-            var s = d.shape
+            var s = shape
             kiln_dw_forward(&s, image + (n * d.channels + c) * d.planeIn, weight + m * d.taps, target, scratch, fresh ? 1 : 0)
             let b = bias.map { $0[m] } ?? 0
             if let epilogue {
