@@ -35,12 +35,13 @@ enum Layout {
         for (i, step) in steps.enumerated() {
             for (k, v) in step.readValues.enumerated() { reads[Key(v), default: []].append((i, k)) }
         }
-        // The fused convolutions whose product runs on the direct kernel (padded planes are theirs alone).
-        let direct: [FusedConvolution?] = steps.map { step in
+        // The fused convolutions whose product runs on the direct kernel (padded planes are theirs alone), with the
+        // planes each would read its x from.
+        let direct: [(f: FusedConvolution, input: PaddedPlanes?)?] = steps.map { step in
             guard let f = step.fused as? FusedConvolution, f.pooling == nil,
                   let g = try? f.geometry(step.readValues.map { $0.type }),
                   ConvolutionEngine.runsDirectForward(g) else { return nil }
-            return f
+            return (f, ConvolutionEngine.paddedInputPlanes(g))
         }
         var layouts: [Key: PaddedPlanes] = [:]
         for (i, step) in steps.enumerated() {
@@ -48,12 +49,12 @@ enum Layout {
                   last.outputTypes[0].rank == 4, last.outputs[0]?.persistent != true else { continue }
             let key = Key.output(node: ObjectIdentifier(last), index: 0)
             guard !rootKeys.contains(key), let readers = reads[key],
-                  let planes = commonPlanes(readers, steps: steps, direct: direct) else { continue }
+                  let planes = commonPlanes(readers, direct: direct) else { continue }
             layouts[key] = planes
         }
         var out = steps
         for (i, step) in steps.enumerated() {
-            guard var f = direct[i], let last = step.nodes.last else { continue }
+            guard var f = direct[i]?.f, let last = step.nodes.last else { continue }
             let values = step.readValues
             f.inputPlanes = layouts[Key(values[0])]
             f.residualPlanes = f.residualIndex.flatMap { layouts[Key(values[$0])] }
@@ -65,16 +66,15 @@ enum Layout {
 
     /// The padded planes every reader takes, if each reads the value as x of a stride-1 direct product with the
     /// same padding or as its residual, and at least one reads it as x; nil otherwise.
-    private static func commonPlanes(_ readers: [(step: Int, input: Int)], steps: [Fusion.Step],
-                                     direct: [FusedConvolution?]) -> PaddedPlanes? {
+    private static func commonPlanes(_ readers: [(step: Int, input: Int)],
+                                     direct: [(f: FusedConvolution, input: PaddedPlanes?)?]) -> PaddedPlanes? {
         var planes: PaddedPlanes?
         for r in readers {
-            guard let f = direct[r.step] else { return nil }
+            guard let reader = direct[r.step] else { return nil }
             if r.input == 0 {
-                guard let g = try? f.geometry(steps[r.step].readValues.map { $0.type }),
-                      let p = ConvolutionEngine.paddedInputPlanes(g), planes == nil || planes == p else { return nil }
+                guard let p = reader.input, planes == nil || planes == p else { return nil }
                 planes = p
-            } else if r.input != f.residualIndex {
+            } else if r.input != reader.f.residualIndex {
                 return nil
             }
         }

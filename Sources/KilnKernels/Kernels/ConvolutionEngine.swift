@@ -288,11 +288,6 @@ package final class ConvolutionEngine {
     package func forward(image: UnsafePointer<Float>, weight: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>,
                  bias: UnsafePointer<Float>?, accumulate: Bool, workspace: UnsafeMutablePointer<Float>?,
                  epilogue: ConvEpilogue? = nil, paddedInput: Bool = false, outputPlanes: PaddedPlanes? = nil) {
-        if let direct, let workspace, depthwise == nil, paddedInput || outputPlanes != nil {
-            direct.forward(image: image, weight: weight, col: col, bias: bias, accumulate: accumulate,
-                           workspace: workspace, epilogue: epilogue, paddedInput: paddedInput, outputPlanes: outputPlanes)
-            return
-        }
         if let depthwise, let workspace {
             depthwise.forward(image: image, weight: weight, col: col, bias: bias, accumulate: accumulate,
                               workspace: workspace, epilogue: epilogue)
@@ -300,7 +295,7 @@ package final class ConvolutionEngine {
         }
         if let direct, let workspace {
             direct.forward(image: image, weight: weight, col: col, bias: bias, accumulate: accumulate,
-                           workspace: workspace, epilogue: epilogue)
+                           workspace: workspace, epilogue: epilogue, paddedInput: paddedInput, outputPlanes: outputPlanes)
             return
         }
         guard let plan, let workspace else {
@@ -543,21 +538,19 @@ package struct ConvEpilogue {
     }
 
     /// The epilogue of output plane `plane` (sample-major: `n * maps + m`), a dense `rows x width` plane in `src`,
-    /// into `col` where padded planes are involved: into padded planes with their border of zeros when
-    /// `outputPlanes` is given (written whole: the arena's memory holds whatever it held), else densely; the residual
-    /// read in its own layout. Row by row in C (a Swift loop per row measured 2.3 times the dense epilogue's time),
-    /// on the AVX2 path or the generic one as the register tiles run: the same values as `apply` on both.
+    /// into `col`, where the output or the residual is in padded planes: into padded planes with their border of
+    /// zeros when `outputPlanes` is given (written whole: the arena's memory holds whatever it held), else densely;
+    /// the residual read in its own layout. Row by row in C (a Swift loop per row measured 2.3 times the dense
+    /// epilogue's time), on the AVX2 path or the generic one as the register tiles run: the same values as `apply`.
     @inline(__always)
     func applyPlane(map m: Int, plane: Int, _ src: UnsafePointer<Float>, plus b: Float, rows: Int, width: Int,
                     col: UnsafeMutablePointer<Float>, outputPlanes: PaddedPlanes?) {
         let dense = rows * width
-        // Dense rows of a dense plane run as one row.
-        let byRows = outputPlanes != nil || residualPlanes != nil
         let r = residual.map { residual in
             residualPlanes.map { residual + plane * $0.planeFloats + $0.origin } ?? residual + plane * dense
         }
         let out = outputPlanes.map { col + plane * $0.planeFloats } ?? col + plane * dense
-        kiln_conv_epilogue(src, byRows ? rows : 1, byRows ? width : dense, b, mean[m], scale[m], shift[m], r,
+        kiln_conv_epilogue(src, rows, width, b, mean[m], scale[m], shift[m], r,
                            residualPlanes?.pitch ?? width, activation.code, out + (outputPlanes?.origin ?? 0),
                            outputPlanes?.pitch ?? width, outputPlanes.map { 2 * $0.left } ?? 0)
         if let o = outputPlanes { kiln_padded_border(out, o.height, o.width, o.top, o.left) }
