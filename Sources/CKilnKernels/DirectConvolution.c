@@ -4,7 +4,8 @@
 // kernel-size times and the matrix product then packs that copy again; here the input is read in place.
 //
 // Every output is one chain of fused multiply-adds over (channel, kh, kw) in that order, starting from 0, on
-// every path: the AVX2 path and the generic path give the same bits.
+// every path: the AVX-512, AVX2 and generic paths give the same bits. The AVX-512 path widens the tiles to
+// segments of 16 pixels (4 of them, with 32 registers) and keeps the AVX2 path's padded layout.
 #include "CKilnKernels.h"
 #include "Dispatch.h"
 #include <math.h>
@@ -50,8 +51,10 @@ static inline long wblocks_of(const kiln_conv_shape *s) { return (s->maps + MAPS
 static inline long padded_width(const kiln_conv_shape *s) { return s->w + 2 * s->pw; }
 static inline long padded_height(const kiln_conv_shape *s) { return s->h + 2 * s->ph; }
 
-/// Whether calls with this shape run the AVX2 path (`kiln_conv_shape.avx2`).
-static inline int use_avx2(const kiln_conv_shape *s) { return s->avx2 >= 0 ? s->avx2 != 0 : kiln_tiles_use_avx2(); }
+/// The path calls with this shape run (`kiln_conv_shape.path`): 0 generic, 1 AVX2, 2 AVX-512.
+static inline int path_of(const kiln_conv_shape *s) { return s->path >= 0 ? (int)s->path : kiln_tiles_level(); }
+/// Whether they run AVX2 or AVX-512, which share the padded layout.
+static inline int use_avx2(const kiln_conv_shape *s) { return path_of(s) >= 1; }
 
 /// Whether this call's padded layout splits columns by parity (the AVX2 path with column stride 2).
 static int split_layout(const kiln_conv_shape *s) { return s->sw == 2 && use_avx2(s); }
@@ -248,13 +251,116 @@ static void block_avx2(const kiln_conv_shape *s, const float *packed, long b, co
     }
     if (n) tile_dispatch(s, wb, first, out, count, n, tapRow, parityStep, cf, plane, maps);
 }
+
+/// AVX-512 path: tiles of `maps` (6 or 4) maps x 4 segments of up to 16 pixels, 24 accumulators and 4 inputs of the
+/// 32 registers, each weight broadcast from memory inside its multiply-add. A segment is 16 pixels of one row or,
+/// on rows 8 wide (`pair`), 8 pixels of two consecutive rows, loaded as two halves `hi[k]` floats apart: so an 8x8
+/// plane is one tile of full vectors. Each output is the same chain of multiply-adds as on the other paths.
+__attribute__((target("avx512f,avx512dq,avx512vl,fma"), always_inline))
+static inline void tile_avx512(const kiln_conv_shape *s, const float *wb, const float *const *first, const long *hi,
+                               float *const *out, const long *count, long segments, long tapRow, long parityStep,
+                               long cf, long plane, const int split, const int kw3, const int maps, const int pair) {
+    __m512 acc[MAPS][4];
+    for (int j = 0; j < MAPS; j++)
+        for (int k = 0; k < 4; k++) acc[j][k] = _mm512_setzero_ps();
+    const float *f[4];
+    long h[4];
+    for (int k = 0; k < 4; k++) { f[k] = first[k < segments ? k : 0]; h[k] = hi[k < segments ? k : 0]; }
+    const float *wt = wb;
+    for (long c = 0; c < s->channels; c++) {
+        long chan = c * cf;
+        for (long kh = 0; kh < s->kh; kh++) {
+            long rowOff = chan + kh * tapRow;
+            long kws = kw3 ? 3 : s->kw;
+            for (long kw = 0; kw < kws; kw++, wt += maps) {
+                long col = kw3 ? kw : kw * s->dw;
+                long off = rowOff + (split ? (col & 1) * parityStep + (col >> 1) : col);
+                __m512 x[4];
+                for (int k = 0; k < 4; k++) {
+                    const float *p = f[k] + off;
+                    x[k] = pair ? _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(p)), _mm256_loadu_ps(p + h[k]), 1)
+                                : _mm512_loadu_ps(p);
+                }
+                for (int j = 0; j < maps; j++) {
+                    __m512 wv = _mm512_set1_ps(wt[j]);
+                    for (int k = 0; k < 4; k++) acc[j][k] = _mm512_fmadd_ps(wv, x[k], acc[j][k]);
+                }
+            }
+        }
+    }
+    // Constant indices only (k runs to 4, not to `segments`), so that the accumulators stay in registers.
+    for (int k = 0; k < 4; k++) {
+        if (k >= segments) break;
+        __mmask16 mask = (__mmask16)((1u << count[k]) - 1u);
+        for (int j = 0; j < maps; j++) _mm512_mask_storeu_ps(out[k] + j * plane, mask, acc[j][k]);
+    }
+}
+
+/// The tile specialised for this layout, kernel width, block size and segment shape.
+__attribute__((target("avx512f,avx512dq,avx512vl,fma")))
+static void tile512_dispatch(const kiln_conv_shape *s, const float *wb, const float *const *first, const long *hi,
+                             float *const *out, const long *count, long segments, long tapRow, long parityStep, long cf,
+                             long plane, long maps, int pair) {
+    int kw3 = s->kw == 3 && s->dw == 1, split = parityStep != 0;
+#define TILE(sp, k3, m, pr) tile_avx512(s, wb, first, hi, out, count, segments, tapRow, parityStep, cf, plane, sp, k3, m, pr)
+#define TILES(m, pr) if (!split && kw3) TILE(0, 1, m, pr); else if (!split) TILE(0, 0, m, pr); \
+                     else if (kw3) TILE(1, 1, m, pr); else TILE(1, 0, m, pr);
+    if (maps == 6) { if (pair) { TILES(6, 1) } else { TILES(6, 0) } }
+    else { if (pair) { TILES(4, 1) } else { TILES(4, 0) } }
+#undef TILES
+#undef TILE
+}
+
+/// The output plane in segments of 16 pixels along rows (the last of a row may be shorter) or, on rows 8 wide, of
+/// two rows' 8 pixels; 4 segments a tile. `ahead` as in `block_avx2`.
+__attribute__((target("avx512f,avx512dq,avx512vl,fma")))
+static void block_avx512(const kiln_conv_shape *s, const float *packed, long b, const float *padded, float *stage,
+                         const char *ahead, long aheadBytes) {
+    long pw = padded_width(s), ph = padded_height(s), cf = channel_floats(s), plane = s->oh * s->ow;
+    long parityStep = 0, rowPitch = pw;
+    if (s->sw == 2) { rowPitch = (pw + 1) / 2; parityStep = ph * rowPitch; }
+    long tapRow = s->dh * rowPitch, rowStep = s->sh * rowPitch;
+    long firstMap, maps;
+    block_span(s, b, &firstMap, &maps);
+    const float *wb = packed + firstMap * s->channels * taps_of(s);
+    int pair = s->ow == 8;
+    const float *first[4];
+    float *out[4];
+    long count[4], hi[4], n = 0;
+    long segments = pair ? (s->oh + 1) / 2 : s->oh * ((s->ow + 15) / 16);
+    long tiles = (segments + 3) / 4, lines = ahead ? (aheadBytes + 63) / 64 : 0;
+    long perTile = (lines + tiles - 1) / (tiles > 0 ? tiles : 1), line = 0;
+    for (long oy = 0; oy < s->oh; oy += pair ? 2 : 1) {
+        for (long ox = 0; ox < s->ow; ox += 16) {
+            first[n] = padded + oy * rowStep + ox;
+            out[n] = stage + oy * s->ow + ox;
+            if (pair) {
+                // The second half is the next row's, or (an odd last row) the first half again, masked off.
+                int two = oy + 1 < s->oh;
+                hi[n] = two ? rowStep : 0;
+                count[n] = two ? 2 * s->ow : s->ow;
+            } else {
+                hi[n] = 0;
+                count[n] = s->ow - ox < 16 ? s->ow - ox : 16;
+            }
+            if (++n == 4) {
+                tile512_dispatch(s, wb, first, hi, out, count, 4, tapRow, parityStep, cf, plane, maps, pair);
+                n = 0;
+                for (long k = 0; k < perTile && line < lines; k++, line++) _mm_prefetch(ahead + line * 64, _MM_HINT_T1);
+            }
+        }
+    }
+    if (n) tile512_dispatch(s, wb, first, hi, out, count, n, tapRow, parityStep, cf, plane, maps, pair);
+}
 #endif
 
 void kiln_conv_block(const kiln_conv_shape *s, const float *packed, long b, const float *padded, float *stage,
                      const void *ahead, long aheadBytes) {
 #if defined(__x86_64__)
-    if (use_avx2(s) && (s->sw == 1 || s->sw == 2)) {
-        block_avx2(s, packed, b, padded, stage, (const char *)ahead, aheadBytes);
+    int path = path_of(s);
+    if (path >= 1 && (s->sw == 1 || s->sw == 2)) {
+        if (path == 2) block_avx512(s, packed, b, padded, stage, (const char *)ahead, aheadBytes);
+        else block_avx2(s, packed, b, padded, stage, (const char *)ahead, aheadBytes);
         return;
     }
 #endif

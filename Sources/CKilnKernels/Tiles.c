@@ -1,13 +1,13 @@
 // The register tiles of Kiln's Swift matrix kernels (see CKilnKernels.h). Swift's `addProduct` on SIMD values is a
 // fused multiply-add; built without FMA enabled (a plain `swift build -c release`, as for any package that
 // depends on Kiln) it becomes a call to libm's fmaf per lane, 20-30 times slower. Here the AVX2+FMA path is
-// compiled for those instructions whatever the build flags, and chosen when the CPU has them.
+// compiled for those instructions whatever the build flags, and chosen when the CPU has them. This file also keeps
+// the level every float kernel of this target follows (generic, AVX2, AVX-512), so one choice covers them all.
 #include "CKilnKernels.h"
 #include "Dispatch.h"
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
-
-typedef void (*tile_fn)(long, long, const float *, long, long, const float *, long, float *);
 
 static void tile_generic(long rows, long k, const float *a, long rowStep, long kStep, const float *b, long ldb,
                          float *out) {
@@ -83,64 +83,73 @@ static int has_avx2_fma(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
+
+/// The AVX-512 subsets the direct convolution's wide tiles use (F, DQ, VL; BW with them, as every such CPU has).
+static int has_avx512(void) {
+    return has_avx2_fma() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+}
 #else
 static int has_avx2_fma(void) { return 0; }
+static int has_avx512(void) { return 0; }
 #endif
 
-// The chosen path: set once (every thread that races here stores the same pointer).
-static tile_fn chosen;
+/// The widest level this CPU runs.
+static int widest(void) { return has_avx512() ? 2 : has_avx2_fma() ? 1 : 0; }
 
-static tile_fn automatic(void) {
-#if defined(__x86_64__)
-    if (has_avx2_fma()) return tile_avx2;
-#endif
-    return tile_generic;
+int kiln_tile_level_named(const char *path) {
+    if (path == NULL) return -1;
+    if (strcmp(path, "avx512") == 0) return 2;
+    if (strcmp(path, "avx2+fma") == 0 || strcmp(path, "avx2") == 0) return 1;
+    if (strcmp(path, "generic") == 0) return 0;
+    return -1;
 }
 
-static tile_fn current(void) {
-    tile_fn f = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
-    if (!f) {
-        f = automatic();
-        __atomic_store_n(&chosen, f, __ATOMIC_RELEASE);
+/// The widest level, capped by KILN_KERNEL_PATH where it names a level (read when the level is first asked).
+static int automatic(void) {
+    int level = widest(), cap = kiln_tile_level_named(getenv("KILN_KERNEL_PATH"));
+    return cap >= 0 && cap < level ? cap : level;
+}
+
+// The chosen level, -1 until first asked (every thread that races here stores the same value).
+static int chosen = -1;
+
+int kiln_tiles_level(void) {
+    int level = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
+    if (level < 0) {
+        level = automatic();
+        __atomic_store_n(&chosen, level, __ATOMIC_RELEASE);
     }
-    return f;
+    return level;
 }
 
 void kiln_tile4x16(long rows, long k, const float *a, long rowStep, long kStep, const float *b, long ldb,
                    float *out) {
-    current()(rows, k, a, rowStep, kStep, b, ldb, out);
+#if defined(__x86_64__)
+    if (kiln_tiles_level() >= 1) { tile_avx2(rows, k, a, rowStep, kStep, b, ldb, out); return; }
+#endif
+    tile_generic(rows, k, a, rowStep, kStep, b, ldb, out);
 }
 
 void kiln_tile2x4_add(float *acc, const float *a0, const float *a1, const float *b0, const float *b1,
                       const float *b2, const float *b3, long count) {
 #if defined(__x86_64__)
     // The dot-product tile follows the 4x16 tile's path, so one choice (and one forced path) covers both.
-    if (current() == tile_avx2) { dot_avx2(acc, a0, a1, b0, b1, b2, b3, count); return; }
+    if (kiln_tiles_level() >= 1) { dot_avx2(acc, a0, a1, b0, b1, b2, b3, count); return; }
 #endif
     dot_generic(acc, a0, a1, b0, b1, b2, b3, count);
 }
 
-int kiln_tiles_use_avx2(void) {
-#if defined(__x86_64__)
-    return current() == tile_avx2;
-#else
-    return 0;
-#endif
-}
+int kiln_tiles_use_avx2(void) { return kiln_tiles_level() >= 1; }
 
 const char *kiln_tile_path(void) {
-    tile_fn f = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
-    if (!f) f = automatic();
-#if defined(__x86_64__)
-    if (f == tile_avx2) return "avx2+fma";
-#endif
-    return "generic";
+    static const char *const names[] = {"generic", "avx2+fma", "avx512"};
+    return names[kiln_tiles_level()];
 }
 
 void kiln_tile_force_path(const char *path) {
-    tile_fn f = path == NULL ? automatic() : tile_generic;
-#if defined(__x86_64__)
-    if (path != NULL && strcmp(path, "avx2+fma") == 0 && has_avx2_fma()) f = tile_avx2;
-#endif
-    __atomic_store_n(&chosen, f, __ATOMIC_RELEASE);
+    int level = path == NULL ? automatic() : kiln_tile_level_named(path);
+    if (level < 0) level = 0;
+    if (level > widest()) level = widest();
+    __atomic_store_n(&chosen, level, __ATOMIC_RELEASE);
 }

@@ -9,7 +9,7 @@ public enum KilnVersion {
         let cpu = CPUFeatures.current
         var lines = ["kiln \(number)",
                      "cpu: \(cpu.modelName); \(cpu.vectorPath) (\(cpu.reported.isEmpty ? "none of avx2, fma, avx512*" : cpu.reported.joined(separator: " ")))"]
-        lines.append("tiles: \(KernelPaths.tiles) (Kiln's matrix tiles, chosen at run time)")
+        lines.append("float kernels: \(KernelPaths.tiles) (Kiln's own kernels, \(KernelPaths.tilesSource))")
         lines.append("integer products: \(KernelPaths.integerPath) (quantized plans' 8-bit kernels, chosen at run time)")
         if let blas = OpenBLAS.report {
             lines.append("gemm: \(blas.config.split(separator: " ").prefix(2).joined(separator: " ")), \(blas.core) kernels (\(blas.source))")

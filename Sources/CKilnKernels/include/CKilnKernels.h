@@ -62,12 +62,12 @@ void kiln_dw_weight_finish(const kiln_dw_shape *s, const float *acc, float *dw, 
 
 /// Sizes of one direct 2-D convolution of one group: `channels` input planes `h` x `w`, `maps` output planes
 /// `oh` x `ow`, a kernel `kh` x `kw`, strides, symmetric zero padding and dilations, as nnabla's Convolution.
-/// `avx2`: the path every call with this shape takes (1 AVX2, 0 generic), read once by the caller for a whole
-/// product so that its padded copies and its tiles agree on the layout even if the path is forced meanwhile; -1
-/// asks `kiln_tiles_use_avx2` on every call.
+/// `path`: the path every call with this shape takes (`kiln_tiles_level`: 2 AVX-512, 1 AVX2, 0 generic), read once
+/// by the caller for a whole product so that its padded copies and its tiles agree on the layout even if the path
+/// is forced meanwhile; -1 asks `kiln_tiles_level` on every call.
 typedef struct {
     long channels, maps, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
-    long avx2;
+    long path;
 } kiln_conv_shape;
 
 /// Blocks of output maps, and block b's first map and number of real maps.
@@ -206,13 +206,19 @@ void kiln_q8_im2col_padded(const kiln_conv_shape *s, const uint8_t *padded, uint
 void kiln_q8_quantize(const float *x, long count, const kiln_q8_grid *grid, int output, void *out);
 void kiln_q8_dequantize(const void *codes, int source, long count, const kiln_q8_grid *grid, float *out);
 
-/// The code path the tiles run on this CPU: "avx2+fma" or "generic".
+/// The code path Kiln's float kernels run on this CPU: "avx512" (the direct convolution's tiles in AVX-512, the
+/// other kernels in AVX2), "avx2+fma" or "generic". The automatic choice is the widest the CPU has, capped by the
+/// environment variable KILN_KERNEL_PATH ("generic", "avx2" or "avx512") when it names a path.
 const char *kiln_tile_path(void);
-/// The same as a number: 1 for the AVX2+FMA path, 0 for the generic one.
+/// The same as a level: 2 "avx512", 1 "avx2+fma", 0 "generic".
+int kiln_tiles_level(void);
+/// Whether the path is at least AVX2+FMA (the AVX2 kernels run on both the AVX2 and the AVX-512 path).
 int kiln_tiles_use_avx2(void);
+/// The level a path name stands for ("avx512", "avx2+fma" or "avx2", "generic"), or -1 for any other name.
+int kiln_tile_level_named(const char *path);
 
-/// Forces a path for tests, for the tiles and every other kernel here ("avx2+fma" is ignored where the CPU lacks
-/// it); NULL restores the automatic choice.
+/// Forces a path for tests, for the tiles and every other kernel here (capped at the widest the CPU has, so
+/// "avx512" runs AVX2 on a CPU without AVX-512); NULL restores the automatic choice.
 void kiln_tile_force_path(const char *path);
 
 #endif

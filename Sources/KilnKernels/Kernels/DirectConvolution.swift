@@ -31,7 +31,7 @@ struct DirectConvolution {
               DirectConvolution.suits(row: g.col[1]) else { return nil }
         self.init(kiln_conv_shape(channels: g.channels, maps: g.outmaps, h: g.image[0], w: g.image[1], oh: g.col[0],
                                   ow: g.col[1], kh: g.kernel[0], kw: g.kernel[1], sh: g.stride[0], sw: g.stride[1],
-                                  ph: g.pad[0], pw: g.pad[1], dh: g.dilation[0], dw: g.dilation[1], avx2: -1), batch: g.batch,
+                                  ph: g.pad[0], pw: g.pad[1], dh: g.dilation[0], dw: g.dilation[1], path: -1), batch: g.batch,
                   flipped: false)
     }
 
@@ -48,7 +48,7 @@ struct DirectConvolution {
         }
         self.init(kiln_conv_shape(channels: g.outmaps, maps: g.channels, h: g.col[0], w: g.col[1], oh: g.image[0],
                                   ow: g.image[1], kh: g.kernel[0], kw: g.kernel[1], sh: 1, sw: 1, ph: pad[0], pw: pad[1],
-                                  dh: g.dilation[0], dw: g.dilation[1], avx2: -1), batch: g.batch, flipped: true)
+                                  dh: g.dilation[0], dw: g.dilation[1], path: -1), batch: g.batch, flipped: true)
     }
 
     /// Output rows the 8-wide segments fill well: a multiple of 8, or at least 24 wide. (Allowing rows three quarters
@@ -137,7 +137,7 @@ struct DirectConvolution {
     /// cannot give its padded copies one layout and its tiles another.
     var callShape: kiln_conv_shape {
         var s = shape
-        s.avx2 = kiln_tiles_use_avx2() != 0 ? 1 : 0
+        s.path = Int(kiln_tiles_level())
         return s
     }
 

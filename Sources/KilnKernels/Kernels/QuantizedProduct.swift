@@ -85,7 +85,7 @@ package struct QuantizedProduct {
         let cg = g.channels / g.group
         let shape = kiln_conv_shape(channels: cg, maps: g.outmaps / g.group, h: g.image[0], w: g.image[1], oh: g.col[0],
                                     ow: g.col[1], kh: g.kernel[0], kw: g.kernel[1], sh: g.stride[0], sw: g.stride[1],
-                                    ph: g.pad[0], pw: g.pad[1], dh: g.dilation[0], dw: g.dilation[1], avx2: -1)
+                                    ph: g.pad[0], pw: g.pad[1], dh: g.dilation[0], dw: g.dilation[1], path: -1)
         self.init(kind: .convolution(shape, groups: g.group, pointwise: g.isPointwise), batch: g.batch,
                   outputs: g.outmaps, rows: g.outmaps / g.group, depth: cg * g.kernel[0] * g.kernel[1],
                   columns: g.col[0] * g.col[1], sampleIn: g.channels * g.image[0] * g.image[1])

@@ -1,4 +1,5 @@
 import CKilnKernels
+import Foundation
 
 /// The register tiles of the Swift matrix kernels, one definition for every kernel that walks them (`Gemm`'s
 /// products, `StridedPointwiseData`): the loops that fill them decide the order of every sum, so kernels that
@@ -47,8 +48,20 @@ struct Tile2x4 {
 
 /// The code paths Kiln's own kernels chose on this CPU, for reports (`kiln --version`).
 public enum KernelPaths {
-    /// The matrix tiles: "avx2+fma" or "generic".
+    /// Kiln's float kernels: "avx512" (the direct convolution's tiles in AVX-512, the other kernels in AVX2),
+    /// "avx2+fma" or "generic".
     public static var tiles: String { String(cString: kiln_tile_path()) }
+    /// How that path was chosen: the widest the CPU has, or capped by the environment variable KILN_KERNEL_PATH
+    /// (which takes "generic", "avx2" or "avx512"; another value is ignored, and said so here).
+    public static var tilesSource: String {
+        guard let cap = ProcessInfo.processInfo.environment["KILN_KERNEL_PATH"], !cap.isEmpty else {
+            return "the widest this CPU runs"
+        }
+        if kiln_tile_level_named(cap) < 0 {
+            return "the widest this CPU runs; KILN_KERNEL_PATH=\(cap) is not generic, avx2 or avx512 and was ignored"
+        }
+        return "KILN_KERNEL_PATH=\(cap), capped at the widest this CPU runs"
+    }
     /// The integer products of quantized plans: "avx512-vnni", "avx-vnni", "avx2" or "generic".
     public static var integerPath: String { String(cString: kiln_q8_path_name(kiln_q8_current_path())) }
 }

@@ -25,8 +25,9 @@ struct LayoutTests {
 
     /// ResNet-20: every block's first output, and every block input that the next block's first convolution
     /// reads at stride 1 and its second adds as the residual (the stem's and blocks 0 and 1 of each stage: 3 + 2
-    /// + 2), is stored padded; what a stride-2 convolution, the projection shortcut or the pooling reads is not.
-    @Test(arguments: [(3, 1, ""), (1, 2, ""), (2, 2, "generic"), (3, 1, "generic")])
+    /// + 2), is stored padded; what a stride-2 convolution, the projection shortcut or the pooling reads is not. On
+    /// every kernel path ("" is the widest the CPU runs).
+    @Test(arguments: [(3, 1, ""), (1, 2, ""), (2, 2, "generic"), (3, 1, "generic"), (2, 1, "avx2+fma"), (1, 2, "avx2+fma")])
     func resnetIsBitIdentical(_ batch: Int, _ threads: Int, _ path: String) throws {
         try Parameters.isolated {
             let model = try FusionTests.randomResNet(batchSize: batch, seed: 11)

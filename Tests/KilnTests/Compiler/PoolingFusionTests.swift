@@ -56,8 +56,9 @@ struct PoolingFusionTests {
         #expect(fused.arenaBytes < plain.arenaBytes)
     }
 
-    /// The same on two threads, on the generic tile path, and at batch 1 (a sample's maps shared between threads).
-    @Test(arguments: [(2, "", 3), (1, "generic", 3), (2, "", 1)])
+    /// The same on two threads, on the generic and AVX2 paths ("" is the widest: AVX-512 where the CPU has it), and
+    /// at batch 1 (a sample's maps shared between threads).
+    @Test(arguments: [(2, "", 3), (1, "generic", 3), (2, "", 1), (1, "avx2+fma", 3)])
     func threadsAndPathsAreBitIdentical(_ threads: Int, _ path: String, _ batch: Int) throws {
         var rng = SplitMix64(seed: 5)
         let (_, y) = try Self.lenet(&rng, batch: batch)

@@ -126,7 +126,7 @@ struct DepthwiseConvolutionTests {
     @Test(.enabled(if: CPUFeatures.current.hasAVX2, "this CPU has no AVX2 and FMA"))
     func pathsAndThreadsGiveTheSameBits() throws {
         for (i, c) in Self.cases.enumerated() {
-            let r = try onGenericAndAVX2Paths { try Self.run(c, seed: UInt64(90 + i)).prefix(5).map { $0.map(\.bitPattern) } }
+            let r = try onEveryKernelPath { try Self.run(c, seed: UInt64(90 + i)).prefix(5).map { $0.map(\.bitPattern) } }
             #expect(r.generic == r.avx2, "generic vs avx2 \(c.testDescription)")
             #expect(r.avx2 == r.twoThreads, "1 vs 2 threads \(c.testDescription)")
         }

@@ -5,10 +5,10 @@ import Testing
 
 /// The direct forward kernel of 2-D convolutions (`DirectConvolution`) through the Convolution function against
 /// LinearReference's naive convolution, with bias, set and accumulated, maps not a multiple of 6, strides 1 and 2,
-/// padding, dilation, rows that end in a partial segment; the same bits on every kernel path and for one thread
-/// or two (batch 1 shares its maps between the threads). The data gradient of stride-1 cases runs the same kernel
-/// on the turned weight: against the transposed convolution of dy. The weight gradient (every case) against sums
-/// in Double straight from the definition.
+/// padding, dilation, rows that end in a partial segment, rows 8 wide (paired on the AVX-512 path); the same bits on
+/// every kernel path and for one thread or two (batch 1 shares its maps between the threads). The data gradient of
+/// stride-1 cases runs the same kernel on the turned weight: against the transposed convolution of dy. The weight
+/// gradient (every case) against sums in Double straight from the definition.
 @Suite(.serialized)
 struct DirectConvolutionTests {
     struct Case: CustomTestStringConvertible, Sendable {
@@ -27,6 +27,8 @@ struct DirectConvolutionTests {
         Case(batch: 1, channels: 2, maps: 3, image: [20, 52], stride: [2, 2], pad: [2, 2], dilation: [2, 2]),  // parity planes, dilated
         Case(batch: 1, channels: 16, maps: 8, image: [8, 32]),                                 // ResNet-20-like channels
         Case(batch: 2, channels: 1, maps: 1, image: [190, 190]),   // large samples: the weight gradient pads one at a time
+        Case(batch: 2, channels: 3, maps: 10, image: [9, 8]),      // AVX-512: two rows a segment, the odd last row alone
+        Case(batch: 1, channels: 3, maps: 6, image: [15, 16], stride: [2, 2]),  // AVX-512: paired rows of parity planes
     ]
 
     @Test func everyCaseTakesTheDirectKernel() throws {
@@ -142,16 +144,20 @@ struct DirectConvolutionTests {
     @Test(.enabled(if: CPUFeatures.current.hasAVX2, "this CPU has no AVX2 and FMA"))
     func avx2PathMatchesTheReference() throws { try check(path: "avx2+fma") }
 
+    @Test(.enabled(if: CPUFeatures.current.hasAVX512, "this CPU has no AVX-512 (F, BW, DQ, VL)"))
+    func avx512PathMatchesTheReference() throws { try check(path: "avx512") }
+
     @Test(.enabled(if: CPUFeatures.current.hasAVX2, "this CPU has no AVX2 and FMA"))
     func pathsAndThreadsGiveTheSameBits() throws {
         for (i, c) in Self.cases.enumerated() {
-            let r = try onGenericAndAVX2Paths { () throws -> [UInt32] in
+            let r = try onEveryKernelPath { () throws -> [UInt32] in
                 let r = try Self.run(c, seed: UInt64(90 + i))
                 let all = r.y.toFloats() + r.added.toFloats() + r.dx.toFloats() + r.dxAdded.toFloats() + r.dw.toFloats()
                     + r.dwAdded.toFloats()
                 return all.map(\.bitPattern)
             }
             #expect(r.generic == r.avx2, "generic vs avx2 \(c.testDescription)")
+            if let wide = r.avx512 { #expect(r.avx2 == wide, "avx2 vs avx512 \(c.testDescription)") }
             #expect(r.avx2 == r.twoThreads, "1 vs 2 threads \(c.testDescription)")
         }
     }

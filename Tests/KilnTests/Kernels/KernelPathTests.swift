@@ -75,4 +75,26 @@ struct KernelPathTests {
                     "\(version.stdout)")
         }
     }
+
+    /// Kiln's own float kernels take the widest path the CPU's features allow, whatever its model name (AVX-512 on
+    /// an AVX-512 machine), and KILN_KERNEL_PATH caps them: each name gives its path, or the widest below it that
+    /// the CPU runs; a name that is no path is ignored and reported.
+    @Test(.enabled(if: KilnProcess.exists, "no kiln binary next to the test bundle"))
+    func ownKernelsFollowTheFeaturesAndTheCap() throws {
+        let cpu = CPUFeatures.current
+        let widest = cpu.hasAVX512 ? "avx512" : cpu.hasAVX2 ? "avx2+fma" : "generic"
+        let dir = try KilnProcess.directory([:])
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func line(_ cap: String) throws -> String {    // "" as if unset
+            let r = try KilnProcess.run(["--version"], in: dir, environment: ["KILN_KERNEL_PATH": cap])
+            #expect(r.status == 0, "\(r.stderr)")
+            return r.stdout.split(separator: "\n").first { $0.hasPrefix("float kernels: ") }.map(String.init) ?? r.stdout
+        }
+        #expect(try line("").hasPrefix("float kernels: \(widest) (Kiln's own kernels, the widest this CPU runs)"))
+        #expect(try line("generic").hasPrefix("float kernels: generic (Kiln's own kernels, KILN_KERNEL_PATH=generic"))
+        #expect(try line("avx2").hasPrefix("float kernels: \(cpu.hasAVX2 ? "avx2+fma" : "generic") "))
+        #expect(try line("avx512").hasPrefix("float kernels: \(widest) "))
+        let ignored = try line("sse9")
+        #expect(ignored.hasPrefix("float kernels: \(widest) ") && ignored.contains("KILN_KERNEL_PATH=sse9 is not"))
+    }
 }

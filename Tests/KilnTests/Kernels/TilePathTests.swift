@@ -17,6 +17,10 @@ struct TilePathTests {
     @Test(.enabled(if: CPUFeatures.current.hasAVX2, "this CPU has no AVX2 and FMA"))
     func avx2PathMatchesFusedReference() throws { try check("avx2+fma") }
 
+    /// The AVX-512 level keeps these tiles on AVX2 (only the direct convolution widens), with the same bits.
+    @Test(.enabled(if: CPUFeatures.current.hasAVX512, "this CPU has no AVX-512 (F, BW, DQ, VL)"))
+    func avx512PathMatchesFusedReference() throws { try check("avx512") }
+
     func check(_ path: String) throws {
         kiln_tile_force_path(path)
         defer { kiln_tile_force_path(nil) }
