@@ -478,6 +478,74 @@ static void wgrad_avx2(const kiln_conv_shape *s, const float *padded, long sampl
         _mm256_storeu_ps(a + 72, a41); _mm256_storeu_ps(a + 80, a50); _mm256_storeu_ps(a + 88, a51);
     }
 }
+/// AVX-512 path of the weight gradient: up to 4 of a block's tiles at once. Each register holds one map's two taps
+/// of a tile, 8 lanes each, exactly as the tile's accumulators lie in `acc` (tap 2p's lanes, then tap 2p + 1's),
+/// and each output gradient segment is broadcast to both halves: every lane takes the same chain of multiply-adds
+/// as on the AVX2 path, so both give the same bits. 24 accumulators, 4 inputs and the broadcast: 29 registers.
+__attribute__((target("avx512f,avx512dq,avx512vl,fma"), always_inline))
+static inline void wgrad_group_avx512(const kiln_conv_shape *s, const float *padded, long sampleStride, long samples,
+                                      const float *dy, const float *zeros, float *acc, long tile, const int G,
+                                      long rowPitch, long parityStep, long cf) {
+    long pairs = pairs_of(s), taps = s->channels * taps_of(s), plane = s->oh * s->ow;
+    long b = tile / pairs, p0 = tile % pairs;
+    long off[4][2];
+    for (int g = 0; g < 4; g++)
+        for (int k = 0; k < 2; k++) {
+            long q = 2 * (p0 + (g < G ? g : 0)) + k;
+            off[g][k] = tap_offset(s, q < taps ? q : q - k, rowPitch, parityStep, cf);
+        }
+    __m512 a[MAPS][4];
+    for (int j = 0; j < MAPS; j++)
+        for (int g = 0; g < G; g++) a[j][g] = _mm512_loadu_ps(acc + (tile + g) * MAPS * 2 * 8 + j * 16);
+    for (long n = 0; n < samples; n++) {
+        const float *d[MAPS];
+        for (long j = 0; j < MAPS; j++) d[j] = b * MAPS + j < s->maps ? dy + (n * s->maps + b * MAPS + j) * plane : zeros;
+        const float *sample = padded + n * sampleStride;
+        for (long oy = 0; oy < s->oh; oy++) {
+            const float *row = sample + oy * s->sh * rowPitch;
+            long at = oy * s->ow;
+            for (long ox = 0; ox < s->ow; ox += 8) {
+                __m512 x[4];
+                if (s->ow - ox >= 8) {
+                    // Unmasked, so that each broadcast is a load alone (the masked form adds a shuffle).
+                    for (int g = 0; g < G; g++)
+                        x[g] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(row + ox + off[g][0])),
+                                                  _mm256_loadu_ps(row + ox + off[g][1]), 1);
+                    for (int j = 0; j < MAPS; j++) {
+                        __m512 dv = _mm512_broadcast_f32x8(_mm256_loadu_ps(d[j] + at + ox));
+                        for (int g = 0; g < G; g++) a[j][g] = _mm512_fmadd_ps(dv, x[g], a[j][g]);
+                    }
+                } else {
+                    __mmask8 mask = (__mmask8)((1u << (s->ow - ox)) - 1u);
+                    for (int g = 0; g < G; g++)
+                        x[g] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_maskz_loadu_ps(mask, row + ox + off[g][0])),
+                                                  _mm256_maskz_loadu_ps(mask, row + ox + off[g][1]), 1);
+                    for (int j = 0; j < MAPS; j++) {
+                        __m512 dv = _mm512_broadcast_f32x8(_mm256_maskz_loadu_ps(mask, d[j] + at + ox));
+                        for (int g = 0; g < G; g++) a[j][g] = _mm512_fmadd_ps(dv, x[g], a[j][g]);
+                    }
+                }
+            }
+        }
+    }
+    for (int j = 0; j < MAPS; j++)
+        for (int g = 0; g < G; g++) _mm512_storeu_ps(acc + (tile + g) * MAPS * 2 * 8 + j * 16, a[j][g]);
+}
+
+__attribute__((target("avx512f,avx512dq,avx512vl,fma")))
+static void wgrad_avx512(const kiln_conv_shape *s, const float *padded, long sampleStride, long samples, const float *dy,
+                         const float *zeros, float *acc, long first, long last) {
+    long rowPitch, parityStep, cf = channel_floats(s), pairs = pairs_of(s);
+    layout_steps(s, &rowPitch, &parityStep);
+    if (s->sw != 1 && !parityStep) { wgrad_generic(s, padded, sampleStride, samples, dy, zeros, acc, first, last); return; }
+    for (long tile = first; tile < last;) {
+        // Tiles of one block only, so that the group shares its output gradients.
+        long left = last - tile, inBlock = pairs - tile % pairs, room = left < inBlock ? left : inBlock;
+        if (room >= 4) { wgrad_group_avx512(s, padded, sampleStride, samples, dy, zeros, acc, tile, 4, rowPitch, parityStep, cf); tile += 4; }
+        else if (room >= 2) { wgrad_group_avx512(s, padded, sampleStride, samples, dy, zeros, acc, tile, 2, rowPitch, parityStep, cf); tile += 2; }
+        else { wgrad_group_avx512(s, padded, sampleStride, samples, dy, zeros, acc, tile, 1, rowPitch, parityStep, cf); tile += 1; }
+    }
+}
 #endif
 
 long kiln_conv_sample_floats(const kiln_conv_shape *s) { return s->channels * channel_floats(s); }
@@ -486,7 +554,9 @@ void kiln_conv_wgrad_add(const kiln_conv_shape *s, const float *padded, long sam
                          float *acc, long first, long last) {
     long stride = kiln_conv_sample_floats(s);
 #if defined(__x86_64__)
-    if (use_avx2(s)) { wgrad_avx2(s, padded, stride, samples, dy, zeros, acc, first, last); return; }
+    int path = path_of(s);
+    if (path == 2) { wgrad_avx512(s, padded, stride, samples, dy, zeros, acc, first, last); return; }
+    if (path == 1) { wgrad_avx2(s, padded, stride, samples, dy, zeros, acc, first, last); return; }
 #endif
     wgrad_generic(s, padded, stride, samples, dy, zeros, acc, first, last);
 }
