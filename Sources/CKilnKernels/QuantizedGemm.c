@@ -677,6 +677,92 @@ __attribute__((target("avx2"))) static long finish_row_avx2(const kiln_q8_epilog
     return j;
 }
 
+// The same on 16 lanes (AVX512-VNNI machines): the same operations and comparisons, so the same results.
+#define AVX512_TARGET "avx512f,avx512bw,avx512dq,avx512vl"
+__attribute__((target(AVX512_TARGET))) static inline __m512 round_half_up_avx512(__m512 v) {
+    __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __mmask16 up = _mm512_cmp_ps_mask(_mm512_sub_ps(v, t), _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+    return _mm512_mask_add_ps(t, up, t, _mm512_set1_ps(1.0f));
+}
+
+__attribute__((target(AVX512_TARGET))) static inline __m512i fixed_point_codes_avx512(__m512 v, float step, long minCode,
+                                                                                       long maxCode) {
+    const __m512 top = _mm512_set1_ps((float)maxCode * step), bottom = _mm512_set1_ps((float)minCode * step);
+    __m512i q = _mm512_cvttps_epi32(round_half_up_avx512(_mm512_mul_ps(_mm512_abs_ps(v), _mm512_set1_ps(1.0f / step))));
+    __m512i code = _mm512_mask_sub_epi32(q, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_si512(), q);
+    code = _mm512_mask_mov_epi32(code, _mm512_cmp_ps_mask(v, top, _CMP_GT_OQ), _mm512_set1_epi32((int)maxCode));
+    code = _mm512_mask_mov_epi32(code, _mm512_cmp_ps_mask(v, bottom, _CMP_LT_OQ), _mm512_set1_epi32((int)minCode));
+    return _mm512_maskz_mov_epi32(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), code);
+}
+
+__attribute__((target(AVX512_TARGET))) static inline __m512i linear_codes_avx512(__m512 v, const kiln_q8_grid *g) {
+    __m512 t = _mm512_div_ps(v, _mm512_set1_ps(g->step));
+    const __m512 lo = _mm512_set1_ps((float)(g->minCode - g->zeroPoint)), hi = _mm512_set1_ps((float)(g->maxCode - g->zeroPoint));
+    __m512 c = _mm512_min_ps(_mm512_max_ps(_mm512_maskz_mov_ps(_mm512_cmp_ps_mask(t, t, _CMP_ORD_Q), t), lo), hi);
+    __m512 r;
+    if (g->halfEven) {
+        r = _mm512_roundscale_ps(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    } else {
+        const __m512i signMask = _mm512_set1_epi32((int)0x80000000);
+        __m512i sign = _mm512_and_si512(_mm512_castps_si512(c), signMask);
+        r = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(round_half_up_avx512(_mm512_abs_ps(c))), sign));
+    }
+    return _mm512_add_epi32(_mm512_cvtps_epi32(r), _mm512_set1_epi32((int)g->zeroPoint));
+}
+
+__attribute__((target(AVX512_TARGET))) static inline __m512i grid_codes_avx512(__m512 v, const kiln_q8_grid *g) {
+    return g->linear ? linear_codes_avx512(v, g) : fixed_point_codes_avx512(v, g->step, g->minCode, g->maxCode);
+}
+
+__attribute__((target(AVX512_TARGET))) static long finish_row_avx512(const kiln_q8_epilogue *e, long row, const int32_t *acc,
+                                                                   long count, void *out, long offset) {
+    const int hasBias = e->bias != NULL, normalise = e->mean != NULL;
+    const __m512 scale = _mm512_set1_ps(e->rowScale ? e->rowScale[row] : e->scale);
+    const __m512i rowOffset = _mm512_set1_epi32(e->rowOffset ? e->rowOffset[row] : 0);
+    const __m512 bias = _mm512_set1_ps(hasBias ? e->bias[row] : 0.0f);
+    const __m512 mu = _mm512_set1_ps(normalise ? e->mean[row] : 0.0f);
+    const __m512 norm = _mm512_set1_ps(normalise ? e->normScale[row] : 1.0f);
+    const __m512 shift = _mm512_set1_ps(normalise ? e->shift[row] : 0.0f);
+    const int residualKind = e->residualKind, activation = e->activation, output = e->output;
+    const __m512 residualStep = _mm512_set1_ps(e->residualGrid.step), zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
+    const __m512i residualZero = _mm512_set1_epi32((int)e->residualGrid.zeroPoint);
+    const __m512 outStep = _mm512_set1_ps(e->out.step);
+    const __m512i outZero = _mm512_set1_epi32((int)e->out.zeroPoint);
+    const int snap = e->snap;
+    const __m512 midStep = _mm512_set1_ps(e->mid.step);
+    const __m512i midZero = _mm512_set1_epi32((int)e->mid.zeroPoint);
+    const kiln_q8_grid outGrid = e->out, midGrid = e->mid;   // local copies, as in finish_row_avx2
+    const void *residual = e->residual;
+    long j = 0;
+    for (; j + 16 <= count; j += 16) {
+        long at = offset + j;
+        __m512i a = _mm512_sub_epi32(_mm512_loadu_si512((const void *)(acc + j)), rowOffset);
+        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(a), scale);
+        if (hasBias) v = _mm512_add_ps(v, bias);
+        if (normalise) v = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(v, mu), norm), shift);
+        if (snap) v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(grid_codes_avx512(v, &midGrid), midZero)), midStep);
+        if (residualKind == KILN_Q8_FLOAT) {
+            v = _mm512_add_ps(v, _mm512_loadu_ps((const float *)residual + at));
+        } else if (residualKind == KILN_Q8_U8 || residualKind == KILN_Q8_S8) {
+            __m128i r = _mm_loadu_si128((const __m128i *)((const uint8_t *)residual + at));
+            __m512i r32 = residualKind == KILN_Q8_U8 ? _mm512_cvtepu8_epi32(r) : _mm512_cvtepi8_epi32(r);
+            v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(r32, residualZero)), residualStep));
+        }
+        if (activation >= 1) v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(zero, v, _CMP_GE_OQ), zero);
+        if (activation == 2) v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(six, v, _CMP_LT_OQ), six);
+        if (output == KILN_Q8_FLOAT) { _mm512_storeu_ps((float *)out + at, v); continue; }
+        __m512i code = grid_codes_avx512(v, &outGrid);
+        if (output == KILN_Q8_FLOAT_GRID) {
+            _mm512_storeu_ps((float *)out + at, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(code, outZero)), outStep));
+            continue;
+        }
+        // Codes are within their byte range: either saturating conversion keeps them.
+        __m128i bytes = output == KILN_Q8_U8 ? _mm512_cvtusepi32_epi8(code) : _mm512_cvtsepi32_epi8(code);
+        _mm_storeu_si128((__m128i *)((uint8_t *)out + at), bytes);
+    }
+    return j;
+}
+
 __attribute__((target("avx2"))) static long quantize_avx2(const float *x, long count, const kiln_q8_grid *grid, int output,
                                                           uint8_t *out) {
     const kiln_q8_grid g = *grid;  // a local copy: the byte stores could alias it
@@ -690,6 +776,12 @@ void kiln_q8_finish_row(const kiln_q8_epilogue *e, long row, const int32_t *acc,
                         long stride) {
 #if defined(__x86_64__)
     int path = kiln_q8_current_path();
+    if (stride == 1 && path == PATH_AVX512_VNNI) {
+        long done = finish_row_avx512(e, row, acc, count, out, offset);
+        acc += done;
+        count -= done;
+        offset += done;
+    }
     if (stride == 1 && path >= PATH_AVX2 && path <= PATH_AVX512_VNNI) {
         long done = finish_row_avx2(e, row, acc, count, out, offset);
         acc += done;

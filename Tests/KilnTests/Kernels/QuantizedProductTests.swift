@@ -191,14 +191,15 @@ struct QuantizedProductTests {
         }
     }
 
-    /// The epilogue's paths this CPU has: plain C, and AVX2 vectors (the AVX2 and VNNI paths' epilogue).
-    static let epiloguePaths: [String] = ["generic", "avx2"].filter { kiln_q8_path_available($0) != 0 }
+    /// The epilogue's paths this CPU has: plain C, AVX2 vectors (the AVX2 and AVX-VNNI paths' epilogue), and
+    /// AVX-512 vectors with AVX2 for what is left of a row (the AVX512-VNNI path's).
+    static let epiloguePaths: [String] = ["generic", "avx2", "avx512-vnni"].filter { kiln_q8_path_available($0) != 0 }
 
     @Test(arguments: epiloguePaths)
     func epilogueMatchesTheSeparateFloatSteps(path: String) throws {
         try #require(kiln_q8_force_path(path) == 1)
         defer { kiln_q8_force_path(nil) }
-        let count = 67  // eight vectors of 8 and a tail
+        let count = 91  // five vectors of 16, one of 8 and a tail of 3
         var rng = SplitMix64(seed: 5)
         let acc = (0..<count).map { _ in Int32(Int(rng.next() % 20001) - 10000) }
         let residualCodes = (0..<count).map { _ in UInt8(rng.next() % 256) }
