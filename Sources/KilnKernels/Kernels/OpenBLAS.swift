@@ -16,6 +16,13 @@ import Glibc
 /// to OpenBLAS. A value the user set is kept. On a Zen 2/3 machine the Haswell kernels measured the same as or
 /// faster than OpenBLAS's own "Zen" choice (91 against 89 GFLOP/s at 512^3; 67 against 63 at 16x4096x144).
 ///
+/// Kiln also sets `OPENBLAS_NUM_THREADS=1` before loading, whatever the environment says: Kiln splits work over
+/// its own threads and runs OpenBLAS on one, but OpenBLAS starts its thread pool at load time from that variable
+/// (or the CPU count), and an idle pool thread spins in `sched_yield` for a while after start-up and after each
+/// call it took part in. On a 2-core machine that thread took the second core from Kiln's worker: half of the
+/// 2-thread runs of LeNet inference at batch 256 ran at 1-thread speed (4.2 against 2.2 ms, Xeon family 6
+/// model 207), with a third of their time in the kernel.
+///
 /// Loading never traps: when the library is missing, `require()` throws a clear error (compiling a plan calls
 /// it), and products fall back to Kiln's Swift kernel.
 public enum OpenBLAS {
@@ -60,6 +67,8 @@ public enum OpenBLAS {
             setenv("OPENBLAS_CORETYPE", core, 1)
             source = "chosen by Kiln from the CPU's features (\(CPUFeatures.current.vectorPath))"
         }
+        // No pool of OpenBLAS's own (see above): a value the user set would only add idle threads.
+        setenv("OPENBLAS_NUM_THREADS", "1", 1)
         var handle: UnsafeMutableRawPointer?
         for name in names where handle == nil { handle = dlopen(name, RTLD_NOW | RTLD_GLOBAL) }
         guard let handle else {

@@ -46,6 +46,13 @@ struct KernelPathTests {
         }
     }
 
+    /// OpenBLAS is loaded with OPENBLAS_NUM_THREADS=1, even where the environment asked for more, so that it starts
+    /// no pool of its own to compete with Kiln's workers.
+    @Test func openBLASStartsNoThreadsOfItsOwn() throws {
+        try OpenBLAS.require()
+        #expect(ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] == "1")
+    }
+
     /// One product above Gemm's small-product limit (so OpenBLAS computes it), on every kernel set this CPU
     /// can run, through `kiln run` with OPENBLAS_CORETYPE set: each equals the naive product exactly (the
     /// values are multiples of 1/4 whose sums float32 holds exactly).
