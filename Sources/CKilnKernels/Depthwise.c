@@ -2,7 +2,8 @@
 // one zero-padded input plane with its own small kernel (see CKilnKernels.h). The input plane is first copied
 // into a padded scratch plane, so every tap reads valid memory and the loops have no bounds tests.
 //
-// Both paths compute every sum in the same order with fused multiply-adds, so they give the same bits:
+// Every path (generic, AVX2, and AVX-512 for the forward) computes every sum in the same order with fused
+// multiply-adds, so they give the same bits:
 // - forward: each output is a chain over the taps in (kh, kw) order, starting from 0;
 // - data gradient: each padded input element receives its contributions in (map, oy, kh, kw) order;
 // - weight gradient: each tap sums its products over 32 lanes (lane = ox mod 32, for the columns below the
@@ -176,6 +177,60 @@ static void forward_avx2(const kiln_dw_shape *s, const float *x, const float *w,
     }
 }
 
+/// The AVX-512 forward: the AVX2 path's padded layouts and blocks, 16 columns wide. Each output is the same chain
+/// of multiply-adds, so both paths give the same bits. Lanes past `count` read the padded plane's slack (at most
+/// 15 floats past a row's last tap, within the 16 floats after the plane) and are not stored.
+__attribute__((target("avx512f,avx512dq,avx512vl,fma")))
+static inline void forward_block512(const kiln_dw_shape *s, const float *first, long rowStep, long tapRow,
+                                    long parityStep, const float *w, float *out, long oy, long rows, long count) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    const float *r0 = first, *r1 = r0 + (rows > 1 ? rowStep : 0), *r2 = r0 + (rows > 2 ? 2 * rowStep : 0);
+    const float *r3 = r0 + (rows > 3 ? 3 * rowStep : 0);
+    const float *wt = w;
+    for (long kh = 0; kh < s->kh; kh++) {
+        long rowOff = kh * tapRow;
+        for (long kw = 0; kw < s->kw; kw++) {
+            long c = kw * s->dw;
+            long off = rowOff + (parityStep ? (c & 1) * parityStep + (c >> 1) : c);
+            __m512 wv = _mm512_set1_ps(*wt++);
+            a0 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(r0 + off), a0);
+            a1 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(r1 + off), a1);
+            a2 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(r2 + off), a2);
+            a3 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(r3 + off), a3);
+        }
+    }
+    __mmask16 mask = (__mmask16)((1u << count) - 1u);
+    _mm512_mask_storeu_ps(out + oy * s->ow, mask, a0);
+    if (rows > 1) _mm512_mask_storeu_ps(out + (oy + 1) * s->ow, mask, a1);
+    if (rows > 2) _mm512_mask_storeu_ps(out + (oy + 2) * s->ow, mask, a2);
+    if (rows > 3) _mm512_mask_storeu_ps(out + (oy + 3) * s->ow, mask, a3);
+}
+
+__attribute__((target("avx512f,avx512dq,avx512vl,fma")))
+static void forward_avx512(const kiln_dw_shape *s, const float *x, const float *w, float *out, float *scratch, int fresh) {
+    long pwidth = s->w + 2 * s->pw, pheight = s->h + 2 * s->ph;
+    long rowStep, tapRow, parityStep;
+    if (s->sw == 1) {
+        pad_plane(s, x, scratch, fresh);
+        rowStep = s->sh * pwidth; tapRow = s->dh * pwidth; parityStep = 0;
+    } else if (s->sw == 2) {
+        long pitch = (pwidth + 1) / 2;
+        pad_plane_split(s, x, scratch, fresh);
+        rowStep = s->sh * pitch; tapRow = s->dh * pitch; parityStep = pheight * pitch;
+    } else {
+        pad_plane(s, x, scratch, fresh);
+        forward_generic(s, scratch, w, out);
+        return;
+    }
+    for (long oy = 0; oy < s->oh; oy += 4) {
+        long rows = s->oh - oy < 4 ? s->oh - oy : 4;
+        for (long ox = 0; ox < s->ow; ox += 16) {
+            long count = s->ow - ox < 16 ? s->ow - ox : 16;
+            forward_block512(s, scratch + oy * rowStep + ox, rowStep, tapRow, parityStep, w, out + ox, oy, rows, count);
+        }
+    }
+}
+
 /// Stride 1 only: a pass per (oy, kh, kw) adds one dy row times the tap into a padded row, 8 columns at a time.
 __attribute__((target("avx2,fma")))
 static void scatter_avx2(const kiln_dw_shape *s, const float *dy, const float *w, float *dxp) {
@@ -230,12 +285,16 @@ static void weight_avx2(const kiln_dw_shape *s, const float *xp, const float *dy
 
 // MARK: - Entry points
 
-/// Whether calls with this shape run the AVX2 path (`kiln_dw_shape.avx2`).
-static inline int use_avx2(const kiln_dw_shape *s) { return s->avx2 >= 0 ? s->avx2 != 0 : kiln_tiles_use_avx2(); }
+/// The path calls with this shape run (`kiln_dw_shape.path`): 0 generic, 1 AVX2, 2 AVX-512.
+static inline int path_of(const kiln_dw_shape *s) { return s->path >= 0 ? (int)s->path : kiln_tiles_level(); }
+/// Whether they run AVX2 or AVX-512 (the AVX-512 level keeps the AVX2 data and weight gradients).
+static inline int use_avx2(const kiln_dw_shape *s) { return path_of(s) >= 1; }
 
 void kiln_dw_forward(const kiln_dw_shape *s, const float *x, const float *w, float *out, float *scratch, int fresh) {
 #if defined(__x86_64__)
-    if (use_avx2(s)) { forward_avx2(s, x, w, out, scratch, fresh); return; }
+    int path = path_of(s);
+    if (path == 2) { forward_avx512(s, x, w, out, scratch, fresh); return; }
+    if (path == 1) { forward_avx2(s, x, w, out, scratch, fresh); return; }
 #endif
     pad_plane(s, x, scratch, fresh);
     forward_generic(s, scratch, w, out);

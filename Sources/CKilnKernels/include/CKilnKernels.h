@@ -30,12 +30,13 @@ void kiln_tile2x4_add(float *acc, const float *a0, const float *a1, const float 
                       const float *b2, const float *b3, long count);
 
 /// Sizes of one depthwise plane product: an input plane `h` x `w`, an output plane `oh` x `ow`, a kernel
-/// `kh` x `kw`, strides, symmetric zero padding and dilations, as nnabla's Convolution defines them. `avx2`: the
-/// path of every call (1 AVX2, 0 generic), read once for a whole product, whose planes may share a scratch whose
-/// zero border only the first wrote (the AVX2 path splits stride-2 planes by column parity); -1 asks on each call.
+/// `kh` x `kw`, strides, symmetric zero padding and dilations, as nnabla's Convolution defines them. `path`: the
+/// path of every call (`kiln_tiles_level`: 2 AVX-512, 1 AVX2, 0 generic), read once for a whole product, whose
+/// planes may share a scratch whose zero border only the first wrote (the AVX2 and AVX-512 paths split stride-2
+/// planes by column parity); -1 asks on each call.
 typedef struct {
     long h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
-    long avx2;
+    long path;
 } kiln_dw_shape;
 
 /// Floats of scratch one thread needs for the depthwise kernels: the padded input plane with 16 floats of slack,

@@ -314,31 +314,41 @@ package final class ConvolutionEngine {
 
     /// The 1x1 / stride 1 / unpadded forward: per sample and block of columns, the product straight into the
     /// output, then `+ b` and the epilogue (or, accumulating, the product added with `+ b`) while the block is hot.
+    /// The (sample, block) tasks are shared between the threads; each makes the same calls on any thread, so the
+    /// values are the same for any number of threads.
     private func pointwiseForward(image: UnsafePointer<Float>, weight: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>,
                                   bias: UnsafePointer<Float>?, accumulate: Bool, epilogue: ConvEpilogue?) {
         let block = ConvolutionEngine.pointwiseBlock(outmaps: outmaps)
-        for n in 0..<batch {
-            let xn = image + n * channels * imageCount
-            let yn = col + n * outmaps * colCount
-            var j0 = 0
-            while j0 < colCount {
-                let nb = min(block, colCount - j0)
-                for g in 0..<group {
-                    Gemm.sgemm(m: mg, n: nb, k: cg, a: weight + g * mg * cg, lda: cg, b: xn + g * cg * imageCount + j0,
-                               ldb: imageCount, beta: accumulate ? 1 : 0, c: yn + g * mg * colCount + j0, ldc: colCount)
+        let blocks = (colCount + block - 1) / block
+        Threads.items(batch * blocks, workPerItem: outmaps * min(block, colCount) * max(cg, 1),
+                      PointwiseTask(engine: self, block: block, blocks: blocks, image: image, weight: weight, col: col,
+                                    bias: bias, accumulate: accumulate, epilogue: epilogue))
+    }
+
+    /// One sample's block of columns of `pointwiseForward`.
+    private struct PointwiseTask: ParallelItem {
+        let engine: ConvolutionEngine, block: Int, blocks: Int
+        let image: UnsafePointer<Float>, weight: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>
+        let bias: UnsafePointer<Float>?, accumulate: Bool, epilogue: ConvEpilogue?
+
+        func callAsFunction(_ item: Int) {
+            let e = engine, n = item / blocks, j0 = (item % blocks) * block
+            let nb = min(block, e.colCount - j0)
+            let xn = image + n * e.channels * e.imageCount
+            let yn = col + n * e.outmaps * e.colCount
+            for g in 0..<e.group {
+                Gemm.sgemm(m: e.mg, n: nb, k: e.cg, a: weight + g * e.mg * e.cg, lda: e.cg, b: xn + g * e.cg * e.imageCount + j0,
+                           ldb: e.imageCount, beta: accumulate ? 1 : 0, c: yn + g * e.mg * e.colCount + j0, ldc: e.colCount)
+            }
+            guard bias != nil || epilogue != nil else { return }
+            for m in 0..<e.outmaps {
+                let offset = (n * e.outmaps + m) * e.colCount + j0
+                let b = bias.map { $0[m] } ?? 0
+                if let epilogue {
+                    epilogue.apply(map: m, col + offset, col + offset, plus: b, nb, offset: offset)
+                } else {
+                    ShortRows.add(col + offset, plus: b, nb)
                 }
-                if bias != nil || epilogue != nil {
-                    for m in 0..<outmaps {
-                        let offset = (n * outmaps + m) * colCount + j0
-                        let b = bias.map { $0[m] } ?? 0
-                        if let epilogue {
-                            epilogue.apply(map: m, col + offset, col + offset, plus: b, nb, offset: offset)
-                        } else {
-                            ShortRows.add(col + offset, plus: b, nb)
-                        }
-                    }
-                }
-                j0 += nb
             }
         }
     }

@@ -30,7 +30,7 @@ struct DepthwiseConvolution {
         }
         shape = kiln_dw_shape(h: g.image[0], w: g.image[1], oh: g.col[0], ow: g.col[1], kh: g.kernel[0], kw: g.kernel[1],
                               sh: g.stride[0], sw: g.stride[1], ph: g.pad[0], pw: g.pad[1], dh: g.dilation[0],
-                              dw: g.dilation[1], avx2: -1)
+                              dw: g.dilation[1], path: -1)
         batch = g.batch
         channels = g.channels
         multiplier = g.outmaps / g.group
@@ -47,7 +47,7 @@ struct DepthwiseConvolution {
     /// cannot give planes that share a scratch two layouts of its zero border.
     var callShape: kiln_dw_shape {
         var s = shape
-        s.avx2 = kiln_tiles_use_avx2() != 0 ? 1 : 0
+        s.path = Int(kiln_tiles_level())
         return s
     }
     var taps: Int { shape.kh * shape.kw }

@@ -272,6 +272,21 @@ struct LinearTests {
         try Threads.with(2) { try checkLargeShapesWithThreads() }
     }
 
+    /// The pointwise forward shares its (sample, block of columns) products between threads: 3 samples of 7 blocks
+    /// (256 maps make blocks of 256 of the 1600 columns, the last partial), 2 groups; the same bits on 1 and 2
+    /// threads, and the naive convolution's values.
+    @Test func pointwiseConvolutionSplitsOverThreads() throws {
+        let c = ConvCase(x: [3, 8, 40, 40], w: [256, 4, 1, 1], pad: [0, 0], stride: [1, 1], dilation: [1, 1], group: 2)
+        let ins = convInputs(c, seed: 81)
+        let f = Convolution(pad: c.pad, stride: c.stride, dilation: c.dilation, group: c.group)
+        let one = try Threads.with(1) { try Harness.forward1(f, ins) }
+        let two = try Threads.with(2) { try Harness.forward1(f, ins) }
+        #expect(one.toFloats().map(\.bitPattern) == two.toFloats().map(\.bitPattern))
+        let ref = LinearReference.convolution(ins[0], ins[1], ins[2], baseAxis: 1, pad: c.pad, stride: c.stride,
+                                              dilation: c.dilation, group: c.group)
+        #expect(mismatch(two.toFloats(), ref.data, rtol: 1e-4, atol: 1e-4) == nil)
+    }
+
     func checkLargeShapesWithThreads() throws {
         // 72 column rows x 1936 positions: above Threads.minimumWork, so im2col and col2im split over threads.
         let c = ConvCase(x: [1, 8, 44, 44], w: [2, 8, 3, 3], pad: [1, 1], stride: [1, 1], dilation: [1, 1])

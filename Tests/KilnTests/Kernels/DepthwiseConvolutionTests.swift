@@ -28,6 +28,7 @@ struct DepthwiseConvolutionTests {
         Case(batch: 2, channels: 2, image: [9, 70], kernel: [3, 3]),                              // 32-wide lanes, 8-wide, rest
         Case(batch: 1, channels: 5, multiplier: 3, image: [6, 10], kernel: [3, 1], stride: [1, 2], pad: [1, 0]),
         Case(batch: 2, channels: 2, image: [17, 35], kernel: [3, 3], stride: [2, 2]),             // odd rows of 4
+        Case(batch: 1, channels: 3, image: [5, 32], kernel: [3, 3]),                              // two full 16-wide blocks
     ]
 
     static func convolution(_ c: Case) -> Convolution {
@@ -122,12 +123,16 @@ struct DepthwiseConvolutionTests {
     @Test(.enabled(if: CPUFeatures.current.hasAVX2, "this CPU has no AVX2 and FMA"))
     func avx2PathMatchesTheReference() throws { try check(path: "avx2+fma") }
 
-    /// Every sum has one order: the AVX2 path, the generic path, one thread and two give the same bits.
+    @Test(.enabled(if: CPUFeatures.current.hasAVX512, "this CPU has no AVX-512 (F, BW, DQ, VL)"))
+    func avx512PathMatchesTheReference() throws { try check(path: "avx512") }
+
+    /// Every sum has one order: the AVX-512, AVX2 and generic paths, one thread and two give the same bits.
     @Test(.enabled(if: CPUFeatures.current.hasAVX2, "this CPU has no AVX2 and FMA"))
     func pathsAndThreadsGiveTheSameBits() throws {
         for (i, c) in Self.cases.enumerated() {
             let r = try onEveryKernelPath { try Self.run(c, seed: UInt64(90 + i)).prefix(5).map { $0.map(\.bitPattern) } }
             #expect(r.generic == r.avx2, "generic vs avx2 \(c.testDescription)")
+            if let wide = r.avx512 { #expect(r.avx2 == wide, "avx2 vs avx512 \(c.testDescription)") }
             #expect(r.avx2 == r.twoThreads, "1 vs 2 threads \(c.testDescription)")
         }
     }
