@@ -455,16 +455,35 @@ package final class ConvolutionEngine {
         let single = p == 1
         forEachChunkInParts(parts: p, BackwardWeightChunk(engine: self, plan: plan, image: image, col: col, workspace: workspace, single: single))
         let ran = min(p, (batch + chunk - 1) / chunk)
-        for g in 0..<group {
-            for m in 0..<mg {
-                let row = weightGrad + (g * mg + m) * kk
-                for r in 0..<kk {
-                    var v: Float = accumulate ? row[r] : 0
-                    for part in 0..<ran {
-                        v += workspace[part * slice + (kk + mg) * chunk * colCount + (g * kk + r) * mg + m]
+        let blocks = (mg + TransposedSum.rows - 1) / TransposedSum.rows
+        Threads.items(group * blocks, workPerItem: TransposedSum.rows * kk * ran,
+                      TransposedSum(weightGrad: weightGrad, sums: workspace + (kk + mg) * chunk * colCount, slice: slice,
+                                    parts: ran, kk: kk, mg: mg, blocks: blocks, accumulate: accumulate))
+    }
+
+    /// The parts' transposed sums (`kk x mg` per group, part by part) added into dW (`mg x kk`), `rows` maps at a
+    /// time and 64 taps a tile, so that reads and writes both run along cache lines (a loop over whole rows had
+    /// read each element from its own line: 22 ms a layer for ResNet-18's 512 x 4608 weights, on one thread).
+    /// Each element's sum keeps its order: dW's old value or 0, then part 0, part 1, ...
+    private struct TransposedSum: ParallelItem {
+        static let rows = 16
+        let weightGrad: UnsafeMutablePointer<Float>, sums: UnsafeMutablePointer<Float>
+        let slice: Int, parts: Int, kk: Int, mg: Int, blocks: Int, accumulate: Bool
+
+        func callAsFunction(_ item: Int) {
+            let g = item / blocks, m0 = (item % blocks) * Self.rows, m1 = min(mg, m0 + Self.rows)
+            var r0 = 0
+            while r0 < kk {
+                let r1 = min(kk, r0 + 64)
+                for m in m0..<m1 {
+                    let row = weightGrad + (g * mg + m) * kk
+                    for r in r0..<r1 {
+                        var v: Float = accumulate ? row[r] : 0
+                        for part in 0..<parts { v += sums[part * slice + (g * kk + r) * mg + m] }
+                        row[r] = v
                     }
-                    row[r] = v
                 }
+                r0 = r1
             }
         }
     }
