@@ -148,6 +148,7 @@ struct BenchCommand: ParsableCommand {
             print("batch_size: \(setup.batchSize)")
             print("threads: \(threads)")
             print("gemm_kernels: \(OpenBLAS.report?.core ?? "swift")")
+            print("kiln_kernels: \(KernelPaths.tiles)")
             print("precision: \(precision.rawValue)")
             print("warmup: \(warmup)")
             print("iterations: \(iterations)")

@@ -33,6 +33,8 @@ struct BenchCLITests {
         for key in ["ms_per_iteration", "arena_bytes", "lower_bound_bytes", "naive_bytes", "persistent_bytes"] {
             #expect(r.values[key] != nil, "\(key)")
         }
+        // Every benchmark says which of Kiln's kernel paths ran (the same choice as this process makes).
+        #expect(r.values["kiln_kernels"] == KernelPaths.tiles)
         let one = try #require(r.values["alternating_ms_1_thread"].flatMap(Double.init))
         let two = try #require(r.values["alternating_ms_2_threads"].flatMap(Double.init))
         let speedup = try #require(r.values["speedup"].flatMap(Double.init))
