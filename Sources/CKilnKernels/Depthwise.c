@@ -119,6 +119,28 @@ void kiln_split_row(const float *src, long w, long pad, float *row, long parityS
     }
 }
 
+/// The vector paths' padded copy of plane `x`: stride 1 as is, stride 2 split by column parity, with the steps
+/// the blocks take through it. Other strides: the generic forward runs here instead, and 0 is returned.
+__attribute__((target("avx2,fma")))
+static int pad_for_vectors(const kiln_dw_shape *s, const float *x, const float *w, float *out, float *scratch, int fresh,
+                           long *rowStep, long *tapRow, long *parityStep) {
+    long pwidth = s->w + 2 * s->pw, pheight = s->h + 2 * s->ph;
+    if (s->sw == 1) {
+        pad_plane(s, x, scratch, fresh);
+        *rowStep = s->sh * pwidth; *tapRow = s->dh * pwidth; *parityStep = 0;
+        return 1;
+    }
+    if (s->sw == 2) {
+        long pitch = (pwidth + 1) / 2;
+        pad_plane_split(s, x, scratch, fresh);
+        *rowStep = s->sh * pitch; *tapRow = s->dh * pitch; *parityStep = pheight * pitch;
+        return 1;
+    }
+    pad_plane(s, x, scratch, fresh);
+    forward_generic(s, scratch, w, out);
+    return 0;
+}
+
 /// Output rows [oy, oy + rows) (rows <= 4), columns [ox, ox + count) (count <= 8), of the correlation with kernel
 /// `w`, in four independent chains of fused multiply-adds in tap order. `rowStep` is the padded layout's step
 /// between output rows; a tap (kh, kw) is `kh * tapRow + tap(kw)` floats past the output row's first input.
@@ -154,23 +176,11 @@ static inline void forward_block(const kiln_dw_shape *s, const float *first, lon
 
 __attribute__((target("avx2,fma")))
 static void forward_avx2(const kiln_dw_shape *s, const float *x, const float *w, float *out, float *scratch, int fresh) {
-    long pwidth = s->w + 2 * s->pw, pheight = s->h + 2 * s->ph;
-    long rowStep, tapRow, parityStep, colStep;
-    if (s->sw == 1) {
-        pad_plane(s, x, scratch, fresh);
-        rowStep = s->sh * pwidth; tapRow = s->dh * pwidth; parityStep = 0; colStep = 8;
-    } else if (s->sw == 2) {
-        long pitch = (pwidth + 1) / 2;
-        pad_plane_split(s, x, scratch, fresh);
-        rowStep = s->sh * pitch; tapRow = s->dh * pitch; parityStep = pheight * pitch; colStep = 8;
-    } else {
-        pad_plane(s, x, scratch, fresh);
-        forward_generic(s, scratch, w, out);
-        return;
-    }
+    long rowStep, tapRow, parityStep;
+    if (!pad_for_vectors(s, x, w, out, scratch, fresh, &rowStep, &tapRow, &parityStep)) return;
     for (long oy = 0; oy < s->oh; oy += 4) {
         long rows = s->oh - oy < 4 ? s->oh - oy : 4;
-        for (long ox = 0; ox < s->ow; ox += colStep) {
+        for (long ox = 0; ox < s->ow; ox += 8) {
             long count = s->ow - ox < 8 ? s->ow - ox : 8;
             forward_block(s, scratch + oy * rowStep + ox, rowStep, tapRow, parityStep, w, out + ox, oy, rows, count);
         }
@@ -208,20 +218,8 @@ static inline void forward_block512(const kiln_dw_shape *s, const float *first, 
 
 __attribute__((target("avx512f,avx512dq,avx512vl,fma")))
 static void forward_avx512(const kiln_dw_shape *s, const float *x, const float *w, float *out, float *scratch, int fresh) {
-    long pwidth = s->w + 2 * s->pw, pheight = s->h + 2 * s->ph;
     long rowStep, tapRow, parityStep;
-    if (s->sw == 1) {
-        pad_plane(s, x, scratch, fresh);
-        rowStep = s->sh * pwidth; tapRow = s->dh * pwidth; parityStep = 0;
-    } else if (s->sw == 2) {
-        long pitch = (pwidth + 1) / 2;
-        pad_plane_split(s, x, scratch, fresh);
-        rowStep = s->sh * pitch; tapRow = s->dh * pitch; parityStep = pheight * pitch;
-    } else {
-        pad_plane(s, x, scratch, fresh);
-        forward_generic(s, scratch, w, out);
-        return;
-    }
+    if (!pad_for_vectors(s, x, w, out, scratch, fresh, &rowStep, &tapRow, &parityStep)) return;
     for (long oy = 0; oy < s->oh; oy += 4) {
         long rows = s->oh - oy < 4 ? s->oh - oy : 4;
         for (long ox = 0; ox < s->ow; ox += 16) {

@@ -62,6 +62,20 @@ static int split_layout(const kiln_conv_shape *s) { return s->sw == 2 && use_avx
 /// Floats of one padded channel: the plane, or its two column-parity halves of `(pw + 1) / 2` columns.
 static long channel_floats(const kiln_conv_shape *s) { return padded_height(s) * (padded_width(s) + 1); }
 
+/// The padded layout's row pitch and parity-plane step for this path.
+static void layout_steps(const kiln_conv_shape *s, long *rowPitch, long *parityStep) {
+    long pw = padded_width(s);
+    if (split_layout(s)) { *rowPitch = (pw + 1) / 2; *parityStep = padded_height(s) * *rowPitch; }
+    else { *rowPitch = pw; *parityStep = 0; }
+}
+
+/// Block b's packed weights, and its maps (6 or 4) in `maps`.
+static const float *block_weights(const kiln_conv_shape *s, const float *packed, long b, long *maps) {
+    long first;
+    block_span(s, b, &first, maps);
+    return packed + first * s->channels * taps_of(s);
+}
+
 long kiln_conv_packed_floats(const kiln_conv_shape *s) {
     long six, four;
     block_counts(s, &six, &four);
@@ -224,13 +238,10 @@ static void tile_dispatch(const kiln_conv_shape *s, const float *wb, const float
 __attribute__((target("avx2,fma")))
 static void block_avx2(const kiln_conv_shape *s, const float *packed, long b, const float *padded, float *stage,
                        const char *ahead, long aheadBytes) {
-    long pw = padded_width(s), ph = padded_height(s), cf = channel_floats(s), plane = s->oh * s->ow;
-    long parityStep = 0, rowPitch = pw;
-    if (s->sw == 2) { rowPitch = (pw + 1) / 2; parityStep = ph * rowPitch; }
+    long cf = channel_floats(s), plane = s->oh * s->ow, rowPitch, parityStep, maps;
+    layout_steps(s, &rowPitch, &parityStep);
     long tapRow = s->dh * rowPitch;
-    long firstMap, maps;
-    block_span(s, b, &firstMap, &maps);
-    const float *wb = packed + firstMap * s->channels * taps_of(s);
+    const float *wb = block_weights(s, packed, b, &maps);
     const float *first[2];
     float *out[2];
     long count[2], n = 0;
@@ -316,13 +327,10 @@ static void tile512_dispatch(const kiln_conv_shape *s, const float *wb, const fl
 __attribute__((target("avx512f,avx512dq,avx512vl,fma")))
 static void block_avx512(const kiln_conv_shape *s, const float *packed, long b, const float *padded, float *stage,
                          const char *ahead, long aheadBytes) {
-    long pw = padded_width(s), ph = padded_height(s), cf = channel_floats(s), plane = s->oh * s->ow;
-    long parityStep = 0, rowPitch = pw;
-    if (s->sw == 2) { rowPitch = (pw + 1) / 2; parityStep = ph * rowPitch; }
+    long cf = channel_floats(s), plane = s->oh * s->ow, rowPitch, parityStep, maps;
+    layout_steps(s, &rowPitch, &parityStep);
     long tapRow = s->dh * rowPitch, rowStep = s->sh * rowPitch;
-    long firstMap, maps;
-    block_span(s, b, &firstMap, &maps);
-    const float *wb = packed + firstMap * s->channels * taps_of(s);
+    const float *wb = block_weights(s, packed, b, &maps);
     int pair = s->ow == 8;
     const float *first[4];
     float *out[4];
@@ -385,13 +393,6 @@ static long tap_offset(const kiln_conv_shape *s, long q, long rowPitch, long par
     long taps = taps_of(s), c = q / taps, t = q % taps, kh = t / s->kw, kw = t % s->kw;
     long col = kw * s->dw;
     return c * cf + kh * s->dh * rowPitch + (parityStep ? (col & 1) * parityStep + (col >> 1) : col);
-}
-
-/// The padded layout's row pitch and parity-plane step for this path.
-static void layout_steps(const kiln_conv_shape *s, long *rowPitch, long *parityStep) {
-    long pw = padded_width(s);
-    if (split_layout(s)) { *rowPitch = (pw + 1) / 2; *parityStep = padded_height(s) * *rowPitch; }
-    else { *rowPitch = pw; *parityStep = 0; }
 }
 
 static void wgrad_generic(const kiln_conv_shape *s, const float *padded, long sampleStride, long samples, const float *dy,
