@@ -246,9 +246,13 @@ package final class ConvolutionEngine {
         }
     }
 
+    /// Samples of a chunk: enough for `targetColumns`, but never more than half the batch, so that two threads
+    /// always have a chunk each (ResNet-18's 2x2 planes at batch 64 had made one chunk of the whole batch, which
+    /// ran on one thread: its last stage took the same time on 2 threads as on 1). The rule does not read the
+    /// thread count, so a plan's values do not depend on it.
     static func chunk(_ g: ConvGeometry) -> Int {
         let cols = max(g.col.reduce(1, *), 1)
-        return max(1, min(g.batch, (targetColumns + cols - 1) / cols))
+        return max(1, min((g.batch + 1) / 2, (targetColumns + cols - 1) / cols))
     }
 
     /// Workspace: the columns of one chunk of samples and one group, plus one group's output rows for the
