@@ -1,8 +1,9 @@
 #ifndef CKILNKERNELS_DISPATCH_H
 #define CKILNKERNELS_DISPATCH_H
 
-/// Whether Kiln's C kernels run their AVX2+FMA path: the register tiles' choice (automatic or forced), so that
-/// one choice and one forced path cover every kernel of this target.
+/// The level Kiln's C kernels run (0 generic, 1 AVX2+FMA, 2 AVX-512) and whether it is at least AVX2: one choice
+/// (automatic, capped by KILN_KERNEL_PATH, or forced by tests) covers every kernel of this target.
+int kiln_tiles_level(void);
 int kiln_tiles_use_avx2(void);
 
 #if defined(__x86_64__)
