@@ -530,12 +530,15 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void tile_avx512_v
             acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], b1, x);
         }
     }
-    int32_t tile[TILE_ROWS * 32];
+    // Straight to C through masks (a copy through a stack tile, a library call a row, had cost a fifth of the
+    // tile's time on ResNet-20's first stage, whose k is 144).
+    const __mmask16 m0 = cols >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << cols) - 1u);
+    const __mmask16 m1 = cols >= 32 ? (__mmask16)0xffff : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1u) : 0;
     for (long r = 0; r < TILE_ROWS; r++) {
-        _mm512_storeu_si512((void *)(tile + r * 32), acc[r][0]);
-        _mm512_storeu_si512((void *)(tile + r * 32 + 16), acc[r][1]);
+        if (r >= rows) break;
+        _mm512_mask_storeu_epi32(c + r * ldc, m0, acc[r][0]);
+        _mm512_mask_storeu_epi32(c + r * ldc + 16, m1, acc[r][1]);
     }
-    store_tile(tile, rows, cols, 32, c, ldc);
 }
 #endif
 
