@@ -183,26 +183,33 @@ struct DirectConvolution {
                 // output planes and the residual the epilogue then touches as well measured slower: 1.03-1.07.)
                 let from = sampleFloats * (b - first) / (last - first), to = sampleFloats * (b - first + 1) / (last - first)
                 kiln_conv_block(&s, packed, b, padded, stage, next.map { UnsafeRawPointer($0 + from) }, (to - from) * 4)
-                for j in 0..<count {
-                    let m = firstMap + j
-                    let offset = (n * d.maps + m) * d.planeOut
-                    let src = stage + j * d.planeOut, dst = col + offset
-                    let v = bias.map { $0[m] } ?? 0
-                    if let epilogue, let pool = epilogue.pool {
-                        // The plane is finished: its epilogue in place, then pooled into the output.
-                        epilogue.apply(map: m, src, src, plus: v, d.planeOut, offset: offset)
-                        let pooled = col + (n * d.maps + m) * pool.outPlane
-                        pool(src, pooled)
-                        epilogue.pooledActivation.apply(pooled, pool.outPlane)
-                    } else if let epilogue, outputPlanes != nil || epilogue.residualPlanes != nil {
-                        epilogue.applyPlane(map: m, plane: n * d.maps + m, src, plus: v, rows: s.oh, width: s.ow, col: col,
-                                            outputPlanes: outputPlanes)
-                    } else if let epilogue {
-                        epilogue.apply(map: m, src, dst, plus: v, d.planeOut, offset: offset)
-                    } else if accumulate {
-                        ShortRows.add(dst, src, plus: v, d.planeOut)
-                    } else {
-                        ShortRows.copy(dst, src, plus: v, d.planeOut)
+                // The epilogue unwrapped once a block: unwrapping it for each map copied it through the stack (4.7%
+                // of ResNet-20 inference in this function, by perf).
+                if let epilogue {
+                    for j in 0..<count {
+                        let m = firstMap + j
+                        let offset = (n * d.maps + m) * d.planeOut
+                        let src = stage + j * d.planeOut, dst = col + offset
+                        let v = bias.map { $0[m] } ?? 0
+                        if let pool = epilogue.pool {
+                            // The plane is finished: its epilogue in place, then pooled into the output.
+                            epilogue.apply(map: m, src, src, plus: v, d.planeOut, offset: offset)
+                            let pooled = col + (n * d.maps + m) * pool.outPlane
+                            pool(src, pooled)
+                            epilogue.pooledActivation.apply(pooled, pool.outPlane)
+                        } else if outputPlanes != nil || epilogue.residualPlanes != nil {
+                            epilogue.applyPlane(map: m, plane: n * d.maps + m, src, plus: v, rows: s.oh, width: s.ow,
+                                                col: col, outputPlanes: outputPlanes)
+                        } else {
+                            epilogue.apply(map: m, src, dst, plus: v, d.planeOut, offset: offset)
+                        }
+                    }
+                } else {
+                    for j in 0..<count {
+                        let m = firstMap + j
+                        let dst = col + (n * d.maps + m) * d.planeOut, src = stage + j * d.planeOut
+                        let v = bias.map { $0[m] } ?? 0
+                        if accumulate { ShortRows.add(dst, src, plus: v, d.planeOut) } else { ShortRows.copy(dst, src, plus: v, d.planeOut) }
                     }
                 }
             }
