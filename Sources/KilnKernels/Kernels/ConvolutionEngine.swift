@@ -249,7 +249,8 @@ package final class ConvolutionEngine {
     /// Samples of a chunk: enough for `targetColumns`, but never more than half the batch, so that two threads
     /// always have a chunk each (ResNet-18's 2x2 planes at batch 64 had made one chunk of the whole batch, which
     /// ran on one thread: its last stage took the same time on 2 threads as on 1). The rule does not read the
-    /// thread count, so a plan's values do not depend on it.
+    /// thread count, so the chunks are the same for any; the weight gradient's sums still round by how many
+    /// threads share the chunks (`backwardWeight`).
     static func chunk(_ g: ConvGeometry) -> Int {
         let cols = max(g.col.reduce(1, *), 1)
         return max(1, min((g.batch + 1) / 2, (targetColumns + cols - 1) / cols))
@@ -463,7 +464,7 @@ package final class ConvolutionEngine {
 
     /// The parts' transposed sums (`kk x mg` per group, part by part) added into dW (`mg x kk`), `rows` maps at a
     /// time and 64 taps a tile, so that reads and writes both run along cache lines (a loop over whole rows had
-    /// read each element from its own line: 22 ms a layer for ResNet-18's 512 x 4608 weights, on one thread).
+    /// read each element from its own line: about 10 ms a layer for ResNet-18's 512 x 4608 weights, on one thread).
     /// Each element's sum keeps its order: dW's old value or 0, then part 0, part 1, ...
     private struct TransposedSum: ParallelItem {
         static let rows = 16
